@@ -1,0 +1,62 @@
+"""The driver contract: what every device driver offers the supervisor.
+
+A driver *has* a transport (a serial port, an MQTT subscription) and a sans-I/O codec. `run`
+streams samples into a sink until it is cancelled, or raises `DeviceError` when the device is
+lost. A driver never loops to reconnect: the supervisor owns reconnection (style-study P9).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from monitor.vocabulary import Sample
+
+__all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink"]
+
+
+class DeviceError(Exception):
+    """The device or its transport is gone; the supervisor decides what happens next."""
+
+
+class SampleSink(Protocol):
+    """Where a driver delivers samples. `put` never blocks (bounded, drop-oldest, counted)."""
+
+    def put(self, sample: Sample) -> None:
+        """Hand over one sample."""
+
+
+@dataclass
+class DriverStats:
+    """Counters a driver keeps about its stream; exported as metrics."""
+
+    frames: int = 0
+    samples: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count `n` frames (or messages) dropped for `reason`."""
+        self.dropped[reason] += n
+
+
+class Driver(Protocol):
+    """A running connection to one device."""
+
+    @property
+    def device_id(self) -> str:
+        """The configured device id."""
+        ...
+
+    @property
+    def stats(self) -> DriverStats:
+        """Frame, sample and drop counters, kept across reconnects."""
+        ...
+
+    async def run(self, sink: SampleSink) -> None:
+        """Connect, then stream samples into `sink` until cancelled.
+
+        Raises:
+            DeviceError: the connection was lost or could not be made.
+        """
+        ...

@@ -1,0 +1,109 @@
+"""`vigil`: the command line (ARCHITECTURE.md "CLI").
+
+Each subcommand lives in its own module and is imported only when used, so `vigil replay` does not
+pay for the MQTT stack and a broken optional extra breaks only its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+# subcommand -> "module:function"; the function takes the parsed namespace and returns the
+# exit status.
+_HANDLERS: dict[str, str] = {
+    "run": "monitor.daemon:run_main",
+    "demo": "monitor.demo:demo_main",
+    "simulate": "simulators.cli:simulate_main",
+    "replay": "alarms.replay:replay_main",
+    "check-config": "monitor.check_config:check_config_main",
+}
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description=(
+            "Vigil: bedside vital-signs monitoring for IV ketamine sessions. "
+            "Decision support only, not a certified medical device."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the bedside daemon")
+    p.add_argument("--config", required=True, type=Path, help="bed config (TOML)")
+
+    p = sub.add_parser(
+        "demo", help="a simulated infusion session end to end on an embedded broker"
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="simulated seconds per real second (default: fits the session in under a minute)",
+    )
+    p.add_argument(
+        "--scenario", default="hypertensive-surge", help="scenario to simulate (default: %(default)s)"
+    )
+
+    p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
+    p.add_argument("device", help="device to simulate, e.g. mqtt-monitor")
+    p.add_argument("--scenario", default="normal-session", help="scenario (default: %(default)s)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--mqtt", metavar="URL", help="broker URL (MQTT monitors)")
+    target.add_argument("--serial", metavar="PORT", help="serial port (serial monitors)")
+    p.add_argument("--speed", type=_positive_float, default=1.0, help="time speed-up (default 1)")
+    p.add_argument(
+        "--anchor",
+        type=float,
+        default=None,
+        help="wall-clock epoch at which simulated time equals real time (share it with the daemon)",
+    )
+    p.add_argument("--topic", default="monitors/mon1/samples", help="sample topic (MQTT)")
+    p.add_argument("--device-id", default="mon1", help="device_id in the samples")
+    p.add_argument(
+        "--bed",
+        metavar="PREFIX",
+        default=None,
+        help="bed topic prefix (e.g. vigil/w1/b1): also send the scenario's session steps as commands",
+    )
+    p.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
+
+    p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")
+    p.add_argument("file", type=Path, help="recording CSV (t,param,value)")
+    p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
+    p.add_argument("--summary", action="store_true", help="print counts per code to stderr too")
+
+    p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
+    p.add_argument("file", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vigil` console script."""
+    args = build_parser().parse_args(argv)
+    module_name, _, func_name = _HANDLERS[args.command].partition(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(
+        importlib.import_module(module_name), func_name
+    )
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The bed configuration: TOML at the edge, typed models inside (ARCHITECTURE.md "Config file").
+
+Load with `load_settings(path)`. Environment variables `VIGIL_<SECTION>__<KEY>` override the file
+(e.g. `VIGIL_BROKER__URL`, `VIGIL_BROKER__PASSWORD`), so secrets need not live in the file. Every
+problem is reported with the file, the dotted key and the reason (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.paths import default_policy_path
+
+__all__ = [
+    "AlarmsSettings",
+    "BedSettings",
+    "BrokerSettings",
+    "ConfigError",
+    "ConfigProblem",
+    "DriverSettings",
+    "GeS5Driver",
+    "IntelliVueDriver",
+    "JournalSettings",
+    "MasimoDriver",
+    "MetricsSettings",
+    "MqttDriver",
+    "Settings",
+    "TimeoutSettings",
+    "load_settings",
+]
+
+_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _Model(BaseModel):
+    """Strict by default: an unknown key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BedSettings(_Model):
+    """Which bed this daemon watches; these names form the MQTT prefix."""
+
+    ward: Annotated[str, Field(pattern=_ID, description="ward id, used in topics")]
+    bed: Annotated[str, Field(pattern=_ID, description="bed id, used in topics")]
+
+
+class BrokerSettings(_Model):
+    """The ward MQTT broker."""
+
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://")
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    prefix: str | None = Field(
+        default=None, description="topic prefix; default vigil/<ward>/<bed>"
+    )
+    client_id: str | None = None
+    # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
+    # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
+    keepalive_s: int = Field(default=20, ge=5, le=600)
+    vitals_expiry_s: int = Field(
+        default=10, ge=1, description="MQTT 5 message expiry of vitals: stale vitals are never replayed"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("URL has no host")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return v
+
+    @property
+    def host(self) -> str:
+        """Host part of `url`."""
+        host = urlsplit(self.url).hostname
+        assert host is not None  # checked by the validator
+        return host
+
+    @property
+    def port(self) -> int:
+        """Port of `url`, 1883 (8883 for mqtts) when absent."""
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the URL asks for TLS."""
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class JournalSettings(_Model):
+    """The durable journal and outbox (SQLite)."""
+
+    path: Path = Path("/var/lib/vigil/journal.sqlite")
+
+
+class AlarmsSettings(_Model):
+    """The alarm policy file (clinical/ALARMS.md as data)."""
+
+    policy: Path = Field(default_factory=default_policy_path)
+    # Live ticks wait this long past each whole second for samples stamped just before it, so
+    # a sample in flight is not overtaken by the tick (ALARMS.md "Precise reading" 1).
+    tick_grace_s: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class MetricsSettings(_Model):
+    """The Prometheus endpoint."""
+
+    listen: str = "127.0.0.1:9464"
+    enabled: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+                raise ValueError("bad host") from None
+        return v
+
+
+class TimeoutSettings(_Model):
+    """Every wait has a timeout, and every timeout a reason."""
+
+    broker_connect_s: float = Field(
+        default=10.0, gt=0, description="TCP + CONNACK; a LAN broker answers in milliseconds"
+    )
+    publish_s: float = Field(
+        default=10.0, gt=0, description="PUBACK for a QoS 1 publish before the link counts as down"
+    )
+    shutdown_s: float = Field(
+        default=5.0, gt=0, description="time to publish `offline` and close on SIGTERM"
+    )
+    backoff_max_s: float = Field(
+        default=30.0, gt=0, description="cap of the jittered reconnect backoff"
+    )
+
+
+class _DriverBase(_Model):
+    device_id: Annotated[str, Field(pattern=_ID)]
+
+
+class MqttDriver(_DriverBase):
+    """A monitor that publishes its samples over MQTT."""
+
+    kind: Literal["mqtt"]
+    topic: str
+    format: Literal["vigil", "vscapture"] = "vigil"
+    broker_url: str | None = Field(
+        default=None, description="another broker than [broker]; default the ward broker"
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        if not v or "#" in v[:-1] or "\0" in v:
+            raise ValueError("not a valid MQTT topic filter")
+        return v
+
+
+class _SerialDriver(_DriverBase):
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
+    # A monitor silent this long is DEVICE_DISCONNECTED (protocol-specific defaults).
+    quiet_s: float | None = Field(default=None, gt=0)
+
+
+class MasimoDriver(_SerialDriver):
+    """Masimo ASCII-1 serial output (9600 8N1)."""
+
+    kind: Literal["masimo"]
+
+
+class IntelliVueDriver(_SerialDriver):
+    """Philips IntelliVue Data Export over MIB/RS232 (115200 8N1)."""
+
+    kind: Literal["intellivue"]
+
+
+class GeS5Driver(_SerialDriver):
+    """GE Datex-Ohmeda S/5 computer interface (19200 8E1, RTS/CTS)."""
+
+    kind: Literal["ge-s5"]
+
+
+DriverSettings = Annotated[
+    MqttDriver | MasimoDriver | IntelliVueDriver | GeS5Driver, Field(discriminator="kind")
+]
+
+
+class Settings(_Model):
+    """The whole bed configuration."""
+
+    bed: BedSettings
+    broker: BrokerSettings = BrokerSettings()
+    journal: JournalSettings = JournalSettings()
+    alarms: AlarmsSettings = AlarmsSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    drivers: list[DriverSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Settings:
+        seen: set[str] = set()
+        for d in self.drivers:
+            if d.device_id in seen:
+                raise ValueError(f"device_id {d.device_id!r} is used twice")
+            seen.add(d.device_id)
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """The bed's MQTT topic prefix."""
+        return self.broker.prefix or f"vigil/{self.bed.ward}/{self.bed.bed}"
+
+
+class ConfigProblem(BaseModel):
+    """One located problem in a config file."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+_ENV_PREFIX = "VIGIL_"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    """`VIGIL_BROKER__URL=...` → {"broker": {"url": ...}} (one nesting level, like the file)."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(_ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(_ENV_PREFIX) :].lower().partition("__")
+        if section in {"bed", "broker", "journal", "alarms", "metrics", "timeouts"} and key:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def _loc(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        # pydantic puts the discriminator value in the location of union members; skip it
+        if isinstance(node, dict) and item not in node and item in _DRIVER_KINDS:
+            continue
+        parts.append(item)
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+_DRIVER_KINDS = {"mqtt", "masimo", "intellivue", "ge-s5"}
+
+
+def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
+    """Validate already-parsed TOML data; raise `ConfigError` with every problem."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            reason = err["msg"]
+            if err["type"] == "extra_forbidden":
+                reason = "unknown key"
+            elif err["type"] == "union_tag_invalid":
+                reason = (
+                    f"driver kind {err.get('input')!r} does not exist "
+                    f"(known: {', '.join(sorted(_DRIVER_KINDS))})"
+                )
+            elif err["type"] == "union_tag_not_found":
+                reason = "missing key `kind`"
+            problems.append(ConfigProblem(file=file, key=_loc(err["loc"], data), reason=reason))
+        raise ConfigError(problems) from None
+    return settings
+
+
+def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings:
+    """Read, merge environment overrides into, and validate the config at `path`.
+
+    Relative paths inside the file (journal, policy) are resolved against the file's folder.
+    """
+    file = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(file=file, key="(file)", reason="no such file")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file=file, key="(file)", reason=str(exc))]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [ConfigProblem(file=file, key="(syntax)", reason=f"not valid TOML: {exc}")]
+        ) from None
+    for section, values in _env_overrides(dict(os.environ if environ is None else environ)).items():
+        node = data.setdefault(section, {})
+        if isinstance(node, dict):
+            node.update(values)
+    base = path.parent
+    for section, key in (("journal", "path"), ("alarms", "policy")):
+        node = data.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            p = Path(node[key])
+            if not p.is_absolute():
+                node[key] = str(_resolve_relative(base, p))
+    return parse_settings(data, file=file)
+
+
+def _resolve_relative(base: Path, p: Path) -> Path:
+    """A relative path in a config is relative to the config's folder, else to the CWD."""
+    candidate = base / p
+    if candidate.exists() or not Path(p).exists():
+        return candidate
+    return Path(p).resolve()

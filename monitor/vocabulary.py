@@ -1,0 +1,245 @@
+"""The fixed vocabulary of Vigil: parameters, phases, samples, alarm events.
+
+Every other module speaks these words (ARCHITECTURE.md "Data flow", clinical/ALARMS.md
+"Vocabulary"). Times are epoch seconds UTC as floats everywhere inside; conversion to ISO 8601
+with an offset happens only at the edges (`iso8601`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+__all__ = [
+    "CONTINUOUS_PARAMS",
+    "MDC_CODES",
+    "NIBP_PARAMS",
+    "PHYSIOLOGICAL_RANGE",
+    "UNITS",
+    "AlarmEvent",
+    "AlarmKind",
+    "AlarmState",
+    "Param",
+    "Phase",
+    "Priority",
+    "Sample",
+    "SessionEvent",
+    "in_range",
+    "iso8601",
+]
+
+
+class Param(StrEnum):
+    """A physiological parameter (ALARMS.md "Vocabulary")."""
+
+    HR = "HR"  # ECG heart rate, /min
+    PR = "PR"  # pulse rate from the oximeter, /min
+    SPO2 = "SPO2"  # %
+    NIBP_SYS = "NIBP_SYS"  # cuff pressure, mmHg
+    NIBP_DIA = "NIBP_DIA"
+    NIBP_MEAN = "NIBP_MEAN"
+    ABP_SYS = "ABP_SYS"  # arterial line, mmHg
+    ABP_DIA = "ABP_DIA"
+    ABP_MEAN = "ABP_MEAN"
+    RR = "RR"  # /min
+    ETCO2 = "ETCO2"  # mmHg
+
+
+NIBP_PARAMS: Final = frozenset({Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN})
+CONTINUOUS_PARAMS: Final = frozenset(set(Param) - NIBP_PARAMS)
+
+# ALARMS.md "Vocabulary": a value outside these ranges is an invalid sample, not a value.
+PHYSIOLOGICAL_RANGE: Final[dict[Param, tuple[float, float]]] = {
+    Param.HR: (20.0, 300.0),
+    Param.PR: (20.0, 300.0),
+    Param.SPO2: (50.0, 100.0),
+    Param.NIBP_SYS: (10.0, 300.0),
+    Param.NIBP_DIA: (10.0, 300.0),
+    Param.NIBP_MEAN: (10.0, 300.0),
+    Param.ABP_SYS: (10.0, 300.0),
+    Param.ABP_DIA: (10.0, 300.0),
+    Param.ABP_MEAN: (10.0, 300.0),
+    Param.RR: (0.0, 80.0),
+    Param.ETCO2: (0.0, 150.0),
+}
+
+# UCUM units, as carried in Sample JSON `unit`.
+UNITS: Final[dict[Param, str]] = {
+    Param.HR: "/min",
+    Param.PR: "/min",
+    Param.SPO2: "%",
+    Param.NIBP_SYS: "mm[Hg]",
+    Param.NIBP_DIA: "mm[Hg]",
+    Param.NIBP_MEAN: "mm[Hg]",
+    Param.ABP_SYS: "mm[Hg]",
+    Param.ABP_DIA: "mm[Hg]",
+    Param.ABP_MEAN: "mm[Hg]",
+    Param.RR: "/min",
+    Param.ETCO2: "mm[Hg]",
+}
+
+# IEEE 11073-10101 numeric codes (partition * 65536 + term), reference/ecosystem.md §1.1.
+MDC_CODES: Final[dict[Param, int]] = {
+    Param.HR: 147842,  # MDC_ECG_HEART_RATE
+    Param.PR: 149530,  # MDC_PULS_OXIM_PULS_RATE
+    Param.SPO2: 150456,  # MDC_PULS_OXIM_SAT_O2
+    Param.NIBP_SYS: 150021,  # MDC_PRESS_BLD_NONINV_SYS
+    Param.NIBP_DIA: 150022,  # MDC_PRESS_BLD_NONINV_DIA
+    Param.NIBP_MEAN: 150023,  # MDC_PRESS_BLD_NONINV_MEAN
+    Param.ABP_SYS: 150037,  # MDC_PRESS_BLD_ART_ABP_SYS
+    Param.ABP_DIA: 150038,  # MDC_PRESS_BLD_ART_ABP_DIA
+    Param.ABP_MEAN: 150039,  # MDC_PRESS_BLD_ART_ABP_MEAN
+    Param.RR: 151562,  # MDC_RESP_RATE
+    Param.ETCO2: 151708,  # MDC_AWAY_CO2_ET
+}
+
+
+def in_range(param: Param, value: float) -> bool:
+    """Whether `value` is a finite number inside the physiological range of `param`."""
+    lo, hi = PHYSIOLOGICAL_RANGE[param]
+    return math.isfinite(value) and lo <= value <= hi
+
+
+class Phase(StrEnum):
+    """Session phase (ALARMS.md "Phases")."""
+
+    NONE = "none"
+    PRE = "pre"
+    INFUSION = "infusion"
+    POST = "post"
+
+
+class SessionEvent(StrEnum):
+    """A session step as it appears in a recording (`EVENT` rows)."""
+
+    SESSION_START = "session_start"
+    INFUSION_START = "infusion_start"
+    INFUSION_STOP = "infusion_stop"
+    DISCHARGE = "discharge"
+
+
+class Priority(StrEnum):
+    """IEC 60601-1-8 alarm priority."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class AlarmKind(StrEnum):
+    """What raised the alarm."""
+
+    PHYSIOLOGICAL = "physiological"
+    TECHNICAL = "technical"
+    ADVISORY = "advisory"
+
+
+class AlarmState(StrEnum):
+    """The state an alarm event announces."""
+
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading of one parameter from one device.
+
+    `t` is epoch seconds UTC from the injectable clock. `value` is NaN when the device sent no
+    value. `valid` is the device's own verdict; a value outside the physiological range is
+    treated as invalid by the alarm core whatever the device says. `reason` says why a sample
+    is invalid when the device told us (e.g. "sensor off").
+    """
+
+    t: float
+    param: Param
+    value: float
+    valid: bool
+    device_id: str
+    unit: str | None = None
+    mdc: int | None = None
+    reason: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Valid per device and inside the physiological range: a value the policy may use."""
+        return self.valid and in_range(self.param, self.value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The Sample JSON object of ARCHITECTURE.md (NaN becomes null)."""
+        out: dict[str, Any] = {
+            "t": self.t,
+            "param": self.param.value,
+            "value": self.value if math.isfinite(self.value) else None,
+            "valid": self.valid,
+            "device_id": self.device_id,
+        }
+        if self.unit is not None:
+            out["unit"] = self.unit
+        if self.mdc is not None:
+            out["mdc"] = self.mdc
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """A state change of one alarm (ARCHITECTURE.md "Alarm event JSON").
+
+    The live fields (`bed`, `alarm_id`, `session_id`, `seq`) are added by the daemon; replay
+    leaves them unset.
+    """
+
+    t: float
+    code: str
+    priority: Priority
+    kind: AlarmKind
+    state: AlarmState
+    param: str | None
+    value: float | None
+    limit: float | None
+    phase: Phase
+    message: str
+    level: int | None = None
+    user: str | None = None
+    bed: str | None = None
+    alarm_id: str | None = None
+    session_id: str | None = None
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload object, with only the fields that are set."""
+        out: dict[str, Any] = {
+            "t": self.t,
+            "code": self.code,
+            "priority": self.priority.value,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "param": self.param,
+            "value": _json_float(self.value),
+            "limit": _json_float(self.limit),
+            "phase": self.phase.value,
+            "message": self.message,
+        }
+        for key in ("level", "user", "bed", "alarm_id", "session_id", "seq"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val
+        return out
+
+
+def _json_float(x: float | None) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def iso8601(t: float) -> str:
+    """Epoch seconds UTC as ISO 8601 with an explicit offset (the edges' format)."""
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="milliseconds")
