@@ -1,0 +1,1 @@
+"""The Vigil daemon: CLI, settings, session, journal, supervisor, publisher."""

@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the bedside daemon")
     p.add_argument("--config", required=True, type=Path, help="bed config (TOML)")
 
-    p = sub.add_parser(
-        "demo", help="a simulated infusion session end to end on an embedded broker"
-    )
+    p = sub.add_parser("demo", help="a simulated infusion session end to end on an embedded broker")
     p.add_argument(
         "--speed",
         type=_positive_float,
@@ -59,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated seconds per real second (default: fits the session in under a minute)",
     )
     p.add_argument(
-        "--scenario", default="hypertensive-surge", help="scenario to simulate (default: %(default)s)"
+        "--scenario",
+        default="hypertensive-surge",
+        help="scenario to simulate (default: %(default)s)",
     )
 
     p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bed",
         metavar="PREFIX",
         default=None,
-        help="bed topic prefix (e.g. vigil/w1/b1): also send the scenario's session steps as commands",
+        help="bed topic prefix (e.g. vigil/w1/b1): also send session steps as commands",
     )
     p.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,11 +19,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
 from monitor.paths import default_policy_path
 
 __all__ = [
@@ -70,15 +69,15 @@ class BrokerSettings(_Model):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    prefix: str | None = Field(
-        default=None, description="topic prefix; default vigil/<ward>/<bed>"
-    )
+    prefix: str | None = Field(default=None, description="topic prefix; default vigil/<ward>/<bed>")
     client_id: str | None = None
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
     keepalive_s: int = Field(default=20, ge=5, le=600)
     vitals_expiry_s: int = Field(
-        default=10, ge=1, description="MQTT 5 message expiry of vitals: stale vitals are never replayed"
+        default=10,
+        ge=1,
+        description="MQTT 5 message expiry of vitals: stale vitals are never replayed",
     )
 
     @field_validator("url")
@@ -243,25 +242,6 @@ class Settings(_Model):
         return self.broker.prefix or f"vigil/{self.bed.ward}/{self.bed.bed}"
 
 
-class ConfigProblem(BaseModel):
-    """One located problem in a config file."""
-
-    file: str
-    key: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.reason}"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` lists every reason."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
 _ENV_PREFIX = "VIGIL_"
 
 
@@ -277,44 +257,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _loc(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    parts: list[str] = []
-    node: Any = data
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            continue
-        # pydantic puts the discriminator value in the location of union members; skip it
-        if isinstance(node, dict) and item not in node and item in _DRIVER_KINDS:
-            continue
-        parts.append(item)
-        node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
-
-
-_DRIVER_KINDS = {"mqtt", "masimo", "intellivue", "ge-s5"}
+_DRIVER_KINDS = frozenset({"mqtt", "masimo", "intellivue", "ge-s5"})
 
 
 def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
     """Validate already-parsed TOML data; raise `ConfigError` with every problem."""
-    try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            reason = err["msg"]
-            if err["type"] == "extra_forbidden":
-                reason = "unknown key"
-            elif err["type"] == "union_tag_invalid":
-                reason = (
-                    f"driver kind {err.get('input')!r} does not exist "
-                    f"(known: {', '.join(sorted(_DRIVER_KINDS))})"
-                )
-            elif err["type"] == "union_tag_not_found":
-                reason = "missing key `kind`"
-            problems.append(ConfigProblem(file=file, key=_loc(err["loc"], data), reason=reason))
-        raise ConfigError(problems) from None
+    settings: Settings = validate(Settings, data, file=file, tags=_DRIVER_KINDS)
     return settings
 
 
@@ -324,16 +272,7 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
     Relative paths inside the file (journal, policy) are resolved against the file's folder.
     """
     file = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(file=file, key="(file)", reason="no such file")]) from None
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(file=file, key="(file)", reason=str(exc))]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            [ConfigProblem(file=file, key="(syntax)", reason=f"not valid TOML: {exc}")]
-        ) from None
+    data = read_toml(path)
     for section, values in _env_overrides(dict(os.environ if environ is None else environ)).items():
         node = data.setdefault(section, {})
         if isinstance(node, dict):

@@ -1,0 +1,93 @@
+"""Reading TOML files into pydantic models with located errors (file, dotted key, reason)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["ConfigError", "ConfigProblem", "problems_from", "read_toml"]
+
+
+class ConfigProblem(BaseModel):
+    """One located problem in a config file."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """A configuration cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse `path` as TOML, or raise `ConfigError` saying why not."""
+    file = str(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(file=file, key="(file)", reason="no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(file=file, key="(file)", reason=str(exc))]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [ConfigProblem(file=file, key="(syntax)", reason=f"not valid TOML: {exc}")]
+        ) from None
+
+
+def _dotted(loc: tuple[int | str, ...], data: Any, tags: frozenset[str]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+            continue
+        # pydantic puts a discriminated union's tag in the location; it is not a key
+        if item in tags and not (isinstance(node, dict) and item in node):
+            continue
+        parts.append(item)
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def problems_from(
+    exc: ValidationError, data: Any, *, file: str, tags: frozenset[str] = frozenset()
+) -> list[ConfigProblem]:
+    """Turn pydantic's errors into located, readable problems.
+
+    `tags` are the discriminator values of tagged unions, left out of key paths.
+    """
+    problems = []
+    for err in exc.errors():
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            reason = f"{err.get('input')!r} does not exist (known: {', '.join(sorted(tags))})"
+        elif err["type"] == "union_tag_not_found":
+            reason = "missing key `kind`"
+        problems.append(
+            ConfigProblem(file=file, key=_dotted(err["loc"], data, tags), reason=reason)
+        )
+    return problems
+
+
+def validate(
+    model: type[BaseModel], data: Any, *, file: str, tags: frozenset[str] = frozenset()
+) -> Any:
+    """`model.model_validate(data)`, raising `ConfigError` with every located problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, data, file=file, tags=tags)) from None
