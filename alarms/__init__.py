@@ -1,0 +1,1 @@
+"""The numpy alarm core: policy, engine, replay (clinical/ALARMS.md)."""

@@ -1,0 +1,858 @@
+"""The alarm engine: clinical/ALARMS.md applied to an ordered stream of rows and ticks.
+
+One engine watches one bed. It is pure: the same rows give the same events, whether they come
+live from the drivers or from `vigil replay`. Feed it rows in time order with `row(...)` (each row
+first runs the 1 s ticks due at or before its time, Reading 1), call `tick(now)` while live, and
+`flush()` when a recording ends. Nothing here reads a clock or does I/O.
+
+Vocabulary of this module:
+- a *row* is one sample (`Param`) or one session step (`SessionEvent`) at time `t`;
+- a *moment* is a row or a tick; timed alarms are checked after every moment (Reading 2);
+- a *signal* is what a continuous rule watches: a continuous `Param`, or `HRE` (Reading 5).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+from alarms.policy import (
+    OPS,
+    ContinuousRule,
+    DeterminationClause,
+    DeterminationRule,
+    NoDataRule,
+    Policy,
+)
+from monitor.vocabulary import (
+    AlarmEvent,
+    AlarmKind,
+    AlarmState,
+    Param,
+    Phase,
+    Priority,
+    SessionEvent,
+    in_range,
+)
+
+__all__ = ["ActiveAlarm", "AlarmEngine", "Baseline"]
+
+HRE = "HRE"
+
+
+def fmt(x: float) -> str:
+    """A number as people read it: `172`, `93.5`."""
+    return f"{x:g}" if math.isfinite(x) else "-"
+
+
+@dataclass
+class ActiveAlarm:
+    """An alarm that is active (or acknowledged but not yet cleared)."""
+
+    code: str
+    priority: Priority
+    kind: AlarmKind
+    activated_t: float
+    param: str | None
+    value: float | None
+    limit: float | None
+    latching: bool
+    acknowledged: bool = False
+    level: int = 0
+    # Would a non-latching twin still be active? Decides whether an acknowledged latched alarm
+    # clears at once or waits for its condition to end ("Alarm system behaviour").
+    condition: bool = True
+    signal: str | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Baseline taken at infusion start (ALARMS.md "Baseline"); None where it cannot be had."""
+
+    t: float
+    sys0: float | None
+    dia0: float | None
+    hr0: float | None
+    spo2_0: float | None
+    pre_determinations: int
+
+
+@dataclass
+class _Run:
+    """Run state of one continuous rule ("Run semantics")."""
+
+    hold_start: float | None = None
+    off_start: float | None = None
+
+
+@dataclass
+class _Determination:
+    t: float
+    sys: float
+    dia: float
+    phase: Phase
+
+
+@dataclass
+class _Session:
+    start: float
+    phase_start: float
+    determinations: list[_Determination] = field(default_factory=list)
+    baseline: Baseline | None = None
+    stop_t: float | None = None
+    discharge_checked: bool = False
+
+
+def _median(values: list[float]) -> float | None:
+    # Reading 8: an even count takes the mean of the two middle values (statistics.median does).
+    return statistics.median(values) if values else None
+
+
+class AlarmEngine:
+    """ALARMS.md for one bed, one moment at a time."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        g = policy.general
+        self._gap = g.run_gap_s
+        self._clear_after = g.clear_after_s
+        self._hold = g.hr_hold_s
+        self.phase = Phase.NONE
+        self.session: _Session | None = None
+        self.active: dict[str, ActiveAlarm] = {}
+        self._order = {code: i for i, code in enumerate(policy.codes())}
+        self._now = -math.inf
+        self._runs = {r.code: _Run() for r in policy.continuous}
+        self._signal_last_t: dict[str, float] = {}
+        self._latest: dict[str, float] = {}  # latest valid value per signal / param
+        self._last_valid_hr: tuple[float, float] | None = None
+        self._last_valid_t: dict[Param, float] = {}
+        self._last_hre_src = Param.HR
+        # valid HRE and SpO2 samples for the baseline and surge windows (Reading 8)
+        keep = max(
+            [policy.baseline.window_s]
+            + [c.hre_window_s for r in policy.determination for c in r.when if c.hre_ratio]
+        )
+        self._keep_s = keep + 1.0
+        self._hre_hist: deque[tuple[float, float]] = deque()
+        self._spo2_hist: deque[tuple[float, float]] = deque()
+        self._pending_nibp: dict[Param, float] = {}
+        self._pending_nibp_t: float | None = None
+        self._signals = sorted({r.signal for r in policy.continuous})
+
+    # ------------------------------------------------------------------ public interface
+
+    @property
+    def now(self) -> float:
+        """Time of the last moment processed."""
+        return self._now
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """The current session's baseline, once the infusion started."""
+        return self.session.baseline if self.session else None
+
+    def row(
+        self, t: float, what: Param | SessionEvent, value: float, *, valid: bool = True
+    ) -> list[AlarmEvent]:
+        """Process one row (after the ticks due at or before `t`); return the events it caused.
+
+        `value` is NaN for a missing value; `valid` is the device's verdict (the physiological
+        range is checked here). Rows must come in time order.
+        """
+        out: list[AlarmEvent] = []
+        if self._pending_nibp_t is not None and (
+            t != self._pending_nibp_t or not isinstance(what, Param) or what not in _NIBP
+        ):
+            self._close_determination(out)
+        self._ticks_until(t, out)
+        self._now = max(self._now, t)
+        if isinstance(what, SessionEvent):
+            self._session_event(t, what, out)
+        elif what in _NIBP:
+            self._pending_nibp_t = t
+            self._pending_nibp[what] = value if valid and in_range(what, value) else math.nan
+            if len(self._pending_nibp) == len(_NIBP):
+                self._close_determination(out)
+            return out
+        else:
+            self._sample(t, what, value, ok=valid and in_range(what, value), out=out)
+        self._timed(out)
+        return out
+
+    def tick(self, now: float) -> list[AlarmEvent]:
+        """Run the 1 s ticks due up to `now` (live mode); return their events."""
+        out: list[AlarmEvent] = []
+        if self._pending_nibp_t is not None and now > self._pending_nibp_t:
+            self._close_determination(out)
+        self._ticks_until(now, out)
+        return out
+
+    def flush(self) -> list[AlarmEvent]:
+        """Close a determination still waiting for rows (end of a recording)."""
+        out: list[AlarmEvent] = []
+        if self._pending_nibp_t is not None:
+            self._close_determination(out)
+        return out
+
+    def acknowledge(self, code: str, t: float, user: str | None = None) -> list[AlarmEvent]:
+        """Acknowledge an active alarm ("Alarm system behaviour").
+
+        A latched alarm whose condition has ended clears at once; otherwise the alarm stays,
+        silenced, until it clears. Acknowledging twice, or an alarm that is not active, changes
+        nothing and returns no event.
+        """
+        alarm = self.active.get(code)
+        if alarm is None or alarm.acknowledged:
+            return []
+        alarm.acknowledged = True
+        t = max(t, self._now)
+        out = [
+            self._event(
+                alarm, AlarmState.ACKNOWLEDGED, t, message=f"{code} acknowledged", user=user
+            )
+        ]
+        if alarm.latching and not alarm.condition:
+            out.append(
+                self._clear(code, t, message=f"{code} acknowledged after its condition ended")
+            )
+        return out
+
+    # ------------------------------------------------------------------ time
+
+    def _next_due(self) -> float:
+        """The earliest time a timed alarm could become due, or inf."""
+        due = math.inf
+        session = self.session
+        if session is not None:
+            for rule in self.policy.no_data:
+                if self.phase in rule.phases and rule.code not in self.active:
+                    due = min(due, self._no_data_ref(rule, session) + rule.after_s)
+            od = self.policy.nibp_overdue
+            if od is not None and od.code not in self.active and self.phase in _OVERDUE_PHASES:
+                due = min(due, self._overdue_ref(session) + self._overdue_limit())
+            dc = self.policy.discharge
+            if (
+                dc is not None
+                and self.phase is Phase.POST
+                and not session.discharge_checked
+                and session.stop_t is not None
+            ):
+                due = min(due, session.stop_t + dc.after_stop_s)
+        g = self.policy.general
+        for alarm in self.active.values():
+            if (
+                alarm.priority is Priority.HIGH
+                and not alarm.acknowledged
+                and alarm.level < g.escalation_levels
+            ):
+                due = min(due, alarm.activated_t + (alarm.level + 1) * g.escalation_interval_s)
+        return due
+
+    def _ticks_until(self, t: float, out: list[AlarmEvent]) -> None:
+        """Process the ticks at whole seconds up to and including `t` where something is due.
+
+        Everything due at or before the last moment was handled there, so the next tick that can
+        change anything is the first whole second after that moment and at or after the next
+        deadline; the ticks in between change nothing and are skipped, not simulated.
+        """
+        while True:
+            due = self._next_due()
+            if not math.isfinite(due):
+                return
+            tick = math.ceil(due)
+            if math.isfinite(self._now):
+                tick = max(tick, math.floor(self._now) + 1)
+            if tick > t:
+                return
+            self._now = float(tick)
+            self._timed(out)
+
+    # ------------------------------------------------------------------ samples
+
+    def _sample(
+        self, t: float, param: Param, value: float, *, ok: bool, out: list[AlarmEvent]
+    ) -> None:
+        if ok:
+            self._last_valid_t[param] = t
+            self._latest[param] = value
+            for rule in self.policy.no_data:
+                if param in rule.params and rule.code in self.active:
+                    out.append(
+                        self._clear(
+                            rule.code, t, value=0.0, message=f"{_params_text(rule)} data back"
+                        )
+                    )
+        if param is Param.SPO2 and ok:
+            self._spo2_hist.append((t, value))
+            _prune(self._spo2_hist, t - self._keep_s)
+        if param in (Param.HR, Param.PR):
+            hre, hre_ok, src = self._hre(t, param, value, ok=ok)
+            if hre_ok:
+                self._latest[HRE] = hre
+                self._last_hre_src = src
+                self._hre_hist.append((t, hre))
+                _prune(self._hre_hist, t - self._keep_s)
+            self._signal(HRE, t, hre, ok=hre_ok, src=src, out=out)
+        if param.value in self._signals:
+            self._signal(param.value, t, value, ok=ok, src=param, out=out)
+
+    def _hre(self, t: float, param: Param, value: float, *, ok: bool) -> tuple[float, bool, Param]:
+        """Effective heart rate at an HR or PR row (Reading 5)."""
+        if param is Param.HR and ok:
+            self._last_valid_hr = (t, value)
+        last = self._last_valid_hr
+        if last is not None and t - last[0] <= self._hold:
+            return last[1], True, Param.HR
+        return value, ok, param
+
+    def _signal(
+        self, signal: str, t: float, value: float, *, ok: bool, src: Param, out: list[AlarmEvent]
+    ) -> None:
+        """Advance every continuous rule watching `signal` by one sample ("Run semantics")."""
+        last_t = self._signal_last_t.get(signal)
+        broken = last_t is not None and t - last_t > self._gap
+        self._signal_last_t[signal] = t
+        for rule in self.policy.continuous:
+            if rule.signal != signal:
+                continue
+            run = self._runs[rule.code]
+            holds = ok and OPS[rule.op](value, rule.limit)
+            if holds:
+                run.off_start = None
+                if run.hold_start is None or broken:
+                    run.hold_start = t
+            elif ok:
+                run.hold_start = None
+                if run.off_start is None or broken:
+                    run.off_start = t
+            else:
+                # an invalid sample breaks both kinds of run
+                run.hold_start = run.off_start = None
+            due_on = run.hold_start is not None and t - run.hold_start >= rule.delay_s
+            due_off = run.off_start is not None and t - run.off_start >= self._clear_after
+            self._continuous_transition(
+                rule, t, value, src, due_on=due_on, due_off=due_off, out=out
+            )
+
+    def _continuous_transition(
+        self,
+        rule: ContinuousRule,
+        t: float,
+        value: float,
+        src: Param,
+        *,
+        due_on: bool,
+        due_off: bool,
+        out: list[AlarmEvent],
+    ) -> None:
+        alarm = self.active.get(rule.code)
+        name = (
+            f"HRE {fmt(value)} (from {src})"
+            if rule.signal == HRE
+            else f"{rule.signal} {fmt(value)}"
+        )
+        if alarm is None:
+            if due_on and self.phase in rule.phases:
+                alarm = ActiveAlarm(
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=rule.kind,
+                    activated_t=t,
+                    param=src.value,
+                    value=value,
+                    limit=rule.limit,
+                    latching=rule.latching,
+                    signal=rule.signal,
+                )
+                self.active[rule.code] = alarm
+                out.append(
+                    self._event(
+                        alarm, AlarmState.ACTIVE, t, message=f"{name} for {fmt(rule.delay_s)} s"
+                    )
+                )
+            return
+        if due_on:
+            alarm.condition = True
+        elif due_off:
+            alarm.condition = False
+            if not alarm.latching or alarm.acknowledged:
+                out.append(
+                    self._clear(
+                        rule.code,
+                        t,
+                        param=src.value,
+                        value=value,
+                        message=f"{name} back for {fmt(self._clear_after)} s",
+                    )
+                )
+
+    # ------------------------------------------------------------------ determinations
+
+    def _close_determination(self, out: list[AlarmEvent]) -> None:
+        t = self._pending_nibp_t
+        assert t is not None
+        sys_ = self._pending_nibp.get(Param.NIBP_SYS, math.nan)
+        dia = self._pending_nibp.get(Param.NIBP_DIA, math.nan)
+        self._pending_nibp = {}
+        self._pending_nibp_t = None
+        # Reading 6: it counts only if both SYS and DIA are valid (MEAN is not used).
+        if math.isfinite(sys_) and math.isfinite(dia):
+            self._determination(t, sys_, dia, out)
+        self._timed(out)
+
+    def _determination(self, t: float, sys_: float, dia: float, out: list[AlarmEvent]) -> None:
+        session = self.session
+        self._latest[Param.NIBP_SYS.value] = sys_
+        self._latest[Param.NIBP_DIA.value] = dia
+        if session is None:
+            return
+        prev = session.determinations[-1] if session.determinations else None
+        det = _Determination(t, sys_, dia, self.phase)
+        session.determinations.append(det)
+        od = self.policy.nibp_overdue
+        if od is not None and od.code in self.active:
+            out.append(self._clear(od.code, t, value=0.0, message="NIBP determination received"))
+        bl = self.policy.baseline
+        if bl.code in self.active:
+            out.append(self._clear(bl.code, t, message="NIBP determination received"))
+        for rule in self.policy.determination:
+            if self.phase in rule.phases:
+                self._determination_rule(rule, det, prev, session, out)
+        dc = self.policy.discharge
+        if dc is not None and self.phase is Phase.POST and session.discharge_checked:
+            self._discharge_check(t, out)
+
+    def _determination_rule(
+        self,
+        rule: DeterminationRule,
+        det: _Determination,
+        prev: _Determination | None,
+        session: _Session,
+        out: list[AlarmEvent],
+    ) -> None:
+        hit: tuple[DeterminationClause, str, float, float, float | None] | None = None
+        for clause in rule.when:
+            hit = self._clause(clause, rule, det, prev, session)
+            if hit is not None:
+                break
+        alarm = self.active.get(rule.code)
+        if hit is not None:
+            clause, param, value, limit, median = hit
+            if alarm is None:
+                alarm = ActiveAlarm(
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=rule.kind,
+                    activated_t=det.t,
+                    param=param,
+                    value=value,
+                    limit=limit,
+                    latching=rule.latching,
+                )
+                self.active[rule.code] = alarm
+                out.append(
+                    self._event(
+                        alarm,
+                        AlarmState.ACTIVE,
+                        det.t,
+                        message=_bp_message(clause, det, param, median),
+                    )
+                )
+            else:
+                alarm.condition = True
+            return
+        if alarm is None:
+            return
+        alarm.condition = False
+        if not alarm.latching or alarm.acknowledged:
+            reading = det.sys if alarm.param == Param.NIBP_SYS else det.dia
+            median = None
+            for clause in rule.when:
+                if clause.hre_ratio is not None:
+                    median = self._hre_median(det.t, clause.hre_window_s)
+            text = f"NIBP {'SYS' if alarm.param == Param.NIBP_SYS else 'DIA'} {fmt(reading)}"
+            if median is not None:
+                text += f", median HRE {fmt(rule.when[0].hre_window_s)} s {fmt(median)}"
+            out.append(self._clear(rule.code, det.t, value=reading, message=text))
+
+    def _clause(
+        self,
+        clause: DeterminationClause,
+        rule: DeterminationRule,
+        det: _Determination,
+        prev: _Determination | None,
+        session: _Session,
+    ) -> tuple[DeterminationClause, str, float, float, float | None] | None:
+        """(clause, param, value, limit, median HRE) if `clause` holds at `det`, else None."""
+        sys_thr, dia_thr = clause.sys, clause.dia
+        if clause.relative:
+            bl = session.baseline
+            if bl is None or bl.sys0 is None or bl.dia0 is None:
+                return None  # Reading 9: relative rules are off without SYS0/DIA0
+            sys_thr = clause.sys_ratio * bl.sys0 if clause.sys_ratio is not None else None
+            dia_thr = clause.dia_ratio * bl.dia0 if clause.dia_ratio is not None else None
+
+        def crossed(d: _Determination) -> tuple[str, float, float] | None:
+            if sys_thr is not None and d.sys >= sys_thr:
+                return Param.NIBP_SYS.value, d.sys, sys_thr
+            if dia_thr is not None and d.dia >= dia_thr:
+                return Param.NIBP_DIA.value, d.dia, dia_thr
+            return None
+
+        now_hit = crossed(det)
+        if now_hit is None:
+            return None
+        # Reading 7: the previous valid determination, itself taken in one of the rule's phases
+        if clause.consecutive == 2 and (
+            prev is None or prev.phase not in rule.phases or crossed(prev) is None
+        ):
+            return None
+        median = None
+        if clause.hre_ratio is not None:
+            bl = session.baseline
+            median = self._hre_median(det.t, clause.hre_window_s)
+            if bl is None or bl.hr0 is None or median is None or median < clause.hre_ratio * bl.hr0:
+                return None
+        return clause, now_hit[0], now_hit[1], now_hit[2], median
+
+    def _hre_median(self, t: float, window_s: float) -> float | None:
+        # Reading 8: the window is inclusive, t - window <= ts <= t
+        return _median([v for ts, v in self._hre_hist if t - window_s <= ts <= t])
+
+    # ------------------------------------------------------------------ session steps
+
+    def _session_event(self, t: float, event: SessionEvent, out: list[AlarmEvent]) -> None:
+        # Reading 14: session events apply literally, whatever the current phase.
+        if event is SessionEvent.SESSION_START:
+            self.session = _Session(start=t, phase_start=t)
+            self._set_phase(Phase.PRE, t, out)
+        elif event is SessionEvent.INFUSION_START:
+            if self.session is None:
+                self.session = _Session(start=t, phase_start=t)
+            self.session.baseline = self._take_baseline(t, self.session)
+            self.session.phase_start = t
+            self._set_phase(Phase.INFUSION, t, out)
+            bl = self.session.baseline
+            rule = self.policy.baseline
+            if bl.pre_determinations < rule.min_determinations:
+                alarm = ActiveAlarm(
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=AlarmKind.ADVISORY,
+                    activated_t=t,
+                    param=Param.NIBP_SYS.value,
+                    value=float(bl.pre_determinations),
+                    limit=float(rule.min_determinations),
+                    latching=False,
+                )
+                self.active[rule.code] = alarm
+                out.append(
+                    self._event(
+                        alarm,
+                        AlarmState.ACTIVE,
+                        t,
+                        message=f"only {bl.pre_determinations} pre determinations at infusion "
+                        "start",
+                    )
+                )
+        elif event is SessionEvent.INFUSION_STOP:
+            if self.session is None:
+                self.session = _Session(start=t, phase_start=t)
+            self.session.phase_start = t
+            self.session.stop_t = t
+            self.session.discharge_checked = False
+            self._set_phase(Phase.POST, t, out)
+            # Reading 10: the post clock restarts at infusion stop
+            od = self.policy.nibp_overdue
+            if od is not None and od.code in self.active:
+                out.append(
+                    self._clear(
+                        od.code, t, value=0.0, message="infusion stopped: NIBP clock restarts"
+                    )
+                )
+        elif event is SessionEvent.DISCHARGE:
+            self._set_phase(Phase.NONE, t, out)
+            self.session = None
+
+    def _set_phase(self, phase: Phase, t: float, out: list[AlarmEvent]) -> None:
+        """Change phase; clear every active alarm whose phase set excludes the new one."""
+        self.phase = phase
+        for code in sorted(self.active, key=self._order.__getitem__):
+            if phase not in self._phases_of(code):
+                out.append(self._clear(code, t, message=f"phase {phase}: {code} does not apply"))
+
+    def _phases_of(self, code: str) -> frozenset[Phase]:
+        rules: list[ContinuousRule | DeterminationRule | NoDataRule] = [
+            *self.policy.continuous,
+            *self.policy.determination,
+            *self.policy.no_data,
+        ]
+        for rule in rules:
+            if rule.code == code:
+                return rule.phases
+        if code == self.policy.baseline.code:
+            return frozenset({Phase.INFUSION})
+        if self.policy.discharge is not None and code == self.policy.discharge.code:
+            return frozenset({Phase.POST})
+        return _OVERDUE_PHASES
+
+    def _take_baseline(self, t: float, session: _Session) -> Baseline:
+        pre = [d for d in session.determinations if d.phase is Phase.PRE]
+        lo = max(session.start, t - self.policy.baseline.window_s)
+        return Baseline(
+            t=t,
+            sys0=_median([d.sys for d in pre]),
+            dia0=_median([d.dia for d in pre]),
+            hr0=_median([v for ts, v in self._hre_hist if lo <= ts <= t]),
+            spo2_0=_median([v for ts, v in self._spo2_hist if lo <= ts <= t]),
+            pre_determinations=len(pre),
+        )
+
+    # ------------------------------------------------------------------ timed alarms
+
+    def _timed(self, out: list[AlarmEvent]) -> None:
+        """Checks due after every moment (Reading 2), in table order."""
+        now = self._now
+        session = self.session
+        if session is not None:
+            for rule in self.policy.no_data:
+                if self.phase in rule.phases and rule.code not in self.active:
+                    gap = now - self._no_data_ref(rule, session)
+                    if gap >= rule.after_s:
+                        prio = rule.priority_in_pre if self.phase is Phase.PRE else rule.priority
+                        alarm = ActiveAlarm(
+                            code=rule.code,
+                            priority=prio,
+                            kind=AlarmKind.TECHNICAL,
+                            activated_t=now,
+                            param=_first(rule),
+                            value=gap,
+                            limit=rule.after_s,
+                            latching=False,
+                        )
+                        self.active[rule.code] = alarm
+                        out.append(
+                            self._event(
+                                alarm,
+                                AlarmState.ACTIVE,
+                                now,
+                                message=f"no valid {_params_text(rule)} for {fmt(gap)} s",
+                            )
+                        )
+            od = self.policy.nibp_overdue
+            if od is not None and self.phase in _OVERDUE_PHASES and od.code not in self.active:
+                gap = now - self._overdue_ref(session)
+                if gap >= self._overdue_limit():
+                    alarm = ActiveAlarm(
+                        code=od.code,
+                        priority=od.priority,
+                        kind=AlarmKind.TECHNICAL,
+                        activated_t=now,
+                        param=Param.NIBP_SYS.value,
+                        value=gap,
+                        limit=self._overdue_limit(),
+                        latching=False,
+                    )
+                    self.active[od.code] = alarm
+                    out.append(
+                        self._event(
+                            alarm,
+                            AlarmState.ACTIVE,
+                            now,
+                            message=f"no NIBP determination for {fmt(self._overdue_limit())} s",
+                        )
+                    )
+            dc = self.policy.discharge
+            if (
+                dc is not None
+                and self.phase is Phase.POST
+                and session.stop_t is not None
+                and not session.discharge_checked
+                and now >= session.stop_t + dc.after_stop_s
+            ):
+                session.discharge_checked = True
+                self._discharge_check(now, out)
+        self._escalate(out)
+
+    def _no_data_ref(self, rule: NoDataRule, session: _Session) -> float:
+        last = max((self._last_valid_t.get(p, -math.inf) for p in rule.params), default=-math.inf)
+        return max(last, session.start)
+
+    def _overdue_ref(self, session: _Session) -> float:
+        last = session.determinations[-1].t if session.determinations else -math.inf
+        return max(last, session.phase_start)
+
+    def _overdue_limit(self) -> float:
+        od = self.policy.nibp_overdue
+        assert od is not None
+        return od.infusion_s if self.phase is Phase.INFUSION else od.post_s
+
+    def _discharge_check(self, t: float, out: list[AlarmEvent]) -> None:
+        """Reading 11: vitals back within the band of the baseline."""
+        dc = self.policy.discharge
+        session = self.session
+        assert dc is not None
+        assert session is not None
+        bl = session.baseline
+        failing: tuple[str, float, float] | None = None
+        checks: list[tuple[str, float | None, float | None]] = [
+            (Param.NIBP_SYS.value, self._latest_det("sys"), bl.sys0 if bl else None),
+            (Param.NIBP_DIA.value, self._latest_det("dia"), bl.dia0 if bl else None),
+            (HRE, self._latest.get(HRE), bl.hr0 if bl else None),
+        ]
+        for name, x, x0 in checks:
+            if x is None or x0 is None:
+                continue  # a clause whose input is missing is skipped
+            lo, hi = (1 - dc.band) * x0, (1 + dc.band) * x0
+            if x < lo:
+                failing = (name, x, lo)
+                break
+            if x > hi:
+                failing = (name, x, hi)
+                break
+        if failing is None and bl is not None and bl.spo2_0 is not None:
+            spo2 = self._latest.get(Param.SPO2.value)
+            if spo2 is not None and spo2 < bl.spo2_0 - dc.spo2_drop:
+                failing = (Param.SPO2.value, spo2, bl.spo2_0 - dc.spo2_drop)
+        alarm = self.active.get(dc.code)
+        if failing is not None:
+            name, x, limit = failing
+            if alarm is None:
+                param = (
+                    (Param.HR.value if self._last_hre_src is Param.HR else Param.PR.value)
+                    if name == HRE
+                    else name
+                )
+                alarm = ActiveAlarm(
+                    code=dc.code,
+                    priority=dc.priority,
+                    kind=AlarmKind.ADVISORY,
+                    activated_t=t,
+                    param=param,
+                    value=x,
+                    limit=limit,
+                    latching=False,
+                    signal=name,
+                )
+                self.active[dc.code] = alarm
+                out.append(
+                    self._event(
+                        alarm,
+                        AlarmState.ACTIVE,
+                        t,
+                        message=f"not back to baseline: {name} {fmt(x)} (limit {fmt(limit)})",
+                    )
+                )
+        elif alarm is not None:
+            out.append(self._clear(dc.code, t, message="vitals back within the baseline band"))
+
+    def _latest_det(self, which: str) -> float | None:
+        session = self.session
+        if session is None or not session.determinations:
+            return None
+        d = session.determinations[-1]
+        return d.sys if which == "sys" else d.dia
+
+    def _escalate(self, out: list[AlarmEvent]) -> None:
+        g = self.policy.general
+        now = self._now
+        for code in sorted(self.active, key=self._order.__getitem__):
+            alarm = self.active[code]
+            if alarm.priority is not Priority.HIGH or alarm.acknowledged:
+                continue
+            while (
+                alarm.level < g.escalation_levels
+                and now >= alarm.activated_t + (alarm.level + 1) * g.escalation_interval_s
+            ):
+                alarm.level += 1
+                out.append(
+                    self._event(
+                        alarm,
+                        AlarmState.ESCALATED,
+                        now,
+                        message=f"{code} not acknowledged: escalation level {alarm.level}",
+                        value=self._reading(alarm),
+                        level=alarm.level,
+                    )
+                )
+
+    # ------------------------------------------------------------------ events
+
+    def _reading(self, alarm: ActiveAlarm) -> float | None:
+        """The alarm's latest reading, for informative fields of later events."""
+        if alarm.signal is not None and alarm.signal in self._latest:
+            return self._latest[alarm.signal]
+        return alarm.value
+
+    def _event(
+        self,
+        alarm: ActiveAlarm,
+        state: AlarmState,
+        t: float,
+        *,
+        message: str,
+        param: str | None = None,
+        value: float | None = None,
+        level: int | None = None,
+        user: str | None = None,
+    ) -> AlarmEvent:
+        return AlarmEvent(
+            t=t,
+            code=alarm.code,
+            priority=alarm.priority,
+            kind=alarm.kind,
+            state=state,
+            param=param if param is not None else alarm.param,
+            value=value if value is not None else alarm.value,
+            limit=alarm.limit,
+            phase=self.phase,
+            message=message,
+            level=level,
+            user=user,
+        )
+
+    def _clear(
+        self,
+        code: str,
+        t: float,
+        *,
+        message: str,
+        param: str | None = None,
+        value: float | None = None,
+    ) -> AlarmEvent:
+        alarm = self.active.pop(code)
+        if value is None:
+            value = self._reading(alarm)
+        return self._event(alarm, AlarmState.CLEARED, t, message=message, param=param, value=value)
+
+
+_NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
+_OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
+
+
+def _prune(hist: deque[tuple[float, float]], before: float) -> None:
+    while hist and hist[0][0] < before:
+        hist.popleft()
+
+
+def _params_text(rule: NoDataRule) -> str:
+    return " or ".join(p.value for p in sorted(rule.params, key=list(Param).index))
+
+
+def _first(rule: NoDataRule) -> str:
+    return min(rule.params, key=list(Param).index).value
+
+
+def _bp_message(
+    clause: DeterminationClause, det: _Determination, param: str, median: float | None
+) -> str:
+    if clause.consecutive == 2 and not clause.relative:
+        return f"BP {fmt(det.sys)}/{fmt(det.dia)} high on two consecutive determinations"
+    is_sys = param == Param.NIBP_SYS
+    text = f"NIBP {'SYS' if is_sys else 'DIA'} {fmt(det.sys if is_sys else det.dia)}"
+    if median is not None:
+        text += f", median HRE {fmt(clause.hre_window_s)} s {fmt(median)}"
+    return text
