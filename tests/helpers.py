@@ -1,0 +1,210 @@
+"""Test and bench helpers: free loopback ports and a real MQTT broker in a child process.
+
+Importable as `helpers` from any test (pytest puts `tests/` on `sys.path` for the root conftest)
+and from `bench/` scripts that add `tests/` to their path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal, Self
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "BrokerImplementation",
+    "BrokerProcess",
+    "free_port",
+    "mosquitto_path",
+    "wait_for_port",
+]
+
+BrokerImplementation = Literal["mosquitto", "amqtt"]
+
+# Debian installs the broker in /usr/sbin, which is not on a non-root user's PATH.
+_MOSQUITTO_FALLBACK = Path("/usr/sbin/mosquitto")
+
+# Environment variable that forces the broker implementation of the test fixtures, so the amqtt
+# fallback can be exercised on a machine that has mosquitto.
+BROKER_ENV = "VIGIL_TEST_BROKER"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that was free a moment ago.
+
+    The OS picks it (bind to port 0); another process may take it before the caller binds it,
+    which on a test machine's loopback is rare enough to accept.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def mosquitto_path() -> str | None:
+    """The mosquitto executable: on PATH, else `/usr/sbin/mosquitto`, else None."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    if os.access(_MOSQUITTO_FALLBACK, os.X_OK):
+        return str(_MOSQUITTO_FALLBACK)
+    return None
+
+
+def wait_for_port(host: str, port: int, *, timeout: float) -> bool:
+    """Poll until `host:port` accepts a TCP connection; False if `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+class BrokerProcess:
+    """A real MQTT broker in a child process, on one loopback port for its whole life.
+
+    `start()` launches it and returns once the port accepts TCP connections; `stop()` terminates
+    it and reaps it. Both may be called again, so a test can take the broker away and bring it
+    back on the same URL (a broker outage). Persistence is off: a restarted broker has forgotten
+    retained messages and sessions, as a broker restarted without a persistence file would.
+
+    The broker is mosquitto when installed, else Vigil's embedded amqtt broker run as
+    `python -m monitor.embedded_broker` (see that module for what amqtt does not support).
+    `VIGIL_TEST_BROKER=amqtt` (or `mosquitto`) forces the choice.
+
+    `start()` and `stop()` block (for milliseconds with mosquitto, about a second for amqtt's
+    interpreter start-up); tests call them between steps, not on a path that must stay live.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        implementation: BrokerImplementation | None = None,
+        start_timeout: float = 15.0,
+    ) -> None:
+        self.host = host
+        self.port = free_port(host) if port is None else port
+        self.implementation: BrokerImplementation = implementation or _default_implementation()
+        self._workdir = workdir
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "broker.log"
+
+    @property
+    def url(self) -> str:
+        """`mqtt://HOST:PORT`, the same across restarts."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Launch the broker and wait until it accepts connections.
+
+        Raises:
+            RuntimeError: the broker exited or did not listen within the start timeout; the
+                message carries its log.
+        """
+        if self.running:
+            raise RuntimeError(f"broker already running on {self.url}")
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+            self._argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self._workdir,
+        )
+        if not wait_for_port(self.host, self.port, timeout=self._start_timeout) or not self.running:
+            self.stop()
+            raise RuntimeError(
+                f"{self.implementation} did not start on {self.url}:\n{self.log_text()}"
+            )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the broker (SIGTERM, SIGKILL after `timeout` s) and reap it; idempotent."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        """What the broker has logged so far (for failure messages)."""
+        with contextlib.suppress(FileNotFoundError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _argv(self) -> list[str]:
+        if self.implementation == "amqtt":
+            return [
+                sys.executable,
+                "-m",
+                "monitor.embedded_broker",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ]
+        executable = mosquitto_path()
+        if executable is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        conf = self._workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            # stderr goes to broker.log (opened by us, so mosquitto dropping root privileges to
+            # its own user cannot make the log unwritable).
+            "log_dest stderr\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            "connection_messages true\n"
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+        )
+        return [executable, "-c", str(conf)]
+
+
+def _default_implementation() -> BrokerImplementation:
+    forced = os.environ.get(BROKER_ENV, "")
+    if forced in ("mosquitto", "amqtt"):
+        return "mosquitto" if forced == "mosquitto" else "amqtt"
+    if forced:
+        raise RuntimeError(f"{BROKER_ENV} must be 'mosquitto' or 'amqtt', not {forced!r}")
+    return "mosquitto" if mosquitto_path() is not None else "amqtt"
