@@ -71,15 +71,17 @@ def problems_from(
     problems = []
     for err in exc.errors():
         reason = err["msg"].removeprefix("Value error, ")
+        key = _dotted(err["loc"], data, tags)
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
-        elif err["type"] == "union_tag_invalid":
-            reason = f"{err.get('input')!r} does not exist (known: {', '.join(sorted(tags))})"
-        elif err["type"] == "union_tag_not_found":
-            reason = "missing key `kind`"
-        problems.append(
-            ConfigProblem(file=file, key=_dotted(err["loc"], data, tags), reason=reason)
-        )
+        elif err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            ctx = err.get("ctx", {})
+            key = f"{key}.{ctx.get('discriminator', 'kind').strip(chr(39))}"
+            if err["type"] == "union_tag_invalid":
+                reason = f"{ctx.get('tag')!r} does not exist (known: {', '.join(sorted(tags))})"
+            else:
+                reason = "missing key"
+        problems.append(ConfigProblem(file=file, key=key, reason=reason))
     return problems
 
 

@@ -38,6 +38,12 @@ class SampleQueue:
         self._items.append(sample)
         self._ready.set()
 
+    def take_all(self) -> list[Sample]:
+        """Take every queued sample, oldest first, without waiting."""
+        batch = list(self._items)
+        self._items.clear()
+        return batch
+
     async def get_batch(self) -> list[Sample]:
         """Wait for at least one sample, then take every queued sample, oldest first."""
         while not self._items:

@@ -30,6 +30,7 @@ __all__ = [
     "AlarmsSettings",
     "BedSettings",
     "BrokerSettings",
+    "ClockSettings",
     "ConfigError",
     "ConfigProblem",
     "DriverSettings",
@@ -71,6 +72,9 @@ class BrokerSettings(_Model):
     key_file: Path | None = None
     prefix: str | None = Field(default=None, description="topic prefix; default vigil/<ward>/<bed>")
     client_id: str | None = None
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT version; 5 gives vitals a message expiry"
+    )
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
     keepalive_s: int = Field(default=20, ge=5, le=600)
@@ -165,6 +169,17 @@ class TimeoutSettings(_Model):
     )
 
 
+class ClockSettings(_Model):
+    """Simulated time, for demos and tests only; a bedside daemon leaves this section out.
+
+    With `speed` other than 1, time runs `speed` times faster than the wall clock from the
+    wall-clock instant `anchor` (default: start-up), shared with the simulator's `--anchor`.
+    """
+
+    speed: float = Field(default=1.0, gt=0.0)
+    anchor: float | None = None
+
+
 class _DriverBase(_Model):
     device_id: Annotated[str, Field(pattern=_ID)]
 
@@ -225,6 +240,7 @@ class Settings(_Model):
     alarms: AlarmsSettings = AlarmsSettings()
     metrics: MetricsSettings = MetricsSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
+    clock: ClockSettings = ClockSettings()
     drivers: list[DriverSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -243,6 +259,7 @@ class Settings(_Model):
 
 
 _ENV_PREFIX = "VIGIL_"
+_SECTIONS = frozenset({"bed", "broker", "journal", "alarms", "metrics", "timeouts", "clock"})
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -252,7 +269,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
         if not name.startswith(_ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(_ENV_PREFIX) :].lower().partition("__")
-        if section in {"bed", "broker", "journal", "alarms", "metrics", "timeouts"} and key:
+        if section in _SECTIONS and key:
             out.setdefault(section, {})[key] = value
     return out
 

@@ -1,0 +1,274 @@
+"""`vigil run`: the bedside daemon.
+
+One `Daemon` per bed owns one TaskGroup with named tasks: the drivers (each under the
+supervisor), the bed loop (samples and 1 s ticks into the alarm engine), and the ward link. Data
+flow is ARCHITECTURE.md "Data flow"; nothing on the alarm path blocks.
+
+SIGTERM or SIGINT cancels the group: the ward link publishes `offline`, every task is cancelled
+and awaited, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+import sys
+from collections.abc import Callable
+from importlib.metadata import version
+from types import TracebackType
+from typing import Any, Self
+
+from alarms.policy import Policy, load_policy
+from drivers import create_driver
+from drivers.base import DeviceError, Driver
+from monitor.clock import Clock, RealClock, SimulatedClock
+from monitor.commands import CommandRejectedError, parse_command
+from monitor.configfile import ConfigError
+from monitor.logs import setup_logging
+from monitor.queues import SampleQueue
+from monitor.session import BedCore
+from monitor.settings import Settings, load_settings
+from monitor.supervisor import Backoff, LinkStatus, supervise
+from monitor.vocabulary import AlarmEvent, Sample
+from monitor.ward import WardLink
+
+__all__ = ["Bed", "Daemon", "clock_from", "run_main"]
+
+log = logging.getLogger("vigil.daemon")
+
+# Samples waiting for the bed loop; at 1 Hz x a dozen parameters this is minutes of backlog.
+SAMPLE_QUEUE_LEN = 4096
+
+
+def clock_from(settings: Settings) -> Clock:
+    """The clock the config asks for: real, or simulated for demos and tests."""
+    c = settings.clock
+    if c.speed == 1.0 and c.anchor is None:
+        return RealClock()
+    return SimulatedClock(speed=c.speed, anchor=c.anchor)
+
+
+class _WakingQueue(SampleQueue):
+    """A sample queue that wakes the bed loop on every put."""
+
+    def __init__(self, maxlen: int, wake: asyncio.Event) -> None:
+        super().__init__(maxlen)
+        self._wake = wake
+
+    def put(self, sample: Sample) -> None:
+        super().put(sample)
+        self._wake.set()
+
+
+class Bed:
+    """The alarm path of one bed: samples and ticks in, events out, strictly in order.
+
+    Everything that touches the `BedCore` runs in this one loop or in a synchronous call from
+    the ward link (commands), so there is never a race; queued samples are processed before a
+    command or a tick is applied, which keeps rows in time order (ALARMS.md Reading 1).
+    """
+
+    def __init__(
+        self,
+        core: BedCore,
+        *,
+        clock: Clock,
+        tick_grace_s: float,
+        emit: Callable[[list[AlarmEvent], list[Sample]], None],
+    ) -> None:
+        self.core = core
+        self._clock = clock
+        self._grace = tick_grace_s
+        self._emit = emit
+        self._wake = asyncio.Event()
+        self.samples = _WakingQueue(SAMPLE_QUEUE_LEN, self._wake)
+        self._tick_due: float | None = None
+        self.last_tick: float | None = None
+
+    def drain(self) -> None:
+        """Process every queued sample now."""
+        batch = self.samples.take_all()
+        if batch:
+            self._emit(self.core.samples(batch), batch)
+
+    def command(self, payload: bytes) -> dict[str, Any]:
+        """Apply one command payload; return the result for `…/cmd/result`."""
+        self.drain()
+        try:
+            cmd = parse_command(payload)
+        except CommandRejectedError as exc:
+            log.warning("event=command_refused request_id=%s reason=%r", exc.request_id, exc.reason)
+            return {"request_id": exc.request_id, "ok": False, "error": exc.reason}
+        outcome = self.core.command(cmd, self._clock.now())
+        log.info(
+            "event=command cmd=%s user=%s request_id=%s ok=%s error=%r",
+            cmd.cmd,
+            cmd.user,
+            cmd.request_id,
+            outcome.ok,
+            outcome.error,
+        )
+        self._emit(list(outcome.events), [])
+        return outcome.result_json()
+
+    async def run(self) -> None:
+        """The bed loop and its tick task, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ticks(), name="bed.ticks")
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self.drain()
+                if self._tick_due is not None:
+                    tick, self._tick_due = self._tick_due, None
+                    self._emit(self.core.tick(tick), [])
+                    self.last_tick = tick
+
+    async def _ticks(self) -> None:
+        # ALARMS.md Reading 1: ticks on whole epoch seconds. Each is applied a little after its
+        # second (the grace) so samples stamped just before it are processed first.
+        while True:
+            tick = math.floor(self._clock.now()) + 1.0
+            await self._clock.sleep_until(tick + self._grace)
+            self._tick_due = tick
+            self._wake.set()
+
+
+class Daemon:
+    """The whole bedside daemon; an async context manager owning one TaskGroup."""
+
+    def __init__(self, settings: Settings, policy: Policy, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or clock_from(settings)
+        self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
+        self.drivers: list[Driver] = [
+            create_driver(d, broker=settings.broker, timeouts=settings.timeouts, clock=self.clock)
+            for d in settings.drivers
+        ]
+        self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
+        self.bed = Bed(
+            self.core,
+            clock=self.clock,
+            tick_grace_s=settings.alarms.tick_grace_s,
+            emit=self._emit,
+        )
+        self.ward = WardLink(
+            settings,
+            clock=self.clock,
+            on_command=self.bed.command,
+            state=lambda: (self.core.active_alarms(), self.core.session_state(self.clock.now())),
+            birth={
+                "ward": settings.bed.ward,
+                "bed": settings.bed.bed,
+                "version": version("vigil"),
+                "devices": [d.device_id for d in self.drivers],
+            },
+        )
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
+        for event in events:
+            log.info(
+                "event=alarm code=%s state=%s priority=%s t=%s alarm_id=%s seq=%s",
+                event.code,
+                event.state,
+                event.priority,
+                event.t,
+                event.alarm_id,
+                event.seq,
+            )
+            self.ward.publish_alarm(event)
+        for sample in samples:
+            self.ward.publish_vital(sample)
+        if events:
+            self.ward.state_changed()
+
+    async def __aenter__(self) -> Self:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        tg = self._group
+        self._tasks = [
+            tg.create_task(self.bed.run(), name="bed"),
+            tg.create_task(self.ward.run(), name="ward"),
+        ]
+        self._tasks += [
+            tg.create_task(self._drive(d), name=f"driver[{d.device_id}]") for d in self.drivers
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        await self._group.__aexit__(exc_type, exc, tb)
+        return None
+
+    def stop(self) -> None:
+        """Cancel every task; leaving the `async with` block then waits for them."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def _drive(self, driver: Driver) -> None:
+        async def serve(connected: Callable[[], None]) -> None:
+            connected()
+            await driver.run(self.bed.samples)
+
+        await supervise(
+            self.device_status[driver.device_id],
+            serve,
+            errors=(DeviceError,),
+            backoff=Backoff(cap=self.settings.timeouts.backoff_max_s),
+            now=self.clock.now,
+        )
+
+
+async def _serve_until_signalled(settings: Settings, policy: Policy) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with Daemon(settings, policy) as daemon:
+            log.info(
+                "event=started ward=%s bed=%s prefix=%s drivers=%s",
+                settings.bed.ward,
+                settings.bed.bed,
+                settings.prefix,
+                json.dumps([d.device_id for d in daemon.drivers]),
+            )
+            await stopping.wait()
+            daemon.stop()
+        log.info("event=stopped")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def run_main(args: argparse.Namespace) -> int:
+    """`vigil run --config FILE`."""
+    setup_logging()
+    try:
+        settings = load_settings(args.config)
+        policy = load_policy(settings.alarms.policy)
+    except ConfigError as exc:
+        print(f"vigil run: configuration refused:\n{exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_until_signalled(settings, policy))
+    return 0

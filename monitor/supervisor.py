@@ -1,0 +1,121 @@
+"""The one owner of reconnection (style-study P9): explicit states, capped jittered backoff.
+
+Drivers and the ward link raise when their connection is lost; they never loop or sleep to
+reconnect. `supervise` runs a connect-and-serve coroutine again and again, backing off between
+attempts, and reports each state change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["Backoff", "LinkState", "LinkStatus", "supervise"]
+
+log = logging.getLogger("vigil.supervisor")
+
+
+class LinkState(StrEnum):
+    """Where one supervised connection is."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    BACKING_OFF = "backing_off"
+    STOPPED = "stopped"
+
+
+@dataclass
+class LinkStatus:
+    """Observable state of one supervised connection (for metrics and the console)."""
+
+    name: str
+    state: LinkState = LinkState.CONNECTING
+    reconnects: int = 0
+    last_error: str | None = None
+    since: float = 0.0
+    listeners: list[Callable[[LinkStatus], None]] = field(default_factory=list)
+
+    def set(self, state: LinkState, now: float, error: str | None = None) -> None:
+        """Change state and tell the listeners."""
+        if state is self.state and error is None:
+            return
+        self.state = state
+        self.since = now
+        if error is not None:
+            self.last_error = error
+        for listener in self.listeners:
+            listener(self)
+
+
+class Backoff:
+    """Full-jitter exponential backoff, capped (aiomqtt v3 and aioesphomeapi, style-study P9).
+
+    The n-th delay is uniform in [0, min(cap, base * 2**n)]; `reset` after a good connection.
+    """
+
+    def __init__(
+        self, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+    ) -> None:
+        self._base = base
+        self._cap = cap
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def reset(self) -> None:
+        """Start again from the smallest delay."""
+        self._attempt = 0
+
+    def next(self) -> float:
+        """The next delay in seconds."""
+        ceiling = min(self._cap, self._base * 2 ** min(self._attempt, 30))
+        self._attempt += 1
+        return self._rng.uniform(0.0, ceiling)
+
+
+async def supervise(
+    status: LinkStatus,
+    serve: Callable[[Callable[[], None]], Awaitable[None]],
+    *,
+    errors: tuple[type[BaseException], ...],
+    backoff: Backoff,
+    now: Callable[[], float],
+) -> None:
+    """Run `serve(connected)` forever, reconnecting with backoff after any of `errors`.
+
+    `serve` calls `connected()` once its connection is up (this resets the backoff), then serves
+    until it raises. Cancellation stops the loop and is re-raised; any other exception than
+    `errors` is a bug and propagates.
+    """
+
+    def connected() -> None:
+        backoff.reset()
+        status.set(LinkState.CONNECTED, now())
+
+    try:
+        while True:
+            status.set(LinkState.CONNECTING, now())
+            try:
+                await serve(connected)
+                error = "connection closed"
+            except errors as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            except BaseExceptionGroup as group:
+                # a TaskGroup inside `serve` wraps its tasks' errors; expected ones only back off
+                matched, rest = group.split(errors)
+                if rest is not None or matched is None:
+                    raise
+                first = matched.exceptions[0]
+                error = f"{type(first).__name__}: {first}"
+            delay = backoff.next()
+            status.reconnects += 1
+            status.set(LinkState.BACKING_OFF, now(), error)
+            log.warning(
+                "link=%s state=backing_off delay_s=%.2f error=%r", status.name, delay, error
+            )
+            await asyncio.sleep(delay)
+    finally:
+        status.set(LinkState.STOPPED, now())

@@ -1,0 +1,239 @@
+"""The link to the ward broker: publishes status, vitals, alarms and state; receives commands.
+
+Topics and payloads are ARCHITECTURE.md "MQTT" under the bed prefix `vigil/<ward>/<bed>`:
+- `status`: retained QoS 1 JSON `{"status": "online", ...birth info}` published on every
+  (re)connect, and the Last Will `{"status": "offline", ...}` (retained) if the bed dies. A clean
+  shutdown publishes `offline` itself, since a clean DISCONNECT suppresses the will.
+- `vitals`: Sample JSON, QoS 0, MQTT 5 message expiry so stale vitals are never replayed.
+- `alarms`: alarm events, QoS 1, in order; an event leaves the pending queue only once the
+  broker has acknowledged it (PUBACK), so a dropped link loses none.
+- `alarms/active`, `session`: retained QoS 1 snapshots, re-published on every (re)connect.
+- `cmd` in, `cmd/result` out (QoS 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from monitor.clock import Clock
+from monitor.settings import Settings
+from monitor.supervisor import Backoff, LinkStatus, supervise
+from monitor.vocabulary import AlarmEvent, Sample, iso8601
+
+__all__ = ["WardLink", "make_client"]
+
+log = logging.getLogger("vigil.ward")
+
+CommandHandler = Callable[[bytes], dict[str, Any]]
+StateProvider = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
+
+
+def make_client(
+    settings: Settings, *, identifier: str, will: aiomqtt.Will | None = None
+) -> aiomqtt.Client:
+    """An aiomqtt client for the ward broker of `settings` (TLS and credentials included)."""
+    b = settings.broker
+    tls_context = None
+    if b.tls:
+        tls_context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+        if b.cert_file is not None:
+            tls_context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+    return aiomqtt.Client(
+        b.host,
+        b.port,
+        username=b.username,
+        password=b.password.get_secret_value() if b.password else None,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5 if b.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+        will=will,
+        keepalive=b.keepalive_s,
+        tls_context=tls_context,
+        timeout=settings.timeouts.broker_connect_s,
+    )
+
+
+class WardLink:
+    """Keeps the ward informed; owns its MQTT client, reconnected by the supervisor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        on_command: CommandHandler,
+        state: StateProvider,
+        birth: dict[str, Any],
+        vitals_maxlen: int = 1000,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._on_command = on_command
+        self._state = state
+        self._birth = birth
+        self.prefix = settings.prefix
+        self.status = LinkStatus(name="ward")
+        self._alarms: deque[AlarmEvent] = deque()
+        self._vitals: deque[Sample] = deque(maxlen=vitals_maxlen)
+        self.vitals_dropped = 0
+        self._wake = asyncio.Event()
+        self._state_dirty = True
+        self._identifier = (
+            settings.broker.client_id or f"vigil-{settings.bed.ward}-{settings.bed.bed}"
+        )
+
+    # ------------------------------------------------------------------ producer side
+
+    @property
+    def pending_alarms(self) -> int:
+        """Alarm events not yet acknowledged by the broker."""
+        return len(self._alarms)
+
+    def publish_alarm(self, event: AlarmEvent) -> None:
+        """Queue an alarm event; it is never dropped."""
+        self._alarms.append(event)
+        self._state_dirty = True
+        self._wake.set()
+
+    def publish_vital(self, sample: Sample) -> None:
+        """Queue a sample for `…/vitals`; when the queue is full the oldest is dropped, counted."""
+        if len(self._vitals) == self._vitals.maxlen:
+            self.vitals_dropped += 1
+        self._vitals.append(sample)
+        self._wake.set()
+
+    def state_changed(self) -> None:
+        """The retained state (active alarms, session) must be re-published."""
+        self._state_dirty = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the link
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff, forever; cancellation says goodbye first."""
+        t = self._settings.timeouts
+        await supervise(
+            self.status,
+            self._serve,
+            errors=(aiomqtt.MqttError, TimeoutError, OSError),
+            backoff=Backoff(cap=t.backoff_max_s),
+            now=self._clock.now,
+        )
+
+    def _payload_status(self, status: str) -> bytes:
+        body = {"status": status, **self._birth}
+        if status == "online":
+            now = self._clock.now()
+            body |= {"t": now, "time": iso8601(now)}
+        return json.dumps(body).encode()
+
+    async def _serve(self, connected: Callable[[], None]) -> None:
+        will = aiomqtt.Will(
+            f"{self.prefix}/status", self._payload_status("offline"), qos=1, retain=True
+        )
+        client = make_client(
+            self._settings, identifier=f"{self._identifier}-{uuid.uuid4().hex[:6]}", will=will
+        )
+        async with client:
+            try:
+                await self._birth_messages(client)
+                connected()
+                log.info(
+                    "event=ward_connected broker=%s prefix=%s",
+                    self._settings.broker.host,
+                    self.prefix,
+                )
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._receive(client), name="ward.receive")
+                    tg.create_task(self._send(client), name="ward.send")
+            except asyncio.CancelledError:
+                await self._goodbye(client)
+                raise
+
+    async def _birth_messages(self, client: aiomqtt.Client) -> None:
+        # Re-publish birth and every retained state on each CONNACK, never before it
+        # (reference/ecosystem.md §2.1: zigbee2mqtt #4854, #3625).
+        t = self._settings.timeouts.publish_s
+        await client.publish(
+            f"{self.prefix}/status", self._payload_status("online"), qos=1, retain=True, timeout=t
+        )
+        await client.subscribe(f"{self.prefix}/cmd", qos=1, timeout=t)
+        self._state_dirty = True
+        self._wake.set()
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        try:
+            async with asyncio.timeout(self._settings.timeouts.shutdown_s):
+                await client.publish(
+                    f"{self.prefix}/status", self._payload_status("offline"), qos=1, retain=True
+                )
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("event=goodbye_failed error=%r", exc)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        timeout = self._settings.timeouts.publish_s
+        expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped
+        expiry.MessageExpiryInterval = self._settings.broker.vitals_expiry_s
+        v5 = self._settings.broker.protocol == "5"
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # alarms first: they outrank vitals (style-study P12)
+            while self._alarms:
+                event = self._alarms[0]
+                await client.publish(
+                    f"{self.prefix}/alarms",
+                    json.dumps(event.to_json()).encode(),
+                    qos=1,
+                    timeout=timeout,
+                )
+                self._alarms.popleft()  # only after PUBACK
+            if self._state_dirty:
+                self._state_dirty = False
+                active, session = self._state()
+                await client.publish(
+                    f"{self.prefix}/alarms/active",
+                    json.dumps(active).encode(),
+                    qos=1,
+                    retain=True,
+                    timeout=timeout,
+                )
+                await client.publish(
+                    f"{self.prefix}/session",
+                    json.dumps(session).encode(),
+                    qos=1,
+                    retain=True,
+                    timeout=timeout,
+                )
+            while self._vitals and not self._alarms:
+                sample = self._vitals.popleft()
+                await client.publish(
+                    f"{self.prefix}/vitals",
+                    json.dumps(sample.to_json()).encode(),
+                    qos=0,
+                    properties=expiry if v5 else None,
+                    timeout=timeout,
+                )
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        timeout = self._settings.timeouts.publish_s
+        async for message in client.messages:
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes)
+                else str(message.payload).encode()
+            )
+            result = self._on_command(payload)
+            await client.publish(
+                f"{self.prefix}/cmd/result", json.dumps(result).encode(), qos=1, timeout=timeout
+            )
