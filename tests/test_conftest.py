@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
-from helpers import BrokerProcess, free_port
+from helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 TESTS = Path(__file__).parent
 
@@ -79,6 +79,22 @@ async def test_broker_restarts_on_the_same_url(mqtt_broker: BrokerProcess) -> No
         message = await _first_message(client)
     # Persistence is off: the retained status did not survive the restart.
     assert str(message.topic) == "vigil/test/ping"
+
+
+@pytest.mark.parametrize("implementation", ["mosquitto", "amqtt"])
+async def test_each_implementation_serves_and_restarts(
+    implementation: BrokerImplementation, tmp_path: Path
+) -> None:
+    if implementation == "mosquitto" and mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed")
+    with BrokerProcess(tmp_path, implementation=implementation) as broker:
+        for _ in range(2):
+            async with _client(broker.url) as client:
+                await client.subscribe("vigil/test/ping", qos=1)
+                await client.publish("vigil/test/ping", implementation.encode(), qos=1)
+                assert (await _first_message(client)).payload == implementation.encode()
+            broker.stop()
+            broker.start()
 
 
 _PROBES = """

@@ -1,0 +1,155 @@
+"""An MQTT broker inside the Vigil process, for `vigil demo` and for tests without mosquitto.
+
+`embedded_broker()` runs amqtt (0.12) on one loopback TCP listener: anonymous clients allowed, no
+websockets, no TLS, no `$SYS` topics, nothing written to disk. It is a convenience for a machine
+with nothing installed; a ward runs a real broker such as mosquitto.
+
+What amqtt 0.12.1 does not do, measured against mosquitto:
+- MQTT 5: refused at CONNECT (protocol level 5 is an "invalid protocol"), so no message expiry,
+  user properties, will delay or session expiry. aiomqtt 2.5 speaks MQTT 3.1.1 by default, which
+  works; a client created with `protocol=ProtocolVersion.V5` cannot connect.
+- Offline queues: every session is "anonymous" when anonymous access is allowed, and amqtt
+  discards anonymous sessions at disconnect, so `clean_session=False` keeps nothing: QoS 1
+  messages published while a subscriber is away are lost to it.
+QoS 1, retained messages and the Last Will (sent when a client drops without DISCONNECT) work
+(tests/monitor/test_embedded_broker.py).
+
+Two amqtt 0.12.1 defects are corrected here (`_Broker`), each guarded by a test:
+- a connection dropped before its CONNECT (a port probe) is left open, and surfaces later as a
+  ResourceWarning, an error under pytest;
+- every connecting client is sent, at QoS 0, the retained messages of every topic filter that
+  any client holds, subscribed or not. Here a client gets retained messages on SUBSCRIBE only,
+  at its granted QoS (and on CONNECT only for filters its resumed session holds).
+
+`python -m monitor.embedded_broker [--host H] [--port P]` runs it until SIGTERM or SIGINT and
+prints its URL on stdout (the test fixture uses this when mosquitto is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from amqtt.broker import Broker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+__all__ = ["embedded_broker", "main"]
+
+
+# amqtt ships no type information, so its Broker is `Any` to mypy.
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt's broker with two fixes: connections are always closed, retained on CONNECT is scoped.
+
+    Both override private amqtt 0.12 methods; pyproject pins amqtt below 0.13 and the tests in
+    tests/monitor/test_embedded_broker.py fail if either fix stops taking effect.
+    """
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            # amqtt 0.12.1 `_client_connected` returns without closing the connection when the
+            # client sends no (or a truncated) CONNECT, e.g. a port probe; the socket then
+            # surfaces later as a ResourceWarning. Closing a closed StreamWriter is a no-op.
+            writer.close()
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        # amqtt 0.12.1 `_handle_client_session` calls this for every filter in the broker's
+        # subscription table with QoS 0 when any client connects; on SUBSCRIBE it calls it for
+        # the filter just added. Serving only filters this session holds, at its granted QoS,
+        # keeps the SUBSCRIBE path and makes the CONNECT path resume a persistent session only.
+        topic_filter, _ = subscription
+        granted = [
+            qos
+            for holder, qos in self._subscriptions.get(topic_filter, [])
+            if holder.client_id == session.client_id
+        ]
+        if granted:
+            await super()._publish_retained_messages_for_subscription(
+                (topic_filter, granted[0]), session
+            )
+
+
+def _config(host: str, port: int) -> dict[str, Any]:
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{_bracket(host)}:{port}"}},
+        # Listing the plugins replaces amqtt's defaults: no $SYS plugin (it warns that it needs
+        # psutil), no packet/event loggers, no entry-point loading (deprecated, warns).
+        "plugins": {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+        },
+    }
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(broker: Any) -> int:
+    # amqtt has no public accessor for the address it bound; port 0 needs the real one.
+    server = broker._servers["default"].instance  # noqa: SLF001
+    return int(server.sockets[0].getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run an MQTT 3.1.1 broker on `host:port` for the duration of the block.
+
+    Args:
+        host: address to listen on; keep it loopback (no authentication, no TLS).
+        port: TCP port; 0 lets the OS pick a free one.
+
+    Yields:
+        The broker's URL, `mqtt://HOST:PORT`, with the port actually bound.
+
+    Raises:
+        amqtt.errors.BrokerError: the listener could not be opened (e.g. port in use).
+
+    On exit the broker disconnects its clients, closes the listener and awaits its own tasks;
+    retained messages and sessions are forgotten.
+    """
+    broker = _Broker(_config(host, port))
+    await broker.start()
+    try:
+        yield f"mqtt://{_bracket(host)}:{_bound_port(broker)}"
+    finally:
+        await broker.shutdown()
+
+
+async def _serve(host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with embedded_broker(host, port) as url:
+        sys.stdout.write(f"{url}\n")
+        sys.stdout.flush()
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the embedded broker until SIGTERM or SIGINT; print its URL once it listens."""
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor.embedded_broker", description="embedded MQTT broker (amqtt)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port, 0 for any (default 0)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_serve(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
