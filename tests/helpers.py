@@ -127,7 +127,7 @@ class BrokerProcess:
         if self.running:
             raise RuntimeError(f"broker already running on {self.url}")
         self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+        self._process = subprocess.Popen(
             self._argv(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
