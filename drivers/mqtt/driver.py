@@ -1,0 +1,240 @@
+"""The MQTT driver: a monitor that publishes its numerics to an MQTT broker.
+
+The driver *has* a transport, one `aiomqtt.Client` per `run`, and decodes every message with
+the sans-I/O `drivers.mqtt.codec` (style-study P1, P7). It never reconnects by itself: when the
+broker cannot be reached, or the connection is lost, `run` raises `DeviceError` and the
+supervisor decides when to try again (style-study P9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from functools import partial
+from typing import TYPE_CHECKING, Final
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from drivers.base import DeviceError, DriverStats
+from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
+from monitor.settings import BrokerSettings, MqttDriver, TimeoutSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from drivers.base import SampleSink
+    from monitor.clock import Clock
+
+__all__ = ["MqttMonitorDriver"]
+
+_log = logging.getLogger(__name__)
+
+# Counted in `DriverStats.dropped` although the sample *is* delivered (invalid, or with an
+# approximate time): they are data-quality counters that belong next to the real drops.
+NOTE_OUT_OF_RANGE: Final = "out_of_range"
+NOTE_RETIMED: Final = "retimed"
+NOTE_DEVICE_ID_MISMATCH: Final = "device_id_mismatch"
+# A real drop: a retained message is the last value of some earlier moment, replayed by the
+# broker because we subscribed, not a reading of now (MQTT 3.1.1 §3.3.1.3 sets RETAIN only then).
+DROP_RETAINED: Final = "retained"
+
+# The subscription QoS: the broker keeps QoS 1 messages for us in flight, QoS 0 it may lose.
+_QOS: Final = 1
+
+
+class MqttMonitorDriver:
+    """Reads one monitor's samples from an MQTT topic (`[[drivers]] kind = "mqtt"`).
+
+    `run` connects to the broker (``broker_url`` of the driver if set, else the ward broker),
+    subscribes to ``topic`` with QoS 1, and puts every decoded sample into the sink. Counters
+    (`stats`, kept across runs): ``frames`` counts MQTT messages, ``samples`` delivered
+    samples, ``dropped`` the codec's drop reasons per rejected item plus ``retained`` for
+    retained messages (ignored, see `DROP_RETAINED`). Three keys of ``dropped`` count samples
+    that *are* delivered: ``out_of_range`` (delivered with ``valid=False``), ``retimed``
+    (vscapture, stamped with the receive time) and ``device_id_mismatch`` (vigil).
+
+    Broker: the driver's own ``broker_url`` takes host, port and TLS from that URL and the
+    username and password from its user-info part; only the ward broker's CA file is reused
+    (trust, not identity), never its credentials or client certificate. Without ``broker_url``
+    the ward broker's settings are used whole.
+
+    Timeouts: connecting (TCP, TLS, CONNACK) and subscribing (SUBACK) must finish within
+    ``timeouts.broker_connect_s``. While streaming, the MQTT keep-alive
+    (``broker.keepalive_s``) detects a silent broker; a monitor that stops publishing while
+    the broker lives is the supervisor's business, not a transport error.
+
+    The client identifier is ``vigil-<device_id>-<8 hex>``, fixed for the life of the driver
+    and different for every driver instance, so two daemons never take over each other's
+    session, and a reconnect replaces our own half-open connection at the broker.
+
+    Args:
+        settings: this driver's config entry.
+        broker: the ward broker.
+        timeouts: the bed's timeouts.
+        clock: the daemon's clock; stamps vscapture samples that carry no usable time.
+    """
+
+    def __init__(
+        self,
+        settings: MqttDriver,
+        /,
+        *,
+        broker: BrokerSettings,
+        timeouts: TimeoutSettings,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._broker = _driver_broker(settings, broker)
+        self._timeouts = timeouts
+        self._clock = clock
+        self._stats = DriverStats()
+        self._identifier = f"vigil-{settings.device_id}-{secrets.token_hex(4)}"
+        self._decode: Callable[[bytes], DecodeResult]
+        if settings.format == "vigil":
+            self._decode = partial(decode_vigil, device_id=settings.device_id)
+        else:
+            self._decode = self._decode_vscapture
+
+    @property
+    def device_id(self) -> str:
+        """The configured device id."""
+        return self._settings.device_id
+
+    @property
+    def stats(self) -> DriverStats:
+        """Frame, sample and drop counters, kept across runs."""
+        return self._stats
+
+    @property
+    def identifier(self) -> str:
+        """The MQTT client identifier this driver connects with."""
+        return self._identifier
+
+    async def run(self, sink: SampleSink) -> None:
+        """Connect, subscribe, then stream samples into `sink` until cancelled.
+
+        Cancellation disconnects from the broker and propagates.
+
+        Raises:
+            DeviceError: the broker refused or did not answer within
+                ``timeouts.broker_connect_s``, refused the subscription, or the connection
+                was lost.
+        """
+        where = f"{self.device_id}: broker {self._broker.host}:{self._broker.port}"
+        client = self._client()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                # aiomqtt bounds CONNACK and SUBACK itself; this also bounds DNS and TCP/TLS
+                async with asyncio.timeout(self._timeouts.broker_connect_s):
+                    await stack.enter_async_context(client)
+                    await self._subscribe(client)
+                _log.info("%s: connected as %s", where, self._identifier)
+                async for message in client.messages:
+                    self._handle(message, sink)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            if _cancelling():
+                # the error came from disconnecting on the way out of a cancellation, which
+                # must win: the supervisor is stopping us, not asking for a reconnect
+                raise asyncio.CancelledError from exc
+            if isinstance(exc, aiomqtt.MqttError):
+                raise DeviceError(f"{where}: {exc}") from exc
+            raise DeviceError(
+                f"{where}: no answer within {self._timeouts.broker_connect_s} s"
+            ) from exc
+        # `messages` only ends by raising MqttError; an end without one is a lost link too
+        raise DeviceError(f"{where}: message stream ended")
+
+    def _client(self) -> aiomqtt.Client:
+        broker = self._broker
+        password = broker.password.get_secret_value() if broker.password is not None else None
+        tls = None
+        if broker.tls:
+            # paho loads the files in aiomqtt's connect thread, not on the event loop
+            tls = aiomqtt.TLSParameters(
+                ca_certs=_str_or_none(broker.ca_file),
+                certfile=_str_or_none(broker.cert_file),
+                keyfile=_str_or_none(broker.key_file),
+            )
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=password,
+            identifier=self._identifier,
+            keepalive=broker.keepalive_s,
+            tls_params=tls,
+            # bounds CONNACK, SUBACK and the DISCONNECT on the way out
+            timeout=self._timeouts.broker_connect_s,
+            logger=_log,
+        )
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        topic = self._settings.topic
+        granted = await client.subscribe(topic, qos=_QOS)
+        # SUBACK 0x80 (3.1.1) or a v5 reason >= 0x80: refused, typically by the broker's ACL;
+        # without this check the driver would wait forever for messages that never come.
+        if any((c.value if isinstance(c, ReasonCode) else c) >= 0x80 for c in granted):
+            raise DeviceError(f"{self.device_id}: broker refused the subscription to {topic!r}")
+        _log.info("%s: subscribed to %s", self.device_id, topic)
+
+    def _handle(self, message: aiomqtt.Message, sink: SampleSink) -> None:
+        stats = self._stats
+        stats.frames += 1
+        if message.retain:
+            stats.drop(DROP_RETAINED)
+            return
+        result = self._decode(message.payload)
+        for sample in result.samples:
+            sink.put(sample)
+        stats.samples += len(result.samples)
+        for reason in result.dropped:
+            stats.drop(reason)
+        for note, n in (
+            (NOTE_OUT_OF_RANGE, result.out_of_range),
+            (NOTE_RETIMED, result.retimed),
+            (NOTE_DEVICE_ID_MISMATCH, result.device_id_mismatch),
+        ):
+            if n:
+                stats.drop(note, n)
+        if result.dropped:
+            _log.debug("%s: dropped %s", self.device_id, ", ".join(result.dropped))
+
+    def _decode_vscapture(self, payload: bytes) -> DecodeResult:
+        return decode_vscapture(
+            payload, device_id=self._settings.device_id, received_t=self._clock.now()
+        )
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _str_or_none(x: object | None) -> str | None:
+    return None if x is None else str(x)
+
+
+def _driver_broker(settings: MqttDriver, ward: BrokerSettings) -> BrokerSettings:
+    """The broker this driver talks to (see `MqttMonitorDriver`, "Broker").
+
+    Raises:
+        pydantic.ValidationError: `settings.broker_url` is not an mqtt:// or mqtts:// URL.
+    """
+    if settings.broker_url is None:
+        return ward
+    parts = urlsplit(settings.broker_url)
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrokerSettings.model_validate(
+        {
+            "url": settings.broker_url,
+            "username": username,
+            "password": password,
+            "ca_file": ward.ca_file,
+            "keepalive_s": ward.keepalive_s,
+        }
+    )
