@@ -1,0 +1,172 @@
+"""A bedside monitor that publishes its numerics over MQTT, playing a scenario in (simulated) time.
+
+Each `Sample` of the scenario goes to the sample topic as the Sample JSON of ARCHITECTURE.md
+(what the daemon's `kind = "mqtt"`, `format = "vigil"` driver reads), at the moment the clock
+reaches its `t`. Continuous parameters go at QoS 0, like any 1 Hz vital-sign stream where the
+next reading replaces a lost one; a cuff determination comes once every 5-15 min and is not
+repeated, so its three samples go at QoS 1.
+
+With a bed prefix, the simulator also plays the nurse: each session step of the scenario is sent
+as a command on `<prefix>/cmd` (ARCHITECTURE.md "MQTT", QoS 1), so a daemon watching that bed
+walks through the session phases with the samples.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from monitor.commands import Checklist
+from monitor.vocabulary import NIBP_PARAMS, Param, SessionEvent
+from simulators.scenarios import Step, build_scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from monitor.clock import Clock
+
+__all__ = [
+    "BrokerAddress",
+    "PublishStats",
+    "parse_broker_url",
+    "run_mqtt_monitor",
+    "session_command",
+]
+
+_DEFAULT_PORT: Final = 1883
+_USER: Final = "simulator"
+
+# The nurse command for each session step (ARCHITECTURE.md "MQTT", `…/cmd`).
+_COMMANDS: Final = {
+    SessionEvent.SESSION_START: "open_session",
+    SessionEvent.INFUSION_START: "start_infusion",
+    SessionEvent.INFUSION_STOP: "stop_infusion",
+    SessionEvent.DISCHARGE: "discharge",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker is, from an `mqtt://[user[:password]@]host[:port]` URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """The broker address in `url`; `ValueError` with the reason for anything else.
+
+    Only `mqtt://` (plain TCP, default port 1883): the simulator does not speak TLS.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt":
+        raise ValueError(f"broker URL must be mqtt://host[:port], not {url!r}")
+    try:
+        port = parts.port or _DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"bad port in broker URL {url!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"no host in broker URL {url!r}")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def session_command(event: SessionEvent) -> dict[str, Any]:
+    """The nurse command that performs session step `event`, with a fresh `request_id`.
+
+    `open_session` carries a fixed simulated patient (70 kg, 10 mg/mL) whose contraindication
+    checklist is answered "no" on every item (the daemon requires every item answered).
+    """
+    command: dict[str, Any] = {
+        "cmd": _COMMANDS[event],
+        "request_id": uuid.uuid4().hex,
+        "user": _USER,
+    }
+    if event is SessionEvent.SESSION_START:
+        command |= {
+            "patient_id": "SIM-0001",
+            "weight_kg": 70.0,
+            "concentration_mg_per_ml": 10.0,
+            "checklist": dict.fromkeys(Checklist.model_fields, False),
+        }
+    return command
+
+
+@dataclass(slots=True)
+class PublishStats:
+    """What a run has sent so far; updated as it goes, so it is readable after a cancel."""
+
+    samples: int = 0
+    commands: int = 0
+
+
+async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, all keyword-only
+    *,
+    url: str,
+    topic: str,
+    device_id: str,
+    scenario: str,
+    clock: Clock,
+    seed: int = 1,
+    bed_prefix: str | None = None,
+    t0: float | None = None,
+    until: float | None = None,
+    params: Collection[Param] | None = None,
+    stats: PublishStats | None = None,
+) -> int:
+    """Play `scenario` to the broker at `url`; return the number of samples published.
+
+    The session starts at `t0` (epoch seconds UTC; default `clock.now()`), and each item is sent
+    once `clock` reaches its `t`. Samples go to `topic` as Sample JSON with `device_id`;
+    with `bed_prefix`, session steps go to `f"{bed_prefix}/cmd"` as nurse commands
+    (`session_command`). `until` (epoch seconds) ends the run early: items after it are not
+    sent. `params` limits the samples to those parameters, as a monitor that measures only
+    some of them (an oximeter, a cuff) would send; the default sends all. `stats`, if given,
+    is updated as messages go out.
+
+    Raises `ValueError` for an unknown scenario or a bad URL (before connecting) and
+    `aiomqtt.MqttError` when the broker cannot be reached or the connection is lost. Cancelling
+    the task closes the connection and re-raises `CancelledError`.
+    """
+    broker = parse_broker_url(url)
+    start = clock.now() if t0 is None else t0
+    items = build_scenario(scenario, t0=start, seed=seed, device_id=device_id)
+    sent = PublishStats() if stats is None else stats
+    cmd_topic = None if bed_prefix is None else f"{bed_prefix}/cmd"
+    async with aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        # Unique per run: two simulators (or a restarted one) never take over each other's
+        # session at the broker.
+        identifier=f"vigil-sim-{device_id}-{secrets.token_hex(4)}",
+    ) as client:
+        for item in items:
+            if until is not None and item.t > until:
+                break
+            await clock.sleep_until(item.t)
+            if isinstance(item, Step):
+                if cmd_topic is not None:
+                    payload = json.dumps(session_command(item.event))
+                    await client.publish(cmd_topic, payload, qos=1)
+                    sent.commands += 1
+                continue
+            if params is not None and item.param not in params:
+                continue
+            qos = 1 if item.param in NIBP_PARAMS else 0
+            await client.publish(topic, json.dumps(item.to_json()), qos=qos)
+            sent.samples += 1
+    return sent.samples
