@@ -67,6 +67,9 @@ class MqttMonitorDriver:
     (``broker.keepalive_s``) detects a silent broker; a monitor that stops publishing while
     the broker lives is the supervisor's business, not a transport error.
 
+    Format ``vscapture``: the monitor's zone-less ``Timestamp`` is read in the host's local
+    zone (the monitor and this daemon keep ward time); see `codec.decode_vscapture`.
+
     The client identifier is ``vigil-<device_id>-<8 hex>``, fixed for the life of the driver
     and different for every driver instance, so two daemons never take over each other's
     session, and a reconnect replaces our own half-open connection at the broker.

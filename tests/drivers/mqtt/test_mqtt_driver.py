@@ -234,7 +234,7 @@ async def test_broker_going_away_raises_device_error(mqtt_broker: BrokerProcess)
     async with running(driver, sink) as task:
         async with publisher(mqtt_broker.url) as pub:
             await until_subscribed(pub, driver, sink)
-            await asyncio.to_thread(mqtt_broker.stop)
+        await asyncio.to_thread(mqtt_broker.stop)
         with pytest.raises(DeviceError, match=r"mon1: broker 127\.0\.0\.1"):
             await asyncio.wait_for(task, WAIT_S)
 
