@@ -800,7 +800,9 @@ class AlarmEngine:
         user: str | None = None,
     ) -> AlarmEvent:
         return AlarmEvent(
-            t=t,
+            # A late live sample (stamped before a tick already processed) must not give an
+            # event an earlier time than the ones before it; in replay t == now always.
+            t=max(t, self._now),
             code=alarm.code,
             priority=alarm.priority,
             kind=alarm.kind,

@@ -18,6 +18,11 @@ __all__ = ["Clock", "ManualClock", "RealClock", "SimulatedClock"]
 class Clock(Protocol):
     """Where time comes from."""
 
+    @property
+    def speed(self) -> float:
+        """Clock seconds per real second (1 but for simulations)."""
+        ...
+
     def now(self) -> float:
         """Epoch seconds UTC."""
         ...
@@ -29,6 +34,8 @@ class Clock(Protocol):
 
 class RealClock:
     """Wall-clock time."""
+
+    speed = 1.0
 
     def now(self) -> float:
         """Epoch seconds UTC from the system clock."""
@@ -77,6 +84,8 @@ class SimulatedClock:
 
 class ManualClock:
     """A clock that moves only when told to; sleepers wake as `advance`/`set` pass their time."""
+
+    speed = 1.0
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start

@@ -154,7 +154,8 @@ class Daemon:
         self.bed = Bed(
             self.core,
             clock=self.clock,
-            tick_grace_s=settings.alarms.tick_grace_s,
+            # the grace absorbs transport latency, which is real time
+            tick_grace_s=settings.alarms.tick_grace_s * self.clock.speed,
             emit=self._emit,
         )
         self.ward = WardLink(

@@ -78,6 +78,12 @@ class BrokerSettings(_Model):
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
     keepalive_s: int = Field(default=20, ge=5, le=600)
+    vitals_interval_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="at most one sample per parameter per this many seconds on …/vitals "
+        "(0: every sample); cuff determinations are always published",
+    )
     vitals_expiry_s: int = Field(
         default=10,
         ge=1,
@@ -127,8 +133,9 @@ class AlarmsSettings(_Model):
     """The alarm policy file (clinical/ALARMS.md as data)."""
 
     policy: Path = Field(default_factory=default_policy_path)
-    # Live ticks wait this long past each whole second for samples stamped just before it, so
-    # a sample in flight is not overtaken by the tick (ALARMS.md "Precise reading" 1).
+    # Live ticks wait this long (real seconds; scaled by a simulated clock's speed) past each
+    # whole second for samples stamped just before it, so a sample in flight is not overtaken
+    # by the tick (ALARMS.md "Precise reading" 1).
     tick_grace_s: float = Field(default=0.2, ge=0.0, le=1.0)
 
 

@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 from monitor.clock import Clock
 from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkStatus, supervise
-from monitor.vocabulary import AlarmEvent, Sample, iso8601
+from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
 __all__ = ["WardLink", "make_client"]
 
@@ -86,6 +86,7 @@ class WardLink:
         self._alarms: deque[AlarmEvent] = deque()
         self._vitals: deque[Sample] = deque(maxlen=vitals_maxlen)
         self.vitals_dropped = 0
+        self._vitals_last_t: dict[Param, float] = {}
         self._wake = asyncio.Event()
         self._state_dirty = True
         self._identifier = (
@@ -106,7 +107,17 @@ class WardLink:
         self._wake.set()
 
     def publish_vital(self, sample: Sample) -> None:
-        """Queue a sample for `…/vitals`; when the queue is full the oldest is dropped, counted."""
+        """Queue a sample for `…/vitals`; when the queue is full the oldest is dropped, counted.
+
+        With `broker.vitals_interval_s` set, continuous parameters are thinned to one sample per
+        parameter per interval (sample time); cuff determinations always go out.
+        """
+        interval = self._settings.broker.vitals_interval_s
+        if interval > 0 and sample.param not in NIBP_PARAMS:
+            last = self._vitals_last_t.get(sample.param)
+            if last is not None and 0 <= sample.t - last < interval:
+                return
+            self._vitals_last_t[sample.param] = sample.t
         if len(self._vitals) == self._vitals.maxlen:
             self.vitals_dropped += 1
         self._vitals.append(sample)
@@ -234,6 +245,7 @@ class WardLink:
                 else str(message.payload).encode()
             )
             result = self._on_command(payload)
+            self.state_changed()
             await client.publish(
                 f"{self.prefix}/cmd/result", json.dumps(result).encode(), qos=1, timeout=timeout
             )

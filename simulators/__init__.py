@@ -1,0 +1,1 @@
+"""Device simulators that reuse the drivers' codecs, and the session scenarios they play."""

@@ -13,6 +13,8 @@ walks through the session phases with the samples.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import uuid
@@ -27,7 +29,7 @@ from monitor.vocabulary import NIBP_PARAMS, Param, SessionEvent
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import AsyncIterator, Collection
 
     from monitor.clock import Clock
 
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 _DEFAULT_PORT: Final = 1883
+# Connecting (TCP and CONNACK) must finish within this; it also bounds how long a cancel that
+# arrives while connecting waits before the run ends (see `_connected`).
+_CONNECT_TIMEOUT_S: Final = 10.0
 _USER: Final = "simulator"
 
 # The nurse command for each session step (ARCHITECTURE.md "MQTT", `…/cmd`).
@@ -104,6 +109,26 @@ def session_command(event: SessionEvent) -> dict[str, Any]:
     return command
 
 
+@contextlib.asynccontextmanager
+async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+    """`async with client`, except that a cancel while connecting still closes the connection.
+
+    aiomqtt 2.5 cancelled inside `__aenter__` leaves its socket and housekeeping task behind,
+    which later fail noisily once the event loop is closed. So the connection attempt runs
+    shielded; on a cancel it is allowed to finish (at most `_CONNECT_TIMEOUT_S`), the exit
+    stack then disconnects cleanly, and the `CancelledError` goes on.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        connecting = asyncio.ensure_future(stack.enter_async_context(client))
+        try:
+            await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await connecting
+            raise
+        yield client
+
+
 @dataclass(slots=True)
 class PublishStats:
     """What a run has sent so far; updated as it goes, so it is readable after a cancel."""
@@ -145,7 +170,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     items = build_scenario(scenario, t0=start, seed=seed, device_id=device_id)
     sent = PublishStats() if stats is None else stats
     cmd_topic = None if bed_prefix is None else f"{bed_prefix}/cmd"
-    async with aiomqtt.Client(
+    client = aiomqtt.Client(
         broker.host,
         broker.port,
         username=broker.username,
@@ -153,7 +178,9 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
         # Unique per run: two simulators (or a restarted one) never take over each other's
         # session at the broker.
         identifier=f"vigil-sim-{device_id}-{secrets.token_hex(4)}",
-    ) as client:
+        timeout=_CONNECT_TIMEOUT_S,
+    )
+    async with _connected(client):
         for item in items:
             if until is not None and item.t > until:
                 break
