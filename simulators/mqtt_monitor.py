@@ -129,6 +129,19 @@ async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
+def _reraise_swallowed_cancel() -> None:
+    """Raise `CancelledError` if this task was cancelled and the cancel got lost on the way.
+
+    aiomqtt's `publish` waits with `asyncio.wait_for`, which before Python 3.12 returns the
+    result instead of raising when the cancel and the completion land in the same loop
+    iteration (CPython gh-86296, fixed by gh-96764 in 3.12). The task then stays `cancelling()`
+    but runs on, so a Ctrl-C that hits a publish would be ignored.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(slots=True)
 class PublishStats:
     """What a run has sent so far; updated as it goes, so it is readable after a cancel."""
@@ -189,11 +202,13 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
                 if cmd_topic is not None:
                     payload = json.dumps(session_command(item.event))
                     await client.publish(cmd_topic, payload, qos=1)
+                    _reraise_swallowed_cancel()
                     sent.commands += 1
                 continue
             if params is not None and item.param not in params:
                 continue
             qos = 1 if item.param in NIBP_PARAMS else 0
             await client.publish(topic, json.dumps(item.to_json()), qos=qos)
+            _reraise_swallowed_cancel()
             sent.samples += 1
     return sent.samples

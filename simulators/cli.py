@@ -1,0 +1,180 @@
+"""`vigil simulate DEVICE --scenario NAME (--mqtt URL | --serial PORT)`: run one device simulator.
+
+The parser is `monitor.cli`'s; this module turns its namespace into a run. `DEVICES` maps each
+simulated device to its transport and its runner, so a new simulator (the serial monitors, in
+their own modules) is one table entry.
+
+Output: one line on stderr when the simulator starts (what, where, how fast) and one when it ends
+(how much was sent). Exit status: 0 when the scenario has been played, or when stopped by
+SIGTERM; 130 when stopped by Ctrl-C (SIGINT); 1 when the broker cannot be reached or the
+connection is lost; 2 for a usage error (unknown device or scenario, wrong transport, bad URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import aiomqtt
+
+from monitor.clock import RealClock, SimulatedClock
+from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
+from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
+
+if TYPE_CHECKING:
+    import argparse
+
+    from monitor.clock import Clock
+
+__all__ = ["DEVICES", "DeviceSimulator", "make_clock", "simulate_main"]
+
+EXIT_OK: Final = 0
+EXIT_BROKER: Final = 1
+EXIT_USAGE: Final = 2
+# Ctrl-C is the usual interactive stop: 128 + SIGINT, as a shell reports it. SIGTERM is how a
+# service manager or a test harness asks for a clean stop, and a clean stop is a success.
+_EXIT_ON_SIGNAL: Final = {signal.SIGINT: 130, signal.SIGTERM: EXIT_OK}
+
+_PROG: Final = "vigil simulate"
+
+Runner = Callable[["argparse.Namespace", "Clock", PublishStats], Coroutine[Any, Any, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSimulator:
+    """A simulated device: how it is reached and what runs it.
+
+    `run(args, clock, stats)` plays `args.scenario` and returns the number of samples sent,
+    keeping `stats` current so a stopped run can still report.
+    """
+
+    transport: Literal["mqtt", "serial"]
+    description: str
+    run: Runner
+
+
+async def _run_mqtt_monitor(args: argparse.Namespace, clock: Clock, stats: PublishStats) -> int:
+    return await run_mqtt_monitor(
+        url=args.mqtt,
+        topic=args.topic,
+        device_id=args.device_id,
+        scenario=args.scenario,
+        clock=clock,
+        seed=args.seed,
+        bed_prefix=args.bed,
+        stats=stats,
+    )
+
+
+DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
+    {
+        "mqtt-monitor": DeviceSimulator(
+            "mqtt", "a monitor publishing Vigil Sample JSON over MQTT", _run_mqtt_monitor
+        ),
+    }
+)
+
+
+def make_clock(speed: float, anchor: float | None) -> Clock:
+    """The wall clock at speed 1 without an anchor, else a `SimulatedClock` (shared by anchor)."""
+    if speed == 1 and anchor is None:
+        return RealClock()
+    return SimulatedClock(speed=speed, anchor=anchor)
+
+
+def _say(message: str) -> None:
+    print(f"{_PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """Why `args` cannot run, or None."""
+    device = DEVICES.get(args.device)
+    if device is None:
+        return f"unknown device {args.device!r} (known: {', '.join(DEVICES)})"
+    if args.scenario not in SCENARIOS:
+        return f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})"
+    if device.transport == "mqtt":
+        if args.mqtt is None:
+            return f"{args.device} publishes over MQTT: give --mqtt URL, not --serial"
+        try:
+            parse_broker_url(args.mqtt)
+        except ValueError as exc:
+            return str(exc)
+    if device.transport == "serial" and args.serial is None:
+        return f"{args.device} is a serial device: give --serial PORT, not --mqtt"
+    return None
+
+
+def _start_line(args: argparse.Namespace, device: DeviceSimulator) -> str:
+    where = (
+        f"{args.mqtt} topic {args.topic}" if device.transport == "mqtt" else f"port {args.serial}"
+    )
+    commands = f", session commands to {args.bed}/cmd" if args.bed else ""
+    minutes = DISCHARGE_OFFSET / 60
+    real = DISCHARGE_OFFSET / args.speed
+    return (
+        f"{args.device} ({args.device_id}) playing {args.scenario} (seed {args.seed}) "
+        f"to {where}{commands}; speed {args.speed:g}x: {minutes:.0f} min of session "
+        f"in {real:.0f} s"
+    )
+
+
+def _end_line(verb: str, stats: PublishStats) -> str:
+    return f"{verb}: {stats.samples} samples and {stats.commands} commands sent"
+
+
+async def _run(
+    device: DeviceSimulator, args: argparse.Namespace, clock: Clock, stats: PublishStats
+) -> signal.Signals | None:
+    """Run the simulator until it ends or SIGINT/SIGTERM stops it; return that signal."""
+    loop = asyncio.get_running_loop()
+    runner = asyncio.create_task(device.run(args, clock, stats), name="simulate")
+    received: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig)
+        runner.cancel()
+
+    for sig in _EXIT_ON_SIGNAL:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await runner
+    except asyncio.CancelledError:
+        # Ours to swallow only if a signal cancelled the runner; a cancel of this task is not.
+        if not (received and runner.cancelled()):
+            raise
+        return received[0]
+    finally:
+        for sig in _EXIT_ON_SIGNAL:
+            loop.remove_signal_handler(sig)
+    return None
+
+
+def simulate_main(args: argparse.Namespace) -> int:
+    """`vigil simulate`: run the device simulator `args` describe; return the exit status."""
+    if (problem := _usage_error(args)) is not None:
+        _say(problem)
+        return EXIT_USAGE
+    device = DEVICES[args.device]
+    clock = make_clock(args.speed, args.anchor)
+    stats = PublishStats()
+    _say(_start_line(args, device))
+    try:
+        stopped_by = asyncio.run(_run(device, args, clock, stats))
+    except KeyboardInterrupt:  # Ctrl-C before the loop had its handler in place
+        _say(_end_line("stopped", stats))
+        return _EXIT_ON_SIGNAL[signal.SIGINT]
+    except aiomqtt.MqttError as exc:
+        _say(f"broker {args.mqtt}: {exc}")
+        _say(_end_line("failed", stats))
+        return EXIT_BROKER
+    if stopped_by is not None:
+        _say(_end_line(f"stopped by {stopped_by.name}", stats))
+        return _EXIT_ON_SIGNAL[stopped_by]
+    _say(_end_line("done", stats))
+    return EXIT_OK
