@@ -382,13 +382,14 @@ def hypertensive_surge(*, t0: float, seed: int, device_id: str = "mon1") -> list
       is at most 157 < 158.6, so the pair (14.5, 19.5) does not qualify.
     - `BP_HIGH` at +2370 (29.5 min): SYS >= 183; at 24.5 min SYS <= 176 and DIA <= 104.
     - `BP_CRISIS` at +2670 (34.5 min) by confirmation: 29.5 and 34.5 min both >= 180; no single
-      reading reaches 200/120 (at most 194/112). High priority, latching: it stays active (and
-      escalates) until acknowledged.
+      reading reaches 200/120 (at most 194/112). High priority, latching: unacknowledged, it
+      escalates at +2730, +2790, +2850 and stays active until discharge (+10500) ends it.
 
     Not designed to fire: `TACHY` (HR at most about 113.5 < 120), `DESAT*` (SpO2 96-99),
     `BP_PRE_GATE` (pre at most 126/82), `*_NO_DATA`, `NIBP_OVERDUE` (as in `normal_session`).
     During `post` the BP falls (156, 145, 135, 129 ... mmHg at 54.5, 69.5, 84.5, 99.5 min):
-    `BP_HIGH` clears at +3870, `BP_RISE` too (156 + 2 < 158.6), the surge by +4770 or +5670.
+    `BP_HIGH` clears at +3870, `BP_RISE` too (156 + 2 < 158.6), the surge at +4770 (145 + 2 <
+    146.4).
     Everything is back at rest 130 min after the infusion start, long before the discharge check
     at +10200, so `DISCHARGE_NOT_READY` does not fire.
     """
@@ -414,7 +415,8 @@ def desaturation(*, t0: float, seed: int, device_id: str = "mon1") -> list[Scena
     - `DESAT_CRITICAL` (< 85 for 5 s) about +1950: < 85 from about +1945 to +2020, at least 50 s
       in every seed (the curve is below 84.5 - 1.4 from +1956 to +2006).
     - `DESAT` clears 5 s after SpO2 is back at >= 92, about +2082 (24:42). `DESAT_SEVERE` and
-      `DESAT_CRITICAL` latch: they stay active (escalating while unacknowledged).
+      `DESAT_CRITICAL` latch: unacknowledged, they escalate 60, 120 and 180 s after raising;
+      discharge ends `DESAT_SEVERE`, while `DESAT_CRITICAL` (all phases) stays until acknowledged.
 
     Nothing else: the lowest SpO2 is 81 %, back to 96-99 % from 26 min, so
     `DISCHARGE_NOT_READY` does not fire.
