@@ -1,0 +1,134 @@
+"""`vigil check-config FILE` as a real process (ARCHITECTURE.md "CLI"): located errors, exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"
+BED = '[bed]\nward = "w1"\nbed = "b3"\n'
+MQTT_DRIVER = '[[drivers]]\nkind = "mqtt"\ndevice_id = "mon1"\ntopic = "monitors/mon1/samples"\n'
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def check_config(path: Path, cwd: Path) -> Run:
+    # VIGIL_* variables of the test environment must not leak into the config under test
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write(folder: Path, text: str, name: str = "bed.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def located(err: str, path: Path, key: str) -> list[str]:
+    """Lines of `err` that name `path` and the dotted `key`."""
+    return [line for line in err.splitlines() if line.startswith(f"{path}: {key}: ")]
+
+
+def test_example_is_ok(tmp_path: Path) -> None:
+    run = check_config(EXAMPLE, cwd=tmp_path)
+    assert run.code == 0, run.err
+    lines = run.out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{EXAMPLE}: ok")
+    assert run.err == ""
+
+
+def test_bad_file_gives_located_lines_and_exit_1(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BED
+        + "colour = 'red'\n"
+        + "[broker]\nurl = 'http://broker:1883'\nkeepalive_s = 'twenty'\n"
+        + MQTT_DRIVER
+        + '[[drivers]]\nkind = "philips"\ndevice_id = "mp50"\n',
+    )
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    assert run.out == ""
+    for key in ("bed.colour", "broker.url", "broker.keepalive_s", "drivers[1].kind"):
+        assert located(run.err, path, key), f"no line for {key}:\n{run.err}"
+    assert "philips" in located(run.err, path, "drivers[1].kind")[0]
+    assert "Traceback" not in run.err
+
+
+def test_kind_in_schema_without_installed_driver(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BED
+        + MQTT_DRIVER
+        + '[[drivers]]\nkind = "masimo"\ndevice_id = "spo2"\nport = "/dev/ttyS0"\n',
+    )
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    (line,) = located(run.err, path, "drivers[1].kind")
+    assert "masimo" in line
+    assert not located(run.err, path, "drivers[0].kind")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    assert any(line.startswith(f"{path}: ") for line in run.err.splitlines())
+    assert "Traceback" not in run.err
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, BED + "[broker\n")
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    assert any(line.startswith(f"{path}: ") for line in run.err.splitlines())
+    assert "Traceback" not in run.err
+
+
+def test_broken_policy_file_reports_the_policy_problems(tmp_path: Path) -> None:
+    policy = write(
+        tmp_path,
+        "[general]\nrun_gap_s = -1.0\ncolour = 1\n"
+        '[[continuous]]\ncode = "DESAT"\npriority = "urgent"\nsignal = "SPO2"\nop = "<"\n'
+        "limit = 92.0\ndelay_s = 15.0\nlatching = false\nphases = ['infusion']\n",
+        name="alarms.toml",
+    )
+    path = write(tmp_path, BED + MQTT_DRIVER + '[alarms]\npolicy = "alarms.toml"\n')
+    run = check_config(path, cwd=tmp_path.parent)
+    assert run.code == 1
+    for key in ("general.run_gap_s", "general.colour", "continuous[0].priority"):
+        assert located(run.err, policy, key), f"no line for {key}:\n{run.err}"
+    assert not located(run.err, path, "alarms.policy")
+
+
+def test_missing_policy_file_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, BED + '[alarms]\npolicy = "no-such-policy.toml"\n')
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    assert str(tmp_path / "no-such-policy.toml") in run.err
+
+
+def test_policy_toml_syntax_error_is_reported(tmp_path: Path) -> None:
+    policy = write(tmp_path, "[general\n", name="alarms.toml")
+    path = write(tmp_path, BED + '[alarms]\npolicy = "alarms.toml"\n')
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 1
+    assert any(line.startswith(f"{policy}: ") for line in run.err.splitlines())
