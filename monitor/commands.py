@@ -169,7 +169,9 @@ def parse_command(payload: bytes) -> Command:
     """
     try:
         data: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer literal over the
+        # interpreter's digit limit; RecursionError is nesting deeper than the decoder's stack.
         raise CommandRejectedError(f"not JSON: {exc}") from None
     request_id = data.get("request_id") if isinstance(data, dict) else None
     request_id = request_id if isinstance(request_id, str) else None
@@ -178,12 +180,14 @@ def parse_command(payload: bytes) -> Command:
     except ValidationError as exc:
         reasons = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if p not in _CMD_NAMES) or "(command)"
+            # pydantic puts the command name (the union's tag) first in the location
+            path = err["loc"][1:] if err["loc"] and err["loc"][0] in _CMD_NAMES else err["loc"]
+            loc = ".".join(str(p) for p in path) or "(command)"
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             if err["type"] == "union_tag_invalid":
-                msg = f"unknown command {err.get('input')!r}"
+                loc, msg = "cmd", f"unknown command {err.get('ctx', {}).get('tag')!r}"
             elif err["type"] == "union_tag_not_found":
-                msg = "missing field"
+                loc, msg = "cmd", "missing field"
             reasons.append(f"{loc}: {msg}")
         raise CommandRejectedError("; ".join(reasons), request_id) from None
 
