@@ -8,12 +8,17 @@ lost. A driver never loops to reconnect: the supervisor owns reconnection (style
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.vocabulary import Sample
 
 __all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink"]
+
+
+def _nothing() -> None:
+    """The default `connected` callback."""
 
 
 class DeviceError(Exception):
@@ -53,8 +58,8 @@ class Driver(Protocol):
         """Frame, sample and drop counters, kept across reconnects."""
         ...
 
-    async def run(self, sink: SampleSink) -> None:
-        """Connect, then stream samples into `sink` until cancelled.
+    async def run(self, sink: SampleSink, connected: Callable[[], None] = _nothing) -> None:
+        """Connect, call `connected()` once data can flow, then stream into `sink` until cancelled.
 
         Raises:
             DeviceError: the connection was lost or could not be made.

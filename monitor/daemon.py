@@ -33,7 +33,7 @@ from monitor.logs import setup_logging
 from monitor.queues import SampleQueue
 from monitor.session import BedCore
 from monitor.settings import Settings, load_settings
-from monitor.supervisor import Backoff, LinkStatus, supervise
+from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 from monitor.vocabulary import AlarmEvent, Sample
 from monitor.ward import WardLink
 
@@ -43,6 +43,8 @@ log = logging.getLogger("vigil.daemon")
 
 # Samples waiting for the bed loop; at 1 Hz x a dozen parameters this is minutes of backlog.
 SAMPLE_QUEUE_LEN = 4096
+# How often a task that has not ended after being cancelled is cancelled again.
+CANCEL_RETRY_S = 0.5
 
 
 def clock_from(settings: Settings) -> Clock:
@@ -113,7 +115,7 @@ class Bed:
             outcome.ok,
             outcome.error,
         )
-        self._emit(list(outcome.events), [])
+        self._emit([*outcome.ticked, *outcome.events], [])
         return outcome.result_json()
 
     async def run(self) -> None:
@@ -210,8 +212,41 @@ class Daemon:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._group is not None
+        # Leaving the block ends the daemon: its tasks run forever otherwise.
+        self.stop()
+        # Python 3.11's wait_for can lose a cancellation that lands as its inner future
+        # completes (CPython gh-86296), and aiomqtt 2.x publishes through wait_for: cancel
+        # again until every task has ended.
+        pending = {t for t in self._tasks if not t.done()}
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
+            for task in pending:
+                task.cancel()
         await self._group.__aexit__(exc_type, exc, tb)
         return None
+
+    async def connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound
+        """Return once the ward link and every driver are connected.
+
+        Raises:
+            TimeoutError: not within `timeout` seconds.
+        """
+        ready = asyncio.Event()
+        links = [self.ward.status, *self.device_status.values()]
+
+        def check(_: object = None) -> None:
+            if all(s.state is LinkState.CONNECTED for s in links):
+                ready.set()
+
+        for link in links:
+            link.listeners.append(check)
+        try:
+            check()
+            async with asyncio.timeout(timeout):
+                await ready.wait()
+        finally:
+            for link in links:
+                link.listeners.remove(check)
 
     def stop(self) -> None:
         """Cancel every task; leaving the `async with` block then waits for them."""
@@ -220,8 +255,7 @@ class Daemon:
 
     async def _drive(self, driver: Driver) -> None:
         async def serve(connected: Callable[[], None]) -> None:
-            connected()
-            await driver.run(self.bed.samples)
+            await driver.run(self.bed.samples, connected)
 
         await supervise(
             self.device_status[driver.device_id],

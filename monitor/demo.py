@@ -31,7 +31,6 @@ from monitor.clock import SimulatedClock
 from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from monitor.supervisor import LinkState
 from simulators.scenarios import SCENARIOS
 
 __all__ = ["demo", "demo_main"]
@@ -43,24 +42,6 @@ READY_TIMEOUT_S = 10.0
 # Simulated seconds after the scenario's last sample for the last events to arrive.
 DRAIN_S = 5.0
 NURSE = "demo-nurse"
-
-
-async def _wait_ready(daemon: Daemon) -> None:
-    """Until the ward link and every driver report a connection (or READY_TIMEOUT_S)."""
-    ready = asyncio.Event()
-    links = [daemon.ward.status, *daemon.device_status.values()]
-
-    def check(_: object = None) -> None:
-        if all(s.state is LinkState.CONNECTED for s in links):
-            ready.set()
-
-    for link in links:
-        link.listeners.append(check)
-    check()
-    async with asyncio.timeout(READY_TIMEOUT_S):
-        await ready.wait()
-    # the MQTT driver subscribes just after it reports its connection; give it a moment
-    await asyncio.sleep(0.3)
 
 
 async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asyncio.Event) -> None:
@@ -165,7 +146,7 @@ async def demo(*, speed: float, scenario: str, out: Any = sys.stdout) -> DemoRes
                 )
                 await ready.wait()
                 async with Daemon(settings, load_policy(), clock=clock) as daemon:
-                    await _wait_ready(daemon)
+                    await daemon.connected(READY_TIMEOUT_S)
                     out.write(
                         f"Vigil demo: scenario {scenario} at {speed:g}x on {url} "
                         "(decision support, not a certified medical device)\n"

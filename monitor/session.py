@@ -67,6 +67,8 @@ class CommandOutcome:
     error: str | None = None
     events: tuple[AlarmEvent, ...] = ()
     detail: dict[str, Any] | None = None
+    # events of the ticks that were due before the command was judged (not caused by it)
+    ticked: tuple[AlarmEvent, ...] = ()
 
     def result_json(self) -> dict[str, Any]:
         """The payload for `…/cmd/result`."""
@@ -111,11 +113,17 @@ class BedCore:
         return self._stamp(self.engine.tick(now))
 
     def command(self, cmd: Command, now: float) -> CommandOutcome:
-        """Apply a validated command at time `now`, or refuse it with a reason."""
+        """Apply a validated command at time `now`, or refuse it with a reason.
+
+        The ticks due up to `now` run first, so a command is judged on the state the alarm
+        system has at `now` (e.g. a discharge check due a moment ago); their events are part
+        of the outcome (`ticked`) whether the command is accepted or not.
+        """
+        ticked = self.tick(now)
         refusal, events, detail = getattr(self, f"_cmd_{cmd.cmd}")(cmd, now)
         if refusal is not None:
-            return CommandOutcome(cmd.request_id, ok=False, error=refusal)
-        return CommandOutcome(cmd.request_id, ok=True, events=tuple(events), detail=detail)
+            return CommandOutcome(cmd.request_id, ok=False, error=refusal, events=tuple(ticked))
+        return CommandOutcome(cmd.request_id, ok=True, events=(*ticked, *events), detail=detail)
 
     # ------------------------------------------------------------------ state for the ward
 
@@ -194,6 +202,8 @@ class BedCore:
         if override is not None:
             session.overrides.append(override)
         self.session = session
+        # an override is for the gate it names in this session; none carries over to another
+        self._pending_overrides.clear()
         events = self._step(SessionEvent.SESSION_START, now)
         return None, events, {"dose_mg": session.dose_mg, "rate_ml_per_h": session.rate_ml_per_h}
 
@@ -237,6 +247,7 @@ class BedCore:
             s.overrides.append(override)
         events = self._step(SessionEvent.DISCHARGE, now)
         self.session = None
+        self._pending_overrides.clear()
         return None, events, None
 
     def _cmd_override(self, cmd: Override, now: float) -> _Result:

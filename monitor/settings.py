@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     field_validator,
-    model_validator,
 )
 
 from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
@@ -46,6 +46,18 @@ __all__ = [
 ]
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic reads `true` as 1 for a number; in a config that is a typo, not a value.
+    # (Environment overrides arrive as strings, so full strict mode is not an option.)
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")  # noqa: TRY004
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Int = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class _Model(BaseModel):
@@ -77,14 +89,14 @@ class BrokerSettings(_Model):
     )
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
-    keepalive_s: int = Field(default=20, ge=5, le=600)
-    vitals_interval_s: float = Field(
+    keepalive_s: Int = Field(default=20, ge=5, le=600)
+    vitals_interval_s: Number = Field(
         default=0.0,
         ge=0.0,
         description="at most one sample per parameter per this many seconds on …/vitals "
         "(0: every sample); cuff determinations are always published",
     )
-    vitals_expiry_s: int = Field(
+    vitals_expiry_s: Int = Field(
         default=10,
         ge=1,
         description="MQTT 5 message expiry of vitals: stale vitals are never replayed",
@@ -99,9 +111,11 @@ class BrokerSettings(_Model):
         if not parts.hostname:
             raise ValueError("URL has no host")
         try:
-            _ = parts.port
+            port = parts.port
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
+        if port == 0:
+            raise ValueError("bad port: 0")
         return v
 
     @property
@@ -136,7 +150,7 @@ class AlarmsSettings(_Model):
     # Live ticks wait this long (real seconds; scaled by a simulated clock's speed) past each
     # whole second for samples stamped just before it, so a sample in flight is not overtaken
     # by the tick (ALARMS.md "Precise reading" 1).
-    tick_grace_s: float = Field(default=0.2, ge=0.0, le=1.0)
+    tick_grace_s: Number = Field(default=0.2, ge=0.0, le=1.0)
 
 
 class MetricsSettings(_Model):
@@ -162,16 +176,16 @@ class MetricsSettings(_Model):
 class TimeoutSettings(_Model):
     """Every wait has a timeout, and every timeout a reason."""
 
-    broker_connect_s: float = Field(
+    broker_connect_s: Number = Field(
         default=10.0, gt=0, description="TCP + CONNACK; a LAN broker answers in milliseconds"
     )
-    publish_s: float = Field(
+    publish_s: Number = Field(
         default=10.0, gt=0, description="PUBACK for a QoS 1 publish before the link counts as down"
     )
-    shutdown_s: float = Field(
+    shutdown_s: Number = Field(
         default=5.0, gt=0, description="time to publish `offline` and close on SIGTERM"
     )
-    backoff_max_s: float = Field(
+    backoff_max_s: Number = Field(
         default=30.0, gt=0, description="cap of the jittered reconnect backoff"
     )
 
@@ -183,7 +197,7 @@ class ClockSettings(_Model):
     wall-clock instant `anchor` (default: start-up), shared with the simulator's `--anchor`.
     """
 
-    speed: float = Field(default=1.0, gt=0.0)
+    speed: Number = Field(default=1.0, gt=0.0)
     anchor: float | None = None
 
 
@@ -212,7 +226,7 @@ class MqttDriver(_DriverBase):
 class _SerialDriver(_DriverBase):
     port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
     # A monitor silent this long is DEVICE_DISCONNECTED (protocol-specific defaults).
-    quiet_s: float | None = Field(default=None, gt=0)
+    quiet_s: Number | None = Field(default=None, gt=0)
 
 
 class MasimoDriver(_SerialDriver):
@@ -250,15 +264,6 @@ class Settings(_Model):
     clock: ClockSettings = ClockSettings()
     drivers: list[DriverSettings] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_devices(self) -> Settings:
-        seen: set[str] = set()
-        for d in self.drivers:
-            if d.device_id in seen:
-                raise ValueError(f"device_id {d.device_id!r} is used twice")
-            seen.add(d.device_id)
-        return self
-
     @property
     def prefix(self) -> str:
         """The bed's MQTT topic prefix."""
@@ -287,6 +292,20 @@ _DRIVER_KINDS = frozenset({"mqtt", "masimo", "intellivue", "ge-s5"})
 def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
     """Validate already-parsed TOML data; raise `ConfigError` with every problem."""
     settings: Settings = validate(Settings, data, file=file, tags=_DRIVER_KINDS)
+    seen: set[str] = set()
+    problems = []
+    for i, d in enumerate(settings.drivers):
+        if d.device_id in seen:
+            problems.append(
+                ConfigProblem(
+                    file=file,
+                    key=f"drivers[{i}].device_id",
+                    reason=f"device_id {d.device_id!r} is used twice",
+                )
+            )
+        seen.add(d.device_id)
+    if problems:
+        raise ConfigError(problems)
     return settings
 
 
@@ -312,8 +331,9 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
 
 
 def _resolve_relative(base: Path, p: Path) -> Path:
-    """A relative path in a config is relative to the config's folder, else to the CWD."""
-    candidate = base / p
-    if candidate.exists() or not Path(p).exists():
-        return candidate
-    return Path(p).resolve()
+    """A relative path in a config is relative to the config file's folder, never the CWD.
+
+    A stray file in whatever directory the daemon was started from must never become the
+    alarm policy or the journal.
+    """
+    return base / p

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Backoff", "LinkState", "LinkStatus", "supervise"]
+__all__ = ["Backoff", "LinkState", "LinkStatus", "raise_if_cancelled", "supervise"]
 
 log = logging.getLogger("vigil.supervisor")
 
@@ -49,6 +49,19 @@ class LinkStatus:
             self.last_error = error
         for listener in self.listeners:
             listener(self)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that an awaited call swallowed.
+
+    On Python 3.11, `asyncio.wait_for` returns normally when the cancellation of its task lands
+    just as the inner future completes (CPython gh-86296, fixed in 3.12); aiomqtt 2.x awaits
+    every publish through it. The task's cancel request is still counted, so call this after
+    such an await on a normal path (never inside cleanup that runs after a cancellation).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Backoff:

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 
 from monitor.clock import Clock
 from monitor.settings import Settings
-from monitor.supervisor import Backoff, LinkStatus, supervise
+from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
 __all__ = ["WardLink", "make_client"]
@@ -178,7 +178,9 @@ class WardLink:
         await client.publish(
             f"{self.prefix}/status", self._payload_status("online"), qos=1, retain=True, timeout=t
         )
+        raise_if_cancelled()
         await client.subscribe(f"{self.prefix}/cmd", qos=1, timeout=t)
+        raise_if_cancelled()
         self._state_dirty = True
         self._wake.set()
 
@@ -208,6 +210,7 @@ class WardLink:
                     qos=1,
                     timeout=timeout,
                 )
+                raise_if_cancelled()
                 self._alarms.popleft()  # only after PUBACK
             if self._state_dirty:
                 self._state_dirty = False
@@ -219,6 +222,7 @@ class WardLink:
                     retain=True,
                     timeout=timeout,
                 )
+                raise_if_cancelled()
                 await client.publish(
                     f"{self.prefix}/session",
                     json.dumps(session).encode(),
@@ -226,6 +230,7 @@ class WardLink:
                     retain=True,
                     timeout=timeout,
                 )
+                raise_if_cancelled()
             while self._vitals and not self._alarms:
                 sample = self._vitals.popleft()
                 await client.publish(
@@ -235,6 +240,7 @@ class WardLink:
                     properties=expiry if v5 else None,
                     timeout=timeout,
                 )
+                raise_if_cancelled()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         timeout = self._settings.timeouts.publish_s
@@ -249,3 +255,4 @@ class WardLink:
             await client.publish(
                 f"{self.prefix}/cmd/result", json.dumps(result).encode(), qos=1, timeout=timeout
             )
+            raise_if_cancelled()

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
-from helpers import BrokerProcess
+
+from tests.helpers import BrokerProcess
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

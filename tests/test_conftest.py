@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
-from helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
+
+from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 TESTS = Path(__file__).parent
 

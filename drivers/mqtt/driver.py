@@ -46,6 +46,10 @@ DROP_RETAINED: Final = "retained"
 _QOS: Final = 1
 
 
+def _nothing() -> None:
+    """The default `connected` callback."""
+
+
 class MqttMonitorDriver:
     """Reads one monitor's samples from an MQTT topic (`[[drivers]] kind = "mqtt"`).
 
@@ -117,8 +121,8 @@ class MqttMonitorDriver:
         """The MQTT client identifier this driver connects with."""
         return self._identifier
 
-    async def run(self, sink: SampleSink) -> None:
-        """Connect, subscribe, then stream samples into `sink` until cancelled.
+    async def run(self, sink: SampleSink, connected: Callable[[], None] = _nothing) -> None:
+        """Connect, subscribe, call `connected()`, then stream into `sink` until cancelled.
 
         Cancellation disconnects from the broker and propagates.
 
@@ -136,6 +140,7 @@ class MqttMonitorDriver:
                     await stack.enter_async_context(client)
                     await self._subscribe(client)
                 _log.info("%s: connected as %s", where, self._identifier)
+                connected()
                 async for message in client.messages:
                     self._handle(message, sink)
         except (aiomqtt.MqttError, TimeoutError) as exc:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from helpers import BrokerProcess
+
+from tests.helpers import BrokerProcess
 
 PREFIX = "vigil/w1/b1"
 SPEED = 400.0
@@ -137,7 +138,7 @@ async def test_simulator_to_daemon_to_ward_desat(
         async with asyncio.timeout(10):
             async for message in observer.messages:
                 if str(message.topic) == f"{PREFIX}/status":
-                    data = json.loads(message.payload)  # type: ignore[arg-type]
+                    data = json.loads(message.payload)
                     statuses.append(data["status"])
                     if data["status"] == "offline":
                         break

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import aiomqtt
 import pytest
 from amqtt.errors import BrokerError
-from helpers import free_port
 
 from monitor.embedded_broker import embedded_broker
+from tests.helpers import free_port
 
 
 def _client(url: str, **kwargs: object) -> aiomqtt.Client:

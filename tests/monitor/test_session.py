@@ -157,6 +157,8 @@ def snapshot(core: BedCore, now: float) -> str:
 
 
 def refused(core: BedCore, cmd: Command, now: float, *, mentions: str = "") -> CommandOutcome:
+    # the ticks due by `now` run before any command is judged; they are not its doing
+    core.tick(now)
     before = snapshot(core, now)
     outcome = core.command(cmd, now)
     assert not outcome.ok

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
-from helpers import free_port
 
 from drivers.base import DeviceError, Driver
 from drivers.mqtt.codec import encode_vigil, encode_vscapture
@@ -20,11 +19,12 @@ from drivers.mqtt.driver import MqttMonitorDriver
 from monitor.clock import ManualClock
 from monitor.settings import BrokerSettings, MqttDriver, TimeoutSettings
 from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample
+from tests.helpers import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from helpers import BrokerProcess
+    from tests.helpers import BrokerProcess
 
 DEVICE = "mon1"
 TOPIC = "monitors/mon1/samples"

@@ -1,0 +1,145 @@
+"""The daemon in-process against a real broker: bad input, commands, retained state, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from alarms.policy import load_policy
+from monitor.commands import Checklist
+from monitor.daemon import Daemon
+from monitor.settings import Settings
+from monitor.supervisor import LinkState
+from tests.helpers import BrokerProcess
+
+PREFIX = "vigil/w1/b1"
+TOPIC = "monitors/mon1/samples"
+
+
+def settings_for(broker: BrokerProcess, tmp_path: Path, **broker_extra: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "bed": {"ward": "w1", "bed": "b1"},
+            "broker": {
+                "url": broker.url,
+                "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
+                **broker_extra,
+            },
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "metrics": {"enabled": False},
+            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
+        }
+    )
+
+
+def sample(t: float, param: str, value: float | None, **extra: Any) -> bytes:
+    return json.dumps(
+        {"t": t, "param": param, "value": value, "valid": True, "device_id": "mon1", **extra}
+    ).encode()
+
+
+async def next_on(client: aiomqtt.Client, topic: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        async for message in client.messages:
+            if str(message.topic) == topic:
+                data: dict[str, Any] = json.loads(message.payload)
+                return data
+    raise AssertionError("message stream ended")
+
+
+async def test_bad_input_is_counted_and_ignored_and_the_daemon_keeps_running(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    settings = settings_for(mqtt_broker, tmp_path)
+    async with (
+        Daemon(settings, load_policy()) as daemon,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="bad-input") as client,
+    ):
+        await daemon.connected(10)
+        await client.subscribe(f"{PREFIX}/vitals", qos=1)
+        now = time.time()
+        bad = [
+            b"this is not json",
+            b'{"t": "yesterday", "param": "HR", "value": 70, "valid": true, "device_id": "mon1"}',
+            b'{"t": 1, "param": "HR", "value": "seventy", "valid": true, "device_id": "mon1"}',
+            b'{"param": "HR", "value": 70, "valid": true, "device_id": "mon1"}',
+            b'{"t": 1, "param": "BLOOD_TYPE", "value": 1, "valid": true, "device_id": "mon1"}',
+            b"[1, 2, 3]",
+        ]
+        for payload in bad:
+            await client.publish(TOPIC, payload, qos=1)
+        # HR 900 is well formed but outside 20-300/min: delivered as an invalid sample
+        await client.publish(TOPIC, sample(now, "HR", 900.0), qos=1)
+        await client.publish(TOPIC, sample(now + 1, "HR", 72.0), qos=1)
+        first = await next_on(client, f"{PREFIX}/vitals")
+        second = await next_on(client, f"{PREFIX}/vitals")
+        stats = daemon.drivers[0].stats
+        assert (first["value"], first["valid"]) == (900.0, False)
+        assert (second["value"], second["valid"]) == (72.0, True)
+        assert stats.frames == len(bad) + 2
+        assert stats.samples == 2
+        assert sum(n for k, n in stats.dropped.items() if k != "out_of_range") == len(bad)
+        assert stats.dropped["out_of_range"] == 1
+        assert "TACHY_SEVERE" not in daemon.core.engine.active
+        assert daemon.device_status["mon1"].state is LinkState.CONNECTED
+
+
+def all_no() -> dict[str, bool]:
+    return dict.fromkeys(Checklist.model_fields, False)
+
+
+async def test_commands_are_answered_and_refusals_change_nothing(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    settings = settings_for(mqtt_broker, tmp_path)
+    async with (
+        Daemon(settings, load_policy()) as daemon,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+    ):
+        await daemon.connected(10)
+        await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
+
+        async def send(cmd: dict[str, Any] | bytes) -> dict[str, Any]:
+            payload = cmd if isinstance(cmd, bytes) else json.dumps(cmd).encode()
+            await nurse.publish(f"{PREFIX}/cmd", payload, qos=1)
+            return await next_on(nurse, f"{PREFIX}/cmd/result")
+
+        base = {"request_id": "r", "user": "ann"}
+        refused = await send({"cmd": "start_infusion", **base})
+        assert refused["ok"] is False
+        assert "phase pre" in refused["error"]
+        bad = await send(b'{"cmd": "open_session", "request_id": "r2"}')
+        assert bad == {"request_id": "r2", "ok": False, "error": bad["error"]}
+        assert "user" in bad["error"]
+        assert "weight_kg" in bad["error"]
+        heavy = await send(
+            {
+                "cmd": "open_session",
+                **base,
+                "patient_id": "P1",
+                "weight_kg": 400.0,
+                "concentration_mg_per_ml": 10.0,
+                "checklist": all_no(),
+            }
+        )
+        assert heavy["ok"] is False
+        assert "30-250 kg" in heavy["error"]
+        assert daemon.core.session is None
+        opened = await send(
+            {
+                "cmd": "open_session",
+                **base,
+                "patient_id": "P1",
+                "weight_kg": 80.0,
+                "concentration_mg_per_ml": 10.0,
+                "checklist": all_no(),
+            }
+        )
+        # PROTOCOL.md: 0.5 mg/kg; 40 mg at 10 mg/mL over 40 min is 6 mL/h
+        assert opened == {"request_id": "r", "ok": True, "dose_mg": 40.0, "rate_ml_per_h": 6.0}
+        assert daemon.core.phase.value == "pre"
