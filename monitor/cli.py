@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="bed topic prefix (e.g. vigil/w1/b1): also send session steps as commands",
     )
     p.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the samples of one instant as one JSON array message (MQTT monitors)",
+    )
 
     p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")
     p.add_argument("file", type=Path, help="recording CSV (t,param,value)")

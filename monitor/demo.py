@@ -102,6 +102,7 @@ async def _simulate(url: str, *, scenario: str, clock: SimulatedClock, bed_prefi
         sys.executable, "-m", "monitor.cli", "simulate", "mqtt-monitor", "--mqtt", url,
         "--topic", "monitors/mon1/samples", "--device-id", "mon1", "--scenario", scenario,
         "--speed", repr(clock.speed), "--anchor", repr(clock.anchor), "--bed", bed_prefix,
+        "--batch",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 import uuid
 from collections import deque
@@ -31,9 +32,13 @@ from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
-__all__ = ["WardLink", "make_client"]
+__all__ = ["NO_DELAY", "WardLink", "make_client"]
 
 log = logging.getLogger("vigil.ward")
+
+# Nagle's algorithm holds a small alarm publish back until the ACK of the vitals message before
+# it, which the broker delays (~40 ms); an alarm must not wait for that (bench/latency.py).
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 CommandHandler = Callable[[bytes], dict[str, Any]]
 StateProvider = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
@@ -60,6 +65,7 @@ def make_client(
         keepalive=b.keepalive_s,
         tls_context=tls_context,
         timeout=settings.timeouts.broker_connect_s,
+        socket_options=NO_DELAY,
     )
 
 

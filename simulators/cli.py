@@ -68,6 +68,7 @@ async def _run_mqtt_monitor(args: argparse.Namespace, clock: Clock, stats: Publi
         seed=args.seed,
         bed_prefix=args.bed,
         stats=stats,
+        batch=args.batch,
     )
 
 

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from monitor.commands import Checklist
-from monitor.vocabulary import NIBP_PARAMS, Param, SessionEvent
+from monitor.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     until: float | None = None,
     params: Collection[Param] | None = None,
     stats: PublishStats | None = None,
+    batch: bool = False,
 ) -> int:
     """Play `scenario` to the broker at `url`; return the number of samples published.
 
@@ -172,7 +173,9 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     (`session_command`). `until` (epoch seconds) ends the run early: items after it are not
     sent. `params` limits the samples to those parameters, as a monitor that measures only
     some of them (an oximeter, a cuff) would send; the default sends all. `stats`, if given,
-    is updated as messages go out.
+    is updated as messages go out. With `batch`, the samples of one instant go out together as
+    one JSON array (as a monitor sending HR, PR and SpO2 of a second in one message would),
+    which cuts the message rate threefold for fast simulations.
 
     Raises `ValueError` for an unknown scenario or a bad URL (before connecting) and
     `aiomqtt.MqttError` when the broker cannot be reached or the connection is lost. Cancelling
@@ -194,9 +197,22 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
         timeout=_CONNECT_TIMEOUT_S,
     )
     async with _connected(client):
+        group: list[Sample] = []
+
+        async def send(samples: list[Sample]) -> None:
+            docs = [sample.to_json() for sample in samples]
+            qos = 1 if any(sample.param in NIBP_PARAMS for sample in samples) else 0
+            payload = json.dumps(docs if batch else docs[0])
+            await client.publish(topic, payload, qos=qos)
+            _reraise_swallowed_cancel()
+            sent.samples += len(samples)
+
         for item in items:
             if until is not None and item.t > until:
                 break
+            if group and (isinstance(item, Step) or item.t != group[0].t):
+                await send(group)
+                group = []
             await clock.sleep_until(item.t)
             if isinstance(item, Step):
                 if cmd_topic is not None:
@@ -207,8 +223,10 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
                 continue
             if params is not None and item.param not in params:
                 continue
-            qos = 1 if item.param in NIBP_PARAMS else 0
-            await client.publish(topic, json.dumps(item.to_json()), qos=qos)
-            _reraise_swallowed_cancel()
-            sent.samples += 1
+            if batch:
+                group.append(item)
+            else:
+                await send([item])
+        if group:
+            await send(group)
     return sent.samples

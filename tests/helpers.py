@@ -190,6 +190,8 @@ class BrokerProcess:
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            # as a ward broker should be configured (config/mosquitto): no Nagle delay
+            "set_tcp_nodelay true\n"
             "persistence false\n"
             # stderr goes to broker.log (opened by us, so mosquitto dropping root privileges to
             # its own user cannot make the log unwritable).

@@ -164,12 +164,16 @@ _VIGIL_REQUIRED: Final = ("t", "param", "value", "valid", "device_id")
 
 
 def decode_vigil(payload: bytes, *, device_id: str) -> DecodeResult:
-    """Decode one Sample JSON object (ARCHITECTURE.md "Sample JSON line").
+    """Decode one Sample JSON object, or a JSON array of them (ARCHITECTURE.md "Sample JSON").
 
     Required: ``t`` (number, epoch seconds, 0 <= t <= MAX_T), ``param`` (a `Param` name),
     ``value`` (number or null), ``valid`` (bool), ``device_id`` (str). Optional: ``unit`` and
     ``mdc`` (must agree with the vocabulary for ``param``; filled in from it when absent or
     null), ``reason`` (str or null). Other keys (vendor fields) are ignored.
+
+    An array carries several samples in one message (a monitor sending HR, PR and SpO2 of one
+    second together, as VSCaptureMP does); each element is judged on its own, so one bad
+    element drops only itself.
 
     The sample gets the configured `device_id`: the topic, chosen in the bed's config, says
     which monitor this is. A payload that names another device is still delivered, and
@@ -179,14 +183,31 @@ def decode_vigil(payload: bytes, *, device_id: str) -> DecodeResult:
     physiological range gives ``valid=False``, ``reason="out_of_range"`` (counted) unless the
     device already called the sample invalid, whose reason then stands.
 
-    Never raises: a rejected payload yields no sample and exactly one drop reason.
+    Never raises: a rejected item yields no sample and exactly one drop reason.
     """
     try:
-        sample, out_of_range, mismatch = _vigil_sample(_load_json(payload), device_id)
+        doc = _load_json(payload)
     except _RejectedError as exc:
         return DecodeResult(dropped=(exc.reason.value,))
+    samples: list[Sample] = []
+    dropped: list[str] = []
+    out_of_range = mismatch = 0
+    for item in doc if isinstance(doc, list) else [doc]:
+        try:
+            sample, bad_range, other_id = _vigil_sample(item, device_id)
+        except _RejectedError as exc:
+            dropped.append(exc.reason.value)
+            continue
+        samples.append(sample)
+        out_of_range += bad_range
+        mismatch += other_id
+    if isinstance(doc, list) and not doc:
+        dropped.append(DropReason.NOT_OBJECT.value)
     return DecodeResult(
-        samples=(sample,), out_of_range=int(out_of_range), device_id_mismatch=int(mismatch)
+        samples=tuple(samples),
+        dropped=tuple(dropped),
+        out_of_range=out_of_range,
+        device_id_mismatch=mismatch,
     )
 
 

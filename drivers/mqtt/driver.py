@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 from functools import partial
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
@@ -177,6 +178,8 @@ class MqttMonitorDriver:
             tls_params=tls,
             # bounds CONNACK, SUBACK and the DISCONNECT on the way out
             timeout=self._timeouts.broker_connect_s,
+            # samples go straight to the alarm engine: no Nagle delay on our ACKs and requests
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             logger=_log,
         )
 

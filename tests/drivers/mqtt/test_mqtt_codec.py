@@ -192,9 +192,16 @@ def test_too_large() -> None:
     assert only_drop(decode_vigil(payload, device_id=DEVICE)) == "too_large"
 
 
-@pytest.mark.parametrize("doc", [[], [sample_json()], "HR", 60, None, True])
+@pytest.mark.parametrize("doc", [[], "HR", 60, None, True, [[sample_json()]]])
 def test_not_object(doc: object) -> None:
     assert only_drop(vigil(doc)) == "not_object"
+
+
+def test_array_of_samples_each_judged_alone() -> None:
+    good = sample_json()
+    result = vigil([good, {**good, "param": "TEMP"}, {**good, "param": "SPO2", "value": 97}])
+    assert [(s.param, s.value) for s in result.samples] == [(Param.HR, 60.0), (Param.SPO2, 97.0)]
+    assert result.dropped == ("unknown_param",)
 
 
 @pytest.mark.parametrize("field", ["t", "param", "value", "valid", "device_id"])

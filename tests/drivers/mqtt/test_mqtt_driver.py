@@ -158,7 +158,7 @@ async def test_bad_payloads_are_counted_and_the_next_good_sample_arrives(
         json.dumps({**good, "t": True}).encode(),  # wrong type
         json.dumps({k: v for k, v in good.items() if k != "valid"}).encode(),  # missing field
         json.dumps({**good, "param": "TEMP"}).encode(),
-        json.dumps([good]).encode(),
+        json.dumps([]).encode(),  # an empty array carries no sample
     ]
     async with publisher(mqtt_broker_url) as pub, running(driver, sink) as task:
         await until_subscribed(pub, driver, sink)
