@@ -53,8 +53,11 @@ def _dotted(loc: tuple[int | str, ...], data: Any, tags: frozenset[str]) -> str:
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
             node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
             continue
-        # pydantic puts a discriminated union's tag in the location; it is not a key
-        if item in tags and not (isinstance(node, dict) and item in node):
+        # pydantic puts a discriminated union's tag, or a plain union's member type
+        # ("literal['HRE']"), in the location; neither is a key
+        if (item in tags and not (isinstance(node, dict) and item in node)) or (
+            node is not None and not isinstance(node, dict)
+        ):
             continue
         parts.append(item)
         node = node.get(item) if isinstance(node, dict) else None
@@ -81,7 +84,12 @@ def problems_from(
                 reason = f"{ctx.get('tag')!r} does not exist (known: {', '.join(sorted(tags))})"
             else:
                 reason = "missing key"
-        problems.append(ConfigProblem(file=file, key=key, reason=reason))
+        same = next((p for p in problems if p.key == key), None)
+        if same is None:
+            problems.append(ConfigProblem(file=file, key=key, reason=reason))
+        elif reason not in same.reason:
+            # every member of a union failed: one problem, each way it could have been right
+            same.reason = f"{same.reason}, or {reason}"
     return problems
 
 

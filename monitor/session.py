@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from alarms.engine import AlarmEngine
+from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy
 from monitor.commands import (
     Ack,
@@ -103,10 +103,8 @@ class BedCore:
 
     def samples(self, batch: Iterable[Sample]) -> list[AlarmEvent]:
         """Feed samples (in arrival order); return the stamped events."""
-        out: list[AlarmEvent] = []
-        for s in batch:
-            out += self.engine.row(s.t, s.param, s.value, valid=s.valid)
-        return self._stamp(out)
+        rows = Rows.of((s.t, s.param, s.value, s.valid) for s in batch)
+        return self._stamp(self.engine.rows(rows))
 
     def tick(self, now: float) -> list[AlarmEvent]:
         """Run the ticks due up to `now`."""
