@@ -248,7 +248,10 @@ class AlarmEngine:
                 stop = min(stop, i + window)
                 if stop - i >= _MIN_VECTOR:
                     j = self._quiet_prefix(batch, i, stop)
-                    window = min(window * 2, _MAX_WINDOW) if j == stop else _MIN_VECTOR
+                    # grow while stretches stay quiet; after an event, shrink but do not start over
+                    window = (
+                        min(window * 2, _MAX_WINDOW) if j == stop else max(_MIN_VECTOR, window // 4)
+                    )
                     if j > i:
                         i = j
                         continue
@@ -287,16 +290,14 @@ class AlarmEngine:
             stream = streams.get(rule.signal)
             if stream is None or not len(stream.t):
                 continue
-            run = self._runs[rule.code]
+            alarm = self.active.get(rule.code)
             due_on, due_off, hold_start, off_start = _runs(
                 stream,
                 rule,
-                run,
-                self._signal_last_t.get(rule.signal),
-                self._gap,
-                self._clear_after,
+                self._runs[rule.code],
+                clear_after=self._clear_after,
+                need_off=alarm is not None,
             )
-            alarm = self.active.get(rule.code)
             if alarm is None:
                 hit = np.flatnonzero(due_on) if self.phase in rule.phases else np.empty(0, np.int64)
             elif not alarm.latching or alarm.acknowledged:
@@ -380,14 +381,31 @@ class AlarmEngine:
                 v=np.where(from_hr, lvv, bv),
                 ok=from_hr | bok,
                 src=np.where(from_hr, hr_code, bw),
+                broken=self._broken(HRE, bt),
             )
         for signal in self._signals:
             if signal == HRE:
                 continue
             code = _CODE_OF[Param(signal)]
             rows = np.flatnonzero(what == code)
-            out[signal] = _Stream(rows=rows, t=t[rows], v=value[rows], ok=ok[rows], src=what[rows])
+            out[signal] = _Stream(
+                rows=rows,
+                t=t[rows],
+                v=value[rows],
+                ok=ok[rows],
+                src=what[rows],
+                broken=self._broken(signal, t[rows]),
+            )
         return out
+
+    def _broken(self, signal: str, t: np.ndarray) -> np.ndarray:
+        """Whether a gap over `run_gap_s` comes before each sample ("Run semantics")."""
+        broken = np.empty(len(t), dtype=bool)
+        if len(t):
+            last_t = self._signal_last_t.get(signal)
+            broken[0] = last_t is not None and t[0] - last_t > self._gap
+            broken[1:] = np.diff(t) > self._gap
+        return broken
 
     def _apply_quiet(
         self,
@@ -419,8 +437,7 @@ class AlarmEngine:
                     self._last_valid_hr = (float(t[k]), float(value[k]))
             if param is Param.SPO2:
                 sel = (what == code) & ok
-                self._spo2_hist.extend(zip(t[sel].tolist(), value[sel].tolist(), strict=True))
-                _prune(self._spo2_hist, float(t[-1]) - self._keep_s)
+                _extend_history(self._spo2_hist, t[sel], value[sel], float(t[-1]) - self._keep_s)
 
     def _apply_signals(
         self,
@@ -440,8 +457,7 @@ class AlarmEngine:
                 src = _CODES[int(hsrc[k])]
                 assert isinstance(src, Param)
                 self._last_hre_src = src
-                self._hre_hist.extend(zip(ht[good].tolist(), hv[good].tolist(), strict=True))
-                _prune(self._hre_hist, float(t[-1]) - self._keep_s)
+                _extend_history(self._hre_hist, ht[good], hv[good], float(t[-1]) - self._keep_s)
         for signal, stream in streams.items():
             keep = stream.rows < j
             if keep.any():
@@ -1076,6 +1092,17 @@ _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 
+def _extend_history(
+    hist: deque[tuple[float, float]], t: np.ndarray, v: np.ndarray, before: float
+) -> None:
+    """Append (t, v) pairs, keeping only those at or after `before` (all of `hist` is older)."""
+    cut = int(np.searchsorted(t, before, side="left"))
+    if cut > 0:
+        hist.clear()
+    hist.extend(zip(t[cut:].tolist(), v[cut:].tolist(), strict=True))
+    _prune(hist, before)
+
+
 def _prune(hist: deque[tuple[float, float]], before: float) -> None:
     while hist and hist[0][0] < before:
         hist.popleft()
@@ -1167,6 +1194,7 @@ class _Stream:
     v: np.ndarray
     ok: np.ndarray
     src: np.ndarray
+    broken: np.ndarray  # a gap over `run_gap_s` before this sample breaks any run
 
 
 def _ffill_values(x: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
@@ -1184,29 +1212,50 @@ def _runs(
     s: _Stream,
     rule: ContinuousRule,
     run: _Run,
-    last_t: float | None,
-    gap: float,
+    *,
     clear_after: float,
+    need_off: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized "Run semantics": (due_on, due_off, hold_start, off_start) per sample."""
+    """Vectorized "Run semantics": (due_on, due_off, hold_start, off_start) per sample.
+
+    Without `need_off` (the alarm is not active, so nothing can clear), `due_off` is all false
+    and `off_start` is right only at the last sample, which is all the state that is kept.
+    """
+    n = len(s.t)
     with np.errstate(invalid="ignore"):
         holds = s.ok & _NP_OPS[rule.op](s.v, rule.limit)
     off = s.ok & ~holds
-    broken = np.empty(len(s.t), dtype=bool)
-    broken[0] = last_t is not None and s.t[0] - last_t > gap
-    broken[1:] = np.diff(s.t) > gap
-    starts = []
-    for kind, carry in ((holds, run.hold_start), (off, run.off_start)):
-        prev = np.empty(len(s.t), dtype=bool)
-        prev[0] = carry is not None
-        prev[1:] = kind[:-1]
-        new = kind & (broken | ~prev)
-        since = _ffill_values(s.t, new, math.nan if carry is None else carry)
-        starts.append(np.where(kind, since, math.nan))
-    hold_start, off_start = starts
+    hold_start = _run_starts(s, holds, run.hold_start)
     due_on = holds & (s.t - hold_start >= rule.delay_s)
-    due_off = off & (s.t - off_start >= clear_after)
-    return due_on, due_off, hold_start, off_start
+    if need_off:
+        off_start = _run_starts(s, off, run.off_start)
+        due_off = off & (s.t - off_start >= clear_after)
+        return due_on, due_off, hold_start, off_start
+    off_start = np.full(n, math.nan)
+    if off[-1]:
+        prev = np.empty(n, dtype=bool)
+        prev[0] = run.off_start is not None
+        prev[1:] = off[:-1]
+        new = np.flatnonzero(off & (s.broken | ~prev))
+        last_break = np.flatnonzero(~off)
+        if len(new) and (not len(last_break) or new[-1] > last_break[-1]):
+            off_start[-1] = s.t[new[-1]]
+        elif run.off_start is not None and not len(last_break):
+            off_start[-1] = run.off_start
+    return due_on, np.zeros(n, dtype=bool), hold_start, off_start
+
+
+def _run_starts(s: _Stream, kind: np.ndarray, carry: float | None) -> np.ndarray:
+    """Start time of the run of `kind` each sample is in (NaN where `kind` is false)."""
+    if carry is None and not kind.any():
+        return np.full(len(kind), math.nan)
+    prev = np.empty(len(kind), dtype=bool)
+    prev[0] = carry is not None
+    prev[1:] = kind[:-1]
+    new = kind & (s.broken | ~prev)
+    since = _ffill_values(s.t, new, math.nan if carry is None else carry)
+    out: np.ndarray = np.where(kind, since, math.nan)
+    return out
 
 
 _NP_OPS = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
