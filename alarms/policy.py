@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.configfile import read_toml, validate
+from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
 from monitor.paths import default_policy_path
 from monitor.vocabulary import (
     CONTINUOUS_PARAMS,
@@ -141,11 +141,15 @@ class DeterminationRule(_Model):
     kind: AlarmKind = AlarmKind.PHYSIOLOGICAL
     latching: bool
     phases: frozenset[Phase]
-    when: Annotated[tuple[DeterminationClause, ...], Field(min_length=1)]
+    when: tuple[DeterminationClause, ...]
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         _phases_nonempty(self.phases)
+        # checked here, not with min_length: a tuple whose one clause is wrong would also be
+        # reported as empty
+        if not self.when:
+            raise ValueError("when needs at least one clause")
         return self
 
 
@@ -206,18 +210,28 @@ class Policy(_Model):
     nibp_overdue: NibpOverdueRule | None = None
     discharge: DischargeRule | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        codes = [r.code for r in self.continuous]
-        codes += [r.code for r in self.determination]
-        codes += [r.code for r in self.no_data]
-        codes += [self.baseline.code]
-        codes += [r.code for r in (self.nibp_overdue, self.discharge) if r is not None]
-        dupes = sorted({c for c in codes if codes.count(c) > 1})
-        if dupes:
-            raise ValueError(f"alarm codes used twice: {', '.join(dupes)}")
-        _check_severity_order(self.continuous)
-        return self
+    def problems(self) -> list[tuple[str, str]]:
+        """(dotted key, reason) of every cross-rule problem: duplicated codes, bad nesting."""
+        found: list[tuple[str, str]] = []
+        seen: dict[str, str] = {}
+        keyed: list[tuple[str, str]] = [("baseline.code", self.baseline.code)]
+        for section in ("continuous", "determination", "no_data"):
+            rules: tuple[ContinuousRule | DeterminationRule | NoDataRule, ...] = getattr(
+                self, section
+            )
+            keyed += [(f"{section}[{i}].code", r.code) for i, r in enumerate(rules)]
+        keyed += [
+            (f"{name}.code", r.code)
+            for name, r in (("nibp_overdue", self.nibp_overdue), ("discharge", self.discharge))
+            if r is not None
+        ]
+        for key, code in keyed:
+            if code in seen:
+                found.append((key, f"alarm code {code} is already used at {seen[code]}"))
+            else:
+                seen[code] = key
+        found += _severity_order_problems(self.continuous)
+        return found
 
     def codes(self) -> list[str]:
         """Every alarm code, in table order (the order events at one moment are emitted in)."""
@@ -229,15 +243,16 @@ class Policy(_Model):
         return out
 
 
-def _check_severity_order(rules: tuple[ContinuousRule, ...]) -> None:
-    """Refuse thresholds that contradict their priorities.
+def _severity_order_problems(rules: tuple[ContinuousRule, ...]) -> list[tuple[str, str]]:
+    """Thresholds that contradict their priorities, as (key, reason).
 
     Two rules on one signal in one direction (e.g. `SPO2 < 92` medium and `SPO2 < 88` high) must
     nest: the higher priority needs the more extreme value. A high alarm at a milder limit than a
     medium one on the same signal is almost surely a typo that silences the severe alarm's meaning.
     """
     rank = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2}
-    for a in rules:
+    found: list[tuple[str, str]] = []
+    for i, a in enumerate(rules):
         for b in rules:
             if a is b or a.signal != b.signal or a.op[0] != b.op[0]:
                 continue
@@ -246,10 +261,16 @@ def _check_severity_order(rules: tuple[ContinuousRule, ...]) -> None:
             # a outranks b: a's limit must be at least as extreme as b's
             upward = a.op[0] == ">"
             if (upward and a.limit < b.limit) or (not upward and a.limit > b.limit):
-                raise ValueError(
-                    f"{a.code} ({a.priority}) fires at {a.signal} {a.op} {a.limit}, a milder "
-                    f"limit than {b.code} ({b.priority}) at {b.op} {b.limit}"
+                found.append(
+                    (
+                        f"continuous[{i}].limit",
+                        (
+                            f"{a.code} ({a.priority}) fires at {a.signal} {a.op} {a.limit}, a milder "
+                            f"limit than {b.code} ({b.priority}) at {b.op} {b.limit}"
+                        ),
+                    )
                 )
+    return found
 
 
 def load_policy(path: Path | None = None) -> Policy:
@@ -261,4 +282,7 @@ def load_policy(path: Path | None = None) -> Policy:
     path = path or default_policy_path()
     data = read_toml(path)
     policy: Policy = validate(Policy, data, file=str(path))
+    problems = policy.problems()
+    if problems:
+        raise ConfigError([ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems])
     return policy

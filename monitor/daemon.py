@@ -137,7 +137,9 @@ class Bed:
         while True:
             tick = math.floor(self._clock.now()) + 1.0
             await self._clock.sleep_until(tick + self._grace)
-            self._tick_due = tick
+            # every tick due by now, not only the one waited for: after a stall (or a jump of
+            # a simulated clock) the engine catches up on all of them at once, in order
+            self._tick_due = float(math.floor(self._clock.now() - self._grace))
             self._wake.set()
 
 
