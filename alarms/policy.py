@@ -265,8 +265,8 @@ def _severity_order_problems(rules: tuple[ContinuousRule, ...]) -> list[tuple[st
                     (
                         f"continuous[{i}].limit",
                         (
-                            f"{a.code} ({a.priority}) fires at {a.signal} {a.op} {a.limit}, a milder "
-                            f"limit than {b.code} ({b.priority}) at {b.op} {b.limit}"
+                            f"{a.code} ({a.priority}) fires at {a.signal} {a.op} {a.limit}, "
+                            f"a milder limit than {b.code} ({b.priority}) at {b.op} {b.limit}"
                         ),
                     )
                 )

@@ -71,7 +71,7 @@ def problems_from(
 
     `tags` are the discriminator values of tagged unions, left out of key paths.
     """
-    problems = []
+    problems: list[ConfigProblem] = []
     for err in exc.errors():
         reason = err["msg"].removeprefix("Value error, ")
         key = _dotted(err["loc"], data, tags)

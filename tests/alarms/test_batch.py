@@ -44,14 +44,24 @@ def recording(seed: int, n: int) -> list[Row]:
         t += float(rng.choice(_DT, p=_DT_P))
         r = rng.random()
         if r < 0.004:
-            rows.append(Row(t, _STEPS[step % 4] if rng.random() < 0.9 else _STEPS[int(rng.integers(4))], math.nan))
+            rows.append(
+                Row(
+                    t,
+                    _STEPS[step % 4] if rng.random() < 0.9 else _STEPS[int(rng.integers(4))],
+                    math.nan,
+                )
+            )
             step += 1
             continue
         if r < 0.02:
             sys_ = float(rng.choice([120, 150, 175, 182, 195, 205]))
             dia = float(rng.choice([70, 85, 95, 112, 125]))
             dia_v = math.nan if rng.random() < 0.2 else dia
-            rows += [Row(t, Param.NIBP_SYS, sys_), Row(t, Param.NIBP_DIA, dia_v), Row(t, Param.NIBP_MEAN, math.nan)]
+            rows += [
+                Row(t, Param.NIBP_SYS, sys_),
+                Row(t, Param.NIBP_DIA, dia_v),
+                Row(t, Param.NIBP_MEAN, math.nan),
+            ]
             continue
         if rng.random() < 0.01:
             hr_lost = not hr_lost

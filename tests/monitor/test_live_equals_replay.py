@@ -108,7 +108,7 @@ async def run_live(rows: list[Row], broker: BrokerProcess, tmp_path: Path) -> li
 
         async def collect() -> None:
             async for message in client.messages:
-                data = json.loads(message.payload)  # type: ignore[arg-type]
+                data = json.loads(message.payload)
                 (events if str(message.topic).endswith("/alarms") else results).append(data)
 
         collector = asyncio.create_task(collect())
