@@ -481,31 +481,12 @@ class AlarmEngine:
 
     def _next_due(self) -> float:
         """The earliest time a timed alarm could become due, or inf."""
-        due = math.inf
+        due = self._next_due_fixed()
         session = self.session
         if session is not None:
             for rule in self.policy.no_data:
                 if self.phase in rule.phases and rule.code not in self.active:
                     due = min(due, self._no_data_ref(rule, session) + rule.after_s)
-            od = self.policy.nibp_overdue
-            if od is not None and od.code not in self.active and self.phase in _OVERDUE_PHASES:
-                due = min(due, self._overdue_ref(session) + self._overdue_limit())
-            dc = self.policy.discharge
-            if (
-                dc is not None
-                and self.phase is Phase.POST
-                and not session.discharge_checked
-                and session.stop_t is not None
-            ):
-                due = min(due, session.stop_t + dc.after_stop_s)
-        g = self.policy.general
-        for alarm in self.active.values():
-            if (
-                alarm.priority is Priority.HIGH
-                and not alarm.acknowledged
-                and alarm.level < g.escalation_levels
-            ):
-                due = min(due, alarm.activated_t + (alarm.level + 1) * g.escalation_interval_s)
         return due
 
     def _ticks_until(self, t: float, out: list[AlarmEvent]) -> None:

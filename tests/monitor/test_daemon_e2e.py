@@ -122,9 +122,11 @@ async def test_simulator_to_daemon_to_ward_desat(
                                 stdout=asyncio.subprocess.DEVNULL,
                                 stderr=asyncio.subprocess.DEVNULL,
                             )  # fmt: skip
-                    elif topic == "monitors/mon1/samples" and data["param"] == "SPO2":
-                        value = data["value"] if data["valid"] else None
-                        spo2.append((data["t"], value))
+                    elif topic == "monitors/mon1/samples":
+                        # --batch: one JSON array per instant
+                        for doc in data if isinstance(data, list) else [data]:
+                            if doc["param"] == "SPO2":
+                                spo2.append((doc["t"], doc["value"] if doc["valid"] else None))
                     elif topic == f"{PREFIX}/cmd":
                         commands.append(data)
                     elif topic == f"{PREFIX}/session" and data["phase"] == "infusion":

@@ -1,0 +1,84 @@
+"""The line console: what a nurse reads for each ward message."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from monitor.console import LineConsole
+
+ALARM: dict[str, object] = {
+    "t": 1767226740.0,
+    "code": "BP_CRISIS",
+    "priority": "high",
+    "kind": "physiological",
+    "state": "active",
+    "param": "NIBP_SYS",
+    "value": 190.0,
+    "limit": 180.0,
+    "phase": "infusion",
+    "message": "BP 190/106 high on two consecutive determinations",
+    "bed": "w1/b1",
+    "alarm_id": "w1/b1/BP_CRISIS/1767226740000",
+    "seq": 7,
+}
+
+
+def test_alarm_line_names_bed_priority_code_state_and_message() -> None:
+    out = io.StringIO()
+    console = LineConsole(out=out)
+    (line,) = console.handle("vigil/w1/b1/alarms", json.dumps(ALARM).encode())
+    assert "w1/b1" in line
+    assert "*** HIGH" in line
+    assert "BP_CRISIS ACTIVE" in line
+    assert str(ALARM["message"]) in line
+    assert console.alarm_log == [ALARM]
+    assert out.getvalue() == line + "\n"
+
+
+def test_colours_follow_iec_60601_1_8() -> None:
+    console = LineConsole(out=io.StringIO(), colour=True)
+    high = console.handle("vigil/w1/b1/alarms", json.dumps(ALARM).encode())[0]
+    low = console.handle("vigil/w1/b1/alarms", json.dumps({**ALARM, "priority": "low"}).encode())[0]
+    medium = console.handle(
+        "vigil/w1/b1/alarms", json.dumps({**ALARM, "priority": "medium"}).encode()
+    )[0]
+    assert high.startswith("\x1b[1;31m")  # red
+    assert medium.startswith("\x1b[33m")  # yellow
+    assert low.startswith("\x1b[36m")  # cyan
+
+
+def test_acknowledged_and_escalated_lines() -> None:
+    console = LineConsole(out=io.StringIO())
+    acked = {**ALARM, "state": "acknowledged", "user": "ann"}
+    escalated = {**ALARM, "state": "escalated", "level": 2}
+    assert (
+        "ACKNOWLEDGED by ann" in console.handle("vigil/w1/b1/alarms", json.dumps(acked).encode())[0]
+    )
+    assert "(level 2)" in console.handle("vigil/w1/b1/alarms", json.dumps(escalated).encode())[0]
+
+
+def test_offline_bed_is_shown_and_garbage_is_ignored() -> None:
+    console = LineConsole(out=io.StringIO())
+    assert console.handle("vigil/w1/b1/status", b'{"status": "online"}')
+    (line,) = console.handle("vigil/w1/b1/status", b'{"status": "offline"}')
+    assert "OFFLINE" in line
+    assert console.handle("vigil/w1/b1/alarms", b"not json") == []
+    assert console.handle("other/topic", b"{}") == []
+
+
+def test_vitals_line_at_most_once_per_interval_with_cuff_age() -> None:
+    console = LineConsole(out=io.StringIO(), vitals_every_s=60.0)
+    t = 1767226000.0
+
+    def vital(dt: float, param: str, value: float) -> list[str]:
+        doc = {"t": t + dt, "param": param, "value": value, "valid": True, "device_id": "m"}
+        return console.handle("vigil/w1/b1/vitals", json.dumps(doc).encode())
+
+    assert vital(0, "NIBP_SYS", 150) != []  # the first vitals line
+    assert vital(0, "NIBP_DIA", 90) == []
+    assert vital(30, "HR", 88) == []
+    (line,) = vital(120, "SPO2", 97)
+    assert "HR  88" in line
+    assert "SpO2  97 %" in line
+    assert "BP 150/90 (2 min ago)" in line
