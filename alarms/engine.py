@@ -285,7 +285,7 @@ class AlarmEngine:
         t, what, value, ok = t[:j], what[:j], value[:j], ok[:j]
         # signals: HRE from HR/PR rows (Reading 5), and each continuous parameter
         streams = self._streams(t, what, value, ok)
-        pending: list[tuple[ContinuousRule, _Stream, np.ndarray, np.ndarray, np.ndarray]] = []
+        pending: list[_Pending] = []
         for rule in self.policy.continuous:
             stream = streams.get(rule.signal)
             if stream is None or not len(stream.t):
@@ -306,7 +306,7 @@ class AlarmEngine:
                 hit = np.empty(0, np.int64)
             if len(hit):
                 j = min(j, int(stream.rows[hit[0]]))
-            pending.append((rule, stream, due_on, due_off, np.stack((hold_start, off_start))))
+            pending.append((rule, stream, due_on, due_off, (hold_start, off_start)))
         if j == 0:
             return i
         self._apply_quiet(t[:j], what[:j], value[:j], ok[:j], streams, pending, j)
@@ -320,7 +320,10 @@ class AlarmEngine:
         for nd in self.policy.no_data:
             if self.phase not in nd.phases:
                 continue
-            valid_rows = np.isin(what, [_CODE_OF[p] for p in nd.params]) & ok
+            valid_rows = np.zeros(len(what), dtype=bool)
+            for param in nd.params:
+                valid_rows |= what == _CODE_OF[param]
+            valid_rows &= ok
             if nd.code in self.active:
                 # it clears at the next valid sample of its parameters
                 hit = np.flatnonzero(valid_rows[:j])
@@ -372,8 +375,12 @@ class AlarmEngine:
             bt, bw, bv, bok = t[beat], what[beat], value[beat], ok[beat]
             hr_valid = (bw == hr_code) & bok
             last = self._last_valid_hr
-            lvt = _ffill_values(bt, hr_valid, last[0] if last else math.nan)
-            lvv = _ffill_values(bv, hr_valid, last[1] if last else math.nan)
+            idx = np.where(hr_valid, np.arange(len(bt)), -1)
+            np.maximum.accumulate(idx, out=idx)
+            seen = idx >= 0
+            safe = np.maximum(idx, 0)
+            lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
+            lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
             from_hr = ~np.isnan(lvt) & (bt - lvt <= self._hold)
             out[HRE] = _Stream(
                 rows=beat,
@@ -414,7 +421,7 @@ class AlarmEngine:
         value: np.ndarray,
         ok: np.ndarray,
         streams: dict[str, _Stream],
-        pending: list[tuple[ContinuousRule, _Stream, np.ndarray, np.ndarray, np.ndarray]],
+        pending: list[_Pending],
         j: int,
     ) -> None:
         """Set the state the rows [0, j) leave behind (they caused no event)."""
@@ -443,7 +450,7 @@ class AlarmEngine:
         self,
         t: np.ndarray,
         streams: dict[str, _Stream],
-        pending: list[tuple[ContinuousRule, _Stream, np.ndarray, np.ndarray, np.ndarray]],
+        pending: list[_Pending],
         j: int,
     ) -> None:
         hre = streams.get(HRE)
@@ -1164,6 +1171,9 @@ class Rows:
                 self.value <= _PARAM_HI[self.what]
             )
         return inside
+
+
+_Pending = tuple["ContinuousRule", "_Stream", np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
