@@ -55,18 +55,6 @@ def clock_from(settings: Settings) -> Clock:
     return SimulatedClock(speed=c.speed, anchor=c.anchor)
 
 
-class _WakingQueue(SampleQueue):
-    """A sample queue that wakes the bed loop on every put."""
-
-    def __init__(self, maxlen: int, wake: asyncio.Event) -> None:
-        super().__init__(maxlen)
-        self._wake = wake
-
-    def put(self, sample: Sample) -> None:
-        super().put(sample)
-        self._wake.set()
-
-
 class Bed:
     """The alarm path of one bed: samples and ticks in, events out, strictly in order.
 
@@ -88,7 +76,7 @@ class Bed:
         self._grace = tick_grace_s
         self._emit = emit
         self._wake = asyncio.Event()
-        self.samples = _WakingQueue(SAMPLE_QUEUE_LEN, self._wake)
+        self.samples = SampleQueue(SAMPLE_QUEUE_LEN, self._wake)
         self._tick_due: float | None = None
         self.last_tick: float | None = None
 

@@ -1,31 +1,31 @@
-"""The two queues of the alarm path, with their drop policies stated and kept.
+"""The sample queue of the alarm path, with its drop policy stated and kept.
 
-- `SampleQueue`: bounded; when full the *oldest* sample is dropped and counted (samples may be
-  lost under overload, ARCHITECTURE.md "Data flow").
-- `EventQueue`: never drops; alarm events wait here until the publisher has them durably.
+`SampleQueue` is bounded: when it is full the *oldest* sample is dropped and counted (samples may
+be lost under overload, ARCHITECTURE.md "Data flow"). Alarm events never go through it: they wait
+in the ward link's outbox until the broker has them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Generic, TypeVar
 
 from monitor.vocabulary import Sample
 
-__all__ = ["EventQueue", "SampleQueue"]
-
-T = TypeVar("T")
+__all__ = ["SampleQueue"]
 
 
 class SampleQueue:
-    """Bounded FIFO of samples; `put` never blocks, it drops the oldest when full."""
+    """Bounded FIFO of samples; `put` never blocks, it drops the oldest when full.
 
-    def __init__(self, maxlen: int) -> None:
+    `wake`, if given, is set on every put so a consumer can wait for it.
+    """
+
+    def __init__(self, maxlen: int, wake: asyncio.Event | None = None) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
         self._items: deque[Sample] = deque(maxlen=maxlen)
-        self._ready = asyncio.Event()
+        self._wake = wake
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -36,42 +36,11 @@ class SampleQueue:
         if len(self._items) == self._items.maxlen:
             self.dropped += 1
         self._items.append(sample)
-        self._ready.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def take_all(self) -> list[Sample]:
         """Take every queued sample, oldest first, without waiting."""
         batch = list(self._items)
         self._items.clear()
         return batch
-
-    async def get_batch(self) -> list[Sample]:
-        """Wait for at least one sample, then take every queued sample, oldest first."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        batch = list(self._items)
-        self._items.clear()
-        return batch
-
-
-class EventQueue(Generic[T]):
-    """Unbounded FIFO that never drops (alarm events are few and must never be lost)."""
-
-    def __init__(self) -> None:
-        self._items: deque[T] = deque()
-        self._ready = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: T) -> None:
-        """Enqueue."""
-        self._items.append(item)
-        self._ready.set()
-
-    async def get(self) -> T:
-        """Wait for and take the oldest item."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()

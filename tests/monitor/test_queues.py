@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.queues import EventQueue, SampleQueue
+from monitor.queues import SampleQueue
 from monitor.vocabulary import Param, Sample
 
 T0 = 1767225600.0
@@ -60,73 +60,14 @@ def test_sample_queue_needs_room(maxlen: int) -> None:
         SampleQueue(maxlen=maxlen)
 
 
-async def test_get_batch_waits_then_takes_everything_in_order() -> None:
-    q = SampleQueue(maxlen=10)
-    task = asyncio.create_task(q.get_batch())
+async def test_put_wakes_the_consumer_and_take_all_keeps_order() -> None:
+    wake = asyncio.Event()
+    q = SampleQueue(maxlen=10, wake=wake)
+    waiter = asyncio.create_task(wake.wait())
     await settle()
-    assert not task.done()
-    q.put(sample(0))
+    assert not waiter.done()
     q.put(sample(1))
-    assert await asyncio.wait_for(task, timeout=1.0) == [sample(0), sample(1)]
-    assert len(q) == 0
-
-
-async def test_get_batch_returns_at_once_when_samples_wait() -> None:
-    q = SampleQueue(maxlen=2)
-    for i in range(4):
-        q.put(sample(i))
-    assert await asyncio.wait_for(q.get_batch(), timeout=1.0) == [sample(2), sample(3)]
-    assert q.dropped == 2
-    # and waits again once empty
-    task = asyncio.create_task(q.get_batch())
-    await settle()
-    assert not task.done()
-    q.put(sample(9))
-    assert await asyncio.wait_for(task, timeout=1.0) == [sample(9)]
-
-
-async def test_get_batch_after_take_all_waits_for_new_samples() -> None:
-    q = SampleQueue(maxlen=5)
-    q.put(sample(0))
-    assert q.take_all() == [sample(0)]
-    task = asyncio.create_task(q.get_batch())
-    await settle()
-    assert not task.done()  # the earlier put must not wake it with nothing to take
-    q.put(sample(1))
-    assert await asyncio.wait_for(task, timeout=1.0) == [sample(1)]
-
-
-def test_event_queue_never_drops() -> None:
-    q: EventQueue[int] = EventQueue()
-    for i in range(100_000):
-        q.put(i)
-    assert len(q) == 100_000
-
-
-async def test_event_queue_is_fifo_and_waits_when_empty() -> None:
-    q: EventQueue[str] = EventQueue()
-    for item in ("a", "b", "c"):
-        q.put(item)
-    assert [await q.get() for _ in range(3)] == ["a", "b", "c"]
-    assert len(q) == 0
-    task = asyncio.create_task(q.get())
-    await settle()
-    assert not task.done()
-    q.put("d")
-    assert await asyncio.wait_for(task, timeout=1.0) == "d"
-
-
-async def test_event_queue_keeps_everything_for_a_slow_consumer() -> None:
-    q: EventQueue[int] = EventQueue()
-    got: list[int] = []
-
-    async def consumer() -> None:
-        while len(got) < 1000:
-            got.append(await q.get())
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(consumer())
-    for i in range(1000):
-        q.put(i)
-    await asyncio.wait_for(task, timeout=5.0)
-    assert got == list(range(1000))
+    q.put(sample(2))
+    await asyncio.wait_for(waiter, timeout=1.0)
+    assert q.take_all() == [sample(1), sample(2)]
+    assert q.take_all() == []
