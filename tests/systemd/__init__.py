@@ -1,0 +1,1 @@
+"""Tests of the systemd unit (systemd/vigil.service) and the installer (scripts/install)."""
