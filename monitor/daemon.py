@@ -30,6 +30,7 @@ from monitor.clock import Clock, RealClock, SimulatedClock
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.configfile import ConfigError
 from monitor.logs import setup_logging
+from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.queues import SampleQueue
 from monitor.session import BedCore
 from monitor.settings import Settings, load_settings
@@ -162,10 +163,25 @@ class Daemon:
                 "devices": [d.device_id for d in self.drivers],
             },
         )
+        self.metrics = self._make_metrics() if settings.metrics.enabled else None
+        self._metrics_server: MetricsServer | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _make_metrics(self) -> Metrics:
+        metrics = Metrics(version=version("vigil"))
+        for d in self.drivers:
+            metrics.watch_device(d.device_id, d.stats, self.device_status[d.device_id])
+        metrics.watch_ward(self.ward)
+        metrics.watch_sample_queue(self.bed.samples)
+        metrics.watch_active_alarms(
+            lambda: [a.priority.value for a in self.core.engine.active.values()]
+        )
+        return metrics
+
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
+        if self.metrics is not None:
+            self.metrics.record(events, samples, now=self.clock.now())
         for event in events:
             log.info(
                 "event=alarm code=%s state=%s priority=%s t=%s alarm_id=%s seq=%s",
@@ -183,6 +199,9 @@ class Daemon:
             self.ward.state_changed()
 
     async def __aenter__(self) -> Self:
+        if self.metrics is not None:
+            # before any task: a bad or busy address stops start-up (MetricsListenError)
+            self._metrics_server = await self.metrics.serve(self.settings.metrics.listen)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         tg = self._group
@@ -193,6 +212,8 @@ class Daemon:
         self._tasks += [
             tg.create_task(self._drive(d), name=f"driver[{d.device_id}]") for d in self.drivers
         ]
+        if self.metrics is not None:
+            self._tasks.append(tg.create_task(self.metrics.watch_loop_lag(), name="metrics.lag"))
         return self
 
     async def __aexit__(
@@ -212,7 +233,11 @@ class Daemon:
             _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
             for task in pending:
                 task.cancel()
-        await self._group.__aexit__(exc_type, exc, tb)
+        try:
+            await self._group.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._metrics_server is not None:
+                await self._metrics_server.close()
         return None
 
     async def connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound
@@ -294,6 +319,10 @@ def run_main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vigil run: configuration refused:\n{exc}", file=sys.stderr)  # noqa: T201
         return 1
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_signalled(settings, policy))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve_until_signalled(settings, policy))
+    except MetricsListenError as exc:
+        print(f"vigil run: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0
