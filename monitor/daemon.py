@@ -6,6 +6,10 @@ flow is ARCHITECTURE.md "Data flow"; nothing on the alarm path blocks.
 
 SIGTERM or SIGINT cancels the group: the ward link publishes `offline`, every task is cancelled
 and awaited, and the process exits 0.
+
+Under systemd (`Type=notify`, ecosystem.md §3.1) the daemon sends `READY=1` once the bed has
+processed its first tick, `STATUS=` on every phase or link change, `WATCHDOG=1` only while the
+bed keeps processing ticks, and `STOPPING=1` when shutdown begins.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from types import TracebackType
@@ -32,6 +37,7 @@ from monitor.configfile import ConfigError
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.queues import SampleQueue
+from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore
 from monitor.settings import Settings, load_settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
@@ -46,6 +52,17 @@ log = logging.getLogger("vigil.daemon")
 SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
+# `WATCHDOG=1` is sent only if the bed processed a tick within the watchdog interval plus one
+# tick period plus this margin (real seconds) for event-loop latency: a ping is then withheld
+# only when a whole check interval went by without a single tick, never because one check
+# landed just before a tick. A stall at S stops the pings by S + limit; systemd restarts the
+# daemon WATCHDOG_USEC after the last one.
+WATCHDOG_MARGIN_S = 1.0
+# `STATUS=` at most this often, and re-checked at least this often even without a change.
+STATUS_MIN_INTERVAL_S = 1.0
+STATUS_REFRESH_S = 30.0
+# How often a daemon that has not processed its first tick yet says so in the log.
+READY_WARN_S = 10.0
 
 
 def clock_from(settings: Settings) -> Clock:
@@ -80,6 +97,9 @@ class Bed:
         self.samples = SampleQueue(SAMPLE_QUEUE_LEN, self._wake)
         self._tick_due: float | None = None
         self.last_tick: float | None = None
+        # time.monotonic() when the last tick was processed: the watchdog's proof of life
+        self.last_tick_monotonic: float | None = None
+        self.ticked = asyncio.Event()
 
     def drain(self) -> None:
         """Process every queued sample now."""
@@ -119,6 +139,8 @@ class Bed:
                     tick, self._tick_due = self._tick_due, None
                     self._emit(self.core.tick(tick), [])
                     self.last_tick = tick
+                    self.last_tick_monotonic = time.monotonic()
+                    self.ticked.set()
 
     async def _ticks(self) -> None:
         # ALARMS.md Reading 1: ticks on whole epoch seconds. Each is applied a little after its
@@ -135,8 +157,16 @@ class Bed:
 class Daemon:
     """The whole bedside daemon; an async context manager owning one TaskGroup."""
 
-    def __init__(self, settings: Settings, policy: Policy, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        *,
+        clock: Clock | None = None,
+        notifier: SdNotifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.notifier = notifier or SdNotifier.from_env()
         self.clock = clock or clock_from(settings)
         self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
         self.drivers: list[Driver] = [
@@ -167,6 +197,10 @@ class Daemon:
         self._metrics_server: MetricsServer | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._status_changed = asyncio.Event()
+        self._status_phase = self.core.phase
+        self._stopping = False
+        self._ready = asyncio.Event()
 
     def _make_metrics(self) -> Metrics:
         metrics = Metrics(version=version("vigil"))
@@ -197,6 +231,9 @@ class Daemon:
             self.ward.publish_vital(sample)
         if events:
             self.ward.state_changed()
+        if self.core.phase is not self._status_phase:
+            self._status_phase = self.core.phase
+            self._status_changed.set()
 
     async def __aenter__(self) -> Self:
         if self.metrics is not None:
@@ -214,6 +251,11 @@ class Daemon:
         ]
         if self.metrics is not None:
             self._tasks.append(tg.create_task(self.metrics.watch_loop_lag(), name="metrics.lag"))
+        if self.notifier.enabled:
+            self._tasks.append(tg.create_task(self._notify(), name="sdnotify"))
+        interval = self.notifier.watchdog_interval_s
+        if interval is not None:
+            self._tasks.append(tg.create_task(self._watchdog(interval), name="watchdog"))
         return self
 
     async def __aexit__(
@@ -263,10 +305,83 @@ class Daemon:
             for link in links:
                 link.listeners.remove(check)
 
+    def status_line(self) -> str:
+        """The `STATUS=` text: phase, ward link state, connected devices."""
+        up = sum(s.state is LinkState.CONNECTED for s in self.device_status.values())
+        return (
+            f"phase={self.core.phase} ward={self.ward.status.state} "
+            f"devices={up}/{len(self.device_status)}"
+        )
+
     def stop(self) -> None:
         """Cancel every task; leaving the `async with` block then waits for them."""
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.stopping()
         for task in self._tasks:
             task.cancel()
+
+    async def _notify(self) -> None:
+        """`READY=1` once the bed has processed a tick, then `STATUS=` on changes, until cancelled.
+
+        Ready means the config, policy and drivers are loaded and the alarm core runs: the
+        first processed tick proves it (about a second after start). It never waits for the
+        broker or the devices: the bed monitors without them, and STATUS tells their state.
+        """
+        while not self.bed.ticked.is_set():
+            try:
+                async with asyncio.timeout(READY_WARN_S):
+                    await self.bed.ticked.wait()
+            except TimeoutError:
+                log.warning("event=not_ready reason=%r", "no tick processed yet")
+        links = [self.ward.status, *self.device_status.values()]
+
+        def changed(_: object) -> None:
+            self._status_changed.set()
+
+        for link in links:
+            link.listeners.append(changed)
+        try:
+            sent = self.status_line()
+            self.notifier.ready(sent)
+            self._ready.set()
+            log.info("event=ready status=%r", sent)
+            while True:
+                await asyncio.sleep(STATUS_MIN_INTERVAL_S)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STATUS_REFRESH_S):
+                        await self._status_changed.wait()
+                self._status_changed.clear()
+                line = self.status_line()
+                if line != sent:
+                    self.notifier.status(line)
+                    sent = line
+        finally:
+            for link in links:
+                link.listeners.remove(changed)
+
+    async def _watchdog(self, interval: float) -> None:
+        """Every `interval`, `WATCHDOG=1` if the bed processed a tick recently, until cancelled."""
+        limit = interval + 1.0 / self.clock.speed + WATCHDOG_MARGIN_S
+        withheld = False
+        await self._ready.wait()  # `_notify` sets it after the first tick (or logs why not)
+        while True:
+            last = self.bed.last_tick_monotonic
+            age = None if last is None else time.monotonic() - last
+            if age is not None and age <= limit:
+                self.notifier.watchdog()
+                if withheld:
+                    withheld = False
+                    log.warning("event=watchdog_resumed tick_age_s=%.2f", age)
+            elif age is not None and not withheld:
+                withheld = True
+                log.error(
+                    "event=watchdog_withheld reason=%r tick_age_s=%.2f limit_s=%.2f",
+                    "alarm core stalled",
+                    age,
+                    limit,
+                )
+            await asyncio.sleep(interval)
 
     async def _drive(self, driver: Driver) -> None:
         async def serve(connected: Callable[[], None]) -> None:
