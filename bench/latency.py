@@ -303,7 +303,7 @@ def run(trials: int, implementation: BrokerImplementation) -> int:
 
             config = write_config(workdir, broker, protocol)
             with log_path.open("wb") as log:
-                daemon = subprocess.Popen(  # noqa: S603 (fixed argv: this interpreter)
+                daemon = subprocess.Popen(
                     [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
