@@ -601,22 +601,21 @@ class AlarmEngine:
         )
         if alarm is None:
             if due_on and self.phase in rule.phases:
-                alarm = ActiveAlarm(
-                    code=rule.code,
-                    priority=rule.priority,
-                    kind=rule.kind,
-                    activated_t=t,
-                    param=src.value,
-                    value=value,
-                    limit=rule.limit,
-                    latching=rule.latching,
-                    signal=rule.signal,
-                )
-                self.active[rule.code] = alarm
-                out.append(
-                    self._event(
-                        alarm, AlarmState.ACTIVE, t, message=f"{name} for {fmt(rule.delay_s)} s"
-                    )
+                self._raise(
+                    out,
+                    ActiveAlarm(
+                        code=rule.code,
+                        priority=rule.priority,
+                        kind=rule.kind,
+                        activated_t=t,
+                        param=src.value,
+                        value=value,
+                        limit=rule.limit,
+                        latching=rule.latching,
+                        signal=rule.signal,
+                    ),
+                    t,
+                    message=f"{name} for {fmt(rule.delay_s)} s",
                 )
             return
         if due_on:
@@ -687,24 +686,20 @@ class AlarmEngine:
         if hit is not None:
             clause, param, value, limit, median = hit
             if alarm is None:
-                alarm = ActiveAlarm(
-                    code=rule.code,
-                    priority=rule.priority,
-                    kind=rule.kind,
-                    activated_t=det.t,
-                    param=param,
-                    value=value,
-                    limit=limit,
-                    latching=rule.latching,
-                )
-                self.active[rule.code] = alarm
-                out.append(
-                    self._event(
-                        alarm,
-                        AlarmState.ACTIVE,
-                        det.t,
-                        message=_bp_message(clause, det, param, median),
-                    )
+                self._raise(
+                    out,
+                    ActiveAlarm(
+                        code=rule.code,
+                        priority=rule.priority,
+                        kind=rule.kind,
+                        activated_t=det.t,
+                        param=param,
+                        value=value,
+                        limit=limit,
+                        latching=rule.latching,
+                    ),
+                    det.t,
+                    message=_bp_message(clause, det, param, median),
                 )
             else:
                 alarm.condition = True
@@ -783,25 +778,20 @@ class AlarmEngine:
             bl = self.session.baseline
             rule = self.policy.baseline
             if bl.pre_determinations < rule.min_determinations:
-                alarm = ActiveAlarm(
-                    code=rule.code,
-                    priority=rule.priority,
-                    kind=AlarmKind.ADVISORY,
-                    activated_t=t,
-                    param=Param.NIBP_SYS.value,
-                    value=float(bl.pre_determinations),
-                    limit=float(rule.min_determinations),
-                    latching=False,
-                )
-                self.active[rule.code] = alarm
-                out.append(
-                    self._event(
-                        alarm,
-                        AlarmState.ACTIVE,
-                        t,
-                        message=f"only {bl.pre_determinations} pre determinations at infusion "
-                        "start",
-                    )
+                self._raise(
+                    out,
+                    ActiveAlarm(
+                        code=rule.code,
+                        priority=rule.priority,
+                        kind=AlarmKind.ADVISORY,
+                        activated_t=t,
+                        param=Param.NIBP_SYS.value,
+                        value=float(bl.pre_determinations),
+                        limit=float(rule.min_determinations),
+                        latching=False,
+                    ),
+                    t,
+                    message=f"only {bl.pre_determinations} pre determinations at infusion start",
                 )
         elif event is SessionEvent.INFUSION_STOP:
             if self.session is None:
@@ -868,47 +858,39 @@ class AlarmEngine:
                     gap = now - self._no_data_ref(rule, session)
                     if gap >= rule.after_s:
                         prio = rule.priority_in_pre if self.phase is Phase.PRE else rule.priority
-                        alarm = ActiveAlarm(
-                            code=rule.code,
-                            priority=prio,
-                            kind=AlarmKind.TECHNICAL,
-                            activated_t=now,
-                            param=_first(rule),
-                            value=gap,
-                            limit=rule.after_s,
-                            latching=False,
-                        )
-                        self.active[rule.code] = alarm
-                        out.append(
-                            self._event(
-                                alarm,
-                                AlarmState.ACTIVE,
-                                now,
-                                message=f"no valid {_params_text(rule)} for {fmt(gap)} s",
-                            )
+                        self._raise(
+                            out,
+                            ActiveAlarm(
+                                code=rule.code,
+                                priority=prio,
+                                kind=AlarmKind.TECHNICAL,
+                                activated_t=now,
+                                param=_first(rule),
+                                value=gap,
+                                limit=rule.after_s,
+                                latching=False,
+                            ),
+                            now,
+                            message=f"no valid {_params_text(rule)} for {fmt(gap)} s",
                         )
             od = self.policy.nibp_overdue
             if od is not None and self.phase in _OVERDUE_PHASES and od.code not in self.active:
                 gap = now - self._overdue_ref(session)
                 if gap >= self._overdue_limit():
-                    alarm = ActiveAlarm(
-                        code=od.code,
-                        priority=od.priority,
-                        kind=AlarmKind.TECHNICAL,
-                        activated_t=now,
-                        param=Param.NIBP_SYS.value,
-                        value=gap,
-                        limit=self._overdue_limit(),
-                        latching=False,
-                    )
-                    self.active[od.code] = alarm
-                    out.append(
-                        self._event(
-                            alarm,
-                            AlarmState.ACTIVE,
-                            now,
-                            message=f"no NIBP determination for {fmt(self._overdue_limit())} s",
-                        )
+                    self._raise(
+                        out,
+                        ActiveAlarm(
+                            code=od.code,
+                            priority=od.priority,
+                            kind=AlarmKind.TECHNICAL,
+                            activated_t=now,
+                            param=Param.NIBP_SYS.value,
+                            value=gap,
+                            limit=self._overdue_limit(),
+                            latching=False,
+                        ),
+                        now,
+                        message=f"no NIBP determination for {fmt(self._overdue_limit())} s",
                     )
             dc = self.policy.discharge
             if (
@@ -971,25 +953,21 @@ class AlarmEngine:
                     if name == HRE
                     else name
                 )
-                alarm = ActiveAlarm(
-                    code=dc.code,
-                    priority=dc.priority,
-                    kind=AlarmKind.ADVISORY,
-                    activated_t=t,
-                    param=param,
-                    value=x,
-                    limit=limit,
-                    latching=False,
-                    signal=name,
-                )
-                self.active[dc.code] = alarm
-                out.append(
-                    self._event(
-                        alarm,
-                        AlarmState.ACTIVE,
-                        t,
-                        message=f"not back to baseline: {name} {fmt(x)} (limit {fmt(limit)})",
-                    )
+                self._raise(
+                    out,
+                    ActiveAlarm(
+                        code=dc.code,
+                        priority=dc.priority,
+                        kind=AlarmKind.ADVISORY,
+                        activated_t=t,
+                        param=param,
+                        value=x,
+                        limit=limit,
+                        latching=False,
+                        signal=name,
+                    ),
+                    t,
+                    message=f"not back to baseline: {name} {fmt(x)} (limit {fmt(limit)})",
                 )
         elif alarm is not None:
             out.append(self._clear(dc.code, t, message="vitals back within the baseline band"))
@@ -1025,6 +1003,11 @@ class AlarmEngine:
                 )
 
     # ------------------------------------------------------------------ events
+
+    def _raise(self, out: list[AlarmEvent], alarm: ActiveAlarm, t: float, *, message: str) -> None:
+        """Make `alarm` active and announce it."""
+        self.active[alarm.code] = alarm
+        out.append(self._event(alarm, AlarmState.ACTIVE, t, message=message))
 
     def _reading(self, alarm: ActiveAlarm) -> float | None:
         """The alarm's latest reading, for informative fields of later events."""
