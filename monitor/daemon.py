@@ -36,6 +36,7 @@ from monitor.commands import CommandRejectedError, parse_command
 from monitor.configfile import ConfigError
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
+from monitor.outbox import Outbox
 from monitor.queues import SampleQueue
 from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore
@@ -168,7 +169,12 @@ class Daemon:
         self.settings = settings
         self.notifier = notifier or SdNotifier.from_env()
         self.clock = clock or clock_from(settings)
-        self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
+        # alarm events live in the journal's outbox until the broker has them; seq goes on
+        # from the last one ever written, across restarts
+        self.outbox = Outbox(settings.journal.path)
+        self.core = BedCore(
+            policy, ward=settings.bed.ward, bed=settings.bed.bed, seq=self.outbox.last_seq
+        )
         self.drivers: list[Driver] = [
             create_driver(d, broker=settings.broker, timeouts=settings.timeouts, clock=self.clock)
             for d in settings.drivers
@@ -192,6 +198,7 @@ class Daemon:
                 "version": version("vigil"),
                 "devices": [d.device_id for d in self.drivers],
             },
+            outbox=self.outbox,
         )
         self.metrics = self._make_metrics() if settings.metrics.enabled else None
         self._metrics_server: MetricsServer | None = None
@@ -238,7 +245,11 @@ class Daemon:
     async def __aenter__(self) -> Self:
         if self.metrics is not None:
             # before any task: a bad or busy address stops start-up (MetricsListenError)
-            self._metrics_server = await self.metrics.serve(self.settings.metrics.listen)
+            try:
+                self._metrics_server = await self.metrics.serve(self.settings.metrics.listen)
+            except BaseException:
+                self.outbox.close()
+                raise
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         tg = self._group
@@ -280,6 +291,7 @@ class Daemon:
         finally:
             if self._metrics_server is not None:
                 await self._metrics_server.close()
+            self.outbox.close()
         return None
 
     async def connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound

@@ -28,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.clock import Clock
+from monitor.outbox import Outbox
 from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
@@ -80,6 +81,7 @@ class WardLink:
         on_command: CommandHandler,
         state: StateProvider,
         birth: dict[str, Any],
+        outbox: Outbox,
         vitals_maxlen: int = 1000,
     ) -> None:
         self._settings = settings
@@ -89,7 +91,7 @@ class WardLink:
         self._birth = birth
         self.prefix = settings.prefix
         self.status = LinkStatus(name="ward")
-        self._alarms: deque[AlarmEvent] = deque()
+        self._outbox = outbox
         self._vitals: deque[Sample] = deque(maxlen=vitals_maxlen)
         self.vitals_dropped = 0
         self._vitals_last_t: dict[Param, float] = {}
@@ -103,12 +105,13 @@ class WardLink:
 
     @property
     def pending_alarms(self) -> int:
-        """Alarm events not yet acknowledged by the broker."""
-        return len(self._alarms)
+        """Alarm events not yet acknowledged by the broker (the outbox depth)."""
+        return len(self._outbox)
 
     def publish_alarm(self, event: AlarmEvent) -> None:
-        """Queue an alarm event; it is never dropped."""
-        self._alarms.append(event)
+        """Store an alarm event durably, then let it go out; it is never dropped."""
+        assert event.seq is not None  # stamped by the bed
+        self._outbox.append(event.seq, event.to_json())
         self._state_dirty = True
         self._wake.set()
 
@@ -208,16 +211,17 @@ class WardLink:
             await self._wake.wait()
             self._wake.clear()
             # alarms first: they outrank vitals (style-study P12)
-            while self._alarms:
-                event = self._alarms[0]
-                await client.publish(
-                    f"{self.prefix}/alarms",
-                    json.dumps(event.to_json()).encode(),
-                    qos=1,
-                    timeout=timeout,
-                )
-                raise_if_cancelled()
-                self._alarms.popleft()  # only after PUBACK
+            # the backlog of a broken link or of a restart first, in seq order, then live ones
+            while entries := self._outbox.peek():
+                for entry in entries:
+                    await client.publish(
+                        f"{self.prefix}/alarms",
+                        json.dumps(entry.payload).encode(),
+                        qos=1,
+                        timeout=timeout,
+                    )
+                    raise_if_cancelled()
+                    self._outbox.remove(entry.seq)  # only after PUBACK
             if self._state_dirty:
                 self._state_dirty = False
                 active, session = self._state()
@@ -237,7 +241,7 @@ class WardLink:
                     timeout=timeout,
                 )
                 raise_if_cancelled()
-            while self._vitals and not self._alarms:
+            while self._vitals and not self.pending_alarms:
                 sample = self._vitals.popleft()
                 await client.publish(
                     f"{self.prefix}/vitals",

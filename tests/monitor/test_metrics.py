@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import socket
@@ -23,6 +24,7 @@ from drivers.base import DriverStats
 from monitor.clock import RealClock
 from monitor.daemon import Daemon
 from monitor.metrics import LATENCY_BUCKETS_S, Metrics, MetricsListenError, MetricsServer
+from monitor.outbox import Outbox
 from monitor.queues import SampleQueue
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
@@ -110,6 +112,7 @@ def ward_link(tmp_path: Path) -> WardLink:
         on_command=lambda _: {},
         state=lambda: ([], {}),
         birth={},
+        outbox=Outbox(tmp_path / "j.sqlite"),
         vitals_maxlen=2,
     )
 
@@ -169,8 +172,8 @@ async def test_every_series_is_exported_with_help_and_the_values_fed(tmp_path: P
     now = time.time()
     raised = event(now - 0.2, "DESAT_CRITICAL", Priority.HIGH, AlarmState.ACTIVE)
     acked = event(now - 0.2, "DESAT_CRITICAL", Priority.HIGH, AlarmState.ACKNOWLEDGED)
-    ward.publish_alarm(raised)
-    ward.publish_alarm(acked)
+    ward.publish_alarm(dataclasses.replace(raised, seq=1))
+    ward.publish_alarm(dataclasses.replace(acked, seq=2))
     for i in range(3):
         ward.publish_vital(vital(now + i, Param.HR))
     queue.put(vital(now, Param.HR))
