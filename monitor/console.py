@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -49,7 +48,6 @@ class LineConsole:
     vitals_every_s: float = 60.0
     beds: dict[str, BedView] = field(default_factory=dict)
     alarm_log: list[dict[str, Any]] = field(default_factory=list)
-    on_alarm: Callable[[dict[str, Any]], None] | None = None
 
     def handle(self, topic: str, payload: bytes) -> list[str]:
         """Digest one message from `vigil/<ward>/<bed>/...`."""
@@ -76,8 +74,6 @@ class LineConsole:
         elif kind == "alarms" and isinstance(data, dict):
             self.alarm_log.append(data)
             lines.append(self._alarm_line(data))
-            if self.on_alarm is not None:
-                self.on_alarm(data)
         for line in lines:
             self.out.write(line + "\n")
         self.out.flush()
