@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import subprocess
@@ -48,7 +49,9 @@ import aiomqtt
 import numpy as np
 
 from alarms.policy import load_policy
-from monitor.settings import load_settings
+from monitor.daemon import Daemon
+from monitor.settings import Settings, load_settings
+from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 if TYPE_CHECKING:
@@ -285,6 +288,54 @@ def _tail(path: Path, lines: int = 30) -> str:
     return ""
 
 
+BURST = 10_000
+
+
+async def measure_outbox_burst(broker: BrokerProcess, workdir: Path, protocol: str) -> str:
+    """10,000 alarm events through the durable outbox of an in-process daemon.
+
+    Each event is written to SQLite (synchronous=FULL) before it is published and removed on
+    PUBACK; the figure is the time from the first write to the subscriber holding all of them,
+    and the durable-write rate alone.
+    """
+    settings = Settings.model_validate(
+        {
+            "bed": {"ward": "bench", "bed": "burst"},
+            "broker": {"url": broker.url, "protocol": protocol},
+            "journal": {"path": str(workdir / "burst.sqlite")},
+            "metrics": {"enabled": False},
+        }
+    )
+    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    async with (
+        _client(broker, version, "burst") as ward,
+        Daemon(settings, load_policy()) as daemon,
+    ):
+        await ward.subscribe("vigil/bench/burst/alarms", qos=1)
+        await daemon.connected(10)
+        template = AlarmEvent(
+            t=time.time(), code="BENCH", priority=Priority.HIGH, kind=AlarmKind.TECHNICAL,
+            state=AlarmState.ACTIVE, param=None, value=None, limit=None, phase=Phase.NONE,
+            message="burst", bed="bench/burst",
+        )  # fmt: skip
+        got = 0
+        start = time.perf_counter()
+        for i in range(1, BURST + 1):
+            daemon.ward.publish_alarm(dataclasses.replace(template, seq=i, alarm_id=str(i)))
+        written = time.perf_counter() - start
+        async with asyncio.timeout(120):
+            async for _ in ward.messages:
+                got += 1
+                if got == BURST:
+                    break
+        total = time.perf_counter() - start
+    return (
+        f"outbox burst: {BURST} alarm events durable in {written:.2f} s "
+        f"({BURST / written:,.0f}/s), all at the subscriber after {total:.2f} s "
+        f"({BURST / total:,.0f} events/s)"
+    )
+
+
 def run(trials: int, implementation: BrokerImplementation) -> int:
     """The whole benchmark; returns the process exit status."""
     started = time.monotonic()
@@ -326,6 +377,7 @@ def run(trials: int, implementation: BrokerImplementation) -> int:
             if status != 0:
                 print(f"--- daemon log ---\n{_tail(log_path)}")
                 return 1
+            print(asyncio.run(measure_outbox_burst(broker, workdir, protocol)))
         finally:
             if daemon is not None and daemon.poll() is None:
                 daemon.kill()
