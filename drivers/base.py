@@ -14,11 +14,11 @@ from typing import Protocol
 
 from monitor.vocabulary import Sample
 
-__all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink"]
+__all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink", "nothing"]
 
 
-def _nothing() -> None:
-    """The default `connected` callback."""
+def nothing() -> None:
+    """The default `connected` callback: nobody is waiting for the connection."""
 
 
 class DeviceError(Exception):
@@ -58,7 +58,7 @@ class Driver(Protocol):
         """Frame, sample and drop counters, kept across reconnects."""
         ...
 
-    async def run(self, sink: SampleSink, connected: Callable[[], None] = _nothing) -> None:
+    async def run(self, sink: SampleSink, connected: Callable[[], None] = nothing) -> None:
         """Connect, call `connected()` once data can flow, then stream into `sink` until cancelled.
 
         Raises:

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from monitor.commands import Checklist
+from monitor.supervisor import raise_if_cancelled
 from monitor.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from simulators.scenarios import Step, build_scenario
 
@@ -129,19 +130,6 @@ async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
-def _reraise_swallowed_cancel() -> None:
-    """Raise `CancelledError` if this task was cancelled and the cancel got lost on the way.
-
-    aiomqtt's `publish` waits with `asyncio.wait_for`, which before Python 3.12 returns the
-    result instead of raising when the cancel and the completion land in the same loop
-    iteration (CPython gh-86296, fixed by gh-96764 in 3.12). The task then stays `cancelling()`
-    but runs on, so a Ctrl-C that hits a publish would be ignored.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 @dataclass(slots=True)
 class PublishStats:
     """What a run has sent so far; updated as it goes, so it is readable after a cancel."""
@@ -204,7 +192,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
             qos = 1 if any(sample.param in NIBP_PARAMS for sample in samples) else 0
             payload = json.dumps(docs if batch else docs[0])
             await client.publish(topic, payload, qos=qos)
-            _reraise_swallowed_cancel()
+            raise_if_cancelled()
             sent.samples += len(samples)
 
         for item in items:
@@ -218,7 +206,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
                 if cmd_topic is not None:
                     payload = json.dumps(session_command(item.event))
                     await client.publish(cmd_topic, payload, qos=1)
-                    _reraise_swallowed_cancel()
+                    raise_if_cancelled()
                     sent.commands += 1
                 continue
             if params is not None and item.param not in params:

@@ -156,6 +156,24 @@ def _verdict(
     return True, device_reason, False
 
 
+def _judged(
+    t: float, param: Param, value: float, device_id: str, *, valid: bool, reason: str | None
+) -> tuple[Sample, bool]:
+    """The sample, with the verdict of `_verdict`, units and MDC code; and out_of_range."""
+    ok, why, out_of_range = _verdict(param, value, device_valid=valid, device_reason=reason)
+    sample = Sample(
+        t=t,
+        param=param,
+        value=value,
+        valid=ok,
+        device_id=device_id,
+        unit=UNITS[param],
+        mdc=MDC_CODES[param],
+        reason=why,
+    )
+    return sample, out_of_range
+
+
 # --------------------------------------------------------------------------------------------
 # vigil: Sample JSON
 # --------------------------------------------------------------------------------------------
@@ -244,17 +262,7 @@ def _vigil_sample(doc: object, device_id: str) -> tuple[Sample, bool, bool]:
     if mdc is not None and mdc != MDC_CODES[param]:
         raise _RejectedError(DropReason.WRONG_MDC)
     number = math.nan if value is None else _to_float(value)
-    ok, why, out_of_range = _verdict(param, number, device_valid=valid, device_reason=reason)
-    sample = Sample(
-        t=t,
-        param=param,
-        value=number,
-        valid=ok,
-        device_id=device_id,
-        unit=UNITS[param],
-        mdc=MDC_CODES[param],
-        reason=why,
-    )
+    sample, out_of_range = _judged(t, param, number, device_id, valid=valid, reason=reason)
     return sample, out_of_range, doc["device_id"] != device_id
 
 
@@ -371,20 +379,9 @@ def decode_vscapture(
         if t is None:
             t = received_t
             retimed += 1
-        ok, why, oor = _verdict(param, value, device_valid=True, device_reason=None)
+        sample, oor = _judged(t, param, value, device_id, valid=True, reason=None)
         out_of_range += oor
-        samples.append(
-            Sample(
-                t=t,
-                param=param,
-                value=value,
-                valid=ok,
-                device_id=device_id,
-                unit=UNITS[param],
-                mdc=MDC_CODES[param],
-                reason=why,
-            )
-        )
+        samples.append(sample)
     return DecodeResult(
         samples=tuple(samples), dropped=tuple(dropped), out_of_range=out_of_range, retimed=retimed
     )

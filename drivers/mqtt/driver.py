@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from drivers.base import DeviceError, DriverStats
+from drivers.base import DeviceError, DriverStats, nothing
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
 from monitor.settings import BrokerSettings, MqttDriver, TimeoutSettings
 
@@ -45,10 +45,6 @@ DROP_RETAINED: Final = "retained"
 
 # The subscription QoS: the broker keeps QoS 1 messages for us in flight, QoS 0 it may lose.
 _QOS: Final = 1
-
-
-def _nothing() -> None:
-    """The default `connected` callback."""
 
 
 class MqttMonitorDriver:
@@ -122,7 +118,7 @@ class MqttMonitorDriver:
         """The MQTT client identifier this driver connects with."""
         return self._identifier
 
-    async def run(self, sink: SampleSink, connected: Callable[[], None] = _nothing) -> None:
+    async def run(self, sink: SampleSink, connected: Callable[[], None] = nothing) -> None:
         """Connect, subscribe, call `connected()`, then stream into `sink` until cancelled.
 
         Cancellation disconnects from the broker and propagates.

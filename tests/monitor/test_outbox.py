@@ -14,9 +14,9 @@ import pytest
 from alarms.policy import load_policy
 from monitor.daemon import Daemon
 from monitor.outbox import Outbox
-from monitor.settings import Settings
 from monitor.vocabulary import Param, Sample
 from tests.helpers import BrokerProcess
+from tests.monitor.test_daemon import settings_for
 
 PREFIX = "vigil/w1/b1"
 
@@ -43,20 +43,6 @@ def test_seq_never_goes_back_even_when_empty(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not follow"):
         box.append(5, {})
     box.close()
-
-
-def settings_for(broker: BrokerProcess, tmp_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {
-                "url": broker.url,
-                "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
-            },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": False},
-        }
-    )
 
 
 async def test_events_raised_while_the_broker_is_down_are_delivered_after_restart(
