@@ -42,9 +42,19 @@ from monitor.vocabulary import (
     in_range,
 )
 
-__all__ = ["ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
+__all__ = ["SYSTEM_ALARMS", "ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
 
 HRE = "HRE"
+
+# Technical alarms about the bedside system itself, not the patient: the daemon sees their
+# conditions (a monitor unplugged, the ward broker unreachable), the engine keeps them with the
+# policy's alarms so that acknowledgement, `alarms/active` and the outbox treat them alike.
+# Medium, as a lost data source is in ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
+# monitor unplugged before a session opens is worth fixing before it does.
+SYSTEM_ALARMS: dict[str, Priority] = {
+    "DEVICE_DISCONNECTED": Priority.MEDIUM,
+    "WARD_LINK_DOWN": Priority.MEDIUM,
+}
 
 
 def fmt(x: float) -> str:
@@ -127,7 +137,7 @@ class AlarmEngine:
         self.phase = Phase.NONE
         self.session: _Session | None = None
         self.active: dict[str, ActiveAlarm] = {}
-        self._order = {code: i for i, code in enumerate(policy.codes())}
+        self._order = {code: i for i, code in enumerate([*policy.codes(), *SYSTEM_ALARMS])}
         self._now = -math.inf
         self._runs = {r.code: _Run() for r in policy.continuous}
         self._signal_last_t: dict[str, float] = {}
@@ -223,6 +233,38 @@ class AlarmEngine:
             out.append(
                 self._clear(code, t, message=f"{code} acknowledged after its condition ended")
             )
+        return out
+
+    def condition(
+        self, code: str, *, active: bool, t: float, message: str, param: str | None = None
+    ) -> list[AlarmEvent]:
+        """Raise or clear a system alarm (`SYSTEM_ALARMS`) whose condition the caller watches.
+
+        Raising an active one, or clearing one that is not, changes nothing and returns no
+        event. A system alarm is technical and not latching: it clears when its condition ends,
+        acknowledged or not. Call `tick(t)` first in live use, so events stay in time order.
+
+        Raises:
+            KeyError: `code` is not a system alarm.
+        """
+        priority = SYSTEM_ALARMS[code]
+        t = max(t, self._now)
+        if active == (code in self.active):
+            return []
+        if not active:
+            return [self._clear(code, t, message=message)]
+        out: list[AlarmEvent] = []
+        alarm = ActiveAlarm(
+            code=code,
+            priority=priority,
+            kind=AlarmKind.TECHNICAL,
+            activated_t=t,
+            param=param,
+            value=None,
+            limit=None,
+            latching=False,
+        )
+        self._raise(out, alarm, t, message=message)
         return out
 
     # ------------------------------------------------------------------ batches, with numpy
@@ -820,6 +862,8 @@ class AlarmEngine:
                 out.append(self._clear(code, t, message=f"phase {phase}: {code} does not apply"))
 
     def _phases_of(self, code: str) -> frozenset[Phase]:
+        if code in SYSTEM_ALARMS:
+            return frozenset(Phase)
         rules: list[ContinuousRule | DeterminationRule | NoDataRule] = [
             *self.policy.continuous,
             *self.policy.determination,

@@ -21,6 +21,7 @@ __all__ = ["DRIVERS", "UnknownDriverError", "create_driver"]
 # Only kinds that have a driver are listed; the config schema may know more kinds than exist.
 DRIVERS: Final[dict[str, str]] = {
     "mqtt": "drivers.mqtt.driver:MqttMonitorDriver",
+    "masimo": "drivers.masimo.driver:MasimoDriver",
 }
 
 

@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--mqtt", metavar="URL", help="broker URL (MQTT monitors)")
     target.add_argument("--serial", metavar="PORT", help="serial port (serial monitors)")
+    target.add_argument(
+        "--pty",
+        metavar="PATH",
+        type=Path,
+        help="serial monitors: make a pseudo-terminal and a symlink PATH to it; "
+        "configure the driver's port = PATH",
+    )
     p.add_argument("--speed", type=_positive_float, default=1.0, help="time speed-up (default 1)")
     p.add_argument(
         "--anchor",
@@ -88,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch",
         action="store_true",
         help="send the samples of one instant as one JSON array message (MQTT monitors)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        choices=["garbage", "truncate", "corrupt", "silence", "unplug"],
+        help="serial monitors: inject this fault, in turn with the others given, "
+        "every --fault-every seconds (repeatable)",
+    )
+    p.add_argument(
+        "--fault-every",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="real seconds between faults (default %(default)s)",
+    )
+    p.add_argument(
+        "--fault-duration",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="real seconds a silence or an unplug lasts (default %(default)s)",
     )
 
     p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")

@@ -128,6 +128,14 @@ class Bed:
         self._emit([*outcome.ticked, *outcome.events], [])
         return outcome.result_json()
 
+    def condition(self, code: str, *, active: bool, message: str, param: str | None = None) -> None:
+        """Raise or clear a system alarm (`alarms.engine.SYSTEM_ALARMS`) now."""
+        self.drain()
+        now = self._clock.now()
+        self._emit(
+            self.core.condition(code, active=active, now=now, message=message, param=param), []
+        )
+
     async def run(self) -> None:
         """The bed loop and its tick task, until cancelled."""
         async with asyncio.TaskGroup() as tg:
@@ -180,6 +188,9 @@ class Daemon:
             for d in settings.drivers
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
+        self._devices_down: dict[str, str] = {}
+        for status in self.device_status.values():
+            status.listeners.append(self._device_link_changed)
         self.bed = Bed(
             self.core,
             clock=self.clock,
@@ -219,6 +230,31 @@ class Daemon:
             lambda: [a.priority.value for a in self.core.engine.active.values()]
         )
         return metrics
+
+    def _device_link_changed(self, status: LinkStatus) -> None:
+        """`DEVICE_DISCONNECTED` while any device is down (issue 5, item 6).
+
+        A device is down from the moment its driver fails (port gone, open refused, silent past
+        the protocol's quiet time, broker lost) until data flows again (the driver's
+        `connected()`); the retries in between do not count as up.
+        """
+        name = status.name
+        if status.state is LinkState.BACKING_OFF:
+            first = not self._devices_down
+            self._devices_down[name] = status.last_error or "lost"
+            if first:
+                self.bed.condition(
+                    "DEVICE_DISCONNECTED",
+                    active=True,
+                    param=name,
+                    message=f"no data from {name}: {self._devices_down[name]}",
+                )
+        elif status.state is LinkState.CONNECTED and name in self._devices_down:
+            del self._devices_down[name]
+            if not self._devices_down:
+                self.bed.condition(
+                    "DEVICE_DISCONNECTED", active=False, param=name, message=f"{name}: data again"
+                )
 
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
         if self.metrics is not None:

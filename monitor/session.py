@@ -110,6 +110,14 @@ class BedCore:
         """Run the ticks due up to `now`."""
         return self._stamp(self.engine.tick(now))
 
+    def condition(
+        self, code: str, *, active: bool, now: float, message: str, param: str | None = None
+    ) -> list[AlarmEvent]:
+        """Raise or clear the system alarm `code` at `now`, after the ticks due up to `now`."""
+        events = self.engine.tick(now)
+        events += self.engine.condition(code, active=active, t=now, message=message, param=param)
+        return self._stamp(events)
+
     def command(self, cmd: Command, now: float) -> CommandOutcome:
         """Apply a validated command at time `now`, or refuse it with a reason.
 

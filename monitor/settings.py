@@ -185,6 +185,12 @@ class TimeoutSettings(_Model):
     shutdown_s: Number = Field(
         default=5.0, gt=0, description="time to publish `offline` and close on SIGTERM"
     )
+    serial_write_s: Number = Field(
+        default=2.0,
+        gt=0,
+        description="opening a serial port, and a write held by RTS/CTS flow control; "
+        "longer means the device is gone",
+    )
     backoff_max_s: Number = Field(
         default=30.0, gt=0, description="cap of the jittered reconnect backoff"
     )

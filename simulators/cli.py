@@ -13,6 +13,7 @@ connection is lost; 2 for a usage error (unknown device or scenario, wrong trans
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
@@ -25,10 +26,12 @@ import aiomqtt
 from monitor.clock import RealClock, SimulatedClock
 from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
 from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
+from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialStats
 
 if TYPE_CHECKING:
     import argparse
 
+    from drivers.serialport import LineSettings
     from monitor.clock import Clock
 
 __all__ = ["DEVICES", "DeviceSimulator", "make_clock", "simulate_main"]
@@ -72,10 +75,74 @@ async def _run_mqtt_monitor(args: argparse.Namespace, clock: Clock, stats: Publi
     )
 
 
+def _serial(side: str) -> Runner:
+    """The runner of the serial monitor whose side and line settings `side` names.
+
+    `side` is ``"module:Class"``; the module also has ``LINE``. Imported when run, so one
+    device's simulator never loads another's protocol.
+    """
+
+    async def run(args: argparse.Namespace, clock: Clock, stats: PublishStats) -> int:
+        module_name, _, class_name = side.partition(":")
+        module = importlib.import_module(module_name)
+        make_side: Callable[[], MonitorSide] = getattr(module, class_name)
+        line: LineSettings = module.LINE
+        serial_stats = SerialStats()
+        monitor = SerialMonitor(
+            make_side,
+            clock=clock,
+            scenario=args.scenario,
+            line=line,
+            port=args.serial,
+            pty=args.pty,
+            device_id=args.device_id,
+            seed=args.seed,
+            stats=serial_stats,
+        )
+        try:
+            async with monitor:
+                if args.pty is not None:
+                    _say(f'pty ready: configure port = "{monitor.path}"')
+                await _play_with_faults(monitor, args)
+        finally:
+            stats.samples = serial_stats.samples
+        return serial_stats.samples
+
+    return run
+
+
+async def _play_with_faults(monitor: SerialMonitor, args: argparse.Namespace) -> None:
+    """Wait for the scenario's end, injecting `args.fault` in turn every `args.fault_every` s."""
+    faults = [Fault(f) for f in args.fault]
+    turn = 0
+    while faults:
+        try:
+            async with asyncio.timeout(args.fault_every):
+                await monitor.wait()
+        except TimeoutError:
+            fault = faults[turn % len(faults)]
+            turn += 1
+            _say(f"fault: {fault}")
+            if fault is Fault.SILENCE:
+                monitor.silence(args.fault_duration)
+            elif fault is Fault.UNPLUG:
+                await monitor.unplug(args.fault_duration)
+            else:
+                monitor.inject(fault)
+        else:
+            return
+    await monitor.wait()
+
+
 DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
     {
         "mqtt-monitor": DeviceSimulator(
             "mqtt", "a monitor publishing Vigil Sample JSON over MQTT", _run_mqtt_monitor
+        ),
+        "masimo": DeviceSimulator(
+            "serial",
+            "a Masimo Radical-7 / Rad-8 pulse oximeter, ASCII 1 output",
+            _serial("simulators.masimo:MasimoSide"),
         ),
     }
 )
@@ -100,21 +167,33 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     if args.scenario not in SCENARIOS:
         return f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})"
     if device.transport == "mqtt":
-        if args.mqtt is None:
-            return f"{args.device} publishes over MQTT: give --mqtt URL, not --serial"
-        try:
-            parse_broker_url(args.mqtt)
-        except ValueError as exc:
-            return str(exc)
-    if device.transport == "serial" and args.serial is None:
-        return f"{args.device} is a serial device: give --serial PORT, not --mqtt"
+        return _mqtt_usage_error(args)
+    if args.serial is None and args.pty is None:
+        return f"{args.device} is a serial device: give --serial PORT or --pty PATH, not --mqtt"
+    if Fault.UNPLUG.value in args.fault and args.pty is None:
+        return "--fault unplug needs --pty: a real port cannot be pulled from software"
+    return None
+
+
+def _mqtt_usage_error(args: argparse.Namespace) -> str | None:
+    if args.mqtt is None:
+        return f"{args.device} publishes over MQTT: give --mqtt URL, not --serial or --pty"
+    if args.fault:
+        return "--fault applies to serial monitors only"
+    try:
+        parse_broker_url(args.mqtt)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
 def _start_line(args: argparse.Namespace, device: DeviceSimulator) -> str:
-    where = (
-        f"{args.mqtt} topic {args.topic}" if device.transport == "mqtt" else f"port {args.serial}"
-    )
+    if device.transport == "mqtt":
+        where = f"{args.mqtt} topic {args.topic}"
+    elif args.pty is not None:
+        where = f"pty {args.pty}"
+    else:
+        where = f"port {args.serial}"
     commands = f", session commands to {args.bed}/cmd" if args.bed else ""
     minutes = DISCHARGE_OFFSET / 60
     real = DISCHARGE_OFFSET / args.speed

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, NoReturn, TypeGuard
 
-from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample, in_range
+from drivers.samples import judged
+from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -92,10 +93,6 @@ class DecodeResult:
     device_id_mismatch: int = 0
 
 
-_NO_VALUE: Final = "no_value"
-_OUT_OF_RANGE: Final = "out_of_range"
-
-
 class _RejectedError(Exception):
     """Internal: one item is dropped for `reason` (never leaves this module)."""
 
@@ -133,45 +130,6 @@ def _to_float(x: float) -> float:
         return float(x)
     except OverflowError:
         return math.inf if x > 0 else -math.inf
-
-
-def _verdict(
-    param: Param, value: float, *, device_valid: bool, device_reason: str | None
-) -> tuple[bool, str | None, bool]:
-    """(valid, reason, out_of_range) for a value the device called `device_valid`.
-
-    The device's own "invalid" and its reason stand. A value the device called valid is
-    invalid when it is missing ("no_value") or outside the physiological range
-    ("out_of_range", the third element tells the caller to count it).
-    """
-    if not device_valid:
-        derived = _NO_VALUE if math.isnan(value) else None
-        if derived is None and not in_range(param, value):
-            derived = _OUT_OF_RANGE
-        return False, device_reason if device_reason is not None else derived, False
-    if math.isnan(value):
-        return False, _NO_VALUE, False
-    if not in_range(param, value):
-        return False, _OUT_OF_RANGE, True
-    return True, device_reason, False
-
-
-def _judged(
-    t: float, param: Param, value: float, device_id: str, *, valid: bool, reason: str | None
-) -> tuple[Sample, bool]:
-    """The sample, with the verdict of `_verdict`, units and MDC code; and out_of_range."""
-    ok, why, out_of_range = _verdict(param, value, device_valid=valid, device_reason=reason)
-    sample = Sample(
-        t=t,
-        param=param,
-        value=value,
-        valid=ok,
-        device_id=device_id,
-        unit=UNITS[param],
-        mdc=MDC_CODES[param],
-        reason=why,
-    )
-    return sample, out_of_range
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +220,7 @@ def _vigil_sample(doc: object, device_id: str) -> tuple[Sample, bool, bool]:
     if mdc is not None and mdc != MDC_CODES[param]:
         raise _RejectedError(DropReason.WRONG_MDC)
     number = math.nan if value is None else _to_float(value)
-    sample, out_of_range = _judged(t, param, number, device_id, valid=valid, reason=reason)
+    sample, out_of_range = judged(t, param, number, device_id, valid=valid, reason=reason)
     return sample, out_of_range, doc["device_id"] != device_id
 
 
@@ -379,7 +337,7 @@ def decode_vscapture(
         if t is None:
             t = received_t
             retimed += 1
-        sample, oor = _judged(t, param, value, device_id, valid=True, reason=None)
+        sample, oor = judged(t, param, value, device_id, valid=True, reason=None)
         out_of_range += oor
         samples.append(sample)
     return DecodeResult(

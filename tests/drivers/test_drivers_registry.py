@@ -10,9 +10,12 @@ import pytest
 
 from drivers import DRIVERS, UnknownDriverError, create_driver
 from drivers.base import Driver
+from drivers.masimo.driver import MasimoDriver as MasimoSerialDriver
 from drivers.mqtt.driver import MqttMonitorDriver
+from drivers.serialport import SerialDriver
 from monitor.clock import ManualClock
 from monitor.settings import (
+    _DRIVER_KINDS,
     BrokerSettings,
     GeS5Driver,
     IntelliVueDriver,
@@ -40,19 +43,22 @@ def test_an_unknown_kind_is_a_clear_error() -> None:
     assert e.value.kind == "pager"
 
 
-# The serial kinds are valid config but have no driver yet; list them in DRIVERS when they do,
-# and this test will say so.
+def test_every_kind_the_config_accepts_has_a_driver() -> None:
+    assert set(DRIVERS) == set(_DRIVER_KINDS)
+
+
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "cls"),
     [
-        MasimoDriver(kind="masimo", device_id="spo2", port="/dev/ttyUSB0"),
-        IntelliVueDriver(kind="intellivue", device_id="mp70", port="/dev/ttyUSB1"),
-        GeS5Driver(kind="ge-s5", device_id="s5", port="/dev/ttyUSB2"),
+        (MasimoDriver(kind="masimo", device_id="spo2", port="/dev/ttyUSB0"), MasimoSerialDriver),
     ],
 )
-def test_kinds_without_a_driver_yet(settings: MasimoDriver | IntelliVueDriver | GeS5Driver) -> None:
-    with pytest.raises(UnknownDriverError, match=rf"kind '{settings.kind}'.*registered: mqtt"):
-        create_driver(settings, broker=BROKER, timeouts=TIMEOUTS, clock=ManualClock())
+def test_serial_kinds_create_their_driver(
+    settings: MasimoDriver | IntelliVueDriver | GeS5Driver, cls: type[SerialDriver]
+) -> None:
+    driver = create_driver(settings, broker=BROKER, timeouts=TIMEOUTS, clock=ManualClock())
+    assert type(driver) is cls
+    assert (driver.device_id, driver.port) == (settings.device_id, settings.port)
 
 
 @pytest.mark.parametrize("kind", sorted(DRIVERS))

@@ -73,20 +73,6 @@ def test_bad_file_gives_located_lines_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in run.err
 
 
-def test_kind_in_schema_without_installed_driver(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        BED
-        + MQTT_DRIVER
-        + '[[drivers]]\nkind = "masimo"\ndevice_id = "spo2"\nport = "/dev/ttyS0"\n',
-    )
-    run = check_config(path, cwd=tmp_path)
-    assert run.code == 1
-    (line,) = located(run.err, path, "drivers[1].kind")
-    assert "masimo" in line
-    assert not located(run.err, path, "drivers[0].kind")
-
-
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     run = check_config(path, cwd=tmp_path)

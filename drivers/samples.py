@@ -1,0 +1,57 @@
+"""Samples as every codec builds them: the device's verdict, the range check, units, MDC code.
+
+Pure functions (style-study P1). A codec calls `judged` for every value it decodes, so all
+devices mark missing and out-of-range values the same way (ALARMS.md "Vocabulary"), which
+keeps a live session and its replay identical.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample, in_range
+
+__all__ = ["NO_VALUE", "OUT_OF_RANGE", "judged", "verdict"]
+
+NO_VALUE: Final = "no_value"
+OUT_OF_RANGE: Final = "out_of_range"
+
+
+def verdict(
+    param: Param, value: float, *, device_valid: bool, device_reason: str | None
+) -> tuple[bool, str | None, bool]:
+    """(valid, reason, out_of_range) for a value the device called `device_valid`.
+
+    The device's own "invalid" and its reason stand. A value the device called valid is
+    invalid when it is missing ("no_value") or outside the physiological range
+    ("out_of_range", the third element tells the caller to count it).
+    """
+    if not device_valid:
+        derived = NO_VALUE if math.isnan(value) else None
+        if derived is None and not in_range(param, value):
+            derived = OUT_OF_RANGE
+        return False, device_reason if device_reason is not None else derived, False
+    if math.isnan(value):
+        return False, NO_VALUE, False
+    if not in_range(param, value):
+        return False, OUT_OF_RANGE, True
+    return True, device_reason, False
+
+
+def judged(
+    t: float, param: Param, value: float, device_id: str, *, valid: bool, reason: str | None
+) -> tuple[Sample, bool]:
+    """The sample, with the verdict of `verdict`, units and MDC code; and out_of_range."""
+    ok, why, out_of_range = verdict(param, value, device_valid=valid, device_reason=reason)
+    sample = Sample(
+        t=t,
+        param=param,
+        value=value,
+        valid=ok,
+        device_id=device_id,
+        unit=UNITS[param],
+        mdc=MDC_CODES[param],
+        reason=why,
+    )
+    return sample, out_of_range

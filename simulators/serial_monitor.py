@@ -1,0 +1,342 @@
+"""A serial bedside monitor playing a scenario: the device side of a protocol on a real port.
+
+Each serial protocol gives a `MonitorSide`: the sans-I/O device half (built on the driver's
+codec), which turns a second of scenario samples into the frames the monitor sends at that
+moment and answers what the host sends (a request, an association, a poll). `SerialMonitor`
+puts one on a port and plays the scenario in (simulated) time:
+
+- ``port``: an existing serial device (a USB adapter wired null-modem to the bedside box, one
+  end of a ``socat`` pair), opened with the device's line settings;
+- ``pty``: a fresh pseudo-terminal pair; the simulator holds the master and makes ``pty`` a
+  symlink to the slave, which is the path a driver is configured with. Unplugging closes the
+  pair (the driver's reads fail, as when a USB adapter is pulled); replugging makes a new pair
+  and moves the link, so the driver finds the monitor again at the same path.
+
+Faults (`Fault`), for tests and for engineers checking a driver: random garbage before the next
+frame, the next frame cut in half, the next frame corrupted (`MonitorSide.corrupt`), silence
+for a while (nothing sent, nothing answered), unplug and replug.
+
+Writes never block: a monitor does not wait for its listener, so when nobody drains the port the
+kernel buffer fills and frames are lost (counted in `SerialStats.unsent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import tty
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol, Self
+
+import serial_asyncio_fast
+
+from simulators.scenarios import Step, build_scenario
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from drivers.serialport import LineSettings
+    from monitor.clock import Clock
+    from monitor.vocabulary import Sample
+
+__all__ = ["Fault", "MonitorSide", "SerialMonitor", "SerialStats"]
+
+_READ_SIZE: Final = 4096
+
+
+class Fault(StrEnum):
+    """What can go wrong on a serial line."""
+
+    GARBAGE = "garbage"  # random bytes before the next frame
+    TRUNCATE = "truncate"  # only the first half of the next frame
+    CORRUPT = "corrupt"  # the next frame damaged (MonitorSide.corrupt)
+    SILENCE = "silence"  # nothing sent or answered for a while
+    UNPLUG = "unplug"  # the cable pulled, then plugged back in
+
+
+class MonitorSide(Protocol):
+    """The sans-I/O device half of a serial protocol, one per connection of the cable."""
+
+    def receive(self, data: bytes, now: float) -> list[bytes]:
+        """Bytes from the host (any split); the frames to answer with."""
+        ...
+
+    def second(self, samples: Sequence[Sample], now: float) -> list[bytes]:
+        """The scenario reached `now` with these samples: the frames the monitor sends now."""
+        ...
+
+    def corrupt(self, frame: bytes, rng: random.Random) -> bytes:
+        """`frame` damaged as a line hit would damage it, detectably for the protocol."""
+        ...
+
+
+@dataclass(slots=True)
+class SerialStats:
+    """What a run has done so far; readable after a cancel."""
+
+    samples: int = 0
+    frames: int = 0
+    replies: int = 0
+    unsent: int = 0
+    faults: list[str] = field(default_factory=list)
+
+
+class _Pty:
+    """A pseudo-terminal pair whose slave is reached through a stable symlink."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master, self._slave = os.openpty()
+        # raw: no echo, no line editing, no CR/NL translation, before any driver opens it
+        tty.setraw(self._slave)
+        os.set_blocking(self.master, False)
+        # made beside the link and renamed over it, so the link is never missing or half-made
+        tmp = link.with_name(f".{link.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(os.ttyname(self._slave))
+        tmp.replace(link)
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self._slave)
+
+
+class SerialMonitor:
+    """A monitor on a serial port or a pty, playing a scenario; an async context manager.
+
+    Args:
+        side: makes a fresh `MonitorSide` for each connection (again after a replug).
+        clock: scenario time; the scenario starts at `t0` (default `clock.now()`).
+        scenario: a name from `simulators.scenarios.SCENARIOS`.
+        device_id: the samples' device id (the simulator does not send it; tests compare).
+        port: an existing serial device, opened with `line`.
+        pty: where to make the symlink to a fresh pty's slave (exclusive with `port`).
+        line: serial settings for `port`.
+        seed: the scenario's noise seed; faults draw from their own generator.
+        until: stop after this scenario time (epoch seconds).
+    """
+
+    def __init__(  # noqa: PLR0913 - one keyword per CLI option, all keyword-only
+        self,
+        side: Callable[[], MonitorSide],
+        *,
+        clock: Clock,
+        scenario: str,
+        line: LineSettings,
+        port: str | None = None,
+        pty: Path | None = None,
+        device_id: str = "mon1",
+        seed: int = 1,
+        t0: float | None = None,
+        until: float | None = None,
+        stats: SerialStats | None = None,
+    ) -> None:
+        if (port is None) == (pty is None):
+            raise ValueError("give exactly one of port and pty")
+        self._make_side = side
+        self._clock = clock
+        self._line = line
+        self._port = port
+        self._pty_link = pty
+        self.t0 = clock.now() if t0 is None else t0
+        self._items = build_scenario(scenario, t0=self.t0, seed=seed, device_id=device_id)
+        self._until = until
+        self.stats = stats if stats is not None else SerialStats()
+        self._rng = random.Random(seed)  # noqa: S311 - simulated faults, not secrets
+        self._pending: list[Fault] = []
+        self._quiet_until = 0.0
+        self._side = side()
+        self._pty: _Pty | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._plugged = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.done = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self._plug()
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._tasks = [
+            self._group.create_task(self._play(), name="serial-monitor.play"),
+            self._group.create_task(self._listen(), name="serial-monitor.listen"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._group is not None
+        for task in self._tasks:
+            task.cancel()
+        try:
+            await self._group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._unplug()
+            if self._pty_link is not None and self._pty_link.is_symlink():
+                # the monitor is gone for good: leave no link to a dead pty behind
+                self._pty_link.unlink()
+
+    @property
+    def path(self) -> str:
+        """The path a driver opens: the pty link, or the port."""
+        if self._pty_link is not None:
+            return str(self._pty_link)
+        assert self._port is not None
+        return self._port
+
+    async def wait(self) -> None:
+        """Return when the scenario has been played."""
+        await self.done.wait()
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(self, fault: Fault) -> None:
+        """Damage the next frame (garbage, truncate, corrupt)."""
+        if fault in {Fault.SILENCE, Fault.UNPLUG}:
+            raise ValueError(f"{fault} takes a duration: use silence() or unplug()")
+        self._pending.append(fault)
+        self.stats.faults.append(fault.value)
+
+    def silence(self, seconds: float) -> None:
+        """Send and answer nothing for `seconds` of real time."""
+        loop = asyncio.get_running_loop()
+        self._quiet_until = loop.time() + seconds
+        self.stats.faults.append(Fault.SILENCE.value)
+
+    async def unplug(self, seconds: float) -> None:
+        """Pull the cable for `seconds` of real time, then plug it back in (pty only)."""
+        if self._pty_link is None:
+            raise ValueError("unplug needs a pty: a real port cannot be pulled from software")
+        self.stats.faults.append(Fault.UNPLUG.value)
+        self._unplug()
+        await asyncio.sleep(seconds)
+        await self._plug()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _plug(self) -> None:
+        self._side = self._make_side()
+        if self._pty_link is not None:
+            self._pty = _Pty(self._pty_link)
+            self._reader = None
+            asyncio.get_running_loop().add_reader(self._pty.master, self._on_readable)
+        else:
+            assert self._port is not None
+            line = self._line
+            self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
+                url=self._port,
+                baudrate=line.baudrate,
+                bytesize=line.bytesize,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                rtscts=line.rtscts,
+            )
+        self._plugged.set()
+
+    def _unplug(self) -> None:
+        self._plugged.clear()
+        if self._pty is not None:
+            asyncio.get_running_loop().remove_reader(self._pty.master)
+            self._pty.close()
+            self._pty = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _quiet(self) -> bool:
+        return asyncio.get_running_loop().time() < self._quiet_until
+
+    def _write(self, frames: list[bytes], *, replies: bool = False) -> None:
+        if not self._plugged.is_set() or self._quiet():
+            return
+        for frame in frames:
+            data = frame
+            while self._pending:
+                fault = self._pending.pop(0)
+                if fault is Fault.GARBAGE:
+                    self._raw(self._rng.randbytes(self._rng.randint(1, 64)))
+                elif fault is Fault.TRUNCATE:
+                    data = data[: max(1, len(data) // 2)]
+                else:
+                    data = self._side.corrupt(data, self._rng)
+            if self._raw(data):
+                if replies:
+                    self.stats.replies += 1
+                else:
+                    self.stats.frames += 1
+
+    def _raw(self, data: bytes) -> bool:
+        if self._pty is not None:
+            try:
+                written = os.write(self._pty.master, data)
+            except BlockingIOError:
+                written = 0
+            if written < len(data):
+                self.stats.unsent += 1
+                return False
+            return True
+        assert self._writer is not None
+        self._writer.write(data)
+        return True
+
+    async def _play(self) -> None:
+        clock = self._clock
+        group: list[Sample] = []
+        for item in self._items:
+            if self._until is not None and item.t > self._until:
+                break
+            if isinstance(item, Step):
+                continue
+            if group and item.t != group[0].t:
+                self._second(group)
+                group = []
+            await clock.sleep_until(item.t)
+            group.append(item)
+        if group:
+            self._second(group)
+        self.done.set()
+
+    def _second(self, samples: list[Sample]) -> None:
+        frames = self._side.second(samples, samples[0].t)
+        self.stats.samples += len(samples)
+        self._write(frames)
+
+    def _on_readable(self) -> None:
+        """The pty has bytes from the host: answer them."""
+        pty = self._pty
+        if pty is None:
+            return
+        try:
+            data = os.read(pty.master, _READ_SIZE)
+        except BlockingIOError:
+            return
+        self._answer(data)
+
+    def _answer(self, data: bytes) -> None:
+        if data and not self._quiet():
+            self._write(self._side.receive(data, self._clock.now()), replies=True)
+
+    async def _listen(self) -> None:
+        """Read what the host sends on a port and answer, for as long as the monitor runs."""
+        while True:
+            await self._plugged.wait()
+            reader = self._reader
+            if reader is None:
+                return  # a pty is served by `_on_readable`
+            data = await reader.read(_READ_SIZE)
+            if not data:
+                raise ConnectionError(f"port {self._port} closed")
+            self._answer(data)
