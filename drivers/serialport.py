@@ -192,6 +192,11 @@ class SerialDriver:
             ) from exc
         finally:
             writer.close()
+            # the transport closes the port in a task of its own; wait for it, so a run that
+            # ended leaves nothing behind and the port can be opened again at once
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._timeouts.serial_write_s):
+                    await writer.wait_closed()
 
     async def _serve(
         self,

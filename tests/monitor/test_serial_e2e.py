@@ -1,0 +1,171 @@
+"""End to end over serial: simulator -> pty -> `vigil run` (a real subprocess) -> broker.
+
+For each serial protocol, the device simulator plays a scenario on a pseudo-terminal, the
+daemon's driver reads it through pyserial, and the scenario's designed alarm reaches a ward
+subscriber on the real broker (`mqtt_broker` fixture). Then the cable is pulled: the daemon
+raises `DEVICE_DISCONNECTED` (medium, technical), and clears it once the replugged monitor
+talks again. The test plays the nurse: the session steps go to `…/cmd` at their scenario times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from monitor.clock import SimulatedClock
+from monitor.vocabulary import SessionEvent
+from simulators.mqtt_monitor import session_command
+from simulators.scenarios import Step, build_scenario
+from simulators.serial_monitor import SerialMonitor
+from tests.helpers import BrokerProcess
+
+PREFIX = "vigil/w1/b1"
+SPEED = 250.0
+# Real seconds before the scenario starts: the daemon starts and opens the port meanwhile.
+LEAD_S = 3.0
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    side: str  # module:Class; the module has LINE
+    scenario: str
+    alarm: str  # the scenario's designed alarm this device's parameters produce
+
+
+CASES = [
+    Case("masimo", "simulators.masimo:MasimoSide", "desaturation", "DESAT_CRITICAL"),
+]
+
+
+def write_config(path: Path, broker: BrokerProcess, case: Case, port: Path, anchor: float) -> Path:
+    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+    path.write_text(
+        f"""
+[bed]
+ward = "w1"
+bed = "b1"
+[broker]
+url = "{broker.url}"
+protocol = "{protocol}"
+[journal]
+path = "{path.parent / "journal.sqlite"}"
+[metrics]
+enabled = false
+[timeouts]
+backoff_max_s = 1.0
+[clock]
+speed = {SPEED}
+anchor = {anchor}
+[[drivers]]
+kind = "{case.kind}"
+device_id = "dev1"
+port = "{port}"
+"""
+    )
+    return path
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(10):
+            return await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        return await proc.wait()
+
+
+async def nurse(client: aiomqtt.Client, clock: SimulatedClock, steps: list[Step]) -> None:
+    """Send each session step as a command when the scenario reaches it."""
+    for step in steps:
+        if step.event is SessionEvent.DISCHARGE:
+            return
+        await clock.sleep_until(step.t)
+        await client.publish(f"{PREFIX}/cmd", json.dumps(session_command(step.event)), qos=1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
+async def test_serial_monitor_to_ward_and_unplug(
+    case: Case, mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    anchor = time.time()
+    clock = SimulatedClock(speed=SPEED, anchor=anchor)
+    t0 = clock.now() + LEAD_S * SPEED
+    module, _, name = case.side.partition(":")
+    side_module = importlib.import_module(module)
+    link = tmp_path / "monitor.pty"
+    monitor = SerialMonitor(
+        getattr(side_module, name),
+        clock=clock,
+        scenario=case.scenario,
+        line=side_module.LINE,
+        pty=link,
+        seed=3,
+        t0=t0,
+    )
+    steps = [
+        i
+        for i in build_scenario(case.scenario, t0=t0, seed=3, device_id="x")
+        if isinstance(i, Step)
+    ]
+    config = write_config(tmp_path / "bed.toml", mqtt_broker, case, link, anchor)
+    alarms: list[dict[str, Any]] = []
+    async with (
+        monitor,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="serial-e2e") as ward,
+    ):
+        await ward.subscribe(f"{PREFIX}/alarms", qos=1)
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor.cli", "run", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        playing = asyncio.create_task(nurse(ward, clock, steps))
+        unplugged: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(90):
+                async for message in ward.messages:
+                    assert isinstance(message.payload, bytes)
+                    event = json.loads(message.payload)
+                    alarms.append(event)
+                    if event["code"] == case.alarm and unplugged is None:
+                        unplugged = asyncio.create_task(monitor.unplug(2.0))
+                    if event["code"] == "DEVICE_DISCONNECTED" and event["state"] == "cleared":
+                        break
+        finally:
+            playing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await playing
+            if unplugged is not None:
+                await unplugged
+            rc = await _stop(daemon)
+        output = (await daemon.stdout.read()).decode() if daemon.stdout else ""
+
+    assert rc == 0, output
+    codes = [(a["code"], a["state"]) for a in alarms]
+    assert (case.alarm, "active") in codes, codes
+    designed = next(a for a in alarms if a["code"] == case.alarm)
+    assert designed["phase"] == "infusion"
+    assert designed["bed"] == "w1/b1"
+    disconnected = [a for a in alarms if a["code"] == "DEVICE_DISCONNECTED"]
+    assert [a["state"] for a in disconnected] == ["active", "cleared"], codes
+    assert disconnected[0]["priority"] == "medium"
+    assert disconnected[0]["kind"] == "technical"
+    assert disconnected[0]["param"] == "dev1"
+    assert "dev1" in disconnected[0]["message"]
+    # the unplug came after the designed alarm, and the daemon was told at once
+    assert disconnected[0]["seq"] > designed["seq"]
+    assert disconnected[1]["t"] > disconnected[0]["t"]
