@@ -21,6 +21,7 @@ _HANDLERS: dict[str, str] = {
     "demo": "monitor.demo:demo_main",
     "simulate": "simulators.cli:simulate_main",
     "replay": "alarms.replay:replay_main",
+    "decode": "drivers.decode:decode_main",
     "check-config": "monitor.check_config:check_config_main",
 }
 
@@ -123,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="recording CSV (t,param,value)")
     p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
     p.add_argument("--summary", action="store_true", help="print counts per code to stderr too")
+
+    p = sub.add_parser(
+        "decode", help="samples decoded from a raw capture of a monitor, one JSON object per line"
+    )
+    p.add_argument("device", help="masimo, intellivue or ge-s5")
+    p.add_argument("file", type=Path, help="raw capture: the bytes the monitor sent")
+    p.add_argument("--device-id", default=None, help="device_id in the samples (default: DEVICE)")
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)

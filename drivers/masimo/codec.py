@@ -50,6 +50,7 @@ __all__ = [
     "LineDecoder",
     "MasimoLink",
     "MasimoRecord",
+    "decode_capture",
     "encode_line",
     "parse_line",
     "record_samples",
@@ -398,3 +399,19 @@ class MasimoLink:
     def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
         """Nothing: ASCII 1 has no keep-alive."""
         return b""
+
+
+def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
+    """The samples of a raw capture (the bytes a monitor sent), and what was dropped.
+
+    Without a live clock, each sample takes its line's own time stamp, read in the host's
+    local time zone (ASCII 1 sends the monitor's local wall time without a zone; set ``TZ``
+    to read a capture from another zone).
+    """
+    stats = DriverStats()
+    samples: list[Sample] = []
+    for record in LineDecoder(stats).feed(data + b"\n"):
+        t = record.stamp.astimezone().timestamp()
+        samples += record_samples(record, t=t, device_id=device_id)
+    stats.samples = len(samples)
+    return samples, stats

@@ -1,0 +1,71 @@
+"""`vigil decode DEVICE FILE`: Sample JSON lines on stdout, a summary with drops on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RAD8 = (
+    b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
+)
+SENSOR_OFF = b"02/15/24 14:03:23 SPO2=---% BPM=--- PI=--.--% ALARM=0000 EXC=000820\r\n"
+
+
+def decode(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "decode", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TZ": "UTC"},
+    )
+
+
+def test_masimo_capture_decodes_to_sample_json_with_its_own_time(tmp_path: Path) -> None:
+    capture = tmp_path / "rad8.raw"
+    capture.write_bytes(RAD8 + b"\xff\xfe noise \r\n" + SENSOR_OFF)
+    run = decode("masimo", str(capture), "--device-id", "ox1")
+    assert run.returncode == 0, run.stderr
+    docs = [json.loads(line) for line in run.stdout.splitlines()]
+    # 2024-02-15 14:03:22 UTC
+    assert docs[:2] == [
+        {"t": 1708005802.0, "param": "SPO2", "value": 98.0, "valid": True,
+         "device_id": "ox1", "unit": "%", "mdc": 150456},
+        {"t": 1708005802.0, "param": "PR", "value": 72.0, "valid": True,
+         "device_id": "ox1", "unit": "/min", "mdc": 149530},
+    ]  # fmt: skip
+    assert [(d["param"], d["value"], d["valid"], d["reason"]) for d in docs[2:]] == [
+        ("SPO2", None, False, "sensor_off"),
+        ("PR", None, False, "sensor_off"),
+    ]
+    assert "2 frames, 4 samples, dropped: not_ascii 1" in run.stderr
+
+
+def test_a_capture_of_something_else_exits_1_and_says_what_was_dropped(tmp_path: Path) -> None:
+    capture = tmp_path / "printer.txt"
+    # Rad-8's default output, ASCII 2 (printer format), is not ASCII 1
+    capture.write_bytes(b"Time        SpO2 BPM\r\n14:03:22     98   72\r\n")
+    run = decode("masimo", str(capture))
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert "0 frames" in run.stderr
+    assert "no_timestamp 2" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pager", "x"], "unknown device 'pager'"),
+        (["masimo", "/nonexistent/capture"], "No such file"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    run = decode(*args)
+    assert run.returncode == 2
+    assert message in run.stderr
