@@ -128,6 +128,7 @@ INVALIDATING: Final = frozenset(
     }
 )
 
+_PRINTABLE: Final = bytes(range(0x20, 0x7F))
 _STAMP = re.compile(rb"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)")
 _KEY = re.compile(r"[A-Z][A-Z0-9]*")
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
@@ -170,10 +171,10 @@ class MasimoRecord:
 
 def _bits(value: int, names: Mapping[int, str]) -> tuple[str, ...]:
     out = []
-    for bit in range(32):
-        mask = 1 << bit
-        if value & mask:
-            out.append(names.get(mask, f"bit_0x{mask:x}"))
+    while value:
+        mask = value & -value  # the lowest bit set
+        out.append(names.get(mask, f"bit_0x{mask:x}"))
+        value ^= mask
     return tuple(out)
 
 
@@ -221,7 +222,7 @@ def _tokens(text: str) -> tuple[dict[str, str], dict[str, float | None]] | DropR
 
 def parse_line(line: bytes) -> MasimoRecord | DropReason:
     """Decode one line (without its CR LF); a `DropReason` if it is not an ASCII 1 line."""
-    if any(b < 0x20 or b > 0x7E for b in line):
+    if line.translate(None, _PRINTABLE):
         return DropReason.NOT_ASCII
     stamped = _stamp(line)
     if isinstance(stamped, DropReason):

@@ -1,0 +1,80 @@
+"""A raw capture made in memory: a driver's link and a simulator's monitor side, wired together.
+
+The host half (`drivers.serialport.LinkProtocol`) and the device half
+(`simulators.serial_monitor.MonitorSide`) talk with no port between them, in scenario time, and
+every byte the monitor sends is kept: the file a serial sniffer would have written. Used to
+make large captures for `bench/decode.py` and test captures for `vigil decode`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simulators.scenarios import Step, build_scenario
+
+if TYPE_CHECKING:
+    from drivers.serialport import LinkProtocol
+    from monitor.vocabulary import Sample
+    from simulators.serial_monitor import MonitorSide
+
+__all__ = ["record_capture"]
+
+
+class _Wire:
+    """The cable: carries the host's bytes to the monitor and keeps what the monitor sends."""
+
+    def __init__(self, link: LinkProtocol, side: MonitorSide) -> None:
+        self.link = link
+        self.side = side
+        self.sent = bytearray()
+
+    def host_says(self, data: bytes, now: float) -> None:
+        """`data` from the host; the conversation goes on until neither side answers."""
+        pending = data
+        while pending:
+            answers = self.side.receive(pending, now)
+            pending = b""
+            for frame in answers:
+                pending += self.monitor_says(frame, now)
+
+    def monitor_says(self, frame: bytes, now: float) -> bytes:
+        """`frame` from the monitor; the host's reply."""
+        self.sent.extend(frame)
+        return self.link.receive(frame, now).reply
+
+    def second(self, group: list[Sample]) -> None:
+        now = group[0].t
+        self.host_says(self.link.timer(now), now)
+        for frame in self.side.second(group, now):
+            self.host_says(self.monitor_says(frame, now), now)
+
+
+def record_capture(
+    link: LinkProtocol,
+    side: MonitorSide,
+    *,
+    scenario: str,
+    t0: float,
+    seconds: float,
+    seed: int = 1,
+) -> bytes:
+    """The bytes `side` sends to `link` over the first `seconds` of `scenario` from `t0`.
+
+    The host's timer runs once per scenario second, before the monitor's output of that
+    second, as a live driver's would.
+    """
+    wire = _Wire(link, side)
+    wire.host_says(link.start(t0), t0)
+    group: list[Sample] = []
+    for item in build_scenario(scenario, t0=t0, seed=seed):
+        if item.t - t0 >= seconds:
+            break
+        if isinstance(item, Step):
+            continue
+        if group and item.t != group[0].t:
+            wire.second(group)
+            group = []
+        group.append(item)
+    if group:
+        wire.second(group)
+    return bytes(wire.sent)
