@@ -29,6 +29,7 @@ CHUNK = 4096
 # device -> (link class "module:Class" taking (device_id, stats), monitor side "module:Class")
 DEVICES = {
     "masimo": ("drivers.masimo.codec:MasimoLink", "simulators.masimo:MasimoSide"),
+    "ge-s5": ("drivers.ge_s5.codec:GeS5Link", "simulators.ge_s5:GeS5Side"),
 }
 
 

@@ -4,12 +4,12 @@
 
 Runs, on a real mosquitto on a free loopback port:
 - `vigil run` with one MQTT monitor, fed by `vigil simulate mqtt-monitor` at real speed (1 Hz HR,
-  PR and SpO2 plus cuff readings: the normal-session scenario), for `--seconds`;
+  PR and SpO2 plus cuff readings: the normal-session scenario), and one serial monitor, a Masimo
+  pulse oximeter (`vigil simulate masimo --pty`: one ASCII 1 line a second on a pseudo-terminal),
+  for `--seconds`;
 - beside it, a bare Python process that only imports Vigil's dependencies and sleeps as long.
 Peak RSS is the kernel's high-water mark (VmHWM in /proc/PID/status); CPU share is the process's
-user + system time over the wall time, as a fraction of one core. The serial simulator of the
-issue's set-up does not exist yet (serial drivers are a later issue), so only the MQTT monitor
-runs; the figure for a serial driver is to be added with it.
+user + system time over the wall time, as a fraction of one core.
 """
 
 from __future__ import annotations
@@ -73,12 +73,19 @@ def main() -> int:
             f'[bed]\nward = "w1"\nbed = "b1"\n[broker]\nurl = "{broker.url}"\n'
             f'[journal]\npath = "{tmp}/journal.sqlite"\n[metrics]\nenabled = false\n'
             '[[drivers]]\nkind = "mqtt"\ndevice_id = "mon1"\ntopic = "monitors/mon1/samples"\n'
+            f'[[drivers]]\nkind = "masimo"\ndevice_id = "ox1"\nport = "{tmp}/masimo.pty"\n'
         )
         null = subprocess.DEVNULL
+        oximeter = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "simulate", "masimo", "--pty",
+             f"{tmp}/masimo.pty", "--scenario", "normal-session", "--device-id", "ox1"],
+            stdout=null, stderr=null,
+        )  # fmt: skip
+        log = Path(tmp) / "daemon.log"
         daemon = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-            stdout=null,
-            stderr=null,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         sim = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "simulate", "mqtt-monitor", "--mqtt",
@@ -96,15 +103,24 @@ def main() -> int:
             bare_rss, bare_cpu = peak_rss_mb(bare.pid), cpu_seconds(bare.pid) / args.seconds
         finally:
             stop(sim)
+            stop(oximeter)
             stop(bare)
             rc = stop(daemon)
-    print(f"vigil run, 1 MQTT monitor at 1 Hz, {args.seconds:g} s:")
+        # measured with both monitors streaming, or not at all
+        flowing = log.read_text()
+    print(f"vigil run, 1 MQTT monitor and 1 Masimo on a pty, at 1 Hz, {args.seconds:g} s:")
     print(f"  peak RSS {rss:6.1f} MB   CPU {cpu * 100:5.2f} % of one core")
     print("bare Python importing the dependencies:")
     print(
         f"  peak RSS {bare_rss:6.1f} MB   CPU {bare_cpu * 100:5.2f} % of one core (incl. imports)"
     )
     print(f"RSS ratio {rss / bare_rss:.2f}; daemon exit status {rc}")
+    for device in ("mon1", "ox1"):
+        if f"event=subscribed device={device}" not in flowing and (
+            f"event=data_flowing device={device}" not in flowing
+        ):
+            print(f"{device} never delivered data: the figures do not count")
+            return 1
     return 0 if rc == 0 else 1
 
 

@@ -22,6 +22,7 @@ __all__ = ["DRIVERS", "UnknownDriverError", "create_driver"]
 DRIVERS: Final[dict[str, str]] = {
     "mqtt": "drivers.mqtt.driver:MqttMonitorDriver",
     "masimo": "drivers.masimo.driver:MasimoDriver",
+    "ge-s5": "drivers.ge_s5.driver:GeS5Driver",
 }
 
 

@@ -28,6 +28,7 @@ __all__ = ["DECODERS", "decode_main"]
 # device (as `vigil simulate` names it) -> "module:function"; imported on use
 DECODERS: Final[dict[str, str]] = {
     "masimo": "drivers.masimo.codec:decode_capture",
+    "ge-s5": "drivers.ge_s5.codec:decode_capture",
 }
 
 Decoder = Callable[..., "tuple[list[Sample], DriverStats]"]

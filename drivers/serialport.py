@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol
 
@@ -48,9 +49,10 @@ __all__ = [
     "ProtocolError",
     "Received",
     "SerialDriver",
+    "line_for",
 ]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("vigil.drivers")
 
 # One read takes whatever the port has, up to this; a 115200 baud line fills ~11 kB a second.
 _READ_SIZE: Final = 4096
@@ -77,6 +79,18 @@ class Received:
 
     samples: tuple[Sample, ...] = ()
     reply: bytes = b""
+
+
+def line_for(port: str, line: LineSettings) -> LineSettings:
+    """The settings to open `port` with: `line`, except on a pseudo-terminal.
+
+    A pty has no UART: parity and RTS/CTS mean nothing on it, and Linux refuses PARENB on one
+    (EINVAL from tcsetattr). A simulator on a pty (`vigil simulate … --pty`) therefore gets the
+    device's baud rate with 8N1 and no handshake; a real port always gets the device's settings.
+    """
+    if os.path.realpath(port).startswith("/dev/pts/"):
+        return LineSettings(baudrate=line.baudrate)
+    return line
 
 
 class LinkProtocol(Protocol):
@@ -164,7 +178,7 @@ class SerialDriver:
                 device ended the session.
         """
         where = f"{self.device_id}: port {self.port}"
-        line = self.line
+        line = line_for(self.port, self.line)
         try:
             async with asyncio.timeout(self._timeouts.serial_write_s):
                 reader, writer = await serial_asyncio_fast.open_serial_connection(
@@ -179,7 +193,9 @@ class SerialDriver:
             raise DeviceError(f"{where}: cannot open: {exc}") from exc
         except TimeoutError as exc:
             raise DeviceError(f"{where}: open took over {self._timeouts.serial_write_s} s") from exc
-        _log.info("%s: open (%d baud)", where, line.baudrate)
+        _log.info(
+            "event=port_open device=%s port=%s baud=%d", self.device_id, self.port, line.baudrate
+        )
         try:
             await self._serve(reader, writer, sink, connected)
         except (OSError, serial.SerialException) as exc:
@@ -238,7 +254,7 @@ class SerialDriver:
                 last_frame = loop.time()
                 if not up:
                     up = True
-                    _log.info("%s: data flowing from port %s", self.device_id, self.port)
+                    _log.info("event=data_flowing device=%s port=%s", self.device_id, self.port)
                     connected()
             elif loop.time() >= deadline:
                 raise DeviceError(

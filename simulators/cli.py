@@ -144,6 +144,11 @@ DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
             "a Masimo Radical-7 / Rad-8 pulse oximeter, ASCII 1 output",
             _serial("simulators.masimo:MasimoSide"),
         ),
+        "ge-s5": DeviceSimulator(
+            "serial",
+            "a GE Datex-Ohmeda S/5 monitor, computer interface (DRI displayed values)",
+            _serial("simulators.ge_s5:GeS5Side"),
+        ),
     }
 )
 

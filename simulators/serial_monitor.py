@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final, Protocol, Self
 
 import serial_asyncio_fast
 
+from drivers.serialport import line_for
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ class SerialMonitor:
             asyncio.get_running_loop().add_reader(self._pty.master, self._on_readable)
         else:
             assert self._port is not None
-            line = self._line
+            line = line_for(self._port, self._line)
             self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
                 url=self._port,
                 baudrate=line.baudrate,

@@ -79,6 +79,7 @@ __all__ = [
     "Subrecord",
     "absent",
     "basic_samples",
+    "decode_capture",
     "displayed_basic",
     "encode_displayed_record",
     "encode_frame",
@@ -717,3 +718,23 @@ class GeS5Link:
             return None
         self._last_t = t
         return t
+
+
+def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
+    """The samples of a raw capture (the bytes a monitor sent), and what was dropped.
+
+    Without a live clock, each record's samples take the record's own ``r_time`` (the
+    monitor's clock, epoch seconds UTC). NIBP samples appear once per new determination, as
+    they would live (`NibpTracker`).
+    """
+    stats = DriverStats()
+    nibp = NibpTracker()
+    samples: list[Sample] = []
+    for record in FrameDecoder(stats).feed(data):
+        basic = displayed_basic(record)
+        if basic is None:
+            continue
+        new = nibp.update(basic.nibp)
+        samples += basic_samples(basic, t=float(record.r_time), device_id=device_id, nibp=new)
+    stats.samples = len(samples)
+    return samples, stats

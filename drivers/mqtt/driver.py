@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MqttMonitorDriver"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("vigil.drivers")
 
 # Counted in `DriverStats.dropped` although the sample *is* delivered (invalid, or with an
 # approximate time): they are data-quality counters that belong next to the real drops.
@@ -136,7 +136,13 @@ class MqttMonitorDriver:
                 async with asyncio.timeout(self._timeouts.broker_connect_s):
                     await stack.enter_async_context(client)
                     await self._subscribe(client)
-                _log.info("%s: connected as %s", where, self._identifier)
+                _log.info(
+                    "event=broker_connected device=%s broker=%s:%d client_id=%s",
+                    self.device_id,
+                    self._broker.host,
+                    self._broker.port,
+                    self._identifier,
+                )
                 connected()
                 async for message in client.messages:
                     self._handle(message, sink)
@@ -186,7 +192,7 @@ class MqttMonitorDriver:
         # without this check the driver would wait forever for messages that never come.
         if any((c.value if isinstance(c, ReasonCode) else c) >= 0x80 for c in granted):
             raise DeviceError(f"{self.device_id}: broker refused the subscription to {topic!r}")
-        _log.info("%s: subscribed to %s", self.device_id, topic)
+        _log.info("event=subscribed device=%s topic=%s", self.device_id, topic)
 
     def _handle(self, message: aiomqtt.Message, sink: SampleSink) -> None:
         stats = self._stats

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from drivers.base import DriverStats
+from simulators.capture import record_capture
+from simulators.scenarios import Step, build_scenario
 
 RAD8 = (
     b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "
@@ -69,3 +75,49 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     run = decode(*args)
     assert run.returncode == 2
     assert message in run.stderr
+
+
+T0 = 1767225600.0
+
+# device -> (the driver's link, the simulator's monitor side)
+CAPTURED = {
+    "ge-s5": ("drivers.ge_s5.codec:GeS5Link", "simulators.ge_s5:GeS5Side"),
+}
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("device", sorted(CAPTURED))
+def test_a_simulated_capture_decodes_to_the_scenarios_values(device: str, tmp_path: Path) -> None:
+    link_ref, side_ref = CAPTURED[device]
+    capture = record_capture(
+        _load(link_ref)("x", DriverStats()),
+        _load(side_ref)(),
+        scenario="hypertensive-surge",
+        t0=T0,
+        seconds=900,
+    )
+    path = tmp_path / f"{device}.raw"
+    # a line hit in the middle of the capture: dropped, counted, the rest decodes
+    middle = len(capture) // 2
+    path.write_bytes(capture[:middle] + b"\x00\x7e\x7d\xc0\xc1noise" + capture[middle:])
+    run = decode(device, str(path))
+    assert run.returncode == 0, run.stderr
+    docs = [json.loads(line) for line in run.stdout.splitlines()]
+    scenario = build_scenario("hypertensive-surge", t0=T0, seed=1)
+    items = [i for i in scenario if not isinstance(i, Step)]
+    for param in ("HR", "SPO2", "PR"):
+        got = [d["value"] for d in docs if d["param"] == param]
+        expected = [i.value for i in items if i.param.value == param]
+        assert len(got) > 10
+        it = iter(expected)
+        assert all(any(g == e for e in it) for g in got), param
+    # the two baseline determinations of the first 15 minutes, once each
+    sys_values = [d["value"] for d in docs if d["param"] == "NIBP_SYS"]
+    expected_sys = [i.value for i in items if i.param.value == "NIBP_SYS" and i.t < T0 + 900]
+    assert sys_values == expected_sys
+    assert all(T0 <= d["t"] < T0 + 900 for d in docs)
+    assert "dropped: none" not in run.stderr

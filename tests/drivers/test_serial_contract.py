@@ -55,6 +55,12 @@ DEVICES = [
         "simulators.masimo:MasimoSide",
         frozenset({Param.SPO2, Param.PR}),
     ),
+    Device(
+        "ge-s5",
+        "drivers.ge_s5.driver:GeS5Driver",
+        "simulators.ge_s5:GeS5Side",
+        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}),
+    ),
 ]
 
 

@@ -46,6 +46,7 @@ class Case:
 
 CASES = [
     Case("masimo", "simulators.masimo:MasimoSide", "desaturation", "DESAT_CRITICAL"),
+    Case("ge-s5", "simulators.ge_s5:GeS5Side", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
 ]
 
 

@@ -13,14 +13,19 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import pytest
 
+from drivers.masimo.driver import MasimoDriver
 from monitor.cli import build_parser
 from monitor.clock import RealClock, SimulatedClock
+from monitor.settings import BrokerSettings, TimeoutSettings
+from monitor.settings import MasimoDriver as MasimoSettings
+from monitor.vocabulary import Sample
 from simulators.cli import DEVICES, make_clock, simulate_main
 from simulators.mqtt_monitor import parse_broker_url
 from tests.helpers import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
 TOPIC = "monitors/sim/samples"
 BED = "vigil/w1/b3"
@@ -33,7 +38,10 @@ def _simulate(*argv: str) -> int:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("pager", "--mqtt", "mqtt://127.0.0.1"), "unknown device 'pager' (known: mqtt-monitor)"),
+        (("pager", "--mqtt", "mqtt://127.0.0.1"), "unknown device 'pager' (known: mqtt-monitor,"),
+        (("masimo", "--mqtt", "mqtt://h"), "serial device: give --serial PORT or --pty PATH"),
+        (("masimo", "--serial", "/dev/ttyS0", "--fault", "unplug"), "--fault unplug needs --pty"),
+        (("mqtt-monitor", "--mqtt", "mqtt://h", "--fault", "garbage"), "serial monitors only"),
         (("mqtt-monitor", "--scenario", "x", "--mqtt", "mqtt://h"), "unknown scenario 'x'"),
         (("mqtt-monitor", "--serial", "/dev/ttyUSB0"), "publishes over MQTT: give --mqtt URL"),
         (("mqtt-monitor", "--mqtt", "mqtts://h:8883"), "broker URL must be mqtt://"),
@@ -132,3 +140,51 @@ async def test_a_signal_stops_a_live_run_cleanly(
     assert re.fullmatch(
         rf"vigil simulate: stopped by {sig.name}: \d+ samples and [01] commands sent", lines[1]
     )
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+
+    def put(self, sample: Sample) -> None:
+        self.samples.append(sample)
+
+
+async def test_a_serial_simulator_on_a_pty_with_faults_feeds_a_real_driver(
+    tmp_path: Path,
+) -> None:
+    link = tmp_path / "oximeter"
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "monitor.cli", "simulate", "masimo", "--pty", str(link)),
+        *("--speed", "20", "--fault", "garbage", "--fault", "corrupt", "--fault-every", "0.2"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(10):
+            await proc.stderr.readline()  # what plays where
+            ready = (await proc.stderr.readline()).decode()
+        assert ready.strip() == f'vigil simulate: pty ready: configure port = "{link}"'
+        settings = MasimoSettings(kind="masimo", device_id="ox", port=str(link))
+        driver = MasimoDriver(
+            settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=RealClock()
+        )
+        sink = _Sink()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.5):
+                await driver.run(sink)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert {s.param.value for s in sink.samples} == {"SPO2", "PR"}
+    assert driver.stats.frames >= 30  # 20 lines a real second
+    assert sum(driver.stats.dropped.values()) >= 2
+    assert "fault: garbage" in err.decode()
+    assert "fault: corrupt" in err.decode()
+    assert not link.exists()  # the simulator takes its link away when it stops

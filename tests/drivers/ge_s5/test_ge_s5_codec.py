@@ -8,6 +8,7 @@ p5 240, p6 254; record = 40-byte header + 4-byte time + class + marker, reserved
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import struct
@@ -44,35 +45,35 @@ from simulators.scenarios import Step, build_scenario
 # [CI] Appendix A, as listed at the end of reference/devices.md.
 DISPLAY_10S = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 01 0a 00 0e 00 00 00 00 00 49 7e"
+    " 00 00 00 00 00 00 00 00 00 00 01 0a 00 0e 00 00 00 00 00 49 7e"
 )
 STOP_DISPLAY = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 31 7e"
+    " 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 00 31 7e"
 )
 TREND_60S = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 03 3c 00 0e 00 00 00 00 00 7d 5d 7e"
+    " 00 00 00 00 00 00 00 00 00 00 03 3c 00 0e 00 00 00 00 00 7d 5d 7e"
 )
 STOP_TREND_60S = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00 00 33 7e"
+    " 00 00 00 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00 00 33 7e"
 )
 START_ECG1_WAVE = bytes.fromhex(
     "7e 48 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 00 00 48 7e"
+    " 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
+    " 00 00 00 00 00 00 00 00 00 00 00 48 7e"
 )
 STOP_WAVE = bytes.fromhex(
     "7e 48 00 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 00 00 48 7e"
+    " 00 00 00 00 00 00 00 00 00 00 01 00 00 00 ff 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
+    " 00 00 00 00 00 00 00 00 00 00 00 48 7e"
 )
 # What the driver sends: displayed values every 5 s, BASIC only. Not official; written by hand
 # from the layout: checksum 0x31 + 0xff + 0x01 + 0x05 = 0x136 -> 0x36.
 DISPLAY_5S_BASIC = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
-    " 00 00 00 00 00 00 00 00 00 00 00 01 05 00 00 00 00 00 00 00 36 7e"
+    " 00 00 00 00 00 00 00 00 00 00 01 05 00 00 00 00 00 00 00 36 7e"
 )
 
 
@@ -549,7 +550,7 @@ def test_anchor_is_exact_on_real_epoch_times() -> None:
     now = 1_761_234_567.123_456
     r_time = 1_761_230_000
     t = [link.receive(spo2_frame(r_time + 5 * k), now + 5 * k).samples[0].t for k in range(50)]
-    assert {b - a for a, b in zip(t, t[1:], strict=False)} == {5.0}
+    assert {b - a for a, b in itertools.pairwise(t)} == {5.0}
     assert abs(t[0] - now) < 1 / 1024
 
 
@@ -604,7 +605,7 @@ def test_simulator_is_silent_until_asked_then_sends_every_5_s_and_stops() -> Non
     samples = play(side, scenario, link)
     hr = [s for s in samples if s.param is Param.HR]
     assert len(hr) == 80  # t0 .. t0 + 395, one record every 5 s
-    assert {b.t - a.t for a, b in zip(hr, hr[1:], strict=False)} == {5.0}
+    assert {b.t - a.t for a, b in itertools.pairwise(hr)} == {5.0}
     assert all(s.valid for s in samples)
     assert not any(s.param.name.startswith("ABP") for s in samples)  # P1 not plugged in
     # one NIBP triple per determination (at 60 and 360 s), with the scenario's values
@@ -634,7 +635,7 @@ def test_simulator_single_shot_and_repeat_window() -> None:
 def test_simulator_corruption_is_a_checksum_error() -> None:
     side = GeS5Side()
     frame = side.receive(encode_frame(encode_request(1, -1, 0)), 1.0)[0]
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - simulated damage, not secrets
     for _ in range(200):
         damaged = side.corrupt(frame, rng)
         assert len(damaged) == len(frame)
