@@ -30,6 +30,10 @@ CHUNK = 4096
 DEVICES = {
     "masimo": ("drivers.masimo.codec:MasimoLink", "simulators.masimo:MasimoSide"),
     "ge-s5": ("drivers.ge_s5.codec:GeS5Link", "simulators.ge_s5:GeS5Side"),
+    "intellivue": (
+        "drivers.intellivue.codec:IntelliVueLink",
+        "simulators.intellivue:IntelliVueSide",
+    ),
 }
 
 

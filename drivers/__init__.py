@@ -23,6 +23,7 @@ DRIVERS: Final[dict[str, str]] = {
     "mqtt": "drivers.mqtt.driver:MqttMonitorDriver",
     "masimo": "drivers.masimo.driver:MasimoDriver",
     "ge-s5": "drivers.ge_s5.driver:GeS5Driver",
+    "intellivue": "drivers.intellivue.driver:IntelliVueDriver",
 }
 
 

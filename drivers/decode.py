@@ -29,6 +29,7 @@ __all__ = ["DECODERS", "decode_main"]
 DECODERS: Final[dict[str, str]] = {
     "masimo": "drivers.masimo.codec:decode_capture",
     "ge-s5": "drivers.ge_s5.codec:decode_capture",
+    "intellivue": "drivers.intellivue.codec:decode_capture",
 }
 
 Decoder = Callable[..., "tuple[list[Sample], DriverStats]"]

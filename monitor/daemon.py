@@ -53,6 +53,7 @@ log = logging.getLogger("vigil.daemon")
 SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
+WARD_LINK_DOWN = "WARD_LINK_DOWN"
 # `WATCHDOG=1` is sent only if the bed processed a tick within the watchdog interval plus one
 # tick period plus this margin (real seconds) for event-loop latency: a ping is then withheld
 # only when a whole check interval went by without a single tick, never because one check
@@ -211,6 +212,10 @@ class Daemon:
             },
             outbox=self.outbox,
         )
+        # monotonic time since when the ward broker has been out of reach (None: connected);
+        # the daemon starts without a connection
+        self._ward_down_since: float | None = time.monotonic()
+        self.ward.status.listeners.append(self._ward_link_changed)
         self.metrics = self._make_metrics() if settings.metrics.enabled else None
         self._metrics_server: MetricsServer | None = None
         self._group: asyncio.TaskGroup | None = None
@@ -256,6 +261,42 @@ class Daemon:
                     "DEVICE_DISCONNECTED", active=False, param=name, message=f"{name}: data again"
                 )
 
+    def _ward_link_changed(self, status: LinkStatus) -> None:
+        if status.state is LinkState.CONNECTED:
+            self._ward_down_since = None
+            if WARD_LINK_DOWN in self.core.engine.active:
+                # queued behind the events raised while the link was down, so the ward gets
+                # them all, in seq order, with their own times (issue 6, item 3)
+                self.bed.condition(
+                    WARD_LINK_DOWN, active=False, message="ward broker reachable again"
+                )
+        elif status.state is not LinkState.STOPPED and self._ward_down_since is None:
+            self._ward_down_since = time.monotonic()
+
+    async def _watch_ward(self) -> None:
+        """Raise `WARD_LINK_DOWN` once the broker has been out of reach for its limit.
+
+        The limit is real time (``timeouts.ward_link_down_s``), as the broker's absence is: a
+        simulated clock makes the session faster, not the network. The alarm is shown locally
+        (log line, console) at once and reaches the ward from the outbox when the link is back.
+        """
+        limit = self.settings.timeouts.ward_link_down_s
+        period = min(1.0, limit / 4)
+        while True:
+            await asyncio.sleep(period)
+            since = self._ward_down_since
+            if (
+                since is not None
+                and time.monotonic() - since >= limit
+                and WARD_LINK_DOWN not in self.core.engine.active
+            ):
+                self.bed.condition(
+                    WARD_LINK_DOWN,
+                    active=True,
+                    message=f"ward broker out of reach for {limit:g} s: "
+                    f"{self.ward.status.last_error or 'no connection'}",
+                )
+
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
         if self.metrics is not None:
             self.metrics.record(events, samples, now=self.clock.now())
@@ -292,6 +333,7 @@ class Daemon:
         self._tasks = [
             tg.create_task(self.bed.run(), name="bed"),
             tg.create_task(self.ward.run(), name="ward"),
+            tg.create_task(self._watch_ward(), name="ward.watch"),
         ]
         self._tasks += [
             tg.create_task(self._drive(d), name=f"driver[{d.device_id}]") for d in self.drivers

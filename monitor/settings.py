@@ -191,6 +191,11 @@ class TimeoutSettings(_Model):
         description="opening a serial port, and a write held by RTS/CTS flow control; "
         "longer means the device is gone",
     )
+    ward_link_down_s: Number = Field(
+        default=10.0,
+        gt=0,
+        description="broker unreachable this long (real seconds): WARD_LINK_DOWN",
+    )
     backoff_max_s: Number = Field(
         default=30.0, gt=0, description="cap of the jittered reconnect backoff"
     )

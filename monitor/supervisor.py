@@ -89,6 +89,20 @@ class Backoff:
         return self._rng.uniform(0.0, ceiling)
 
 
+def _undo_stale_cancel(task: asyncio.Task[None], cancelling: int) -> None:
+    """Withdraw the cancel request a failed TaskGroup left on its parent task (Python 3.11).
+
+    On 3.11, when a TaskGroup's child fails while the parent already waits in the group's
+    `__aexit__`, the group cancels the parent but never uncancels it (3.12 checks the flag
+    after the wait). The parent then looks cancelled to `raise_if_cancelled` and ends at its
+    next check, silently: a ward link that reconnects after a broker outage would publish its
+    birth message and stop. A real cancellation raises `CancelledError` instead of the error
+    handled here, so one stale request is all there can be to withdraw.
+    """
+    if task.cancelling() > cancelling:
+        task.uncancel()
+
+
 async def supervise(
     status: LinkStatus,
     serve: Callable[[Callable[[], None]], Awaitable[None]],
@@ -108,9 +122,12 @@ async def supervise(
         backoff.reset()
         status.set(LinkState.CONNECTED, now())
 
+    task = asyncio.current_task()
+    assert task is not None
     try:
         while True:
             status.set(LinkState.CONNECTING, now())
+            cancelling = task.cancelling()
             try:
                 await serve(connected)
                 error = "connection closed"
@@ -123,6 +140,7 @@ async def supervise(
                     raise
                 first = matched.exceptions[0]
                 error = f"{type(first).__name__}: {first}"
+                _undo_stale_cancel(task, cancelling)
             delay = backoff.next()
             status.reconnects += 1
             status.set(LinkState.BACKING_OFF, now(), error)

@@ -149,6 +149,11 @@ DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
             "a GE Datex-Ohmeda S/5 monitor, computer interface (DRI displayed values)",
             _serial("simulators.ge_s5:GeS5Side"),
         ),
+        "intellivue": DeviceSimulator(
+            "serial",
+            "a Philips IntelliVue MP monitor, Data Export over MIB/RS232 (numerics polled)",
+            _serial("simulators.intellivue:IntelliVueSide"),
+        ),
     }
 )
 

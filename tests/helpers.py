@@ -77,8 +77,10 @@ class BrokerProcess:
 
     `start()` launches it and returns once the port accepts TCP connections; `stop()` terminates
     it and reaps it. Both may be called again, so a test can take the broker away and bring it
-    back on the same URL (a broker outage). Persistence is off: a restarted broker has forgotten
-    retained messages and sessions, as a broker restarted without a persistence file would.
+    back on the same URL (a broker outage). Persistence is off unless `persistent`: then (mosquitto
+    only) the broker saves retained messages, sessions and their queued messages when stopped
+    and loads them when started, as a ward broker configured by config/mosquitto does; without
+    it a restarted broker has forgotten them all.
 
     The broker is mosquitto when installed, else Vigil's embedded amqtt broker run as
     `python -m monitor.embedded_broker` (see that module for what amqtt does not support).
@@ -96,12 +98,16 @@ class BrokerProcess:
         port: int | None = None,
         implementation: BrokerImplementation | None = None,
         start_timeout: float = 15.0,
+        persistent: bool = False,
     ) -> None:
         self.host = host
         self.port = free_port(host) if port is None else port
         self.implementation: BrokerImplementation = implementation or _default_implementation()
         self._workdir = workdir
         self._start_timeout = start_timeout
+        if persistent and self.implementation != "mosquitto":
+            raise RuntimeError("a persistent broker needs mosquitto (amqtt keeps nothing)")
+        self.persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -192,15 +198,24 @@ class BrokerProcess:
             "allow_anonymous true\n"
             # as a ward broker should be configured (config/mosquitto): no Nagle delay
             "set_tcp_nodelay true\n"
-            "persistence false\n"
+            + self._persistence()
             # stderr goes to broker.log (opened by us, so mosquitto dropping root privileges to
             # its own user cannot make the log unwritable).
-            "log_dest stderr\n"
+            + "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
             "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
         )
         return [executable, "-c", str(conf)]
+
+    def _persistence(self) -> str:
+        if not self.persistent:
+            return "persistence false\n"
+        store = self._workdir / "store"
+        store.mkdir(exist_ok=True)
+        # mosquitto started as root drops to the configured user (ignored when not root),
+        # and root keeps root: pytest's temporary folders are private to their owner
+        return f"persistence true\npersistence_location {store}/\nautosave_interval 0\nuser root\n"
 
 
 def _default_implementation() -> BrokerImplementation:

@@ -82,6 +82,10 @@ T0 = 1767225600.0
 # device -> (the driver's link, the simulator's monitor side)
 CAPTURED = {
     "ge-s5": ("drivers.ge_s5.codec:GeS5Link", "simulators.ge_s5:GeS5Side"),
+    "intellivue": (
+        "drivers.intellivue.codec:IntelliVueLink",
+        "simulators.intellivue:IntelliVueSide",
+    ),
 }
 
 

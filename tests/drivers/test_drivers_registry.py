@@ -11,6 +11,7 @@ import pytest
 from drivers import DRIVERS, UnknownDriverError, create_driver
 from drivers.base import Driver
 from drivers.ge_s5.driver import GeS5Driver as GeS5SerialDriver
+from drivers.intellivue.driver import IntelliVueDriver as IntelliVueSerialDriver
 from drivers.masimo.driver import MasimoDriver as MasimoSerialDriver
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.serialport import SerialDriver
@@ -53,6 +54,10 @@ def test_every_kind_the_config_accepts_has_a_driver() -> None:
     [
         (MasimoDriver(kind="masimo", device_id="spo2", port="/dev/ttyUSB0"), MasimoSerialDriver),
         (GeS5Driver(kind="ge-s5", device_id="s5", port="/dev/ttyUSB2"), GeS5SerialDriver),
+        (
+            IntelliVueDriver(kind="intellivue", device_id="mp70", port="/dev/ttyUSB1"),
+            IntelliVueSerialDriver,
+        ),
     ],
 )
 def test_serial_kinds_create_their_driver(

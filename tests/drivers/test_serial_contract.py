@@ -61,6 +61,12 @@ DEVICES = [
         "simulators.ge_s5:GeS5Side",
         frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}),
     ),
+    Device(
+        "intellivue",
+        "drivers.intellivue.driver:IntelliVueDriver",
+        "simulators.intellivue:IntelliVueSide",
+        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}),
+    ),
 ]
 
 

@@ -47,6 +47,12 @@ class Case:
 CASES = [
     Case("masimo", "simulators.masimo:MasimoSide", "desaturation", "DESAT_CRITICAL"),
     Case("ge-s5", "simulators.ge_s5:GeS5Side", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
+    Case(
+        "intellivue",
+        "simulators.intellivue:IntelliVueSide",
+        "hypertensive-surge",
+        "SYMPATHOMIMETIC_SURGE",
+    ),
 ]
 
 

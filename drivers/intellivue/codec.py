@@ -1,0 +1,373 @@
+"""Sans-I/O IntelliVue Data Export client: the session, and numerics as Vigil samples.
+
+Session (guide "Association", "Poll Data Request"; research intellivue.md §2-§9)::
+
+    host                                   monitor
+    association request (0D)  -------->
+                              <--------    association response (0E)
+                              <--------    MDS Create Event Report (ROIV, event 0x0D06)
+    MDS Create Event Result   -------->
+    single poll, numerics     -------->    every timer tick (1 s of daemon time)
+                              <--------    poll result (RORS, or ROLRS parts then a RORS)
+
+The request is re-sent every 5 s until a response comes; a refusal or an abort ends the
+session (`ProtocolError`), and so does a release request from the monitor, once it has been
+answered with a release response. The monitor drops an association that hears nothing for 10 s
+(with the 0.5 s minimum poll period requested, guide "PollProfileSupport"): the 1 s poll is the
+keep-alive. Polls unanswered for 10 s while the monitor still sends other messages (an ROER to
+every poll, say) end the session too ("association lost"); a monitor that falls silent is left to
+the driver's quiet time ("no valid frame", `drivers.serialport`), which is also 10 s, so the two
+failures keep their own names. The supervisor reconnects, which re-associates.
+
+Numerics (`NUMERICS_MAP`): ECG heart rate, SpO2, pleth pulse rate, NBP and ABP systolic,
+diastolic and mean, matched by physio id and checked against the expected unit (a numeric in
+another unit is dropped and counted ``wrong_unit``). Other numerics (ST, temperatures...) are
+ignored and not counted: a monitor sends dozens every second, and they are not errors. A
+numeric the monitor marks not usable (MeasurementState high octet: invalid, unavailable...) or
+that holds a FLOAT special value (NaN, NRes, +/-INF) is an invalid sample whose reason names
+the state or the special value. Samples are stamped with the daemon clock at receipt.
+
+NIBP: the alarm core takes every NIBP_SYS, NIBP_DIA, NIBP_MEAN triple as one new cuff
+determination, so they are emitted only when a determination is new: its NOM_ATTR_TIME_STAMP_ABS
+changed, or, without a time stamp, its values or states changed. `CuffMemory` holds the last one
+passed on and outlives a connection, so a reconnect does not repeat the determination on show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from drivers.base import DriverStats
+from drivers.intellivue.framing import FrameDecoder, encode_frame
+from drivers.intellivue.messages import (
+    NOM_NOTI_MDS_CREAT,
+    RELEASE_RESPONSE,
+    EventReport,
+    MessageError,
+    NuObservation,
+    PollResult,
+    Session,
+    SessionMessage,
+    association_request,
+    decode_float,
+    event_report_result,
+    from_bcd_time,
+    numerics,
+    parse_message,
+    poll_request,
+    time_stamp,
+)
+from drivers.samples import judged
+from drivers.serialport import ProtocolError, Received
+from monitor.vocabulary import NIBP_PARAMS, Param, Sample
+
+__all__ = [
+    "ASSOCIATION_RETRY_S",
+    "NOM_DIM_BEAT_PER_MIN",
+    "NOM_DIM_MMHG",
+    "NOM_DIM_PERCENT",
+    "NUMERICS_MAP",
+    "POLL_LOST_S",
+    "STATE_BITS",
+    "CuffMemory",
+    "Expected",
+    "IntelliVueLink",
+    "MessageDrop",
+    "decode_capture",
+    "poll_samples",
+    "state_problem",
+]
+
+# Units (partition DIM; guide "Units of Measurement", VSCaptureMP Class2.cs UnitCode).
+NOM_DIM_BEAT_PER_MIN: Final = 0x0AA0
+NOM_DIM_PERCENT: Final = 0x0220
+NOM_DIM_MMHG: Final = 0x0F20
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a mapped numeric becomes, and the unit it must come in."""
+
+    param: Param
+    unit_code: int
+
+
+# physio id (partition SCADA) -> Vigil parameter. Matched by table, not by arithmetic: the
+# pleth pulse rate 0x4822 is MDC_PULS_OXIM_PULS_RATE by meaning only (research §7.4).
+NUMERICS_MAP: Final[Mapping[int, Expected]] = MappingProxyType(
+    {
+        0x4182: Expected(Param.HR, NOM_DIM_BEAT_PER_MIN),  # NOM_ECG_CARD_BEAT_RATE
+        0x4BB8: Expected(Param.SPO2, NOM_DIM_PERCENT),  # NOM_PULS_OXIM_SAT_O2
+        0x4822: Expected(Param.PR, NOM_DIM_BEAT_PER_MIN),  # NOM_PLETH_PULS_RATE
+        0x4A05: Expected(Param.NIBP_SYS, NOM_DIM_MMHG),  # NOM_PRESS_BLD_NONINV_SYS
+        0x4A06: Expected(Param.NIBP_DIA, NOM_DIM_MMHG),  # NOM_PRESS_BLD_NONINV_DIA
+        0x4A07: Expected(Param.NIBP_MEAN, NOM_DIM_MMHG),  # NOM_PRESS_BLD_NONINV_MEAN
+        0x4A15: Expected(Param.ABP_SYS, NOM_DIM_MMHG),  # NOM_PRESS_BLD_ART_ABP_SYS
+        0x4A16: Expected(Param.ABP_DIA, NOM_DIM_MMHG),  # NOM_PRESS_BLD_ART_ABP_DIA
+        0x4A17: Expected(Param.ABP_MEAN, NOM_DIM_MMHG),  # NOM_PRESS_BLD_ART_ABP_MEAN
+    }
+)
+
+# MeasurementState bits of the high octet: any of them makes the value unusable (guide
+# "MeasurementState": valid only if the first octet is 0; research §7.2). In this order the
+# first one set is the sample's reason. TEST and DEMO data are not the patient's.
+STATE_BITS: Final[tuple[tuple[int, str], ...]] = (
+    (0x8000, "invalid"),
+    (0x2000, "unavailable"),
+    (0x4000, "questionable"),
+    (0x1000, "calibration"),
+    (0x0800, "test_data"),
+    (0x0400, "demo_data"),
+)
+
+_NIBP_ORDER: Final = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
+# The association request is sent again when no response came within this (daemon seconds).
+ASSOCIATION_RETRY_S: Final = 5.0
+# Polls unanswered for this long: the monitor has dropped the association (its own timeout is
+# 10 s, guide "PollProfileSupport"; PERSEUS uses the same figure).
+POLL_LOST_S: Final = 10.0
+
+
+class MessageDrop(StrEnum):
+    """Why a framed message was dropped (beside `framing.DropReason`)."""
+
+    MALFORMED = "malformed"  # a valid frame whose message does not parse
+    UNEXPECTED = "unexpected"  # a message that makes no sense now (a poll result before polling)
+    WRONG_UNIT = "wrong_unit"  # a mapped numeric in a unit other than the expected one
+
+
+def state_problem(state: int) -> str | None:
+    """The reason a MeasurementState makes a value unusable, or None if it is usable."""
+    if not state & 0xFF00:
+        return None
+    for bit, name in STATE_BITS:
+        if state & bit:
+            return name
+    return f"state_{state & 0xFF00:#06x}"
+
+
+@dataclass
+class CuffMemory:
+    """The identity of the last NIBP determination passed on; one per device, across links."""
+
+    last: object = None
+
+
+def _nibp_identity(values: Mapping[Param, NuObservation], stamp: bytes | None) -> object:
+    if stamp is not None:
+        return ("stamp", stamp)
+    return ("values", tuple(sorted((p.value, v.state, v.value) for p, v in values.items())))
+
+
+def poll_samples(
+    result: PollResult,
+    *,
+    t: float,
+    device_id: str,
+    stats: DriverStats,
+    cuff: CuffMemory,
+) -> list[Sample]:
+    """The samples of one poll result (or linked part), stamped `t`.
+
+    Continuous parameters: one sample per mapped numeric, in the result's order. NIBP: the
+    triple, SYS, DIA, MEAN (those present), after them and only if the determination is new
+    to `cuff`. Wrong units are counted in `stats`.
+
+    Raises:
+        MessageError: a numeric attribute of the wrong size.
+    """
+    out: list[Sample] = []
+    nibp: dict[Param, NuObservation] = {}
+    nibp_stamp: bytes | None = None
+    for observation in result.observations:
+        for nu in numerics(observation):
+            expected = NUMERICS_MAP.get(nu.physio_id)
+            if expected is None:
+                continue
+            if nu.unit_code != expected.unit_code:
+                stats.drop(MessageDrop.WRONG_UNIT)
+                continue
+            if expected.param in NIBP_PARAMS:
+                nibp[expected.param] = nu
+                nibp_stamp = time_stamp(observation) or nibp_stamp
+            else:
+                out.append(_sample(t, expected.param, nu, device_id))
+    if nibp:
+        identity = _nibp_identity(nibp, nibp_stamp)
+        if identity != cuff.last:
+            cuff.last = identity
+            out += [_sample(t, p, nibp[p], device_id) for p in _NIBP_ORDER if p in nibp]
+    return out
+
+
+def _sample(t: float, param: Param, nu: NuObservation, device_id: str) -> Sample:
+    value, special = decode_float(nu.value)
+    problem = state_problem(nu.state) or special
+    sample, _ = judged(t, param, value, device_id, valid=problem is None, reason=problem)
+    return sample
+
+
+class _State(Enum):
+    ASSOCIATING = "associating"  # request sent, waiting for the response
+    ASSOCIATED = "associated"  # response received, waiting for the MDS Create Event
+    POLLING = "polling"
+    ENDED = "ended"  # answered a release request: the next call raises
+
+
+@dataclass
+class IntelliVueLink:
+    """The `drivers.serialport.LinkProtocol` of IntelliVue Data Export (module docstring).
+
+    Counts ``stats.frames`` for every well-formed message received, and drops by
+    `framing.DropReason` or `MessageDrop`. Raises `ProtocolError` when the monitor refuses,
+    aborts or releases the association, or stops answering polls.
+    """
+
+    device_id: str
+    stats: DriverStats
+    cuff: CuffMemory = field(default_factory=CuffMemory)
+
+    def __post_init__(self) -> None:
+        self._frames = FrameDecoder(self.stats)
+        self._state = _State.ASSOCIATING
+        self._since = 0.0  # when the current state began (daemon seconds)
+        self._answered = 0.0  # the last poll result
+        self._heard = 0.0  # the last well-formed message
+        self._invoke_id = 0
+        self._ended = ""
+
+    @property
+    def polling(self) -> bool:
+        """Whether the association is up and numerics are polled."""
+        return self._state is _State.POLLING
+
+    def start(self, now: float) -> bytes:
+        """The association request."""
+        self._state = _State.ASSOCIATING
+        self._since = now
+        return encode_frame(association_request())
+
+    def receive(self, data: bytes, now: float) -> Received:
+        """The samples of the poll results in `data`, and the replies it calls for."""
+        self._raise_if_ended()
+        samples: list[Sample] = []
+        replies: list[bytes] = []
+        for user_data in self._frames.feed(data):
+            try:
+                message = parse_message(user_data)
+                if isinstance(message, PollResult) and self.polling:
+                    samples += poll_samples(
+                        message, t=now, device_id=self.device_id, stats=self.stats, cuff=self.cuff
+                    )
+            except MessageError:
+                self.stats.drop(MessageDrop.MALFORMED)
+                continue
+            self.stats.frames += 1
+            self._heard = now
+            replies += self._handle(message, now)
+            if self._state is _State.ENDED:
+                break  # nothing after a release matters
+        return Received(tuple(samples), b"".join(replies))
+
+    def _handle(self, message: object, now: float) -> list[bytes]:
+        if isinstance(message, SessionMessage):
+            return self._session(message, now)
+        if isinstance(message, EventReport) and message.event_type == NOM_NOTI_MDS_CREAT:
+            if self._state is _State.ASSOCIATING:
+                self.stats.drop(MessageDrop.UNEXPECTED)
+                return []
+            if self._state is _State.ASSOCIATED:
+                self._state = _State.POLLING
+                self._since = self._answered = now
+            # confirmed every time the monitor sends it (VSCaptureMP answers every ROIV)
+            return [encode_frame(event_report_result(message))]
+        if isinstance(message, PollResult):
+            if self.polling:
+                self._answered = now
+            else:
+                self.stats.drop(MessageDrop.UNEXPECTED)
+        # other commands (an ROER, a GET result, an unconfirmed event) need nothing; a poll
+        # answered by ROER only stays unanswered, and ends the session after POLL_LOST_S
+        return []
+
+    def _session(self, message: SessionMessage, now: float) -> list[bytes]:
+        kind = message.kind
+        if kind is Session.ACCEPT:
+            if self._state is _State.ASSOCIATING:
+                self._state = _State.ASSOCIATED
+                self._since = now
+            return []
+        if kind is Session.FINISH:
+            self._state = _State.ENDED
+            self._ended = "the monitor released the association"
+            return [encode_frame(RELEASE_RESPONSE)]
+        if kind is Session.REFUSE:
+            raise ProtocolError("the monitor refused the association")
+        if kind is Session.ABORT:
+            raise ProtocolError("the monitor aborted the association")
+        if kind is Session.DISCONNECT:
+            raise ProtocolError("the monitor ended the association (release response)")
+        self.stats.drop(MessageDrop.UNEXPECTED)  # an association request, sent to a client
+        return []
+
+    def timer(self, now: float) -> bytes:
+        """The next poll; the association request again if unanswered for 5 s.
+
+        Raises:
+            ProtocolError: polls unanswered for 10 s or no MDS Create Event within 10 s of the
+                response while the monitor talks, or the monitor released the association
+                (answered already).
+        """
+        self._raise_if_ended()
+        if self._state is _State.ASSOCIATING:
+            if now - self._since >= ASSOCIATION_RETRY_S:
+                return self.start(now)
+            return b""
+        if self._state is _State.ASSOCIATED:
+            if self._talking(now) and now - self._since >= POLL_LOST_S:
+                raise ProtocolError(f"no MDS Create Event within {POLL_LOST_S:g} s")
+            return b""
+        if self._talking(now) and now - self._answered >= POLL_LOST_S:
+            raise ProtocolError(f"association lost: no poll result for {POLL_LOST_S:g} s")
+        self._invoke_id = (self._invoke_id + 1) & 0xFFFF
+        return encode_frame(poll_request(self._invoke_id, self._invoke_id))
+
+    def _talking(self, now: float) -> bool:
+        """Whether the monitor sent anything within POLL_LOST_S (silence is the driver's)."""
+        return now - self._heard < POLL_LOST_S
+
+    def _raise_if_ended(self) -> None:
+        if self._state is _State.ENDED:
+            raise ProtocolError(self._ended)
+
+
+def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
+    """The samples of a raw capture (the bytes a monitor sent), and what was dropped.
+
+    Without a live clock, each poll result's samples take its abs_time_stamp (the monitor's
+    local wall time, no zone), read in the host's local time zone (set ``TZ`` for another).
+    Results without a readable time stamp give no samples; they are counted as frames.
+    """
+    stats = DriverStats()
+    cuff = CuffMemory()
+    samples: list[Sample] = []
+    for user_data in FrameDecoder(stats).feed(data):
+        try:
+            message = parse_message(user_data)
+            if isinstance(message, PollResult):
+                when = from_bcd_time(message.abs_time)
+                if when is not None:
+                    t = when.astimezone().timestamp()
+                    samples += poll_samples(
+                        message, t=t, device_id=device_id, stats=stats, cuff=cuff
+                    )
+        except MessageError:
+            stats.drop(MessageDrop.MALFORMED)
+            continue
+        stats.frames += 1
+    stats.samples = len(samples)
+    return samples, stats

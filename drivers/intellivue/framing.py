@@ -1,0 +1,240 @@
+"""Sans-I/O MIB/RS232 framing of IntelliVue Data Export (reference/devices.md §2.4).
+
+One frame carries one Data Export or association message (the *user data*)::
+
+    C0 | 11 01 | LL LL | user data | FCS lo FCS hi | C1
+    BOF  header  length               CRC-16         EOF
+
+The header is protocol id 0x11 (Data Export) and message type 0x01; the length is big-endian
+and counts the user data only. The FCS is the PPP FCS-16 (RFC 1662, the catalogued
+CRC-16/X-25) over header and user data, sent low byte first. Between BOF and EOF, header,
+user data and FCS alike, every ``C0``, ``C1`` and ``7D`` is sent as ``7D`` and the byte XOR
+0x20; length and FCS are computed on the bytes before that escaping (Philips Data Export
+Interface Programming Guide, "MIB/RS232 transport"; research intellivue.md §1, from VSCaptureMP
+``Class3.cs``, PERSEUS ``RS232.py`` and OpenICE ``RS232Adapter.java``, which agree).
+
+`FrameDecoder` never raises: whatever it cannot use it drops and counts by `DropReason`, and it
+resynchronises at the next ``C0``. Valid frames are not counted here: the link counts messages.
+
+Tolerance: VSCaptureMP escapes only the user data, not the header or the FCS (research §1.3).
+A frame that fails as sent is retried read that way when its header or FCS holds a ``7D``, and
+a ``C1`` right after ``11 01 hh`` is taken as the length's low byte (a frame cannot end there).
+An unescaped ``C0`` is always a new frame, and an unescaped ``C1`` in an FCS ends the frame early:
+such a frame from that peer (about 1 in 64 of its messages) is lost, and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from drivers.base import DriverStats
+
+__all__ = [
+    "BOF",
+    "EOF",
+    "ESC",
+    "HEADER",
+    "MAX_USER_DATA",
+    "DropReason",
+    "FrameDecoder",
+    "encode_frame",
+    "escape",
+    "fcs16",
+]
+
+BOF: Final = 0xC0
+EOF: Final = 0xC1
+ESC: Final = 0x7D
+# protocol id 0x11 (Data Export), message type 0x01; the length follows
+HEADER: Final = b"\x11\x01"
+_SPECIAL: Final = frozenset({BOF, EOF, ESC})
+
+# The guide caps a message on MIB/RS232 at 1000 bytes of command (the largest MTU it
+# negotiates, research §1.3). The association request VSCaptureMP sends (and this driver)
+# offers 1456, so a monitor that honoured that is still read; headers come on top.
+MAX_USER_DATA: Final = 1500
+# Escaping at most doubles a frame: header, user data and FCS.
+_MAX_RAW: Final = 2 * (len(HEADER) + 2 + MAX_USER_DATA + 2)
+
+_DELIMITER = re.compile(rb"[\xc0\xc1]")
+
+
+class DropReason(StrEnum):
+    """Why bytes were dropped by the framing (the `reason` label of the drop counter)."""
+
+    BAD_FCS = "bad_fcs"  # the FCS does not match: damaged on the line
+    BAD_ESCAPE = "bad_escape"  # 7D followed by a byte that is not an escaped C0, C1 or 7D
+    BAD_HEADER = "bad_header"  # not 11 01, or shorter than header and FCS
+    LENGTH_MISMATCH = "length_mismatch"  # the length field disagrees with the user data
+    TOO_LONG = "too_long"  # no EOF within the longest frame allowed
+    TRUNCATED = "truncated"  # a new BOF before the EOF: the frame was cut short
+    NOISE = "noise"  # bytes outside any frame (counted once per run of them)
+
+
+def _fcs_table() -> tuple[int, ...]:
+    # RFC 1662 appendix C.2: the reflected polynomial 0x8408 (x^16 + x^12 + x^5 + 1)
+    table = []
+    for byte in range(256):
+        v = byte
+        for _ in range(8):
+            v = (v >> 1) ^ 0x8408 if v & 1 else v >> 1
+        table.append(v)
+    return tuple(table)
+
+
+_FCS_TABLE: Final = _fcs_table()
+
+
+def fcs16(data: bytes) -> int:
+    """The PPP FCS-16 of `data` as sent: ones' complement of the register started at 0xFFFF.
+
+    ``fcs16(b"123456789") == 0x906E`` (the CRC-16/X-25 check value).
+    """
+    fcs = 0xFFFF
+    for byte in data:
+        fcs = (fcs >> 8) ^ _FCS_TABLE[(fcs ^ byte) & 0xFF]
+    return fcs ^ 0xFFFF
+
+
+def escape(data: bytes) -> bytes:
+    """`data` with every C0, C1 and 7D sent as 7D and the byte XOR 0x20."""
+    out = bytearray()
+    for byte in data:
+        if byte in _SPECIAL:
+            out += bytes((ESC, byte ^ 0x20))
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+def encode_frame(user_data: bytes) -> bytes:
+    """One MIB/RS232 frame carrying `user_data` (one message), escaped, BOF to EOF.
+
+    Raises:
+        ValueError: `user_data` is longer than `MAX_USER_DATA`.
+    """
+    if len(user_data) > MAX_USER_DATA:
+        raise ValueError(f"{len(user_data)} bytes of user data: over {MAX_USER_DATA}")
+    body = HEADER + len(user_data).to_bytes(2, "big") + user_data
+    fcs = fcs16(body)
+    return bytes((BOF,)) + escape(body + fcs.to_bytes(2, "little")) + bytes((EOF,))
+
+
+def _unescape(raw: bytes) -> bytes | DropReason:
+    if ESC not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    n = len(raw)
+    while i < n:
+        byte = raw[i]
+        if byte == ESC:
+            if i + 1 == n or (raw[i + 1] ^ 0x20) not in _SPECIAL:
+                return DropReason.BAD_ESCAPE
+            out.append(raw[i + 1] ^ 0x20)
+            i += 2
+        else:
+            out.append(byte)
+            i += 1
+    return bytes(out)
+
+
+def _check(frame: bytes) -> bytes | DropReason:
+    """The user data of an unescaped frame (BOF and EOF stripped), or why it is unusable."""
+    if len(frame) < len(HEADER) + 4:
+        return DropReason.BAD_HEADER
+    if fcs16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+        return DropReason.BAD_FCS
+    if frame[:2] != HEADER:
+        return DropReason.BAD_HEADER
+    user_data = frame[4:-2]
+    length = int.from_bytes(frame[2:4], "big")
+    if length != len(user_data):
+        return DropReason.LENGTH_MISMATCH
+    if length > MAX_USER_DATA:
+        return DropReason.TOO_LONG
+    return user_data
+
+
+def _unframe(raw: bytes) -> bytes | DropReason:
+    """The user data of the bytes between BOF and EOF, as sent (escaped)."""
+    plain = _unescape(raw)
+    result = plain if isinstance(plain, DropReason) else _check(plain)
+    if isinstance(result, bytes):
+        return result
+    if len(raw) >= 6 and (ESC in raw[:4] or ESC in raw[-2:]):
+        # a peer that escapes the user data only (VSCaptureMP): header and FCS as they are
+        middle = _unescape(raw[4:-2])
+        if isinstance(middle, bytes):
+            again = _check(raw[:4] + middle + raw[-2:])
+            if isinstance(again, bytes):
+                return again
+    return result
+
+
+@dataclass
+class FrameDecoder:
+    """Splits a byte stream into frames and returns their user data; resyncs, counts drops.
+
+    `feed` takes any chunk (a frame may arrive in pieces, several in one) and returns the user
+    data of every valid frame it completed, in order. It never raises: every unusable frame
+    and every run of bytes outside a frame counts once in ``stats.dropped`` by `DropReason`.
+    """
+
+    stats: DriverStats = field(default_factory=DriverStats)
+    _raw: bytearray = field(default_factory=bytearray)
+    _in_frame: bool = False
+    # inside a run of bytes outside any frame that has been counted already
+    _in_noise: bool = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the user data of the valid frames they completed."""
+        out: list[bytes] = []
+        i = 0
+        while i < len(data):
+            i = self._inside(data, i, out) if self._in_frame else self._outside(data, i)
+        return out
+
+    def _outside(self, data: bytes, i: int) -> int:
+        """Skip to the next BOF (counting what lies before it); where to go on."""
+        start = data.find(BOF, i)
+        if start != i and not self._in_noise:
+            self.stats.drop(DropReason.NOISE)
+            self._in_noise = True
+        if start < 0:
+            return len(data)
+        self._in_frame = True
+        self._in_noise = False
+        self._raw.clear()
+        return start + 1
+
+    def _inside(self, data: bytes, i: int, out: list[bytes]) -> int:
+        """Collect a frame's bytes up to its EOF (or a BOF that cuts it); where to go on."""
+        match = _DELIMITER.search(data, i)
+        end = len(data) if match is None else match.start()
+        self._raw += data[i:end]
+        if len(self._raw) > _MAX_RAW:
+            self.stats.drop(DropReason.TOO_LONG)
+            self._in_frame = False
+            self._in_noise = True  # the rest of it, up to the next BOF, is not news
+            return end
+        if match is None:
+            return end
+        if data[end] == BOF:
+            if self._raw:
+                self.stats.drop(DropReason.TRUNCATED)
+            self._raw.clear()
+        elif len(self._raw) == 3 and self._raw[:2] == HEADER:
+            # C1 as the low byte of an unescaped length: a frame cannot end here
+            self._raw.append(EOF)
+        else:
+            self._in_frame = False
+            result = _unframe(bytes(self._raw))
+            if isinstance(result, DropReason):
+                self.stats.drop(result)
+            else:
+                out.append(result)
+        return end + 1
