@@ -5,8 +5,9 @@
 For each serial device, a raw capture of `--hours` of the hypertensive-surge scenario is made
 in memory (`simulators.capture`: the driver's link and the simulator's monitor side talking,
 every byte the monitor sends kept) and written to a temporary file. Then, best of `--repeat`:
-- read: the file read in 4 KiB chunks, as the driver reads its port (the baseline);
-- decode: the same chunks fed to a fresh link (`LinkProtocol.receive`), samples built.
+- read: the file read frame by frame, as a port delivers it to the driver (the baseline);
+- decode: the same reads fed to a fresh link (`LinkProtocol.receive`) at each frame's send
+  time, samples built.
 Printed: frames, bytes, frames/s and MB/s of decoding, and decode time / read time. For scale,
 one bed produces 1 frame/s (Masimo), 1 poll result/s (IntelliVue) or 0.2 records/s (GE).
 """
@@ -21,10 +22,9 @@ from pathlib import Path
 
 from drivers.base import DriverStats
 from drivers.serialport import LinkProtocol
-from simulators.capture import record_capture
+from simulators.capture import record_frames
 
 T0 = 1767225600.0
-CHUNK = 4096
 
 # device -> (link class "module:Class" taking (device_id, stats), monitor side "module:Class")
 DEVICES = {
@@ -48,20 +48,22 @@ def link_for(device: str, stats: DriverStats) -> LinkProtocol:
     return link
 
 
-def read_all(path: Path) -> int:
+def read_all(path: Path, sizes: list[int]) -> int:
+    """Read the capture frame by frame, as a port delivers it: the baseline."""
     n = 0
     with path.open("rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            n += len(chunk)
+        for size in sizes:
+            n += len(f.read(size))
     return n
 
 
-def decode_all(device: str, path: Path) -> DriverStats:
+def decode_all(device: str, path: Path, frames: list[tuple[float, int]]) -> DriverStats:
+    """Read the capture frame by frame and feed each to a fresh link at its send time."""
     stats = DriverStats()
     link = link_for(device, stats)
     with path.open("rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            stats.samples += len(link.receive(chunk, T0).samples)
+        for t, size in frames:
+            stats.samples += len(link.receive(f.read(size), t).samples)
     return stats
 
 
@@ -87,18 +89,21 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for device, (_, side_ref) in DEVICES.items():
-            capture = record_capture(
+            sent = record_frames(
                 link_for(device, DriverStats()),
                 load(side_ref)(),
                 scenario="hypertensive-surge",
                 t0=T0,
                 seconds=args.hours * 3600,
             )
+            capture = b"".join(frame for _, frame in sent)
+            frames = [(t, len(frame)) for t, frame in sent]
+            sizes = [size for _, size in frames]
             path = Path(tmp) / f"{device}.raw"
             path.write_bytes(capture)
-            stats = decode_all(device, path)
-            read_s = best(args.repeat, lambda p=path: read_all(p))
-            decode_s = best(args.repeat, lambda d=device, p=path: decode_all(d, p))
+            stats = decode_all(device, path, frames)
+            read_s = best(args.repeat, lambda p=path, z=sizes: read_all(p, z))
+            decode_s = best(args.repeat, lambda d=device, p=path, f=frames: decode_all(d, p, f))
             print(
                 f"{device:<12}{len(capture):>12,}{stats.frames:>9,}{stats.samples:>9,}"
                 f"{read_s:>9.4f}{decode_s:>10.4f}{stats.frames / decode_s:>11,.0f}"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from monitor.vocabulary import Sample
     from simulators.serial_monitor import MonitorSide
 
-__all__ = ["record_capture"]
+__all__ = ["record_capture", "record_frames"]
 
 
 class _Wire:
@@ -26,7 +26,7 @@ class _Wire:
     def __init__(self, link: LinkProtocol, side: MonitorSide) -> None:
         self.link = link
         self.side = side
-        self.sent = bytearray()
+        self.sent: list[tuple[float, bytes]] = []
 
     def host_says(self, data: bytes, now: float) -> None:
         """`data` from the host; the conversation goes on until neither side answers."""
@@ -39,7 +39,7 @@ class _Wire:
 
     def monitor_says(self, frame: bytes, now: float) -> bytes:
         """`frame` from the monitor; the host's reply."""
-        self.sent.extend(frame)
+        self.sent.append((now, frame))
         return self.link.receive(frame, now).reply
 
     def second(self, group: list[Sample]) -> None:
@@ -63,6 +63,20 @@ def record_capture(
     The host's timer runs once per scenario second, before the monitor's output of that
     second, as a live driver's would.
     """
+    frames = record_frames(link, side, scenario=scenario, t0=t0, seconds=seconds, seed=seed)
+    return b"".join(frame for _, frame in frames)
+
+
+def record_frames(
+    link: LinkProtocol,
+    side: MonitorSide,
+    *,
+    scenario: str,
+    t0: float,
+    seconds: float,
+    seed: int = 1,
+) -> list[tuple[float, bytes]]:
+    """As `record_capture`, frame by frame, each with the scenario time it was sent at."""
     wire = _Wire(link, side)
     wire.host_says(link.start(t0), t0)
     group: list[Sample] = []
@@ -77,4 +91,4 @@ def record_capture(
         group.append(item)
     if group:
         wire.second(group)
-    return bytes(wire.sent)
+    return wire.sent
