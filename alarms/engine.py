@@ -54,6 +54,9 @@ HRE = "HRE"
 SYSTEM_ALARMS: dict[str, Priority] = {
     "DEVICE_DISCONNECTED": Priority.MEDIUM,
     "WARD_LINK_DOWN": Priority.MEDIUM,
+    # the daemon was not running for a while during a session (a crash, a power cut): latched
+    # until a nurse acknowledges that the bed went unwatched (issue 4, recovery)
+    "MONITORING_GAP": Priority.MEDIUM,
 }
 
 
@@ -236,13 +239,23 @@ class AlarmEngine:
         return out
 
     def condition(
-        self, code: str, *, active: bool, t: float, message: str, param: str | None = None
+        self,
+        code: str,
+        *,
+        active: bool,
+        t: float,
+        message: str,
+        param: str | None = None,
+        value: float | None = None,
+        latching: bool = False,
     ) -> list[AlarmEvent]:
         """Raise or clear a system alarm (`SYSTEM_ALARMS`) whose condition the caller watches.
 
         Raising an active one, or clearing one that is not, changes nothing and returns no
-        event. A system alarm is technical and not latching: it clears when its condition ends,
-        acknowledged or not. Call `tick(t)` first in live use, so events stay in time order.
+        event. A system alarm is technical. Not `latching`, it clears when its condition ends,
+        acknowledged or not; `latching`, it records an occurrence that is already over (its
+        condition ends at once) and stays until acknowledged. Call `tick(t)` first in live use,
+        so events stay in time order.
 
         Raises:
             KeyError: `code` is not a system alarm.
@@ -252,6 +265,8 @@ class AlarmEngine:
         if active == (code in self.active):
             return []
         if not active:
+            if self.active[code].latching:
+                return []  # a latched occurrence ends with its acknowledgement
             return [self._clear(code, t, message=message)]
         out: list[AlarmEvent] = []
         alarm = ActiveAlarm(
@@ -260,9 +275,10 @@ class AlarmEngine:
             kind=AlarmKind.TECHNICAL,
             activated_t=t,
             param=param,
-            value=None,
+            value=value,
             limit=None,
-            latching=False,
+            latching=latching,
+            condition=not latching,
         )
         self._raise(out, alarm, t, message=message)
         return out

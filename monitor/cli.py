@@ -23,6 +23,7 @@ _HANDLERS: dict[str, str] = {
     "replay": "alarms.replay:replay_main",
     "decode": "drivers.decode:decode_main",
     "check-config": "monitor.check_config:check_config_main",
+    "watch": "monitor.watch:watch_main",
 }
 
 
@@ -131,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("device", help="masimo, intellivue or ge-s5")
     p.add_argument("file", type=Path, help="raw capture: the bytes the monitor sent")
     p.add_argument("--device-id", default=None, help="device_id in the samples (default: DEVICE)")
+
+    p = sub.add_parser("watch", help="nurse console: every bed's vitals and alarms; acknowledge")
+    p.add_argument(
+        "--broker", required=True, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
+    )
+    p.add_argument("--ward", default=None, help="show this ward only (default: every ward)")
+    p.add_argument("--user", default=None, help="who acknowledges (default: the login name)")
+    p.add_argument(
+        "--stale-s",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="a bed without vitals for this long is shown STALE (default 30)",
+    )
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)

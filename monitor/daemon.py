@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from importlib.metadata import version
 from types import TracebackType
 from typing import Any, Self
@@ -34,15 +35,17 @@ from drivers.base import DeviceError, Driver
 from monitor.clock import Clock, RealClock, SimulatedClock
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.configfile import ConfigError
+from monitor.journal import InputKind, Journal, samples_data
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.outbox import Outbox
 from monitor.queues import SampleQueue
+from monitor.recovery import resume
 from monitor.sdnotify import SdNotifier
-from monitor.session import BedCore
+from monitor.session import BedCore, SessionInfo
 from monitor.settings import Settings, load_settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
-from monitor.vocabulary import AlarmEvent, Sample
+from monitor.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.ward import WardLink
 
 __all__ = ["Bed", "Daemon", "clock_from", "run_main"]
@@ -54,6 +57,8 @@ SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
+# A restart shorter than this (a couple of ticks) is not worth a nurse's attention.
+GAP_REPORT_S = 2.0
 # `WATCHDOG=1` is sent only if the bed processed a tick within the watchdog interval plus one
 # tick period plus this margin (real seconds) for event-loop latency: a ping is then withheld
 # only when a whole check interval went by without a single tick, never because one check
@@ -90,8 +95,10 @@ class Bed:
         clock: Clock,
         tick_grace_s: float,
         emit: Callable[[list[AlarmEvent], list[Sample]], None],
+        journal: Journal | None = None,
     ) -> None:
         self.core = core
+        self._journal = journal
         self._clock = clock
         self._grace = tick_grace_s
         self._emit = emit
@@ -107,17 +114,40 @@ class Bed:
         """Process every queued sample now."""
         batch = self.samples.take_all()
         if batch:
+            self._record("samples", self._clock.now(), samples_data(batch))
             self._emit(self.core.samples(batch), batch)
+
+    def _record(self, kind: InputKind, t: float, data: Any) -> int:
+        """Journal an input before it is applied (`monitor.journal`); its id, 0 without one."""
+        return 0 if self._journal is None else self._journal.record(kind, t, data)
+
+    def _journal_session(self, before: SessionInfo | None, input_id: int, now: float) -> None:
+        """Keep the journal's session record in step with what the command did."""
+        journal, after = self._journal, self.core.session
+        if journal is None:
+            return
+        if after is not None and after is not before:
+            journal.session_opened(asdict(after), input_id)
+        elif after is not None:
+            journal.session_updated(asdict(after))
+        elif before is not None:
+            info = asdict(before) | {"discharge_t": now}
+            journal.session_updated(info)
+            journal.session_closed(before.session_id, now, input_id)
 
     def command(self, payload: bytes) -> dict[str, Any]:
         """Apply one command payload; return the result for `…/cmd/result`."""
         self.drain()
+        now = self._clock.now()
+        input_id = self._record("command", now, {"payload": payload.decode("utf-8", "replace")})
         try:
             cmd = parse_command(payload)
         except CommandRejectedError as exc:
             log.warning("event=command_refused request_id=%s reason=%r", exc.request_id, exc.reason)
             return {"request_id": exc.request_id, "ok": False, "error": exc.reason}
-        outcome = self.core.command(cmd, self._clock.now())
+        before = self.core.session
+        outcome = self.core.command(cmd, now)
+        self._journal_session(before, input_id, now)
         log.info(
             "event=command cmd=%s user=%s request_id=%s ok=%s error=%r",
             cmd.cmd,
@@ -129,13 +159,35 @@ class Bed:
         self._emit([*outcome.ticked, *outcome.events], [])
         return outcome.result_json()
 
-    def condition(self, code: str, *, active: bool, message: str, param: str | None = None) -> None:
+    def condition(
+        self,
+        code: str,
+        *,
+        active: bool,
+        message: str,
+        param: str | None = None,
+        value: float | None = None,
+        latching: bool = False,
+    ) -> None:
         """Raise or clear a system alarm (`alarms.engine.SYSTEM_ALARMS`) now."""
         self.drain()
         now = self._clock.now()
-        self._emit(
-            self.core.condition(code, active=active, now=now, message=message, param=param), []
+        self._record(
+            "condition",
+            now,
+            {"code": code, "active": active, "message": message, "param": param,
+             "value": value, "latching": latching},
+        )  # fmt: skip
+        events = self.core.condition(
+            code,
+            active=active,
+            now=now,
+            message=message,
+            param=param,
+            value=value,
+            latching=latching,
         )
+        self._emit(events, [])
 
     async def run(self) -> None:
         """The bed loop and its tick task, until cancelled."""
@@ -147,7 +199,10 @@ class Bed:
                 self.drain()
                 if self._tick_due is not None:
                     tick, self._tick_due = self._tick_due, None
+                    input_id = self._record("tick", tick, tick)
                     self._emit(self.core.tick(tick), [])
+                    if self._journal is not None and self.core.idle:
+                        self._journal.idle(input_id)
                     self.last_tick = tick
                     self.last_tick_monotonic = time.monotonic()
                     self.ticked.set()
@@ -181,9 +236,20 @@ class Daemon:
         # alarm events live in the journal's outbox until the broker has them; seq goes on
         # from the last one ever written, across restarts
         self.outbox = Outbox(settings.journal.path)
-        self.core = BedCore(
-            policy, ward=settings.bed.ward, bed=settings.bed.bed, seq=self.outbox.last_seq
-        )
+        self.journal = Journal(settings.journal.path, keep_days=settings.journal.keep_days)
+        self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
+        # after a crash, the session, baseline, timers and alarms come back from the journal
+        self._resumed, replayed = resume(self.core, self.journal)
+        self.core.seq = self.outbox.last_seq
+        if self._resumed is not None:
+            log.info(
+                "event=resumed inputs=%d phase=%s active_alarms=%d last_input_t=%s",
+                replayed,
+                self.core.phase,
+                len(self.core.engine.active),
+                self._resumed.t,
+            )
+        self.journal.prune(self.clock.now())
         self.drivers: list[Driver] = [
             create_driver(d, broker=settings.broker, timeouts=settings.timeouts, clock=self.clock)
             for d in settings.drivers
@@ -198,6 +264,7 @@ class Daemon:
             # the grace absorbs transport latency, which is real time
             tick_grace_s=settings.alarms.tick_grace_s * self.clock.speed,
             emit=self._emit,
+            journal=self.journal,
         )
         self.ward = WardLink(
             settings,
@@ -319,13 +386,32 @@ class Daemon:
             self._status_phase = self.core.phase
             self._status_changed.set()
 
+    def _monitoring_gap(self) -> None:
+        """After a restart in the middle of a session: say how long the bed went unwatched."""
+        last = self._resumed
+        if last is None or self.core.session is None:
+            return
+        now = self.clock.now()
+        gap = now - last.t
+        if gap <= GAP_REPORT_S:
+            return
+        self.bed.condition(
+            "MONITORING_GAP",
+            active=True,
+            latching=True,
+            value=round(gap, 1),
+            message=f"not monitored for {gap:.0f} s, from {iso8601(last.t)} to {iso8601(now)}",
+        )
+
     async def __aenter__(self) -> Self:
+        self._monitoring_gap()
         if self.metrics is not None:
             # before any task: a bad or busy address stops start-up (MetricsListenError)
             try:
                 self._metrics_server = await self.metrics.serve(self.settings.metrics.listen)
             except BaseException:
                 self.outbox.close()
+                self.journal.close()
                 raise
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
@@ -370,6 +456,7 @@ class Daemon:
             if self._metrics_server is not None:
                 await self._metrics_server.close()
             self.outbox.close()
+            self.journal.close()
         return None
 
     async def connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound

@@ -27,6 +27,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    t REAL NOT NULL,
+    session_id TEXT,
+    code TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events (session_id);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -66,7 +75,7 @@ class Outbox:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def append(self, seq: int, payload: dict[str, Any]) -> None:
-        """Store one event durably; `seq` must be above every earlier one.
+        """Store one event durably (outbox and journal); `seq` must be above every earlier one.
 
         Raises:
             ValueError: `seq` does not increase.
@@ -75,9 +84,15 @@ class Outbox:
             raise ValueError(f"seq {seq} does not follow {self.last_seq}")
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            text = json.dumps(payload)
+            self._db.execute("INSERT INTO outbox (seq, payload) VALUES (?, ?)", (seq, text))
+            # the journal's permanent copy, in the same transaction: never one without the other
             self._db.execute(
-                "INSERT INTO outbox (seq, payload) VALUES (?, ?)", (seq, json.dumps(payload))
-            )
+                "INSERT INTO events (seq, t, session_id, code, state, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, payload.get("t", 0.0), payload.get("session_id"), payload.get("code", ""),
+                 payload.get("state", ""), text),
+            )  # fmt: skip
             self._db.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

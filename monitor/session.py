@@ -99,6 +99,11 @@ class BedCore:
         """The current phase."""
         return self.engine.phase
 
+    @property
+    def idle(self) -> bool:
+        """No session and no active alarm: nothing remembered here matters to what comes next."""
+        return self.session is None and self.phase is Phase.NONE and not self.engine.active
+
     # ------------------------------------------------------------------ inputs
 
     def samples(self, batch: Iterable[Sample]) -> list[AlarmEvent]:
@@ -111,11 +116,27 @@ class BedCore:
         return self._stamp(self.engine.tick(now))
 
     def condition(
-        self, code: str, *, active: bool, now: float, message: str, param: str | None = None
+        self,
+        code: str,
+        *,
+        active: bool,
+        now: float,
+        message: str,
+        param: str | None = None,
+        value: float | None = None,
+        latching: bool = False,
     ) -> list[AlarmEvent]:
         """Raise or clear the system alarm `code` at `now`, after the ticks due up to `now`."""
         events = self.engine.tick(now)
-        events += self.engine.condition(code, active=active, t=now, message=message, param=param)
+        events += self.engine.condition(
+            code,
+            active=active,
+            t=now,
+            message=message,
+            param=param,
+            value=value,
+            latching=latching,
+        )
         return self._stamp(events)
 
     def command(self, cmd: Command, now: float) -> CommandOutcome:
@@ -194,7 +215,10 @@ class BedCore:
         dose = DOSE_MG_PER_KG * cmd.weight_kg
         rate = dose / cmd.concentration_mg_per_ml / (INFUSION_MIN / 60.0)
         session = SessionInfo(
-            session_id=uuid.uuid4().hex,
+            # derived, not random: replaying the journal after a crash must give the same id
+            session_id=uuid.uuid5(
+                uuid.NAMESPACE_URL, f"vigil:{self.ward}/{self.bed}/{now!r}/{cmd.request_id}"
+            ).hex,
             patient_id=cmd.patient_id,
             weight_kg=cmd.weight_kg,
             concentration_mg_per_ml=cmd.concentration_mg_per_ml,

@@ -141,6 +141,11 @@ class JournalSettings(_Model):
     """The durable journal and outbox (SQLite)."""
 
     path: Path = Path("/var/lib/vigil/journal.sqlite")
+    keep_days: Number = Field(
+        default=30.0,
+        gt=0,
+        description="days of samples kept for export and reports (a course is two weeks)",
+    )
 
 
 class AlarmsSettings(_Model):

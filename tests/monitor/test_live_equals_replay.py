@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ async def run_live(rows: list[Row], broker: BrokerProcess, tmp_path: Path) -> li
                 "url": broker.url,
                 "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
             },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            # hypothesis reuses tmp_path across examples: each run is a new bed, not a restart
+            "journal": {"path": str(tmp_path / f"journal-{uuid.uuid4().hex}.sqlite")},
             "alarms": {"tick_grace_s": 0.0},
             "metrics": {"enabled": False},
             "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],

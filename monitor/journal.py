@@ -1,0 +1,250 @@
+"""The bed's journal: every input the alarm core processed, in order, so a restart can resume.
+
+The alarm core is deterministic: the same inputs in the same order give the same state and the
+same events (ARCHITECTURE.md "Data flow"). So the journal keeps the inputs, not snapshots of
+state: each batch of samples, each tick, each command (with the time it was judged at) and
+each system condition, in the order the bed loop applied them. After a crash (`kill -9`, power
+loss) the daemon replays them into a fresh core (`resume`), which then has the phase, baseline,
+timers, active, latched and acknowledged alarms it had, and the events it makes on the way are
+dropped, since they were journaled (and, for alarm events, made durable in the outbox) the first
+time. Alarm events themselves are kept for ever in the `events` table, written in the outbox's
+transaction (`monitor.outbox`), so no event the bed announced is lost or written twice.
+
+Replay starts after the last *idle mark*: the last tick at which the bed had no session and no
+active alarm, when nothing the core remembers can matter to what comes next (ALARMS.md windows
+are at most the 300 s baseline window, which only looks at the session's own `pre` phase).
+
+Same SQLite file as the outbox, its own connection, WAL with `synchronous=NORMAL`: a commit is
+in the operating system's hands at once, so a killed process loses nothing; power loss may
+lose the last few hundred milliseconds of samples, never an alarm event (those are FULL).
+Inputs older than `keep_days` and before the idle mark are pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from monitor.vocabulary import Param, Sample
+
+__all__ = ["Input", "Journal", "SessionRecord"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inputs (
+    id INTEGER PRIMARY KEY,
+    t REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    opened_t REAL NOT NULL,
+    closed_t REAL,
+    first_input INTEGER NOT NULL,
+    last_input INTEGER,
+    info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_meta (
+    key TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
+"""
+
+InputKind = Literal["samples", "tick", "command", "condition"]
+_DAY_S: Final = 86400.0
+
+
+@dataclass(frozen=True)
+class Input:
+    """One journaled input: `kind`, the bed-clock time it was applied at, its data."""
+
+    id: int
+    t: float
+    kind: InputKind
+    data: Any
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A session as the journal knows it (for export, report and the course)."""
+
+    session_id: str
+    patient_id: str
+    opened_t: float
+    closed_t: float | None
+    first_input: int
+    last_input: int | None
+    info: dict[str, Any]
+
+
+def samples_data(batch: list[Sample]) -> list[list[Any]]:
+    """A sample batch as JSON: ``[t, param, value or null, valid, device_id, reason]``."""
+    return [
+        [s.t, s.param.value, s.value if math.isfinite(s.value) else None, s.valid, s.device_id,
+         s.reason]
+        for s in batch
+    ]  # fmt: skip
+
+
+def samples_from(data: list[list[Any]]) -> list[Sample]:
+    """The inverse of `samples_data` (units and MDC codes are not kept: the core ignores them)."""
+    return [
+        Sample(
+            t=float(t),
+            param=Param(param),
+            value=math.nan if value is None else float(value),
+            valid=bool(valid),
+            device_id=str(device_id),
+            reason=reason,
+        )
+        for t, param, value, valid, device_id, reason in data
+    ]
+
+
+class Journal:
+    """Append-only record of the bed's inputs and sessions (see the module docstring)."""
+
+    def __init__(self, path: Path, *, keep_days: float = 30.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._keep_s = keep_days * _DAY_S
+        self._idle = self._meta("idle_mark")
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def record(self, kind: InputKind, t: float, data: Any) -> int:
+        """Append one input; return its id."""
+        cur = self._db.execute(
+            "INSERT INTO inputs (t, kind, data) VALUES (?, ?, ?)", (t, kind, json.dumps(data))
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def idle(self, input_id: int) -> None:
+        """The bed was idle after input `input_id`: a later restart replays from after it."""
+        if input_id != self._idle:
+            self._idle = input_id
+            self._set_meta("idle_mark", input_id)
+
+    def session_opened(self, info: dict[str, Any], first_input: int) -> None:
+        """Record a new session, which began with input `first_input`."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO sessions "
+            "(session_id, patient_id, opened_t, first_input, info) VALUES (?, ?, ?, ?, ?)",
+            (info["session_id"], info["patient_id"], info["opened_t"], first_input,
+             json.dumps(info)),
+        )  # fmt: skip
+
+    def session_updated(self, info: dict[str, Any]) -> None:
+        """Store the session's current information (steps, overrides, scores)."""
+        self._db.execute(
+            "UPDATE sessions SET info = ? WHERE session_id = ?",
+            (json.dumps(info), info["session_id"]),
+        )
+
+    def session_closed(self, session_id: str, t: float, last_input: int) -> None:
+        """The session ended (discharge) at `t` with input `last_input`."""
+        self._db.execute(
+            "UPDATE sessions SET closed_t = ?, last_input = ? WHERE session_id = ?",
+            (t, last_input, session_id),
+        )
+
+    def prune(self, now: float) -> int:
+        """Forget inputs older than `keep_days` that no replay or open session needs."""
+        keep_from = self._db.execute(
+            "SELECT min(first_input) FROM sessions WHERE closed_t IS NULL"
+        ).fetchone()[0]
+        limit = self._idle if keep_from is None else min(self._idle, keep_from)
+        cur = self._db.execute(
+            "DELETE FROM inputs WHERE id <= ? AND t < ?", (limit, now - self._keep_s)
+        )
+        return cur.rowcount
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def idle_mark(self) -> int:
+        """The input after which a restart replays (0: from the first)."""
+        return int(self._idle)
+
+    @property
+    def last_input(self) -> Input | None:
+        """The newest input, if any."""
+        row = self._db.execute(
+            "SELECT id, t, kind, data FROM inputs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _input(row)
+
+    def inputs(self, after: int = 0, until: int | None = None) -> Iterator[Input]:
+        """Inputs with `after` < id (<= `until`), in order."""
+        stop = until if until is not None else 2**62
+        cur = self._db.execute(
+            "SELECT id, t, kind, data FROM inputs WHERE id > ? AND id <= ? ORDER BY id",
+            (after, stop),
+        )
+        for row in cur:
+            yield _input(row)
+
+    def sessions(self, patient_id: str | None = None) -> list[SessionRecord]:
+        """Every journaled session (of `patient_id`), oldest first."""
+        sql = "SELECT session_id, patient_id, opened_t, closed_t, first_input, last_input, info "
+        sql += "FROM sessions"
+        args: tuple[Any, ...] = ()
+        if patient_id is not None:
+            sql += " WHERE patient_id = ?"
+            args = (patient_id,)
+        rows = self._db.execute(sql + " ORDER BY opened_t", args).fetchall()
+        return [
+            SessionRecord(sid, pid, opened, closed, first, last, json.loads(info))
+            for sid, pid, opened, closed, first, last, info in rows
+        ]
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        """One session by id (or by a unique prefix of it)."""
+        matches = [s for s in self.sessions() if s.session_id.startswith(session_id)]
+        return matches[0] if len(matches) == 1 else None
+
+    def events(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Alarm events in `seq` order (of one session)."""
+        sql = "SELECT payload FROM events"
+        args: tuple[Any, ...] = ()
+        if session_id is not None:
+            sql += " WHERE session_id = ?"
+            args = (session_id,)
+        try:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        except sqlite3.OperationalError:
+            return []  # no outbox has written yet
+        return [json.loads(p) for (p,) in rows]
+
+    # ------------------------------------------------------------------ internals
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM journal_meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: float) -> None:
+        self._db.execute(
+            "INSERT INTO journal_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def _input(row: tuple[int, float, str, str]) -> Input:
+    id_, t, kind, data = row
+    assert kind in ("samples", "tick", "command", "condition")
+    return Input(id_, t, kind, json.loads(data))  # type: ignore[arg-type]
