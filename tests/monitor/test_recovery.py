@@ -64,13 +64,13 @@ async def start_daemon(config: Path) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def retained(client: aiomqtt.Client, topic: str, want: Any) -> dict[str, Any]:
-    """The first message on `topic` for which `want(payload)` holds."""
+async def retained(client: aiomqtt.Client, topic: str, want: Any) -> Any:
+    """The first JSON payload on `topic` for which `want(payload)` holds."""
     async with asyncio.timeout(30):
         async for message in client.messages:
             if str(message.topic) == topic:
                 assert isinstance(message.payload, bytes)
-                data: dict[str, Any] = json.loads(message.payload)
+                data = json.loads(message.payload)
                 if want(data):
                     return data
     raise AssertionError("stream ended")
