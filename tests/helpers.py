@@ -88,6 +88,11 @@ class BrokerProcess:
 
     `start()` and `stop()` block (for milliseconds with mosquitto, about a second for amqtt's
     interpreter start-up); tests call them between steps, not on a path that must stay live.
+
+    `config` (mosquitto only) replaces the generated mosquitto.conf with the given text, e.g. the
+    shipped example rendered with test paths (tests/monitor/test_broker_security.py). It must
+    listen on `host:port`, since readiness is that port accepting TCP connections; `url` still
+    says mqtt://, so a TLS listener's caller builds its own mqtts:// URL.
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class BrokerProcess:
         implementation: BrokerImplementation | None = None,
         start_timeout: float = 15.0,
         persistent: bool = False,
+        config: str | None = None,
     ) -> None:
         self.host = host
         self.port = free_port(host) if port is None else port
@@ -108,6 +114,9 @@ class BrokerProcess:
         if persistent and self.implementation != "mosquitto":
             raise RuntimeError("a persistent broker needs mosquitto (amqtt keeps nothing)")
         self.persistent = persistent
+        if config is not None and self.implementation != "mosquitto":
+            raise RuntimeError("a broker config file needs mosquitto")
+        self._config = config
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +202,9 @@ class BrokerProcess:
         if executable is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         conf = self._workdir / "mosquitto.conf"
+        if self._config is not None:
+            conf.write_text(self._config)
+            return [executable, "-c", str(conf)]
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
