@@ -51,12 +51,14 @@ HRE = "HRE"
 # policy's alarms so that acknowledgement, `alarms/active` and the outbox treat them alike.
 # Medium, as a lost data source is in ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
 # monitor unplugged before a session opens is worth fixing before it does.
-SYSTEM_ALARMS: dict[str, Priority] = {
-    "DEVICE_DISCONNECTED": Priority.MEDIUM,
-    "WARD_LINK_DOWN": Priority.MEDIUM,
+SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
+    "DEVICE_DISCONNECTED": (Priority.MEDIUM, AlarmKind.TECHNICAL),
+    "WARD_LINK_DOWN": (Priority.MEDIUM, AlarmKind.TECHNICAL),
     # the daemon was not running for a while during a session (a crash, a power cut): latched
     # until a nurse acknowledges that the bed went unwatched (issue 4, recovery)
-    "MONITORING_GAP": Priority.MEDIUM,
+    "MONITORING_GAP": (Priority.MEDIUM, AlarmKind.TECHNICAL),
+    # PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
+    "INFUSION_LONG": (Priority.LOW, AlarmKind.ADVISORY),
 }
 
 
@@ -252,7 +254,7 @@ class AlarmEngine:
         """Raise or clear a system alarm (`SYSTEM_ALARMS`) whose condition the caller watches.
 
         Raising an active one, or clearing one that is not, changes nothing and returns no
-        event. A system alarm is technical. Not `latching`, it clears when its condition ends,
+        event. Not `latching`, a system alarm clears when its condition ends,
         acknowledged or not; `latching`, it records an occurrence that is already over (its
         condition ends at once) and stays until acknowledged. Call `tick(t)` first in live use,
         so events stay in time order.
@@ -260,7 +262,7 @@ class AlarmEngine:
         Raises:
             KeyError: `code` is not a system alarm.
         """
-        priority = SYSTEM_ALARMS[code]
+        priority, kind = SYSTEM_ALARMS[code]
         t = max(t, self._now)
         if active == (code in self.active):
             return []
@@ -272,7 +274,7 @@ class AlarmEngine:
         alarm = ActiveAlarm(
             code=code,
             priority=priority,
-            kind=AlarmKind.TECHNICAL,
+            kind=kind,
             activated_t=t,
             param=param,
             value=value,

@@ -35,6 +35,7 @@ from drivers.base import DeviceError, Driver
 from monitor.clock import Clock, RealClock, SimulatedClock
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.configfile import ConfigError
+from monitor.course import course_summary
 from monitor.journal import InputKind, Journal, samples_data
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
@@ -157,7 +158,20 @@ class Bed:
             outcome.error,
         )
         self._emit([*outcome.ticked, *outcome.events], [])
-        return outcome.result_json()
+        result = outcome.result_json()
+        if outcome.ok and cmd.cmd in {"open_session", "record_score"}:
+            # shown to the nurse at once: which infusion of the course this is, and the
+            # response so far (PROTOCOL.md "Course")
+            result["course"] = self.course(now)
+        return result
+
+    def course(self, now: float) -> dict[str, Any] | None:
+        """The open session's patient's course (`monitor.course`), or None without one."""
+        session = self.core.session
+        if session is None or self._journal is None:
+            return None
+        infos = [r.info for r in self._journal.sessions(session.patient_id)]
+        return course_summary(infos, at=now, planned=session.infusion_start_t is None)
 
     def condition(
         self,
@@ -189,6 +203,17 @@ class Bed:
         )
         self._emit(events, [])
 
+    def tick(self, tick: float) -> None:
+        """Apply the ticks due up to `tick` (queued samples first)."""
+        self.drain()
+        input_id = self._record("tick", tick, tick)
+        self._emit(self.core.tick(tick), [])
+        if self._journal is not None and self.core.idle:
+            self._journal.idle(input_id)
+        self.last_tick = tick
+        self.last_tick_monotonic = time.monotonic()
+        self.ticked.set()
+
     async def run(self) -> None:
         """The bed loop and its tick task, until cancelled."""
         async with asyncio.TaskGroup() as tg:
@@ -199,13 +224,7 @@ class Bed:
                 self.drain()
                 if self._tick_due is not None:
                     tick, self._tick_due = self._tick_due, None
-                    input_id = self._record("tick", tick, tick)
-                    self._emit(self.core.tick(tick), [])
-                    if self._journal is not None and self.core.idle:
-                        self._journal.idle(input_id)
-                    self.last_tick = tick
-                    self.last_tick_monotonic = time.monotonic()
-                    self.ticked.set()
+                    self.tick(tick)
 
     async def _ticks(self) -> None:
         # ALARMS.md Reading 1: ticks on whole epoch seconds. Each is applied a little after its
@@ -270,7 +289,7 @@ class Daemon:
             settings,
             clock=self.clock,
             on_command=self.bed.command,
-            state=lambda: (self.core.active_alarms(), self.core.session_state(self.clock.now())),
+            state=self._ward_state,
             birth={
                 "ward": settings.bed.ward,
                 "bed": settings.bed.bed,
@@ -302,6 +321,15 @@ class Daemon:
             lambda: [a.priority.value for a in self.core.engine.active.values()]
         )
         return metrics
+
+    def _ward_state(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The retained `alarms/active` and `session` payloads; the session with its course."""
+        now = self.clock.now()
+        state = self.core.session_state(now)
+        course = self.bed.course(now)
+        if course is not None:
+            state["course"] = course
+        return self.core.active_alarms(), state
 
     def _device_link_changed(self, status: LinkStatus) -> None:
         """`DEVICE_DISCONNECTED` while any device is down (issue 5, item 6).

@@ -36,6 +36,9 @@ DOSE_MG_PER_KG = 0.5  # PROTOCOL.md "Course": ketamine 0.5 mg/kg IV ...
 INFUSION_MIN = 40.0  # ... over 40 minutes
 WEIGHT_RANGE_KG = (30.0, 250.0)  # PROTOCOL.md: a weight outside 30-250 kg is refused
 OBSERVATION_S = 7200.0  # PROTOCOL.md step 4: at least 120 min of observation
+# issue 4: a reminder when the infusion runs past 45 min (5 min over the plan)
+INFUSION_REMINDER_S = 45 * 60.0
+INFUSION_LONG = "INFUSION_LONG"
 
 
 @dataclass
@@ -112,8 +115,24 @@ class BedCore:
         return self._stamp(self.engine.rows(rows))
 
     def tick(self, now: float) -> list[AlarmEvent]:
-        """Run the ticks due up to `now`."""
-        return self._stamp(self.engine.tick(now))
+        """Run the ticks due up to `now`, then the session's own reminders."""
+        events = self.engine.tick(now)
+        s = self.session
+        if (
+            s is not None
+            and s.infusion_start_t is not None
+            and s.infusion_stop_t is None
+            and now - s.infusion_start_t >= INFUSION_REMINDER_S
+            and INFUSION_LONG not in self.engine.active
+        ):
+            events += self.engine.condition(
+                INFUSION_LONG,
+                active=True,
+                t=now,
+                message=f"infusion running {(now - s.infusion_start_t) / 60:.0f} min "
+                f"(planned {INFUSION_MIN:.0f}): check the pump",
+            )
+        return self._stamp(events)
 
     def condition(
         self,
@@ -257,7 +276,11 @@ class BedCore:
         if self.phase is not Phase.INFUSION or self.session is None:
             return f"stop_infusion needs phase infusion (phase is {self.phase})", [], None
         self.session.infusion_stop_t = now
-        return None, self._step(SessionEvent.INFUSION_STOP, now), None
+        events = self._step(SessionEvent.INFUSION_STOP, now)
+        events += self._stamp(
+            self.engine.condition(INFUSION_LONG, active=False, t=now, message="infusion stopped")
+        )
+        return None, events, None
 
     def _cmd_discharge(self, _cmd: Discharge, now: float) -> _Result:
         s = self.session

@@ -21,7 +21,7 @@ import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -55,7 +55,7 @@ def make_client(
         tls_context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
         if b.cert_file is not None:
             tls_context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         b.host,
         b.port,
         username=b.username,
@@ -68,6 +68,40 @@ def make_client(
         timeout=settings.timeouts.broker_connect_s,
         socket_options=NO_DELAY,
     )
+    _refused_is_not_delivered(client)
+    return client
+
+
+def _refused_is_not_delivered(client: aiomqtt.Client) -> None:
+    """Make a PUBACK that refuses a publish fail the publish instead of confirming it.
+
+    MQTT 5 lets the broker answer a QoS 1 publish with a failure reason (§3.4.2.1, e.g. 0x87
+    Not authorized from an ACL). aiomqtt 2.5 confirms every PUBACK alike, so an alarm the
+    broker refused would leave the outbox as delivered and reach nobody. Here a refusal is
+    logged and drops the connection: the pending publish fails with `MqttError`, the event
+    stays in the outbox, the supervisor reconnects and tries again with backoff, and after
+    `ward_link_down_s` the bed raises WARD_LINK_DOWN locally. A misconfigured ACL is loud, and
+    loses nothing.
+    """
+    paho = client._client  # noqa: SLF001 - aiomqtt exposes no hook for PUBACK reason codes
+    # aiomqtt's own handler, with paho's version 2 callback signature
+    confirm = cast("Callable[..., None] | None", paho.on_publish)
+
+    def on_publish(
+        c: Any,
+        userdata: Any,
+        mid: int,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.error("event=publish_refused mid=%s reason=%r", mid, str(reason_code))
+            c.disconnect()
+            return
+        assert confirm is not None
+        confirm(c, userdata, mid, reason_code, properties)
+
+    paho.on_publish = on_publish
 
 
 class WardLink:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from alarms.policy import load_policy
 from monitor.daemon import Daemon
 from monitor.outbox import Outbox
 from monitor.vocabulary import Param, Sample
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, free_port, mosquitto_path
 from tests.monitor.test_daemon import settings_for
 
 PREFIX = "vigil/w1/b1"
@@ -74,3 +77,54 @@ async def test_events_raised_while_the_broker_is_down_are_delivered_after_restar
     assert [e["seq"] for e in received] == list(range(1, raised + 1))
     assert received[0]["code"] == "DESAT_CRITICAL"
     assert received[0]["state"] == "active"
+
+
+@pytest.mark.skipif(mosquitto_path() is None, reason="an ACL needs mosquitto")
+async def test_an_alarm_the_broker_refuses_stays_in_the_outbox(tmp_path: Path) -> None:
+    # An ACL that forgot the bed's alarm topic: MQTT 5 PUBACK 0x87 (Not authorized).
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "topic readwrite vigil/w1/b1/status\ntopic readwrite vigil/w1/b1/cmd\n"
+        "topic readwrite vigil/w1/b1/cmd/result\ntopic readwrite vigil/w1/b1/vitals\n"
+        "topic readwrite vigil/w1/b1/alarms/active\ntopic readwrite vigil/w1/b1/session\n"
+        "topic readwrite monitors/#\n"
+    )
+    port = free_port()
+    config = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n"
+        "persistence false\nuser root\nlog_dest stderr\n"
+    )
+    with BrokerProcess(tmp_path / "broker", port=port, config=config) as broker:
+        settings = settings_for(broker, tmp_path)
+        now = time.time()
+        with captured("vigil.ward") as lines:
+            async with Daemon(settings, load_policy()) as daemon:
+                await daemon.connected(timeout=10)
+                for i in range(7):
+                    daemon.bed.samples.put(Sample(now + i, Param.SPO2, 80.0, True, "mon1"))
+                async with asyncio.timeout(10):
+                    while not any("publish_refused" in line for line in lines):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)
+                # refused is not delivered: the event waits in the outbox for a fixed ACL
+                assert daemon.ward.pending_alarms >= 1
+                kept = [e.payload["code"] for e in daemon.outbox.peek()]
+        assert "DESAT_CRITICAL" in kept
+        assert any("Not authorized" in line for line in lines)
+
+
+@contextlib.contextmanager
+def captured(logger: str) -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Handler()
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
