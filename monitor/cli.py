@@ -22,6 +22,8 @@ _HANDLERS: dict[str, str] = {
     "simulate": "simulators.cli:simulate_main",
     "replay": "alarms.replay:replay_main",
     "decode": "drivers.decode:decode_main",
+    "export": "monitor.export:export_main",
+    "cmd": "monitor.remote:cmd_main",
     "check-config": "monitor.check_config:check_config_main",
     "watch": "monitor.watch:watch_main",
 }
@@ -35,6 +37,31 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value
+
+
+def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`vigil cmd` and `vigil export`: a bed's session from the shell and from its journal."""
+    p = sub.add_parser("export", help="a session from the journal as a recording CSV")
+    p.add_argument("session", help="session id (or a unique prefix of it)")
+    p.add_argument("--csv", action="store_true", help="recording CSV (the only format)")
+    p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    p.add_argument("--config", type=Path, default=None, help="bed config naming the journal")
+    p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
+
+    p = sub.add_parser("cmd", help="send a nurse command to a bed and print the result")
+    p.add_argument("name", metavar="CMD", help="open_session, start_infusion, ack, ...")
+    p.add_argument(
+        "fields",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="command fields; VALUE is JSON if it parses (70, true), else text; "
+        "dotted keys nest (checklist.pregnancy=false)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="bed config: broker and bed")
+    p.add_argument("--broker", default=None, help="broker URL (instead of --config)")
+    p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
+    p.add_argument("--user", default=None, help="who sends it (default: the login name)")
+    p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="a bed without vitals for this long is shown STALE (default 30)",
     )
+
+    _add_session_tools(sub)
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)

@@ -254,7 +254,12 @@ class BedCore:
         # an override is for the gate it names in this session; none carries over to another
         self._pending_overrides.clear()
         events = self._step(SessionEvent.SESSION_START, now)
-        return None, events, {"dose_mg": session.dose_mg, "rate_ml_per_h": session.rate_ml_per_h}
+        detail = {
+            "session_id": session.session_id,
+            "dose_mg": session.dose_mg,
+            "rate_ml_per_h": session.rate_ml_per_h,
+        }
+        return None, events, detail
 
     def _cmd_start_infusion(self, _cmd: StartInfusion, now: float) -> _Result:
         if self.phase is not Phase.PRE or self.session is None:

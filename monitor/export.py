@@ -1,0 +1,106 @@
+"""`vigil export SESSION --csv`: a session from the journal as a recording CSV.
+
+The recording is what the bed's alarm core saw: every sample the session's journal holds, in
+time order, and the session steps at the times the nurse's commands made them (ARCHITECTURE.md
+"Recording CSV"). `vigil replay` of the file gives the session's physiological and protocol
+alarms; acknowledgements, system alarms (a monitor unplugged, the broker away) and the timing
+of live ticks are not in a recording, so events that depend on them can differ.
+
+The journal is the bed config's ``[journal] path`` (``--config``, default /etc/vigil/bed.toml)
+or ``--journal PATH``. Exit status: 0 written, 1 unknown session, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from monitor.configfile import ConfigError
+from monitor.journal import Journal, SessionRecord, samples_from
+from monitor.settings import load_settings
+from monitor.vocabulary import Sample, SessionEvent
+from simulators.recording import write_recording
+from simulators.scenarios import ScenarioItem, Step
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["export_main", "open_journal", "session_items"]
+
+DEFAULT_CONFIG: Final = Path("/etc/vigil/bed.toml")
+_STEPS: Final = (
+    ("opened_t", SessionEvent.SESSION_START),
+    ("infusion_start_t", SessionEvent.INFUSION_START),
+    ("infusion_stop_t", SessionEvent.INFUSION_STOP),
+    ("discharge_t", SessionEvent.DISCHARGE),
+)
+
+
+class UsageError(Exception):
+    """The arguments do not name a readable journal."""
+
+
+def open_journal(args: argparse.Namespace) -> Journal:
+    """The journal named by ``--journal``, or by the ``--config`` bed config's journal path.
+
+    Raises:
+        UsageError: no such journal file, or the config is invalid.
+    """
+    path: Path | None = args.journal
+    if path is None:
+        try:
+            path = load_settings(args.config or DEFAULT_CONFIG).journal.path
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from exc
+    if not path.is_file():
+        raise UsageError(f"no journal at {path}")
+    return Journal(path)
+
+
+def session_items(journal: Journal, record: SessionRecord) -> list[ScenarioItem]:
+    """The session's samples and steps, in time order (a step first at a shared instant)."""
+    items: list[tuple[float, int, int, ScenarioItem]] = []
+    for name, event in _STEPS:
+        t = record.info.get(name)
+        if t is not None:
+            items.append((float(t), 0, len(items), Step(float(t), event)))
+    for item in journal.inputs(after=record.first_input - 1, until=record.last_input):
+        if item.kind != "samples":
+            continue
+        for sample in samples_from(item.data):
+            items.append((sample.t, 1, len(items), _recorded(sample)))
+    items.sort(key=lambda x: (x[0], x[1], x[2]))
+    return [item for *_, item in items]
+
+
+def _recorded(sample: Sample) -> Sample:
+    """Invalid per device: written without a value (the recording's "invalid")."""
+    if sample.valid:
+        return sample
+    return Sample(sample.t, sample.param, math.nan, valid=False, device_id=sample.device_id)
+
+
+def export_main(args: argparse.Namespace) -> int:
+    """`vigil export`: write the session's recording to `args.out` or stdout."""
+    try:
+        journal = open_journal(args)
+    except UsageError as exc:
+        print(f"vigil export: {exc}", file=sys.stderr)
+        return 2
+    try:
+        record = journal.session(args.session)
+        if record is None:
+            known = ", ".join(s.session_id for s in journal.sessions()) or "none"
+            print(f"vigil export: no session {args.session!r} (known: {known})", file=sys.stderr)
+            return 1
+        items = session_items(journal, record)
+    finally:
+        journal.close()
+    rows = write_recording(items, args.out if args.out is not None else sys.stdout)
+    print(
+        f"vigil export: session {record.session_id} (patient {record.patient_id}): {rows} rows",
+        file=sys.stderr,
+    )
+    return 0
