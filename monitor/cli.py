@@ -26,6 +26,7 @@ _HANDLERS: dict[str, str] = {
     "cmd": "monitor.remote:cmd_main",
     "check-config": "monitor.check_config:check_config_main",
     "watch": "monitor.watch:watch_main",
+    "report": "monitor.report:report_main",
 }
 
 
@@ -178,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)
+
+    p = sub.add_parser(
+        "report", help="one journaled session as a chart and its facts (PNG or HTML)"
+    )
+    p.add_argument("session", help="session id, or a unique prefix of one")
+    p.add_argument("--out", required=True, type=Path, help="output file, .png or .html")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="bed config whose [journal] path is read (default /etc/vigil/bed.toml)",
+    )
+    source.add_argument("--journal", type=Path, default=None, help="the journal (SQLite) itself")
     return parser
 
 

@@ -1,0 +1,824 @@
+"""`vigil report SESSION --out FILE.png|.html`: one journaled session as a chart and its facts.
+
+Two steps. `build_report` is pure data: from a `Journal` and a session id (or a unique prefix
+of one) it gathers the samples the bed processed during the session (one `Series` per
+parameter), the phases (`pre`: open -> infusion start, `infusion`: start -> stop, `post`:
+stop -> discharge or the last input), every alarm that became `active` (with when it was
+escalated and cleared), and the text facts: patient, weight, dose and pump rate, baseline,
+overrides, the discharge decision and alarm counts. `render_png` and `render_html` draw it
+with matplotlib (an optional extra, ``pip install 'vigil[report]'``, imported only here and
+only when drawing, on the Agg canvas: no display is needed).
+
+Times are shown in one time zone (the machine's, unless the caller passes `tz`): clock times
+as ISO 8601 with their offset, the chart's x axis as minutes since the session opened, its
+label naming the clock time and offset of minute 0.
+
+Baseline: the journal's session record does not keep the alarm engine's baseline (ALARMS.md
+"Baseline"). When a record has one (a ``baseline`` object with ``sys0``, ``dia0``, ``hr0``,
+``spo2_0``) it is shown as the session baseline; otherwise the report recomputes the same
+medians from the journaled samples (SYS/DIA: every `pre` determination; HR, SpO2: the last
+300 s of `pre`) and labels them "pre-infusion median", since they are not the engine's record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import importlib
+import io
+import json
+import math
+import statistics
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from monitor.export import UsageError, open_journal
+from monitor.journal import Journal, SessionRecord
+from monitor.vocabulary import Param
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "HONESTY",
+    "AlarmMark",
+    "Baseline",
+    "Override",
+    "PhaseSpan",
+    "ReportData",
+    "ReportError",
+    "Series",
+    "build_report",
+    "render_html",
+    "render_png",
+    "report_facts",
+    "report_main",
+]
+
+HONESTY: Final = "Decision support, not a certified medical device"
+INSTALL_HINT: Final = "pip install 'vigil[report]'"
+PRIORITY_COLOURS: Final = {"high": "#d62728", "medium": "#f39c12", "low": "#17becf"}
+PHASE_COLOURS: Final = {"pre": "#9e9e9e", "infusion": "#ab47bc", "post": "#42a5f5"}
+BASELINE_WINDOW_S: Final = 300.0  # ALARMS.md "Baseline": HR0, SPO2_0 over the last 300 s of pre
+_DPI: Final = 110
+_KNOWN_LISTED: Final = 20  # how many session ids an "unknown session" message lists
+
+
+class ReportError(Exception):
+    """The report cannot be made; `status` is the exit status for `vigil report`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Series:
+    """One parameter's samples in time order; an invalid sample has value NaN (a gap)."""
+
+    t: tuple[float, ...]
+    value: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """A phase of the session from `start` to `end` (epoch s)."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class AlarmMark:
+    """An alarm that became active at `t`, and when it was escalated and cleared (if it was)."""
+
+    t: float
+    code: str
+    priority: str
+    phase: str
+    message: str
+    alarm_id: str | None
+    escalated: tuple[float, ...] = ()
+    acknowledged_t: float | None = None
+    cleared_t: float | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Baseline values and where they come from (`source`, shown with them)."""
+
+    source: str
+    sys: float | None
+    dia: float | None
+    hr: float | None
+    spo2: float | None
+    determinations: int | None
+
+
+@dataclass(frozen=True)
+class Override:
+    """A clinician's recorded override."""
+
+    what: str
+    reason: str
+    user: str
+    t: float
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything one session's report shows, gathered from the journal (no drawing)."""
+
+    session_id: str
+    patient_id: str
+    weight_kg: float
+    concentration_mg_per_ml: float
+    dose_mg: float
+    rate_ml_per_h: float
+    opened_t: float
+    opened_by: str
+    infusion_start_t: float | None
+    infusion_stop_t: float | None
+    discharge_t: float | None
+    discharge_user: str | None
+    end_t: float
+    series: Mapping[Param, Series]
+    phases: tuple[PhaseSpan, ...]
+    alarms: tuple[AlarmMark, ...]
+    baseline: Baseline
+    overrides: tuple[Override, ...]
+    scores: tuple[Mapping[str, Any], ...]
+    cns_depressants: bool
+    relative_contraindications: tuple[str, ...]
+    tz: dt.tzinfo | None = None
+
+    @property
+    def alarm_counts(self) -> dict[str, int]:
+        """How often each code became active, most frequent first (then by code)."""
+        counts = Counter(a.code for a in self.alarms)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
+    def early_discharge_override(self) -> Override | None:
+        """The override that allowed an early discharge, if the discharge needed one."""
+        return next((o for o in self.overrides if o.what == "early_discharge"), None)
+
+    def local(self, t: float) -> dt.datetime:
+        """`t` (epoch s) as an aware datetime in the report's time zone."""
+        return _local(t, self.tz)
+
+    def iso(self, t: float) -> str:
+        """`t` as ISO 8601 with its offset, to the second."""
+        return self.local(t).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------- the data step
+
+
+def find_session(journal: Journal, session: str) -> SessionRecord:
+    """The session whose id is `session` or starts with it.
+
+    Raises:
+        ReportError: none matches, or the prefix matches more than one (the message lists
+            the known, or the matching, session ids).
+    """
+    records = journal.sessions()
+    exact = [r for r in records if r.session_id == session]
+    matches = exact or [r for r in records if r.session_id.startswith(session)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ReportError(
+            f"session {session!r} is ambiguous; it matches:\n{_listing(matches)}", status=1
+        )
+    if not records:
+        raise ReportError(f"no session {session!r}: the journal holds no sessions", status=1)
+    shown = records[-_KNOWN_LISTED:]
+    more = f" (the latest {len(shown)} of {len(records)})" if len(shown) < len(records) else ""
+    raise ReportError(f"no session {session!r}; known sessions{more}:\n{_listing(shown)}")
+
+
+def _listing(records: Sequence[SessionRecord]) -> str:
+    return "\n".join(
+        f"  {r.session_id}  patient {r.patient_id}  opened {_local(r.opened_t, None).isoformat()}"
+        for r in records
+    )
+
+
+def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None) -> ReportData:
+    """Gather the report of `session` (an id or a unique prefix of one) from `journal`.
+
+    The samples are those of the journal's inputs from the session's first input (the
+    `open_session` command) to its last (the `discharge` command; for a session still open,
+    up to the next session's first input or the journal's end), as the bed processed them.
+    `tz` is the time zone the facts are given in (None: the machine's local rules).
+
+    Raises:
+        ReportError: no such session, or an ambiguous prefix.
+    """
+    record = find_session(journal, session)
+    info = record.info
+    until = record.last_input
+    if until is None:
+        later = [r.first_input for r in journal.sessions() if r.first_input > record.first_input]
+        until = min(later) - 1 if later else None
+    raw: dict[Param, tuple[list[float], list[float]]] = {}
+    discharge_user: str | None = None
+    last_t = record.opened_t
+    for item in journal.inputs(after=record.first_input - 1, until=until):
+        last_t = max(last_t, item.t)
+        if item.kind == "samples":
+            for t, param, value, valid, *_ in item.data:
+                ts, vs = raw.setdefault(Param(param), ([], []))
+                ts.append(float(t))
+                vs.append(float(value) if valid and value is not None else math.nan)
+        elif item.kind == "command" and record.last_input == item.id:
+            discharge_user = _command_user(item.data, "discharge")
+    series = {p: Series(tuple(ts), tuple(vs)) for p, (ts, vs) in sorted(raw.items())}
+    start = _opt_float(info.get("infusion_start_t"))
+    stop = _opt_float(info.get("infusion_stop_t"))
+    discharge = _opt_float(info.get("discharge_t", record.closed_t))
+    end = discharge if discharge is not None else last_t
+    return ReportData(
+        session_id=record.session_id,
+        patient_id=record.patient_id,
+        weight_kg=float(info["weight_kg"]),
+        concentration_mg_per_ml=float(info["concentration_mg_per_ml"]),
+        dose_mg=float(info["dose_mg"]),
+        rate_ml_per_h=float(info["rate_ml_per_h"]),
+        opened_t=record.opened_t,
+        opened_by=str(info.get("opened_by", "")),
+        infusion_start_t=start,
+        infusion_stop_t=stop,
+        discharge_t=discharge,
+        discharge_user=discharge_user,
+        end_t=end,
+        series=series,
+        phases=_phases(record.opened_t, start, stop, end),
+        alarms=_alarm_marks(journal.events(record.session_id)),
+        baseline=_baseline(info.get("baseline"), series, start),
+        overrides=tuple(
+            Override(str(o["what"]), str(o["reason"]), str(o["user"]), float(o["t"]))
+            for o in info.get("overrides", [])
+        ),
+        scores=tuple(info.get("scores", [])),
+        cns_depressants=bool(info.get("cns_depressants", False)),
+        relative_contraindications=tuple(info.get("relative_contraindications", [])),
+        tz=tz,
+    )
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _command_user(data: Mapping[str, Any], cmd: str) -> str | None:
+    """The `user` of a journaled command payload if it is command `cmd`."""
+    try:
+        payload = json.loads(data["payload"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if isinstance(payload, dict) and payload.get("cmd") == cmd and "user" in payload:
+        return str(payload["user"])
+    return None
+
+
+def _phases(
+    opened: float, start: float | None, stop: float | None, end: float
+) -> tuple[PhaseSpan, ...]:
+    if start is None:
+        return (PhaseSpan("pre", opened, end),)
+    if stop is None:
+        return (PhaseSpan("pre", opened, start), PhaseSpan("infusion", start, end))
+    return (
+        PhaseSpan("pre", opened, start),
+        PhaseSpan("infusion", start, stop),
+        PhaseSpan("post", stop, end),
+    )
+
+
+def _alarm_marks(events: Iterable[Mapping[str, Any]]) -> tuple[AlarmMark, ...]:
+    """One mark per `active` event, with the later states of the same alarm (`alarm_id`)."""
+    marks: list[dict[str, Any]] = []
+    open_by_id: dict[str, dict[str, Any]] = {}
+    for e in events:
+        state, alarm_id = e.get("state"), e.get("alarm_id") or e.get("code")
+        if state == "active":
+            mark: dict[str, Any] = {
+                "t": float(e["t"]),
+                "code": str(e["code"]),
+                "priority": str(e.get("priority", "low")),
+                "phase": str(e.get("phase", "")),
+                "message": str(e.get("message", "")),
+                "alarm_id": e.get("alarm_id"),
+                "escalated": [],
+                "acknowledged_t": None,
+                "cleared_t": None,
+            }
+            marks.append(mark)
+            open_by_id[str(alarm_id)] = mark
+            continue
+        mark_or_none = open_by_id.get(str(alarm_id))
+        if mark_or_none is None:
+            continue  # an alarm raised before the session (not this session's)
+        if state == "escalated":
+            mark_or_none["escalated"].append(float(e["t"]))
+        elif state == "acknowledged" and mark_or_none["acknowledged_t"] is None:
+            mark_or_none["acknowledged_t"] = float(e["t"])
+        elif state == "cleared":
+            mark_or_none["cleared_t"] = float(e["t"])
+            del open_by_id[str(alarm_id)]
+    return tuple(
+        AlarmMark(**(m | {"escalated": tuple(m["escalated"])}))
+        for m in sorted(marks, key=lambda m: m["t"])
+    )
+
+
+def _baseline(stored: Any, series: Mapping[Param, Series], start: float | None) -> Baseline:
+    if isinstance(stored, Mapping):
+        return Baseline(
+            source="session baseline",
+            sys=_opt_float(stored.get("sys0")),
+            dia=_opt_float(stored.get("dia0")),
+            hr=_opt_float(stored.get("hr0")),
+            spo2=_opt_float(stored.get("spo2_0")),
+            determinations=stored.get("pre_determinations"),
+        )
+    limit = math.inf if start is None else start
+
+    def pre(param: Param, since: float = -math.inf) -> list[float]:
+        s = series.get(param, Series((), ()))
+        return [
+            v for t, v in zip(s.t, s.value, strict=True) if since <= t < limit and not math.isnan(v)
+        ]
+
+    sys0, dia0 = pre(Param.NIBP_SYS), pre(Param.NIBP_DIA)
+    since = limit - BASELINE_WINDOW_S
+    hr = pre(Param.HR, since) or pre(Param.PR, since)
+    spo2 = pre(Param.SPO2, since)
+    return Baseline(
+        source="pre-infusion median" if start is not None else "pre-phase median (no infusion)",
+        sys=statistics.median(sys0) if sys0 else None,
+        dia=statistics.median(dia0) if dia0 else None,
+        hr=statistics.median(hr) if hr else None,
+        spo2=statistics.median(spo2) if spo2 else None,
+        determinations=min(len(sys0), len(dia0)),
+    )
+
+
+def _local(t: float, tz: dt.tzinfo | None) -> dt.datetime:
+    if tz is not None:
+        return dt.datetime.fromtimestamp(t, tz)
+    return dt.datetime.fromtimestamp(t).astimezone()  # the local rules in force at `t`
+
+
+def _offset(d: dt.datetime) -> str:
+    """``UTC+01:00`` for an aware datetime."""
+    off = d.utcoffset() or dt.timedelta(0)
+    sign = "-" if off < dt.timedelta(0) else "+"
+    minutes = abs(int(off.total_seconds())) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _num(x: float | None, unit: str, fmt: str = ".0f") -> str:
+    return "n/a" if x is None else f"{x:{fmt}} {unit}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def report_facts(data: ReportData) -> list[tuple[str, str]]:
+    """The text block: (label, value) rows, the same in the PNG and the HTML."""
+    d = data
+    rows: list[tuple[str, str]] = [
+        ("Patient", d.patient_id),
+        ("Session", d.session_id),
+        ("Opened", f"{d.iso(d.opened_t)} by {d.opened_by or 'unknown'}"),
+        ("Weight", f"{d.weight_kg:g} kg"),
+        (
+            "Dose",
+            (
+                f"{d.dose_mg:g} mg ({d.dose_mg / d.weight_kg:.2g} mg/kg) at "
+                f"{d.concentration_mg_per_ml:g} mg/mL"
+            ),
+        ),
+        ("Pump rate", f"{d.rate_ml_per_h:g} mL/h"),
+    ]
+    if d.infusion_start_t is None:
+        rows.append(("Infusion", "not started"))
+    else:
+        stop = d.infusion_stop_t
+        rows.append(
+            (
+                "Infusion",
+                f"{d.iso(d.infusion_start_t)} to "
+                + ("(still running)" if stop is None else d.iso(stop))
+                + ("" if stop is None else f", {_duration(stop - d.infusion_start_t)}"),
+            )
+        )
+    if d.discharge_t is None:
+        rows.append(("Discharge", "not discharged (session open at the journal's end)"))
+    else:
+        observed = (
+            f", {_duration(d.discharge_t - d.infusion_stop_t)} after the infusion stopped"
+            if d.infusion_stop_t is not None
+            else ""
+        )
+        early = d.early_discharge_override
+        decision = (
+            "no override needed"
+            if early is None
+            else f"EARLY discharge by override of {early.user}: {early.reason}"
+        )
+        rows.append(
+            (
+                "Discharge",
+                f"{d.iso(d.discharge_t)} by {d.discharge_user or 'unknown'}{observed}; {decision}",
+            )
+        )
+    b = d.baseline
+    rows.append(
+        (
+            f"Baseline ({b.source})",
+            f"BP {_num(b.sys, '', '.0f').strip()}/{_num(b.dia, 'mmHg', '.0f')}"
+            + (f" ({b.determinations} determinations)" if b.determinations is not None else "")
+            + f", HR {_num(b.hr, '/min')}, SpO2 {_num(b.spo2, '%')}",
+        )
+    )
+    rows.append(
+        (
+            "CNS depressants",
+            "yes (respiratory-depression vigilance)" if d.cns_depressants else "no",
+        )
+    )
+    if d.relative_contraindications:
+        rows.append(("Relative contraindications", ", ".join(d.relative_contraindications)))
+    if d.overrides:
+        for o in d.overrides:
+            rows.append(("Override", f"{o.what}: {o.reason} (by {o.user}, {d.iso(o.t)})"))
+    else:
+        rows.append(("Overrides", "none"))
+    counts = d.alarm_counts
+    rows.append(
+        (
+            "Alarms (times active)",
+            ", ".join(f"{code} x{n}" for code, n in counts.items()) if counts else "none",
+        )
+    )
+    rows.extend(
+        (
+            "Score",
+            (
+                f"{s.get('scale')} {s.get('value')} (by {s.get('user')}, "
+                f"{d.iso(float(s.get('t', 0.0)))})"
+            ),
+        )
+        for s in d.scores
+    )
+    rows.append(("Time zone", _offset(d.local(d.opened_t))))
+    rows.append(("Note", HONESTY))
+    return rows
+
+
+# ---------------------------------------------------------------------- the rendering step
+
+
+def _require_matplotlib() -> None:
+    """Raise `ReportError` (exit 2) when the optional matplotlib is not installed."""
+    try:
+        importlib.import_module("matplotlib")  # the optional extra, only when drawing
+    except ImportError:
+        raise ReportError(
+            f"vigil report needs matplotlib, an optional extra: {INSTALL_HINT}", status=2
+        ) from None
+
+
+def render_figure(data: ReportData) -> Figure:
+    """The chart: BP, HR/PR and SpO2 against minutes since open, phases, alarms, the facts.
+
+    Raises:
+        ReportError: matplotlib is not installed (status 2).
+    """
+    _require_matplotlib()
+    from matplotlib.figure import Figure  # noqa: PLC0415 - optional extra
+
+    fig = Figure(figsize=(16, 10.5), layout="constrained")
+    lane_rows = max(2, len({a.code for a in data.alarms}))
+    grid = fig.add_gridspec(
+        4, 2, width_ratios=(3.3, 1.0), height_ratios=(3.0, 2.0, 1.6, 0.35 * lane_rows + 0.6)
+    )
+    ax_bp = fig.add_subplot(grid[0, 0])
+    ax_hr = fig.add_subplot(grid[1, 0], sharex=ax_bp)
+    ax_spo2 = fig.add_subplot(grid[2, 0], sharex=ax_bp)
+    ax_lane = fig.add_subplot(grid[3, 0], sharex=ax_bp)
+    ax_text = fig.add_subplot(grid[:, 1])
+
+    opened = data.local(data.opened_t)
+    vitals = (ax_bp, ax_hr, ax_spo2)
+    for ax in (*vitals, ax_lane):
+        _shade_phases(ax, data, labelled=ax is ax_bp)
+    for ax in vitals:
+        for a in data.alarms:
+            ax.axvline(
+                (a.t - data.opened_t) / 60.0,
+                color=PRIORITY_COLOURS.get(a.priority, "k"),
+                linestyle="--",
+                linewidth=1.1,
+                alpha=0.9,
+                zorder=1,
+            )
+        ax.grid(visible=True, alpha=0.3)
+        ax.tick_params(labelbottom=False)
+
+    _plot_bp(ax_bp, data)
+    _plot_rates(ax_hr, data)
+    _plot_spo2(ax_spo2, data)
+    _plot_alarm_lane(ax_lane, data)
+    ax_lane.set_xlim(0.0, max(1.0, (data.end_t - data.opened_t) / 60.0))
+    ax_lane.set_xlabel(
+        f"minutes since {opened:%H:%M:%S} on {opened:%Y-%m-%d} ({_offset(opened)}), "
+        "when the session opened"
+    )
+    top = ax_bp.secondary_xaxis("top")
+    top.xaxis.set_major_formatter(lambda m, _pos: f"{data.local(data.opened_t + m * 60.0):%H:%M}")
+    top.set_xlabel(f"clock time ({_offset(opened)})")
+
+    _draw_facts(ax_text, data)
+    fig.suptitle(
+        f"Vigil session report: patient {data.patient_id}, {opened:%Y-%m-%d}, "
+        f"ketamine {data.dose_mg:g} mg IV\n{HONESTY}",
+        fontsize=13,
+    )
+    return fig
+
+
+def _shade_phases(ax: Axes, data: ReportData, *, labelled: bool) -> None:
+    for p in data.phases:
+        a, b = (p.start - data.opened_t) / 60.0, (p.end - data.opened_t) / 60.0
+        ax.axvspan(a, b, color=PHASE_COLOURS.get(p.name, "#cccccc"), alpha=0.12, zorder=0)
+        if labelled:
+            ax.text(
+                (a + b) / 2,
+                0.98,
+                f"{p.name}\n{(p.end - p.start) / 60:.0f} min",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=9,
+                color="#444444",
+                fontweight="bold",
+            )
+    for p in data.phases[1:]:
+        ax.axvline((p.start - data.opened_t) / 60.0, color="#555555", linewidth=0.8, zorder=1)
+
+
+def _plot_bp(ax: Axes, data: ReportData) -> None:
+    sys_s, dia_s = data.series.get(Param.NIBP_SYS), data.series.get(Param.NIBP_DIA)
+    if sys_s is not None and dia_s is not None and len(sys_s.t) == len(dia_s.t):
+        ax.vlines(
+            minutes_of(sys_s.t, data), dia_s.value, sys_s.value, color="#8d1c1c", linewidth=1.2
+        )
+    if sys_s is not None:
+        ax.plot(minutes_of(sys_s.t, data), sys_s.value, "v-", color="#b71c1c", ms=7, lw=1.0,
+                label="NIBP systolic")  # fmt: skip
+    if dia_s is not None:
+        ax.plot(minutes_of(dia_s.t, data), dia_s.value, "^-", color="#e57373", ms=7, lw=1.0,
+                label="NIBP diastolic")  # fmt: skip
+    for param, colour, label in (
+        (Param.ABP_SYS, "#6a1b9a", "ABP systolic"),
+        (Param.ABP_DIA, "#ba68c8", "ABP diastolic"),
+    ):
+        s = data.series.get(param)
+        if s is not None:
+            ax.plot(minutes_of(s.t, data), s.value, "-", color=colour, lw=0.8, label=label)
+    b = data.baseline
+    label = f"baseline ({b.source}) {_num(b.sys, '', '.0f').strip()}/{_num(b.dia, 'mmHg')}"
+    for value in (b.sys, b.dia):
+        if value is not None:
+            ax.axhline(value, color="#555555", linestyle=":", linewidth=1.2, label=label)
+            label = "_"  # one legend entry for both lines
+    ax.set_ylabel("blood pressure (mmHg)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    else:
+        ax.text(0.5, 0.5, "no BP readings", transform=ax.transAxes, ha="center")
+
+
+def _plot_rates(ax: Axes, data: ReportData) -> None:
+    for param, colour, lw, label in (
+        (Param.PR, "#ff8f00", 0.6, "PR (oximeter)"),
+        (Param.HR, "#2e7d32", 0.9, "HR (ECG)"),
+    ):
+        s = data.series.get(param)
+        if s is not None:
+            ax.plot(
+                minutes_of(s.t, data), s.value, "-", color=colour, lw=lw, label=label, alpha=0.9
+            )
+    if data.baseline.hr is not None:
+        ax.axhline(
+            data.baseline.hr,
+            color="#555555",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"baseline HR {data.baseline.hr:.0f} /min",
+        )
+    ax.set_ylabel("heart / pulse rate (/min)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+
+
+def _plot_spo2(ax: Axes, data: ReportData) -> None:
+    s = data.series.get(Param.SPO2)
+    if s is not None:
+        ax.plot(minutes_of(s.t, data), s.value, "-", color="#0277bd", lw=1.0, label="SpO2")
+        finite = [v for v in s.value if math.isfinite(v)]
+        low = min([*finite, 90.0])
+        ax.set_ylim(max(50.0, math.floor(low) - 2.0), 100.8)
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.set_ylabel("SpO2 (%)")
+
+
+def _plot_alarm_lane(ax: Axes, data: ReportData) -> None:
+    from matplotlib.lines import Line2D  # noqa: PLC0415 - optional extra
+
+    codes = sorted({a.code for a in data.alarms}, key=lambda c: min(
+        a.t for a in data.alarms if a.code == c))  # fmt: skip
+    row = {c: i for i, c in enumerate(reversed(codes))}
+    end_m = (data.end_t - data.opened_t) / 60.0
+    for a in data.alarms:
+        colour = PRIORITY_COLOURS.get(a.priority, "k")
+        y = row[a.code]
+        x0 = (a.t - data.opened_t) / 60.0
+        x1 = end_m if a.cleared_t is None else (a.cleared_t - data.opened_t) / 60.0
+        ax.hlines(y, x0, x1, color=colour, linewidth=6, alpha=0.55)
+        ax.plot([x0], [y], "o", color=colour, ms=8, markeredgecolor="k")
+        if a.escalated:
+            ax.plot(minutes_of(a.escalated, data), [y] * len(a.escalated), "x", color="k", ms=6)
+        if a.acknowledged_t is not None:
+            ax.plot([(a.acknowledged_t - data.opened_t) / 60.0], [y], "s", color="k", ms=5)
+    ax.set_yticks(range(len(codes)), list(reversed(codes)), fontsize=8)
+    ax.set_ylim(-0.7, max(len(codes), 1) - 0.3)
+    ax.set_ylabel("alarms")
+    ax.grid(visible=True, axis="x", alpha=0.3)
+    if not codes:
+        ax.text(0.5, 0.5, "no alarms", transform=ax.transAxes, ha="center", va="center")
+    handles = [
+        Line2D([], [], color=c, marker="o", lw=4, label=f"{p} priority")
+        for p, c in PRIORITY_COLOURS.items()
+    ]
+    handles += [
+        Line2D([], [], color="k", marker="x", lw=0, label="escalated"),
+        Line2D([], [], color="k", marker="s", lw=0, label="acknowledged"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7,
+              title="active until cleared", title_fontsize=7)  # fmt: skip
+
+
+def minutes_of(ts: Iterable[float], data: ReportData) -> list[float]:
+    """Epoch times as minutes since the session opened."""
+    return [(t - data.opened_t) / 60.0 for t in ts]
+
+
+def _draw_facts(ax: Axes, data: ReportData) -> None:
+    ax.axis("off")
+    lines: list[str] = []
+    for label, value in report_facts(data):
+        lines.append(f"{label}:")
+        lines.extend(textwrap.wrap(value, 44, initial_indent="  ", subsequent_indent="    "))
+    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=9,
+            transform=ax.transAxes)  # fmt: skip
+
+
+def render_png(data: ReportData) -> bytes:
+    """The chart as PNG bytes.
+
+    Raises:
+        ReportError: matplotlib is not installed (status 2).
+    """
+    fig = render_figure(data)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
+def render_html(data: ReportData) -> str:
+    """A self-contained page: the chart as an embedded PNG, the facts and the alarms as tables.
+
+    Raises:
+        ReportError: matplotlib is not installed (status 2).
+    """
+    png = base64.b64encode(render_png(data)).decode("ascii")
+    e = html.escape
+    facts = "\n".join(
+        f"<tr><th>{e(label)}</th><td>{e(value)}</td></tr>" for label, value in report_facts(data)
+    )
+    alarms = (
+        "\n".join(
+            "<tr>"
+            f"<td>{e(data.iso(a.t))}</td><td>{e(a.code)}</td>"
+            f'<td><span class="p {e(a.priority)}">{e(a.priority)}</span></td>'
+            f"<td>{e(a.phase)}</td><td>{e(a.message)}</td>"
+            f"<td>{e(data.iso(a.cleared_t)) if a.cleared_t is not None else 'not cleared'}</td>"
+            "</tr>"
+            for a in data.alarms
+        )
+        or '<tr><td colspan="6">no alarms</td></tr>'
+    )
+    title = f"Vigil session report: patient {data.patient_id}, {data.iso(data.opened_t)}"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{e(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
+.honesty {{ font-weight: bold; color: #8d1c1c; }}
+img {{ max-width: 100%; height: auto; border: 1px solid #ccc; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
+.p {{ padding: 0 0.4em; border-radius: 3px; }}
+.high {{ background: {PRIORITY_COLOURS["high"]}; color: #fff; }}
+.medium {{ background: {PRIORITY_COLOURS["medium"]}; }}
+.low {{ background: {PRIORITY_COLOURS["low"]}; }}
+</style>
+</head>
+<body>
+<h1>{e(title)}</h1>
+<p class="honesty">{e(HONESTY)}</p>
+<img alt="vital signs, phases and alarms of session {e(data.session_id)}"
+ src="data:image/png;base64,{png}">
+<h2>Session</h2>
+<table>
+{facts}
+</table>
+<h2>Alarms</h2>
+<table>
+<tr><th>active at</th><th>code</th><th>priority</th><th>phase</th><th>message</th>
+<th>cleared at</th></tr>
+{alarms}
+</table>
+</body>
+</html>
+"""
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def write_report(journal: Journal, session: str, out: Path) -> ReportData:
+    """Build the report of `session` and write it to `out` (``.png`` or ``.html``).
+
+    Raises:
+        ReportError: unknown or ambiguous session (1), unwritable file (1), unsupported suffix
+            or matplotlib missing (2).
+    """
+    suffix = out.suffix.lower()
+    if suffix not in {".png", ".html", ".htm"}:
+        raise ReportError(f"--out must end in .png or .html, not {out.name!r}", status=2)
+    _require_matplotlib()
+    data = build_report(journal, session)
+    try:
+        if suffix == ".png":
+            out.write_bytes(render_png(data))
+        else:
+            out.write_text(render_html(data), encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot write {out}: {exc}") from None
+    return data
+
+
+def report_main(args: argparse.Namespace) -> int:
+    """`vigil report SESSION --out FILE [--config FILE | --journal PATH]`; the exit status.
+
+    The journal is found as `vigil export` finds it (`monitor.export.open_journal`). 0 written;
+    1 no such session (the known ids are listed) or an unwritable output; 2 matplotlib missing
+    (with the install hint), no journal, an invalid config, or an output suffix other than
+    .png/.html.
+    """
+    out = Path(args.out)
+    try:
+        if out.suffix.lower() in {".png", ".html", ".htm"}:
+            _require_matplotlib()  # before any work: say what to install at once
+        try:
+            journal = open_journal(args)
+        except UsageError as exc:
+            raise ReportError(str(exc), status=2) from None
+        try:
+            data = write_report(journal, args.session, out)
+        finally:
+            journal.close()
+    except ReportError as exc:
+        print(f"vigil report: {exc}", file=sys.stderr)
+        return exc.status
+    print(f"{out}: session {data.session_id} of patient {data.patient_id}")
+    return 0

@@ -1,0 +1,220 @@
+"""The journal and resuming from it: a restarted bed is the bed that stopped.
+
+A real `monitor.daemon.Bed` (the daemon's alarm path) plays a scenario with a manual clock,
+journaling as it goes, with events made durable in a real `Outbox`. A fresh core resumed from
+the journal must then be indistinguishable from the one that played it live: same state, and
+the same events from then on. And the session exported as a recording replays to the events
+the bed raised.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alarms.policy import load_policy
+from alarms.replay import read_recording, replay
+from monitor.clock import ManualClock
+from monitor.commands import parse_command
+from monitor.daemon import Bed
+from monitor.export import session_items
+from monitor.journal import Journal
+from monitor.outbox import Outbox
+from monitor.recovery import resume
+from monitor.session import BedCore
+from monitor.vocabulary import AlarmEvent, Phase, Sample, SessionEvent
+from simulators.mqtt_monitor import session_command
+from simulators.recording import write_recording
+from simulators.scenarios import Step, build_scenario
+
+T0 = 1_767_225_600.0
+POLICY = load_policy()
+
+
+class Played:
+    """A bed that played part of a scenario, with its journal and outbox."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        path = tmp_path / "journal.sqlite"
+        self.journal = Journal(path)
+        self.outbox = Outbox(path)
+        self.clock = ManualClock(T0 - 1)
+        self.core = BedCore(POLICY, ward="w1", bed="b1")
+        self.events: list[AlarmEvent] = []
+        self.bed = Bed(
+            self.core, clock=self.clock, tick_grace_s=0.0, emit=self._emit, journal=self.journal
+        )
+
+    def _emit(self, events: list[AlarmEvent], _samples: list[Sample]) -> None:
+        for event in events:
+            assert event.seq is not None
+            self.outbox.append(event.seq, event.to_json())
+            self.events.append(event)
+
+    def play(self, items: list[Any], *, until: float, acks: bool = False) -> None:
+        """Play scenario items up to `until`, as the live bed loop would apply them."""
+        for item in items:
+            if item.t >= until:
+                break
+            while math.floor(item.t) > math.floor(self.clock.now()):
+                second = math.floor(self.clock.now()) + 1.0
+                self.clock.set(second)
+                self.bed.tick(second)
+            self.clock.set(item.t)
+            if isinstance(item, Step):
+                if item.event is SessionEvent.DISCHARGE:
+                    for code in list(self.core.engine.active):
+                        self.ack(code)
+                    self.bed.command(json.dumps(override("early_discharge")).encode())
+                self.bed.command(json.dumps(session_command(item.event)).encode())
+            else:
+                # drained by the next tick or command, as the live loop batches them
+                self.bed.samples.put(item)
+            if acks:
+                for code, alarm in list(self.core.engine.active.items()):
+                    if alarm.level >= 1 and not alarm.acknowledged:
+                        self.ack(code)
+
+    def ack(self, code: str) -> None:
+        alarm_id = self.core._alarm_ids[code]
+        cmd = {"cmd": "ack", "request_id": f"ack-{code}", "user": "nurse", "alarm_id": alarm_id}
+        self.bed.command(json.dumps(cmd).encode())
+
+    def close(self) -> None:
+        self.journal.close()
+        self.outbox.close()
+
+
+def override(what: str) -> dict[str, Any]:
+    return {"cmd": "override", "request_id": what, "user": "dr", "what": what, "reason": "test"}
+
+
+@pytest.fixture
+def played(tmp_path: Path) -> Iterator[Played]:
+    p = Played(tmp_path)
+    yield p
+    p.close()
+
+
+def state(core: BedCore) -> dict[str, Any]:
+    """Everything a restarted bed must have back."""
+    engine = core.engine
+    return {
+        "phase": core.phase,
+        "session": asdict(core.session) if core.session else None,
+        "baseline": engine.baseline,
+        "active": {
+            code: (a.priority, a.acknowledged, a.level, a.latching, a.condition, a.activated_t)
+            for code, a in engine.active.items()
+        },
+        "alarm_ids": dict(core._alarm_ids),
+        "audio_paused_until": core.audio_paused_until,
+    }
+
+
+def comparable(events: list[AlarmEvent]) -> list[tuple[Any, ...]]:
+    return [(e.t, e.code, e.state, e.alarm_id, e.session_id, e.value) for e in events]
+
+
+def test_a_resumed_core_is_the_core_that_stopped(played: Played) -> None:
+    items = build_scenario("hypertensive-surge", t0=T0, seed=7)
+    # stop mid-infusion, after BP_CRISIS (latched, escalating) and an acknowledgement
+    played.play(items, until=T0 + 2900, acks=True)
+    assert "BP_CRISIS" in played.core.engine.active
+    assert any(e.state.value == "acknowledged" for e in played.events)
+    resumed = BedCore(POLICY, ward="w1", bed="b1")
+    last, replayed = resume(resumed, played.journal)
+    assert last is not None
+    assert replayed > 1000
+    assert state(resumed) == state(played.core)
+    assert resumed.phase is Phase.INFUSION
+
+    # and from here on both make the same events
+    resumed.seq = played.core.seq
+    rest = [i for i in items if T0 + 2900 <= i.t < T0 + 4000]
+    stopped_at = played.clock.now()
+    before = len(played.events)
+    played.play(rest, until=T0 + 4000)
+    live = played.events[before:]
+    mirror: list[AlarmEvent] = []
+    clock = ManualClock(stopped_at)
+    bed = Bed(resumed, clock=clock, tick_grace_s=0.0, emit=lambda e, _s: mirror.extend(e))
+    for item in rest:
+        while math.floor(item.t) > math.floor(clock.now()):
+            second = math.floor(clock.now()) + 1.0
+            clock.set(second)
+            bed.tick(second)
+        clock.set(item.t)
+        if isinstance(item, Step):
+            bed.command(json.dumps(session_command(item.event)).encode())
+        else:
+            bed.samples.put(item)
+    bed.drain()
+    assert comparable(mirror) == comparable(live)
+    assert live, "nothing happened after the restart: the comparison would be vacuous"
+
+
+def test_an_idle_bed_has_nothing_to_resume(played: Played) -> None:
+    items = build_scenario("normal-session", t0=T0, seed=1)
+    played.play(items, until=T0 + 10_600)  # the whole session, discharged
+    assert played.core.phase is Phase.NONE
+    played.bed.tick(T0 + 10_601)
+    resumed = BedCore(POLICY, ward="w1", bed="b1")
+    last, replayed = resume(resumed, played.journal)
+    assert (last, replayed) == (None, 0)
+    assert played.journal.prune(T0 + 40 * 86400) > 0  # and old inputs can go
+
+
+def test_the_exported_session_replays_to_the_events_the_bed_raised(played: Played) -> None:
+    items = build_scenario("desaturation", t0=T0, seed=4)
+    played.play(items, until=T0 + 10_600)
+    (record,) = played.journal.sessions()
+    assert record.closed_t is not None
+    buffer = io.StringIO()
+    write_recording(session_items(played.journal, record), buffer)
+    rows = list(read_recording(buffer.getvalue().splitlines()))
+    replayed = [(e.t, e.code, e.state) for e in replay(rows, POLICY)]
+    # what the bed raised for the patient, before the clean-up acks of the test's discharge
+    journaled = [
+        (e["t"], e["code"], e["state"])
+        for e in played.journal.events(record.session_id)
+        if e["state"] != "acknowledged"
+    ]
+    discharge_t = record.info["discharge_t"]
+    assert [e for e in replayed if e[0] < discharge_t] == [
+        e for e in journaled if e[0] < discharge_t
+    ]
+    assert any(code == "DESAT_CRITICAL" for _, code, _ in replayed)
+
+
+def test_infusion_long_reminds_at_45_minutes_and_clears_at_stop() -> None:
+    core = BedCore(POLICY, ward="w1", bed="b1")
+
+    def cmd(event: SessionEvent, t: float) -> list[AlarmEvent]:
+        outcome = core.command(parse_command(json.dumps(session_command(event)).encode()), t)
+        assert outcome.ok, outcome
+        return [*outcome.ticked, *outcome.events]
+
+    cmd(SessionEvent.SESSION_START, T0)
+    core.command(parse_command(json.dumps(override("bp_pre_gate")).encode()), T0 + 1)
+    cmd(SessionEvent.INFUSION_START, T0 + 600)
+    before = core.tick(T0 + 600 + 2699)
+    assert not [e for e in before if e.code == "INFUSION_LONG"]
+    (reminder,) = [e for e in core.tick(T0 + 600 + 2700) if e.code == "INFUSION_LONG"]
+    assert (reminder.t, reminder.state.value, reminder.priority.value, reminder.kind.value) == (
+        T0 + 3300,
+        "active",
+        "low",
+        "advisory",
+    )
+    stopped = cmd(SessionEvent.INFUSION_STOP, T0 + 3400)
+    assert [(e.code, e.state.value) for e in stopped if e.code == "INFUSION_LONG"] == [
+        ("INFUSION_LONG", "cleared")
+    ]
