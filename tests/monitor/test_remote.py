@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from monitor.commands import OpenSession, parse_command
+from monitor.commands import Checklist, OpenSession, parse_command
 from monitor.remote import build_command
 from tests.helpers import free_port
 
