@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
 from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
@@ -66,6 +67,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def broker_url(v: str) -> str:
+    """`v` if it is an mqtt:// or mqtts:// URL with a host and a usable port.
+
+    The reasons never quote the URL: it may carry a password.
+    """
+    parts = urlsplit(v)
+    if parts.scheme not in {"mqtt", "mqtts"}:
+        raise ValueError("scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("bad port") from None
+    if port == 0:
+        raise ValueError("bad port: 0")
+    return v
+
+
 class BedSettings(_Model):
     """Which bed this daemon watches; these names form the MQTT prefix."""
 
@@ -105,18 +125,18 @@ class BrokerSettings(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in {"mqtt", "mqtts"}:
-            raise ValueError("scheme must be mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError("URL has no host")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        if port == 0:
-            raise ValueError("bad port: 0")
-        return v
+        return broker_url(v)
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        # TLS files with a plain mqtt:// URL would be ignored and the password sent in clear:
+        # a config that says TLS must get TLS, or not start
+        files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
+        if files and not self.tls:
+            raise ValueError(f"{', '.join(files)} given, but url is not mqtts://")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file without cert_file")
+        return self
 
     @property
     def host(self) -> str:
@@ -230,6 +250,11 @@ class MqttDriver(_DriverBase):
     broker_url: str | None = Field(
         default=None, description="another broker than [broker]; default the ward broker"
     )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, v: str | None) -> str | None:
+        return None if v is None else broker_url(v)
 
     @field_validator("topic")
     @classmethod

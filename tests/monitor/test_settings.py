@@ -79,6 +79,8 @@ def test_example_loads_with_its_values() -> None:
 
 def test_every_commented_key_of_the_example_is_valid(tmp_path: Path) -> None:
     text = uncommented(EXAMPLE.read_text(encoding="utf-8"))
+    # the TLS files the example comments go with an mqtts:// URL (checked below)
+    text = text.replace('url = "mqtt://127.0.0.1:1883"', 'url = "mqtts://127.0.0.1:8883"', 1)
     # the switch-on really switched something on (guards the helper itself)
     assert 'password = "..."' in text
     assert "\n[clock]" in text
@@ -421,3 +423,31 @@ def test_arbitrary_driver_entries_give_settings_or_located_problems(value: Any) 
     except ConfigError as exc:
         for p in exc.problems:
             assert p.key.startswith("drivers[0]")
+
+
+@pytest.mark.parametrize(
+    ("broker", "reason"),
+    [
+        ('url = "mqtt://b:1883"\nca_file = "/ca.crt"', "ca_file given, but url is not mqtts://"),
+        ('url = "mqtts://b"\nkey_file = "/k.pem"', "key_file without cert_file"),
+    ],
+)
+def test_tls_files_need_tls(tmp_path: Path, broker: str, reason: str) -> None:
+    text = f'[bed]\nward = "w1"\nbed = "b1"\n[broker]\n{broker}\n'
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, text), environ={})
+    (problem,) = e.value.problems
+    assert problem.key == "broker"
+    assert reason in problem.reason
+
+
+def test_a_bad_driver_broker_url_never_shows_its_password(tmp_path: Path) -> None:
+    text = (
+        '[bed]\nward = "w1"\nbed = "b1"\n[[drivers]]\nkind = "mqtt"\ndevice_id = "m"\n'
+        'topic = "t"\nbroker_url = "mqtt://user:s3cret@host:0"\n'
+    )
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, text), environ={})
+    assert "s3cret" not in str(e.value)
+    (problem,) = e.value.problems
+    assert problem.key == "drivers[0].broker_url"
