@@ -10,7 +10,9 @@ What it does:
    just before `publish` to its arrival at the subscriber.
 3. Alarm path: `vigil run` as a real subprocess, with a one-rule policy (HRE >= 140, zero delay,
    non-latching, `clear_after_s = 0`). Each trial publishes an HR 150 Sample JSON on the monitor
-   topic (QoS 1) and times until the `active` event arrives on `<prefix>/alarms`; then an HR 70
+   topic (QoS 1) and times until the `active` event arrives on `<prefix>/alarms` at a subscriber
+   holding the nurse console's subscriptions (`vigil watch`: every bed's status, session,
+   vitals, alarms, active alarms and command results); then an HR 70
    sample, timed separately until its `cleared` event. Each step also waits for the sample's echo
    on `<prefix>/vitals`, which the daemon publishes after the event and the retained state, so
    every trial starts with the daemon idle.
@@ -52,6 +54,7 @@ from alarms.policy import load_policy
 from monitor.daemon import Daemon
 from monitor.settings import Settings, load_settings
 from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
+from monitor.watch.app import subscriptions
 from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 if TYPE_CHECKING:
@@ -212,8 +215,9 @@ async def measure_alarm_path(
     cleared: list[float] = []
     t = float(int(time.time()))  # sample time: +1 s per trial, strictly increasing
     async with _client(broker, protocol, "ward") as sub, _client(broker, protocol, "mon") as pub:
-        await sub.subscribe(alarms, qos=1)
-        await sub.subscribe(vitals, qos=1)
+        # the subscriber is a nurse console: the subscriptions `vigil watch` makes
+        for topic in subscriptions(None):
+            await sub.subscribe(topic, qos=1)
         async with _arrivals(sub) as queue:
             t = await _until_ready(pub, queue, t)
             for i in range(-WARMUP, trials):
@@ -231,8 +235,8 @@ async def measure_alarm_path(
                     active.append(on - t0)
                     cleared.append(off - t1)
     return (
-        Figures("alarm path publish -> active", active),
-        Figures("clear path publish -> cleared", cleared),
+        Figures("alarm path bedside -> console, active", active),
+        Figures("clear path bedside -> console, cleared", cleared),
     )
 
 

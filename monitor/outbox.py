@@ -109,3 +109,10 @@ class Outbox:
     def remove(self, seq: int) -> None:
         """Forget an event the broker has acknowledged."""
         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def remove_many(self, seqs: list[int]) -> None:
+        """Forget events the broker has acknowledged, in one transaction."""
+        if seqs:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])

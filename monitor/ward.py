@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.clock import Clock
-from monitor.outbox import Outbox
+from monitor.outbox import Outbox, OutboxEntry
 from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
@@ -40,6 +40,9 @@ log = logging.getLogger("vigil.ward")
 # Nagle's algorithm holds a small alarm publish back until the ACK of the vitals message before
 # it, which the broker delays (~40 ms); an alarm must not wait for that (bench/latency.py).
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+# Alarm publishes in flight at once: below paho's default of 20 in-flight QoS 1 messages.
+PIPELINE = 16
 
 CommandHandler = Callable[[bytes], dict[str, Any]]
 StateProvider = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
@@ -236,6 +239,36 @@ class WardLink:
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("event=goodbye_failed error=%r", exc)
 
+    async def _publish_alarms(self, client: aiomqtt.Client, entries: list[OutboxEntry]) -> None:
+        """Publish `entries` with their PUBACKs awaited together; forget those acknowledged.
+
+        One TCP connection keeps them in order at the broker (MQTT 3.1.1 §4.6), so several in
+        flight cost no ordering; waiting for each PUBACK before the next publish would make a
+        backlog drain at one broker round trip per event. Only the acknowledged prefix leaves
+        the outbox: after a failure the rest goes again, in `seq` order (at least once).
+        """
+        timeout = self._settings.timeouts.publish_s
+        results = await asyncio.gather(
+            *(
+                client.publish(
+                    f"{self.prefix}/alarms",
+                    json.dumps(entry.payload).encode(),
+                    qos=1,
+                    timeout=timeout,
+                )
+                for entry in entries
+            ),
+            return_exceptions=True,
+        )
+        raise_if_cancelled()
+        delivered: list[int] = []
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, BaseException):
+                self._outbox.remove_many(delivered)
+                raise result
+            delivered.append(entry.seq)
+        self._outbox.remove_many(delivered)  # only after PUBACK
+
     async def _send(self, client: aiomqtt.Client) -> None:
         timeout = self._settings.timeouts.publish_s
         expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped
@@ -246,16 +279,8 @@ class WardLink:
             self._wake.clear()
             # alarms first: they outrank vitals (style-study P12)
             # the backlog of a broken link or of a restart first, in seq order, then live ones
-            while entries := self._outbox.peek():
-                for entry in entries:
-                    await client.publish(
-                        f"{self.prefix}/alarms",
-                        json.dumps(entry.payload).encode(),
-                        qos=1,
-                        timeout=timeout,
-                    )
-                    raise_if_cancelled()
-                    self._outbox.remove(entry.seq)  # only after PUBACK
+            while entries := self._outbox.peek(PIPELINE):
+                await self._publish_alarms(client, entries)
             if self._state_dirty:
                 self._state_dirty = False
                 active, session = self._state()
