@@ -118,6 +118,13 @@ class Bed:
             self._record("samples", self._clock.now(), samples_data(batch))
             self._emit(self.core.samples(batch), batch)
 
+    def _closed_info(self, before: SessionInfo, now: float) -> dict[str, Any]:
+        journal = self._journal
+        assert journal is not None
+        record = journal.session(before.session_id)
+        kept = record.info if record is not None else {}
+        return asdict(before) | {"baseline": kept.get("baseline"), "discharge_t": now}
+
     def _record(self, kind: InputKind, t: float, data: Any) -> int:
         """Journal an input before it is applied (`monitor.journal`); its id, 0 without one."""
         return 0 if self._journal is None else self._journal.record(kind, t, data)
@@ -127,13 +134,15 @@ class Bed:
         journal, after = self._journal, self.core.session
         if journal is None:
             return
-        if after is not None and after is not before:
-            journal.session_opened(asdict(after), input_id)
-        elif after is not None:
-            journal.session_updated(asdict(after))
+        if after is not None:
+            baseline = self.core.engine.baseline
+            info = asdict(after) | {"baseline": asdict(baseline) if baseline else None}
+            if after is not before:
+                journal.session_opened(info, input_id)
+            else:
+                journal.session_updated(info)
         elif before is not None:
-            info = asdict(before) | {"discharge_t": now}
-            journal.session_updated(info)
+            journal.session_updated(self._closed_info(before, now))
             journal.session_closed(before.session_id, now, input_id)
 
     def command(self, payload: bytes) -> dict[str, Any]:

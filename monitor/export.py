@@ -56,7 +56,7 @@ def open_journal(args: argparse.Namespace) -> Journal:
             raise UsageError(str(exc)) from exc
     if not path.is_file():
         raise UsageError(f"no journal at {path}")
-    return Journal(path)
+    return Journal(path.resolve(), readonly=True)
 
 
 def session_items(journal: Journal, record: SessionRecord) -> list[ScenarioItem]:

@@ -110,12 +110,20 @@ def samples_from(data: list[list[Any]]) -> list[Sample]:
 class Journal:
     """Append-only record of the bed's inputs and sessions (see the module docstring)."""
 
-    def __init__(self, path: Path, *, keep_days: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, path: Path, *, keep_days: float = 30.0, readonly: bool = False) -> None:
+        """Open (and create) the journal at `path`; `readonly` for tools that only read it.
+
+        A read-only journal is opened with SQLite's ``mode=ro``: the reader needs no write
+        access to it and cannot change what the bed wrote.
+        """
+        if readonly:
+            self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
         self._keep_s = keep_days * _DAY_S
         self._idle = self._meta("idle_mark")
 

@@ -70,6 +70,13 @@ PHASE_COLOURS: Final = {"pre": "#9e9e9e", "infusion": "#ab47bc", "post": "#42a5f
 BASELINE_WINDOW_S: Final = 300.0  # ALARMS.md "Baseline": HR0, SPO2_0 over the last 300 s of pre
 _DPI: Final = 110
 _KNOWN_LISTED: Final = 20  # how many session ids an "unknown session" message lists
+_SECONDS_SHOWN_BELOW_S: Final = 30 * 60.0  # a shorter session's clock axis shows seconds
+# legends right of the plots, so they never hide a reading or a phase label
+_LEGEND_OUTSIDE: Final[dict[str, Any]] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.0, 1.0),
+    "fontsize": 8,
+}
 
 
 class ReportError(Exception):
@@ -550,7 +557,10 @@ def render_figure(data: ReportData) -> Figure:
         "when the session opened"
     )
     top = ax_bp.secondary_xaxis("top")
-    top.xaxis.set_major_formatter(lambda m, _pos: f"{data.local(data.opened_t + m * 60.0):%H:%M}")
+    clock = "%H:%M" if data.end_t - data.opened_t > _SECONDS_SHOWN_BELOW_S else "%H:%M:%S"
+    top.xaxis.set_major_formatter(
+        lambda m, _pos: data.local(data.opened_t + m * 60.0).strftime(clock)
+    )
     top.set_xlabel(f"clock time ({_offset(opened)})")
 
     _draw_facts(ax_text, data)
@@ -608,8 +618,10 @@ def _plot_bp(ax: Axes, data: ReportData) -> None:
             ax.axhline(value, color="#555555", linestyle=":", linewidth=1.2, label=label)
             label = "_"  # one legend entry for both lines
     ax.set_ylabel("blood pressure (mmHg)")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + (hi - lo) * 0.12)  # room for the phase labels above the readings
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+        ax.legend(**_LEGEND_OUTSIDE)
     else:
         ax.text(0.5, 0.5, "no BP readings", transform=ax.transAxes, ha="center")
 
@@ -634,7 +646,7 @@ def _plot_rates(ax: Axes, data: ReportData) -> None:
         )
     ax.set_ylabel("heart / pulse rate (/min)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+        ax.legend(**_LEGEND_OUTSIDE)
 
 
 def _plot_spo2(ax: Axes, data: ReportData) -> None:
@@ -644,7 +656,7 @@ def _plot_spo2(ax: Axes, data: ReportData) -> None:
         finite = [v for v in s.value if math.isfinite(v)]
         low = min([*finite, 90.0])
         ax.set_ylim(max(50.0, math.floor(low) - 2.0), 100.8)
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        ax.legend(**_LEGEND_OUTSIDE)
     ax.set_ylabel("SpO2 (%)")
 
 

@@ -6,9 +6,11 @@ and from `bench/` scripts that add `tests/` to their path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,11 +22,14 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "MQTT_MONITOR",
     "BrokerImplementation",
     "BrokerProcess",
     "free_port",
     "mosquitto_path",
+    "stop_process",
     "wait_for_port",
+    "write_bed_config",
 ]
 
 BrokerImplementation = Literal["mosquitto", "amqtt"]
@@ -237,3 +242,45 @@ def _default_implementation() -> BrokerImplementation:
     if forced:
         raise RuntimeError(f"{BROKER_ENV} must be 'mosquitto' or 'amqtt', not {forced!r}")
     return "mosquitto" if mosquitto_path() is not None else "amqtt"
+
+
+MQTT_MONITOR: str = 'kind = "mqtt"\ndevice_id = "mon1"\ntopic = "monitors/mon1/samples"\n'
+
+
+def write_bed_config(
+    path: Path,
+    broker: BrokerProcess,
+    *,
+    driver: str = MQTT_MONITOR,
+    speed: float | None = None,
+    anchor: float | None = None,
+    extra: str = "",
+) -> Path:
+    """A bed config for a `vigil run` under test: bed w1/b1 on `broker`, journal beside it.
+
+    Metrics are off (one port fewer to clash on). `driver` is the body of the one
+    `[[drivers]]` entry; with `speed` the daemon runs on a simulated clock from `anchor`;
+    `extra` is more TOML (sections) put before the driver.
+    """
+    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+    clock = f"[clock]\nspeed = {speed}\nanchor = {anchor}\n" if speed is not None else ""
+    path.write_text(
+        f'[bed]\nward = "w1"\nbed = "b1"\n'
+        f'[broker]\nurl = "{broker.url}"\nprotocol = "{protocol}"\n'
+        f'[journal]\npath = "{path.parent / "journal.sqlite"}"\n'
+        f"[metrics]\nenabled = false\n{clock}{extra}"
+        f"[[drivers]]\n{driver}"
+    )
+    return path
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 10.0) -> int:  # noqa: ASYNC109 - a plain bound
+    """SIGTERM, then SIGKILL after `timeout` s; the exit status."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(timeout):
+            return await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        return await proc.wait()

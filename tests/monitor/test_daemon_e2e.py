@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
 SPEED = 250.0
@@ -30,40 +29,7 @@ DEADLINE_S = 90.0
 
 
 def write_config(path: Path, broker: BrokerProcess, *, anchor: float) -> Path:
-    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
-    path.write_text(
-        f"""
-[bed]
-ward = "w1"
-bed = "b1"
-[broker]
-url = "{broker.url}"
-protocol = "{protocol}"
-[journal]
-path = "{path.parent / "journal.sqlite"}"
-[metrics]
-enabled = false
-[clock]
-speed = {SPEED}
-anchor = {anchor}
-[[drivers]]
-kind = "mqtt"
-device_id = "mon1"
-topic = "monitors/mon1/samples"
-"""
-    )
-    return path
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(10):
-            return await proc.wait()
-    except TimeoutError:
-        proc.kill()
-        return await proc.wait()
+    return write_bed_config(path, broker, speed=SPEED, anchor=anchor)
 
 
 def expected_desat_time(spo2: list[tuple[float, float | None]], infusion_t: float) -> float:
@@ -136,8 +102,8 @@ async def test_simulator_to_daemon_to_ward_desat(
                         break
         finally:
             if simulator is not None:
-                await _stop(simulator)
-            daemon_rc = await _stop(daemon)
+                await stop_process(simulator)
+            daemon_rc = await stop_process(daemon)
         output = (await daemon.stdout.read()).decode() if daemon.stdout else ""
         # after SIGTERM the retained status is `offline`, published by the daemon itself
         async with asyncio.timeout(10):

@@ -22,39 +22,15 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.helpers import BrokerProcess
-from tests.monitor.test_serial_e2e import _stop
+from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
 SPEED = 250.0
 
 
 def write_config(path: Path, broker: BrokerProcess, anchor: float) -> Path:
-    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
-    path.write_text(
-        f"""
-[bed]
-ward = "w1"
-bed = "b1"
-[broker]
-url = "{broker.url}"
-protocol = "{protocol}"
-[journal]
-path = "{path.parent / "journal.sqlite"}"
-[metrics]
-enabled = false
-[timeouts]
-backoff_max_s = 1.0
-[clock]
-speed = {SPEED}
-anchor = {anchor}
-[[drivers]]
-kind = "mqtt"
-device_id = "mon1"
-topic = "monitors/mon1/samples"
-"""
-    )
-    return path
+    extra = "[timeouts]\nbackoff_max_s = 1.0\n"
+    return write_bed_config(path, broker, speed=SPEED, anchor=anchor, extra=extra)
 
 
 async def start_daemon(config: Path) -> asyncio.subprocess.Process:
@@ -120,12 +96,12 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
                 lambda a: any(x["code"] == "MONITORING_GAP" for x in a),
             )
     finally:
-        await _stop(simulator)
+        await stop_process(simulator)
         if daemon.returncode is None:
             daemon.kill()
             await daemon.wait()
         if again is not None:
-            await _stop(again)
+            await stop_process(again)
 
     # the same session, with its baseline and dose, in the phase the scenario is in
     assert after["session"]["session_id"] == before["session"]["session_id"]

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from monitor.vocabulary import SessionEvent
 from simulators.mqtt_monitor import session_command
 from simulators.scenarios import Step, build_scenario
 from simulators.serial_monitor import SerialMonitor
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
 SPEED = 250.0
@@ -57,42 +56,9 @@ CASES = [
 
 
 def write_config(path: Path, broker: BrokerProcess, case: Case, port: Path, anchor: float) -> Path:
-    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
-    path.write_text(
-        f"""
-[bed]
-ward = "w1"
-bed = "b1"
-[broker]
-url = "{broker.url}"
-protocol = "{protocol}"
-[journal]
-path = "{path.parent / "journal.sqlite"}"
-[metrics]
-enabled = false
-[timeouts]
-backoff_max_s = 1.0
-[clock]
-speed = {SPEED}
-anchor = {anchor}
-[[drivers]]
-kind = "{case.kind}"
-device_id = "dev1"
-port = "{port}"
-"""
-    )
-    return path
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(10):
-            return await proc.wait()
-    except TimeoutError:
-        proc.kill()
-        return await proc.wait()
+    driver = f'kind = "{case.kind}"\ndevice_id = "dev1"\nport = "{port}"\n'
+    extra = "[timeouts]\nbackoff_max_s = 1.0\n"
+    return write_bed_config(path, broker, driver=driver, speed=SPEED, anchor=anchor, extra=extra)
 
 
 async def nurse(client: aiomqtt.Client, clock: SimulatedClock, steps: list[Step]) -> None:
@@ -158,7 +124,7 @@ async def test_serial_monitor_to_ward_and_unplug(
                 await playing
             if unplugged is not None:
                 await unplugged
-            rc = await _stop(daemon)
+            rc = await stop_process(daemon)
         output = (await daemon.stdout.read()).decode() if daemon.stdout else ""
 
     assert rc == 0, output

@@ -21,8 +21,7 @@ import pytest
 
 from monitor.commands import Checklist
 from monitor.journal import Journal
-from tests.helpers import BrokerProcess
-from tests.monitor.test_serial_e2e import _stop
+from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -31,26 +30,7 @@ PATIENT = ["patient_id=P-0042", "weight_kg=70", "concentration_mg_per_ml=10"]
 
 
 def write_config(path: Path, broker: BrokerProcess) -> Path:
-    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
-    path.write_text(
-        f"""
-[bed]
-ward = "w1"
-bed = "b1"
-[broker]
-url = "{broker.url}"
-protocol = "{protocol}"
-[journal]
-path = "{path.parent / "journal.sqlite"}"
-[metrics]
-enabled = false
-[[drivers]]
-kind = "mqtt"
-device_id = "mon1"
-topic = "{TOPIC}"
-"""
-    )
-    return path
+    return write_bed_config(path, broker)
 
 
 async def vigil(*argv: str) -> tuple[int, str, str]:
@@ -177,7 +157,7 @@ async def test_a_whole_session_with_every_refusal(
             assert discharged["ok"], discharged
             assert bed.session["phase"] == "none"
     finally:
-        rc = await _stop(daemon)
+        rc = await stop_process(daemon)
     assert rc == 0
 
     # the journal has the session with both overrides, who gave them and why
