@@ -208,10 +208,13 @@ def session_id(core: BedCore) -> str:
 def test_dose_and_rate_70kg_at_10mg_per_ml(core: BedCore) -> None:
     # 0.5 mg/kg x 70 kg = 35 mg; 35 mg / 10 mg/mL = 3.5 mL over 40 min = 5.25 mL/h
     outcome = ok(core.command(open_cmd(70.0, 10.0), T0))
-    assert outcome.detail == {"dose_mg": 35.0, "rate_ml_per_h": 5.25}
+    assert core.session is not None
+    sid = core.session.session_id
+    assert outcome.detail == {"session_id": sid, "dose_mg": 35.0, "rate_ml_per_h": 5.25}
     assert outcome.result_json() == {
         "request_id": "r-open",
         "ok": True,
+        "session_id": sid,
         "dose_mg": 35.0,
         "rate_ml_per_h": 5.25,
     }
@@ -667,3 +670,17 @@ def test_record_score_needs_a_session_and_records_who(core: BedCore) -> None:
     ok(core.command(score, T0 + 5))
     scores: list[dict[str, Any]] = core.session_state(T0 + 5)["session"]["scores"]
     assert scores == [{"scale": "PCL-5", "value": 51.0, "t": T0 + 5, "user": NURSE}]
+
+
+def test_the_session_id_is_the_same_when_the_journal_is_replayed(core: BedCore) -> None:
+    # recovery replays open_session: the id must come out the same, and differ per session
+    ok(core.command(open_cmd(70.0, 10.0), T0))
+    again = BedCore(core.policy, ward="w1", bed="b3")
+    ok(again.command(open_cmd(70.0, 10.0), T0))
+    other = BedCore(core.policy, ward="w1", bed="b3")
+    ok(other.command(open_cmd(70.0, 10.0), T0 + 1))
+    assert core.session is not None
+    assert again.session is not None
+    assert other.session is not None
+    assert core.session.session_id == again.session.session_id
+    assert other.session.session_id != core.session.session_id
