@@ -72,6 +72,9 @@ def make_client(
         socket_options=NO_DELAY,
     )
     _refused_is_not_delivered(client)
+    # a backlog goes out PIPELINE publishes at a time (`WardLink._publish_alarms`): expected,
+    # not worth aiomqtt's warning at its default of 10 pending calls
+    client.pending_calls_threshold = 2 * PIPELINE
     return client
 
 

@@ -215,6 +215,9 @@ class BrokerProcess:
             "allow_anonymous true\n"
             # as a ward broker should be configured (config/mosquitto): no Nagle delay
             "set_tcp_nodelay true\n"
+            # as config/mosquitto sizes it: the default 1000 queued QoS 1 messages per client
+            # would drop part of an alarm backlog sent faster than a subscriber takes it in
+            "max_queued_messages 20000\n"
             + self._persistence()
             # stderr goes to broker.log (opened by us, so mosquitto dropping root privileges to
             # its own user cannot make the log unwritable).
