@@ -40,6 +40,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_broker_credentials(p: argparse.ArgumentParser) -> None:
+    """Who a console or a shell is at a secured ward broker (config/mosquitto).
+
+    The password is never an argument (it would show in the process list): it comes from
+    VIGIL_BROKER__PASSWORD, as the daemon's does.
+    """
+    p.add_argument(
+        "--username", default=None, help="broker user (password: $VIGIL_BROKER__PASSWORD)"
+    )
+    p.add_argument("--ca-file", type=Path, default=None, help="CA of the broker's certificate")
+    p.add_argument("--cert-file", type=Path, default=None, help="client certificate (mutual TLS)")
+    p.add_argument("--key-file", type=Path, default=None, help="its private key")
+
+
 def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil cmd` and `vigil export`: a bed's session from the shell and from its journal."""
     p = sub.add_parser("export", help="a session from the journal as a recording CSV")
@@ -60,6 +74,7 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument("--config", type=Path, default=None, help="bed config: broker and bed")
     p.add_argument("--broker", default=None, help="broker URL (instead of --config)")
+    _add_broker_credentials(p)
     p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
     p.add_argument("--user", default=None, help="who sends it (default: the login name)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
@@ -165,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--broker", required=True, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
     )
+    _add_broker_credentials(p)
     p.add_argument("--ward", default=None, help="show this ward only (default: every ward)")
     p.add_argument("--user", default=None, help="who acknowledges (default: the login name)")
     p.add_argument(

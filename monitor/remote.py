@@ -23,9 +23,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+from pydantic import ValidationError
 
 from monitor.configfile import ConfigError
-from monitor.settings import Settings, load_settings
+from monitor.settings import Settings, cli_broker, load_settings
 from monitor.ward import make_client
 
 if TYPE_CHECKING:
@@ -70,11 +71,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.broker is None or args.bed is None:
         raise ValueError("give --config FILE, or --broker URL and --bed PREFIX")
     ward, _, bed = args.bed.removeprefix("vigil/").partition("/")
-    return Settings.model_validate(
-        {
-            "bed": {"ward": ward or "w", "bed": bed or "b"},
-            "broker": {"url": args.broker, "prefix": args.bed},
-        }
+    try:
+        broker = cli_broker(args, args.broker).model_copy(update={"prefix": args.bed})
+    except ValidationError as exc:
+        reason = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ValueError(f"bad --broker or TLS options: {reason}") from None
+    return Settings.model_validate({"bed": {"ward": ward or "w", "bed": bed or "b"}}).model_copy(
+        update={"broker": broker}
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "MqttDriver",
     "Settings",
     "TimeoutSettings",
+    "cli_broker",
     "load_settings",
 ]
 
@@ -348,6 +349,26 @@ def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def cli_broker(args: Any, url: str, environ: dict[str, str] | None = None) -> BrokerSettings:
+    """The broker of a command-line tool (`vigil watch`, `vigil cmd`).
+
+    `url` and the ``--username``, ``--ca-file``, ``--cert-file``, ``--key-file`` options of
+    `args`, with the password from ``VIGIL_BROKER__PASSWORD`` (never an argument: the process
+    list shows those).
+
+    Raises:
+        pydantic.ValidationError: a bad URL, or TLS files with a plain mqtt:// URL.
+    """
+    env = os.environ if environ is None else environ
+    fields: dict[str, Any] = {"url": url}
+    for key in ("username", "ca_file", "cert_file", "key_file"):
+        if getattr(args, key, None) is not None:
+            fields[key] = getattr(args, key)
+    if env.get("VIGIL_BROKER__PASSWORD"):
+        fields["password"] = env["VIGIL_BROKER__PASSWORD"]
+    return BrokerSettings.model_validate(fields)
 
 
 def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings:

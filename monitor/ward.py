@@ -29,11 +29,11 @@ from paho.mqtt.properties import Properties
 
 from monitor.clock import Clock
 from monitor.outbox import Outbox, OutboxEntry
-from monitor.settings import Settings
+from monitor.settings import BrokerSettings, Settings
 from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
-__all__ = ["NO_DELAY", "WardLink", "make_client"]
+__all__ = ["NO_DELAY", "WardLink", "make_client", "tls_context_for"]
 
 log = logging.getLogger("vigil.ward")
 
@@ -48,16 +48,22 @@ CommandHandler = Callable[[bytes], dict[str, Any]]
 StateProvider = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
+def tls_context_for(b: BrokerSettings) -> ssl.SSLContext | None:
+    """The TLS context for `b`: None for mqtt://; for mqtts:// the CA and client certificate."""
+    if not b.tls:
+        return None
+    context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+    if b.cert_file is not None:
+        context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+    return context
+
+
 def make_client(
     settings: Settings, *, identifier: str, will: aiomqtt.Will | None = None
 ) -> aiomqtt.Client:
     """An aiomqtt client for the ward broker of `settings` (TLS and credentials included)."""
     b = settings.broker
-    tls_context = None
-    if b.tls:
-        tls_context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
-        if b.cert_file is not None:
-            tls_context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+    tls_context = tls_context_for(b)
     client = aiomqtt.Client(
         b.host,
         b.port,

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import signal
-import ssl
 import sys
 import termios
 import tty
@@ -36,9 +35,9 @@ import aiomqtt
 from pydantic import ValidationError
 
 from monitor.clock import Clock, RealClock
-from monitor.settings import BrokerSettings
+from monitor.settings import BrokerSettings, cli_broker
 from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
-from monitor.ward import NO_DELAY
+from monitor.ward import NO_DELAY, tls_context_for
 from monitor.watch.model import DEFAULT_STALE_S, Outgoing, WardView, to_ansi
 
 __all__ = ["Terminal", "Watch", "decode_keys", "subscriptions", "watch_main"]
@@ -239,11 +238,15 @@ class Watch:
         return aiomqtt.Client(
             b.host,
             b.port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
+            username=b.username or (unquote(parts.username) if parts.username else None),
+            password=(
+                b.password.get_secret_value()
+                if b.password is not None
+                else (unquote(parts.password) if parts.password else None)
+            ),
             identifier=f"vigil-watch-{user}-{uuid.uuid4().hex[:6]}",
             keepalive=KEEPALIVE_S,
-            tls_context=ssl.create_default_context() if b.tls else None,
+            tls_context=tls_context_for(b),
             timeout=BROKER_TIMEOUT_S,
             socket_options=NO_DELAY,
         )
@@ -289,7 +292,7 @@ class Watch:
 def watch_main(args: argparse.Namespace) -> int:
     """`vigil watch --broker URL [--ward W] [--user NAME] [--stale-s S]`."""
     try:
-        broker = BrokerSettings(url=args.broker)
+        broker = cli_broker(args, args.broker)
     except ValidationError as exc:
         reason = "; ".join(str(e["msg"]) for e in exc.errors())
         print(f"vigil watch: bad --broker {args.broker!r}: {reason}", file=sys.stderr)

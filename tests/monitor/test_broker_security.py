@@ -20,11 +20,13 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -550,6 +552,20 @@ async def test_the_daemon_over_tls_with_credentials_refuses_a_malformed_command(
             assert garbage["ok"] is False
             assert "not JSON" in garbage["error"]
             assert daemon.core.session is None  # refusals change nothing
+
+            # a nurse's shell, as the console user over TLS: vigil cmd with the ward CA and
+            # the password from the environment (never on the command line)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monitor.cli", "cmd", "audio_pause",
+                "--broker", ward.url, "--bed", PREFIX, "--ca-file", str(ward.secrets.ca_file),
+                "--username", CONSOLE, "--user", "nurse-kim",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "VIGIL_BROKER__PASSWORD": ward.secrets.passwords[CONSOLE]},
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert json.loads(out)["ok"] is True
+            assert daemon.core.audio_paused_until is not None
 
             # and the monitor's samples reach the ward through the bed (read ACL, driver TLS)
             now = time.time()
