@@ -37,6 +37,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from drivers import transparency
 from drivers.base import DriverStats
 from drivers.samples import judged
 from drivers.serialport import Received
@@ -92,7 +93,7 @@ __all__ = [
 # Framing (ge_s5.md §1.2, §8).
 FLAG: Final = 0x7E
 ESC: Final = 0x7D
-_ESC_BIT: Final = 0x20  # the escaped byte is sent with bit 5 cleared
+_FRAMING: Final = frozenset({FLAG, ESC})  # the bytes sent escaped ([CI] p.3)
 HEADER_SIZE: Final = 40
 # [DRI] §2.2: the data area is at most 1450 bytes, so a record is at most 1490 and the unescaped
 # payload (record + checksum) at most 1491; escaped, at most twice that between the flags.
@@ -285,28 +286,12 @@ class BasicValues:
 
 
 def _escape(payload: bytes) -> bytes:
-    # 0x7D first, so the 0x7D of an escaped 0x7E is not escaped again ([CI] p.3)
-    return payload.replace(b"\x7d", b"\x7d\x5d").replace(b"\x7e", b"\x7d\x5e")
+    return transparency.escape(payload, _FRAMING)
 
 
 def _unescape(raw: bytes) -> bytes | None:
     """The bytes between two flags with the escapes undone; None for an illegal escape."""
-    if ESC not in raw:
-        return raw
-    out = bytearray()
-    i = 0
-    n = len(raw)
-    while i < n:
-        b = raw[i]
-        if b == ESC:
-            if i + 1 >= n or raw[i + 1] not in {FLAG & ~_ESC_BIT, ESC & ~_ESC_BIT}:
-                return None
-            out.append(raw[i + 1] | _ESC_BIT)
-            i += 2
-        else:
-            out.append(b)
-            i += 1
-    return bytes(out)
+    return transparency.unescape(raw, _FRAMING)
 
 
 def encode_frame(record: bytes) -> bytes:

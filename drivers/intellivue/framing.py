@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from drivers import transparency
 from drivers.base import DriverStats
 
 __all__ = [
@@ -101,13 +102,7 @@ def fcs16(data: bytes) -> int:
 
 def escape(data: bytes) -> bytes:
     """`data` with every C0, C1 and 7D sent as 7D and the byte XOR 0x20."""
-    out = bytearray()
-    for byte in data:
-        if byte in _SPECIAL:
-            out += bytes((ESC, byte ^ 0x20))
-        else:
-            out.append(byte)
-    return bytes(out)
+    return transparency.escape(data, _SPECIAL)
 
 
 def encode_frame(user_data: bytes) -> bytes:
@@ -124,22 +119,8 @@ def encode_frame(user_data: bytes) -> bytes:
 
 
 def _unescape(raw: bytes) -> bytes | DropReason:
-    if ESC not in raw:
-        return raw
-    out = bytearray()
-    i = 0
-    n = len(raw)
-    while i < n:
-        byte = raw[i]
-        if byte == ESC:
-            if i + 1 == n or (raw[i + 1] ^ 0x20) not in _SPECIAL:
-                return DropReason.BAD_ESCAPE
-            out.append(raw[i + 1] ^ 0x20)
-            i += 2
-        else:
-            out.append(byte)
-            i += 1
-    return bytes(out)
+    out = transparency.unescape(raw, _SPECIAL)
+    return DropReason.BAD_ESCAPE if out is None else out
 
 
 def _check(frame: bytes) -> bytes | DropReason:
