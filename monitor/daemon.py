@@ -58,6 +58,8 @@ SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
+# How often old journal inputs are pruned (`Journal.prune`), in seconds of bed time.
+PRUNE_EVERY_S = 3600
 # A restart shorter than this (a couple of ticks) is not worth a nurse's attention.
 GAP_REPORT_S = 2.0
 # `WATCHDOG=1` is sent only if the bed processed a tick within the watchdog interval plus one
@@ -217,8 +219,12 @@ class Bed:
         self.drain()
         input_id = self._record("tick", tick, tick)
         self._emit(self.core.tick(tick), [])
-        if self._journal is not None and self.core.idle:
-            self._journal.idle(input_id)
+        if self._journal is not None:
+            if self.core.idle:
+                self._journal.idle(input_id)
+            if tick % PRUNE_EVERY_S == 0:
+                # a bed that runs for months must not grow its journal for ever
+                self._journal.prune(tick)
         self.last_tick = tick
         self.last_tick_monotonic = time.monotonic()
         self.ticked.set()

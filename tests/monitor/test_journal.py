@@ -218,3 +218,24 @@ def test_infusion_long_reminds_at_45_minutes_and_clears_at_stop() -> None:
     assert [(e.code, e.state.value) for e in stopped if e.code == "INFUSION_LONG"] == [
         ("INFUSION_LONG", "cleared")
     ]
+
+
+def test_the_bed_prunes_its_journal_every_hour(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, keep_days=60 / 86400)  # keep a minute
+    outbox = Outbox(path)
+    start = 3600.0 * 500_000  # a whole hour
+    clock = ManualClock(start - 120)
+    core = BedCore(POLICY, ward="w1", bed="b1")
+    bed = Bed(core, clock=clock, tick_grace_s=0.0, emit=lambda _e, _s: None, journal=journal)
+    try:
+        for second in range(-119, 1):  # two idle minutes of ticks, the last on the hour
+            clock.set(start + second)
+            bed.tick(start + second)
+        kept = [i.t for i in journal.inputs()]
+        # at the hour, everything older than a minute went
+        assert min(kept) >= start - 60
+        assert len(kept) == 61
+    finally:
+        journal.close()
+        outbox.close()
