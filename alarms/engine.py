@@ -264,13 +264,17 @@ class AlarmEngine:
         """
         priority, kind = SYSTEM_ALARMS[code]
         t = max(t, self._now)
-        if active == (code in self.active):
+        out: list[AlarmEvent] = []
+        if active and latching and code in self.active:
+            # a new occurrence of a latched condition (a second gap) is announced on its own,
+            # not hidden behind the first, acknowledged or not
+            out.append(self._clear(code, t, message=f"{code} superseded by a new occurrence"))
+        elif active == (code in self.active):
             return []
         if not active:
             if self.active[code].latching:
                 return []  # a latched occurrence ends with its acknowledgement
             return [self._clear(code, t, message=message)]
-        out: list[AlarmEvent] = []
         alarm = ActiveAlarm(
             code=code,
             priority=priority,

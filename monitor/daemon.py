@@ -23,6 +23,7 @@ import math
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import version
@@ -58,6 +59,8 @@ SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
+# Added to the longest alarm delay and the HR hold for the journal's idle mark lag (Bed).
+IDLE_MARGIN_S = 10.0
 # How often old journal inputs are pruned (`Journal.prune`), in seconds of bed time.
 PRUNE_EVERY_S = 3600
 # A restart shorter than this (a couple of ticks) is not worth a nurse's attention.
@@ -102,6 +105,15 @@ class Bed:
     ) -> None:
         self.core = core
         self._journal = journal
+        # Idle ticks of the current idle stretch, (t, input id, seq). The journal's idle mark
+        # trails the present by `_idle_lag`: a run that began before the mark and still holds
+        # would have raised its alarm within its delay, so replaying from the mark rebuilds
+        # every run, hold and clearing timer that matters (ALARMS.md "Run semantics", the HR
+        # hold of Reading 5).
+        self._idle_ticks: deque[tuple[float, int, int]] = deque()
+        policy = core.policy
+        delays = [r.delay_s for r in policy.continuous] + [policy.general.clear_after_s]
+        self._idle_lag = max(delays) + policy.general.hr_hold_s + IDLE_MARGIN_S
         self._clock = clock
         self._grace = tick_grace_s
         self._emit = emit
@@ -119,6 +131,20 @@ class Bed:
         if batch:
             self._record("samples", self._clock.now(), samples_data(batch))
             self._emit(self.core.samples(batch), batch)
+
+    def _mark_idle(self, tick: float, input_id: int) -> None:
+        assert self._journal is not None
+        ticks = self._idle_ticks
+        if not self.core.idle:
+            ticks.clear()
+            return
+        ticks.append((tick, input_id, self.core.seq))
+        horizon = tick - self._idle_lag
+        while len(ticks) > 1 and ticks[1][0] <= horizon:
+            ticks.popleft()
+        t, mark, seq = ticks[0]
+        if t <= horizon:
+            self._journal.idle(mark, seq)
 
     def _closed_info(self, before: SessionInfo, now: float) -> dict[str, Any]:
         journal = self._journal
@@ -151,9 +177,15 @@ class Bed:
         """Apply one command payload; return the result for `…/cmd/result`."""
         self.drain()
         now = self._clock.now()
-        input_id = self._record("command", now, {"payload": payload.decode("utf-8", "replace")})
         try:
-            cmd = parse_command(payload)
+            # RFC 8259 §8.1: JSON between systems is UTF-8; journaled as the text parsed
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("event=command_refused reason='not UTF-8'")
+            return {"request_id": None, "ok": False, "error": "not UTF-8 JSON"}
+        input_id = self._record("command", now, {"payload": text})
+        try:
+            cmd = parse_command(text.encode())
         except CommandRejectedError as exc:
             log.warning("event=command_refused request_id=%s reason=%r", exc.request_id, exc.reason)
             return {"request_id": exc.request_id, "ok": False, "error": exc.reason}
@@ -220,8 +252,7 @@ class Bed:
         input_id = self._record("tick", tick, tick)
         self._emit(self.core.tick(tick), [])
         if self._journal is not None:
-            if self.core.idle:
-                self._journal.idle(input_id)
+            self._mark_idle(tick, input_id)
             if tick % PRUNE_EVERY_S == 0:
                 # a bed that runs for months must not grow its journal for ever
                 self._journal.prune(tick)
@@ -273,8 +304,16 @@ class Daemon:
         self.journal = Journal(settings.journal.path, keep_days=settings.journal.keep_days)
         self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
         # after a crash, the session, baseline, timers and alarms come back from the journal
-        self._resumed, replayed = resume(self.core, self.journal)
-        self.core.seq = self.outbox.last_seq
+        self._resumed, replayed, regenerated = resume(self.core, self.journal)
+        stored = self.outbox.last_seq
+        for event in regenerated:
+            # made live, lost to a crash before its durable write: it is stored now, once
+            if event.seq is not None and event.seq > stored:
+                self.outbox.append(event.seq, event.to_json())
+                log.warning("event=alarm_recovered code=%s seq=%s", event.code, event.seq)
+        self.core.seq = max(self.core.seq, self.outbox.last_seq)
+        for announced in self.journal.open_alarms():
+            self.core.restore(announced)
         if self._resumed is not None:
             log.info(
                 "event=resumed inputs=%d phase=%s active_alarms=%d last_input_t=%s",
@@ -289,7 +328,11 @@ class Daemon:
             for d in settings.drivers
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
-        self._devices_down: dict[str, str] = {}
+        # a monitor down before a restart counts as down until it delivers again
+        down = "DEVICE_DISCONNECTED" in self.core.engine.active
+        self._devices_down: dict[str, str] = dict.fromkeys(
+            self.device_status if down else (), "down before the restart"
+        )
         for status in self.device_status.values():
             status.listeners.append(self._device_link_changed)
         self.bed = Bed(
@@ -374,14 +417,34 @@ class Daemon:
     def _ward_link_changed(self, status: LinkStatus) -> None:
         if status.state is LinkState.CONNECTED:
             self._ward_down_since = None
-            if WARD_LINK_DOWN in self.core.engine.active:
-                # queued behind the events raised while the link was down, so the ward gets
-                # them all, in seq order, with their own times (issue 6, item 3)
-                self.bed.condition(
-                    WARD_LINK_DOWN, active=False, message="ward broker reachable again"
-                )
+            self._ward_check()
         elif status.state is not LinkState.STOPPED and self._ward_down_since is None:
             self._ward_down_since = time.monotonic()
+
+    def _ward_check(self) -> None:
+        """`WARD_LINK_DOWN` while the broker is out of reach, or takes no alarm, for its limit.
+
+        A link that reconnects only to fail again (an ACL that refuses the bed's alarms, a
+        flapping network) never stays down for long: alarms waiting without any PUBACK for as
+        long count the same. Cleared once the link is up and alarms move again; the clearing
+        is queued behind the events raised meanwhile, so the ward gets them all, in seq order,
+        with their own times (issue 6, item 3).
+        """
+        limit = self.settings.timeouts.ward_link_down_s
+        since = self._ward_down_since
+        down = since is not None and time.monotonic() - since >= limit
+        stalled = self.ward.stalled_s() >= limit
+        active = WARD_LINK_DOWN in self.core.engine.active
+        if (down or stalled) and not active:
+            reason = self.ward.status.last_error or "no connection"
+            what = "out of reach" if down else "takes no alarm"
+            self.bed.condition(
+                WARD_LINK_DOWN,
+                active=True,
+                message=f"ward broker {what} for {limit:g} s: {reason}",
+            )
+        elif active and since is None and not stalled:
+            self.bed.condition(WARD_LINK_DOWN, active=False, message="ward broker reachable again")
 
     async def _watch_ward(self) -> None:
         """Raise `WARD_LINK_DOWN` once the broker has been out of reach for its limit.
@@ -390,22 +453,10 @@ class Daemon:
         simulated clock makes the session faster, not the network. The alarm is shown locally
         (log line, console) at once and reaches the ward from the outbox when the link is back.
         """
-        limit = self.settings.timeouts.ward_link_down_s
-        period = min(1.0, limit / 4)
+        period = min(1.0, self.settings.timeouts.ward_link_down_s / 4)
         while True:
             await asyncio.sleep(period)
-            since = self._ward_down_since
-            if (
-                since is not None
-                and time.monotonic() - since >= limit
-                and WARD_LINK_DOWN not in self.core.engine.active
-            ):
-                self.bed.condition(
-                    WARD_LINK_DOWN,
-                    active=True,
-                    message=f"ward broker out of reach for {limit:g} s: "
-                    f"{self.ward.status.last_error or 'no connection'}",
-                )
+            self._ward_check()
 
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
         if self.metrics is not None:

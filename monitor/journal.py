@@ -126,6 +126,7 @@ class Journal:
             self._db.executescript(_SCHEMA)
         self._keep_s = keep_days * _DAY_S
         self._idle = self._meta("idle_mark")
+        self._idle_seq = self._meta("idle_seq")
 
     def close(self) -> None:
         """Close the database."""
@@ -141,11 +142,16 @@ class Journal:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def idle(self, input_id: int) -> None:
-        """The bed was idle after input `input_id`: a later restart replays from after it."""
+    def idle(self, input_id: int, seq: int) -> None:
+        """The bed was idle after input `input_id`, its events numbered up to `seq`.
+
+        A later restart replays from after it, numbering the events it regenerates from `seq`.
+        """
         if input_id != self._idle:
-            self._idle = input_id
-            self._set_meta("idle_mark", input_id)
+            self._idle, self._idle_seq = input_id, seq
+            with self._db:
+                self._set_meta("idle_mark", input_id)
+                self._set_meta("idle_seq", seq)
 
     def session_opened(self, info: dict[str, Any], first_input: int) -> None:
         """Record a new session, which began with input `first_input`."""
@@ -189,6 +195,11 @@ class Journal:
         return int(self._idle)
 
     @property
+    def idle_seq(self) -> int:
+        """The last event `seq` the bed had made at the idle mark."""
+        return int(self._idle_seq)
+
+    @property
     def last_input(self) -> Input | None:
         """The newest input, if any."""
         row = self._db.execute(
@@ -224,6 +235,17 @@ class Journal:
         """One session by id (or by a unique prefix of it)."""
         matches = [s for s in self.sessions() if s.session_id.startswith(session_id)]
         return matches[0] if len(matches) == 1 else None
+
+    def open_alarms(self) -> list[dict[str, Any]]:
+        """The last event of every alarm the journal never saw cleared, oldest first."""
+        try:
+            rows = self._db.execute(
+                "SELECT payload FROM events WHERE state != 'cleared' AND seq IN "
+                "(SELECT max(seq) FROM events GROUP BY code) ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [json.loads(p) for (p,) in rows]
 
     def events(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Alarm events in `seq` order (of one session)."""

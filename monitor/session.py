@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from alarms.engine import AlarmEngine, Rows
+from alarms.engine import SYSTEM_ALARMS, ActiveAlarm, AlarmEngine, Rows
 from alarms.policy import Policy
 from monitor.commands import (
     Ack,
@@ -104,8 +104,38 @@ class BedCore:
 
     @property
     def idle(self) -> bool:
-        """No session and no active alarm: nothing remembered here matters to what comes next."""
-        return self.session is None and self.phase is Phase.NONE and not self.engine.active
+        """No session and no active patient alarm (system alarms aside, see `restore`)."""
+        return (
+            self.session is None
+            and self.phase is Phase.NONE
+            and all(code in SYSTEM_ALARMS for code in self.engine.active)
+        )
+
+    def restore(self, event: dict[str, Any]) -> None:
+        """Make a system alarm active again as the journal last announced it, without an event.
+
+        A restart replays the journal only from the last idle moment, and system alarms (a
+        monitor unplugged, the broker away) do not stop a bed from being idle; the alarm the
+        ward was told about is restored whole (`alarm_id`, times, acknowledgement), so it clears
+        under its own id when its condition ends.
+        """
+        code = event["code"]
+        if code not in SYSTEM_ALARMS or code in self.engine.active:
+            return
+        priority, kind = SYSTEM_ALARMS[code]
+        self.engine.active[code] = ActiveAlarm(
+            code=code,
+            priority=priority,
+            kind=kind,
+            activated_t=float(event["t"]),
+            param=event.get("param"),
+            value=event.get("value"),
+            limit=None,
+            latching=code == "MONITORING_GAP",
+            acknowledged=event["state"] == "acknowledged",
+            condition=code != "MONITORING_GAP",
+        )
+        self._alarm_ids[code] = event["alarm_id"]
 
     # ------------------------------------------------------------------ inputs
 

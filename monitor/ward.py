@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -137,6 +138,8 @@ class WardLink:
         self._birth = birth
         self.prefix = settings.prefix
         self.status = LinkStatus(name="ward")
+        # monotonic time since when the oldest waiting alarm has made no progress
+        self._waiting_since: float | None = None
         self._outbox = outbox
         self._vitals: deque[Sample] = deque(maxlen=vitals_maxlen)
         self.vitals_dropped = 0
@@ -154,9 +157,18 @@ class WardLink:
         """Alarm events not yet acknowledged by the broker (the outbox depth)."""
         return len(self._outbox)
 
+    def stalled_s(self) -> float:
+        """How long alarms have waited without the broker acknowledging any (0: none waiting)."""
+        since = self._waiting_since
+        if since is None or not len(self._outbox):
+            return 0.0
+        return time.monotonic() - since
+
     def publish_alarm(self, event: AlarmEvent) -> None:
         """Store an alarm event durably, then let it go out; it is never dropped."""
         assert event.seq is not None  # stamped by the bed
+        if not len(self._outbox):
+            self._waiting_since = time.monotonic()
         self._outbox.append(event.seq, event.to_json())
         self._state_dirty = True
         self._wake.set()
@@ -277,6 +289,8 @@ class WardLink:
                 raise result
             delivered.append(entry.seq)
         self._outbox.remove_many(delivered)  # only after PUBACK
+        # progress: the next wait is measured from now
+        self._waiting_since = time.monotonic()
 
     async def _send(self, client: aiomqtt.Client) -> None:
         timeout = self._settings.timeouts.publish_s

@@ -29,7 +29,7 @@ from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.recovery import resume
 from monitor.session import BedCore
-from monitor.vocabulary import AlarmEvent, Phase, Sample, SessionEvent
+from monitor.vocabulary import AlarmEvent, Param, Phase, Sample, SessionEvent
 from simulators.mqtt_monitor import session_command
 from simulators.recording import write_recording
 from simulators.scenarios import Step, build_scenario
@@ -130,7 +130,7 @@ def test_a_resumed_core_is_the_core_that_stopped(played: Played) -> None:
     assert "BP_CRISIS" in played.core.engine.active
     assert any(e.state.value == "acknowledged" for e in played.events)
     resumed = BedCore(POLICY, ward="w1", bed="b1")
-    last, replayed = resume(resumed, played.journal)
+    last, replayed, _ = resume(resumed, played.journal)
     assert last is not None
     assert replayed > 1000
     assert state(resumed) == state(played.core)
@@ -165,10 +165,16 @@ def test_an_idle_bed_has_nothing_to_resume(played: Played) -> None:
     items = build_scenario("normal-session", t0=T0, seed=1)
     played.play(items, until=T0 + 10_600)  # the whole session, discharged
     assert played.core.phase is Phase.NONE
-    played.bed.tick(T0 + 10_601)
+    for second in range(10_601, 10_700):
+        played.bed.tick(T0 + second)
     resumed = BedCore(POLICY, ward="w1", bed="b1")
-    last, replayed = resume(resumed, played.journal)
-    assert (last, replayed) == (None, 0)
+    last, replayed, events = resume(resumed, played.journal)
+    # only the last idle moments (the mark trails by the longest delay and the HR hold)
+    assert last is not None
+    assert 0 < replayed <= 60
+    assert events == []
+    assert resumed.idle
+    assert resumed.session is None
     assert played.journal.prune(T0 + 40 * 86400) > 0  # and old inputs can go
 
 
@@ -239,3 +245,82 @@ def test_the_bed_prunes_its_journal_every_hour(tmp_path: Path) -> None:
     finally:
         journal.close()
         outbox.close()
+
+
+def feed_hr(bed: Bed, clock: ManualClock, start: float, seconds: range, value: float) -> None:
+    """One HR sample a second, each followed by its tick, as the live loop would apply them."""
+    for s in seconds:
+        clock.set(start + s)
+        bed.samples.put(Sample(start + s, Param.HR, value, True, "mon1"))
+        bed.tick(start + s)
+
+
+def test_a_run_in_progress_at_a_crash_is_not_forgotten(tmp_path: Path) -> None:
+    # BRADY_SEVERE (HRE <= 40 for 10 s) can raise with no session: a crash 6 s into the run
+    # must not restart its delay (the idle mark trails the present)
+    path = tmp_path / "journal.sqlite"
+    journal, outbox = Journal(path), Outbox(path)
+    clock = ManualClock(T0 - 100)
+    core = BedCore(POLICY, ward="w1", bed="b1")
+    bed = Bed(core, clock=clock, tick_grace_s=0.0, emit=lambda _e, _s: None, journal=journal)
+    feed_hr(bed, clock, T0, range(-90, 0), 70.0)
+    feed_hr(bed, clock, T0, range(6), 35.0)
+    resumed = BedCore(POLICY, ward="w1", bed="b1")
+    resume(resumed, journal)
+    raised: list[AlarmEvent] = []
+    after = Bed(resumed, clock=clock, tick_grace_s=0.0, emit=lambda e, _s: raised.extend(e))
+    feed_hr(after, clock, T0, range(6, 12), 35.0)
+    (brady,) = [e for e in raised if e.code == "BRADY_SEVERE"]
+    assert brady.t == T0 + 10  # as without the crash: the run began at T0
+    journal.close()
+    outbox.close()
+
+
+def test_events_a_crash_caught_before_their_durable_write_are_stored_on_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal, outbox = Journal(path), Outbox(path)
+    clock = ManualClock(T0 - 100)
+    core = BedCore(POLICY, ward="w1", bed="b1")
+    lost: list[AlarmEvent] = []
+    # the input is journaled, the process dies before its events reach the outbox
+    bed = Bed(
+        core, clock=clock, tick_grace_s=0.0, emit=lambda e, _s: lost.extend(e), journal=journal
+    )
+    feed_hr(bed, clock, T0, range(12), 35.0)
+    assert [e.code for e in lost] == ["BRADY_SEVERE"]
+    assert outbox.last_seq == 0
+    journal.close()
+    outbox.close()
+    resumed = BedCore(POLICY, ward="w1", bed="b1")
+    journal = Journal(path)
+    _, _, regenerated = resume(resumed, journal)
+    journal.close()
+    # the same event, with the seq and alarm_id the bed had given it
+    assert [(e.code, e.seq, e.alarm_id, e.t) for e in regenerated] == [
+        (e.code, e.seq, e.alarm_id, e.t) for e in lost
+    ]
+
+
+def test_a_command_that_is_not_utf8_is_refused_and_not_journaled(played: Played) -> None:
+    payload = json.dumps(session_command(SessionEvent.SESSION_START)).encode("utf-16")
+    result = played.bed.command(payload)
+    assert result == {"request_id": None, "ok": False, "error": "not UTF-8 JSON"}
+    assert played.core.session is None
+    assert [i for i in played.journal.inputs() if i.kind == "command"] == []
+
+
+def test_a_second_monitoring_gap_is_announced_not_hidden_behind_the_first() -> None:
+    core = BedCore(POLICY, ward="w1", bed="b1")
+    first = core.condition(
+        "MONITORING_GAP", active=True, now=T0, message="60 s", value=60.0, latching=True
+    )
+    core.condition("MONITORING_GAP", active=False, now=T0 + 1, message="ignored", latching=True)
+    second = core.condition(
+        "MONITORING_GAP", active=True, now=T0 + 700, message="600 s", value=600.0, latching=True
+    )
+    assert [(e.state.value, e.value) for e in first] == [("active", 60.0)]
+    assert [(e.state.value, e.value) for e in second] == [("cleared", 60.0), ("active", 600.0)]
+    assert second[0].alarm_id == first[0].alarm_id
+    assert second[1].alarm_id != first[0].alarm_id
