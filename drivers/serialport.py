@@ -261,8 +261,10 @@ class SerialDriver:
                     f"{self.device_id}: port {self.port}: no valid frame for {self._quiet_s:g} s"
                 )
             if loop.time() >= next_timer:
-                # a stalled loop skips missed ticks rather than bursting polls at the device
-                next_timer = max(next_timer + period, loop.time())
+                next_timer += period
+                if next_timer <= loop.time():
+                    # a stalled loop skips missed ticks rather than bursting polls at the device
+                    next_timer = loop.time() + period
                 await self._send(writer, proto.timer(now))
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:

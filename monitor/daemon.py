@@ -111,6 +111,7 @@ class Bed:
         # every run, hold and clearing timer that matters (ALARMS.md "Run semantics", the HR
         # hold of Reading 5).
         self._idle_ticks: deque[tuple[float, int, int]] = deque()
+        self._pruned_at = -math.inf
         policy = core.policy
         delays = [r.delay_s for r in policy.continuous] + [policy.general.clear_after_s]
         self._idle_lag = max(delays) + policy.general.hr_hold_s + IDLE_MARGIN_S
@@ -253,8 +254,9 @@ class Bed:
         self._emit(self.core.tick(tick), [])
         if self._journal is not None:
             self._mark_idle(tick, input_id)
-            if tick % PRUNE_EVERY_S == 0:
+            if tick - self._pruned_at >= PRUNE_EVERY_S:
                 # a bed that runs for months must not grow its journal for ever
+                self._pruned_at = tick
                 self._journal.prune(tick)
         self.last_tick = tick
         self.last_tick_monotonic = time.monotonic()
@@ -304,7 +306,19 @@ class Daemon:
         self.journal = Journal(settings.journal.path, keep_days=settings.journal.keep_days)
         self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
         # after a crash, the session, baseline, timers and alarms come back from the journal
-        self._resumed, replayed, regenerated = resume(self.core, self.journal)
+        self._resume_failed: str | None = None
+        try:
+            self._resumed, replayed, regenerated = resume(self.core, self.journal)
+        except Exception as exc:
+            # A core bug or a policy changed since the crash: replaying again would fail again
+            # at every start. Start fresh, mark the journal so, and tell the ward.
+            log.exception("event=resume_failed")
+            self._resume_failed = f"{type(exc).__name__}: {exc}"
+            self.core = BedCore(policy, ward=settings.bed.ward, bed=settings.bed.bed)
+            last = self.journal.last_input
+            if last is not None:
+                self.journal.idle(last.id, self.outbox.last_seq)
+            self._resumed, replayed, regenerated = last, 0, []
         stored = self.outbox.last_seq
         for event in regenerated:
             # made live, lost to a crash before its durable write: it is stored now, once
@@ -483,6 +497,16 @@ class Daemon:
     def _monitoring_gap(self) -> None:
         """After a restart in the middle of a session: say how long the bed went unwatched."""
         last = self._resumed
+        if self._resume_failed is not None:
+            since = f" since {iso8601(last.t)}" if last is not None else ""
+            self.bed.condition(
+                "MONITORING_GAP",
+                active=True,
+                latching=True,
+                message=f"state before the restart{since} could not be restored "
+                f"({self._resume_failed}): session and alarms start afresh",
+            )
+            return
         if last is None or self.core.session is None:
             return
         now = self.clock.now()

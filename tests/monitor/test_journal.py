@@ -23,16 +23,18 @@ from alarms.policy import load_policy
 from alarms.replay import read_recording, replay
 from monitor.clock import ManualClock
 from monitor.commands import parse_command
-from monitor.daemon import Bed
+from monitor.daemon import Bed, Daemon
 from monitor.export import session_items
 from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.recovery import resume
 from monitor.session import BedCore
+from monitor.settings import Settings
 from monitor.vocabulary import AlarmEvent, Param, Phase, Sample, SessionEvent
 from simulators.mqtt_monitor import session_command
 from simulators.recording import write_recording
 from simulators.scenarios import Step, build_scenario
+from tests.helpers import free_port
 
 T0 = 1_767_225_600.0
 POLICY = load_policy()
@@ -324,3 +326,31 @@ def test_a_second_monitoring_gap_is_announced_not_hidden_behind_the_first() -> N
     assert [(e.state.value, e.value) for e in second] == [("cleared", 60.0), ("active", 600.0)]
     assert second[0].alarm_id == first[0].alarm_id
     assert second[1].alarm_id != first[0].alarm_id
+
+
+async def test_a_journal_that_cannot_be_replayed_does_not_keep_the_bed_from_starting(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    journal.record("tick", T0, T0)
+    # what a core bug or a changed vocabulary would meet on replay
+    journal.record("samples", T0 + 1, [[T0 + 1, "PULSE_PRESSURE", 40, True, "mon1", None]])
+    journal.close()
+    settings = Settings.model_validate(
+        {
+            "bed": {"ward": "w1", "bed": "b1"},
+            "broker": {"url": f"mqtt://127.0.0.1:{free_port()}"},
+            "journal": {"path": str(path)},
+            "metrics": {"enabled": False},
+        }
+    )
+    async with Daemon(settings, POLICY, clock=ManualClock(T0 + 60)) as daemon:
+        gap = daemon.core.engine.active["MONITORING_GAP"]
+        assert gap.latching
+        assert daemon.core.session is None
+        assert daemon.journal.idle_mark == 2  # not replayed again at the next start
+        (event,) = [
+            e.payload for e in daemon.outbox.peek() if e.payload["code"] == "MONITORING_GAP"
+        ]
+        assert "could not be restored" in event["message"]
