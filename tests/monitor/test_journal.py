@@ -232,18 +232,19 @@ def test_the_bed_prunes_its_journal_every_hour(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     journal = Journal(path, keep_days=60 / 86400)  # keep a minute
     outbox = Outbox(path)
-    start = 3600.0 * 500_000  # a whole hour
-    clock = ManualClock(start - 120)
+    start = 3600.0 * 500_000
+    clock = ManualClock(start - 3800)
     core = BedCore(POLICY, ward="w1", bed="b1")
     bed = Bed(core, clock=clock, tick_grace_s=0.0, emit=lambda _e, _s: None, journal=journal)
     try:
-        for second in range(-119, 1):  # two idle minutes of ticks, the last on the hour
+        for second in range(-3700, 1):  # an hour and 100 s of idle ticks
             clock.set(start + second)
             bed.tick(start + second)
         kept = [i.t for i in journal.inputs()]
-        # at the hour, everything older than a minute went
-        assert min(kept) >= start - 60
-        assert len(kept) == 61
+        # pruned at the first tick and an hour later (at -100): what is over a minute older
+        # than that went, the rest stays until the next hour
+        assert min(kept) == start - 160
+        assert len(kept) == 161
     finally:
         journal.close()
         outbox.close()
