@@ -408,18 +408,25 @@ class Daemon:
 
         A device is down from the moment its driver fails (port gone, open refused, silent past
         the protocol's quiet time, broker lost) until data flows again (the driver's
-        `connected()`); the retries in between do not count as up.
+        `connected()`); the retries in between do not count as up. One alarm for the bed: when
+        another device is lost while it is active (perhaps acknowledged), it is raised anew,
+        naming them all, so the second loss is announced too.
         """
         name = status.name
         if status.state is LinkState.BACKING_OFF:
-            first = not self._devices_down
+            new = name not in self._devices_down
             self._devices_down[name] = status.last_error or "lost"
-            if first:
+            if new:
+                if "DEVICE_DISCONNECTED" in self.core.engine.active:
+                    self.bed.condition(
+                        "DEVICE_DISCONNECTED", active=False, message=f"{name} lost as well"
+                    )
+                lost = "; ".join(f"{d}: {why}" for d, why in self._devices_down.items())
                 self.bed.condition(
                     "DEVICE_DISCONNECTED",
                     active=True,
                     param=name,
-                    message=f"no data from {name}: {self._devices_down[name]}",
+                    message=f"no data from {lost}",
                 )
         elif status.state is LinkState.CONNECTED and name in self._devices_down:
             del self._devices_down[name]

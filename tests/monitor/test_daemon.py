@@ -15,7 +15,7 @@ from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, free_port
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -148,3 +148,33 @@ async def test_commands_are_answered_and_refusals_change_nothing(
         # the patient's first infusion (PROTOCOL.md "Course": six over two weeks)
         assert (course["infusion_number"], course["of"], course["flags"]) == (1, 6, [])
         assert daemon.core.phase.value == "pre"
+
+
+async def test_a_second_lost_monitor_is_announced_too(tmp_path: Path) -> None:
+    # two monitors on a broker nobody runs: each loss raises DEVICE_DISCONNECTED, the second
+    # anew (naming both), so a nurse who acknowledged the first still hears of the second
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    settings = Settings.model_validate(
+        {
+            "bed": {"ward": "w1", "bed": "b1"},
+            "broker": {"url": url},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "metrics": {"enabled": False},
+            "drivers": [
+                {"kind": "mqtt", "device_id": "mon1", "topic": "a"},
+                {"kind": "mqtt", "device_id": "ox1", "topic": "b"},
+            ],
+        }
+    )
+    async with Daemon(settings, load_policy()) as daemon:
+        async with asyncio.timeout(10):
+            while len(daemon._devices_down) < 2:  # noqa: ASYNC110 - watching from outside
+                await asyncio.sleep(0.02)
+        events = [
+            (e.payload["state"], e.payload["message"])
+            for e in daemon.outbox.peek()
+            if e.payload["code"] == "DEVICE_DISCONNECTED"
+        ]
+    assert [state for state, _ in events] == ["active", "cleared", "active"]
+    assert "mon1" in events[-1][1]
+    assert "ox1" in events[-1][1]
