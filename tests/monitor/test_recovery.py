@@ -59,24 +59,34 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
     anchor = time.time()
     config = write_config(tmp_path / "bed.toml", mqtt_broker, anchor)
     daemon = await start_daemon(config)
-    simulator = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "simulate", "mqtt-monitor",
-        "--mqtt", mqtt_broker.url, "--scenario", "hypertensive-surge",
-        "--speed", str(SPEED), "--anchor", str(anchor), "--bed", PREFIX, "--batch",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    simulator: asyncio.subprocess.Process | None = None
     again: asyncio.subprocess.Process | None = None
     try:
         async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="obs") as obs:
+            await obs.subscribe(f"{PREFIX}/status", qos=1)
+            await retained(obs, f"{PREFIX}/status", lambda s: s["status"] == "online")
             await obs.subscribe(f"{PREFIX}/alarms", qos=1)
-            crisis = await retained(
-                obs,
-                f"{PREFIX}/alarms",
-                lambda e: e["code"] == "BP_CRISIS" and e["state"] == "active",
-            )
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="obs2") as obs:
             await obs.subscribe(f"{PREFIX}/session", qos=1)
-            before = await retained(obs, f"{PREFIX}/session", lambda s: s["phase"] == "infusion")
+            # the nurse (the simulator's --bed commands) starts once the bed listens
+            simulator = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monitor.cli", "simulate", "mqtt-monitor",
+                "--mqtt", mqtt_broker.url, "--scenario", "hypertensive-surge",
+                "--speed", str(SPEED), "--anchor", str(anchor), "--bed", PREFIX, "--batch",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            crisis: dict[str, Any] | None = None
+            before: dict[str, Any] = {}
+            async with asyncio.timeout(60):
+                async for message in obs.messages:
+                    assert isinstance(message.payload, bytes)
+                    data = json.loads(message.payload)
+                    if str(message.topic) == f"{PREFIX}/session":
+                        before = data
+                    elif (data["code"], data["state"]) == ("BP_CRISIS", "active"):
+                        crisis = data
+                    if crisis is not None and before.get("phase") in {"infusion", "post"}:
+                        break
+        assert crisis is not None
         daemon.send_signal(signal.SIGKILL)
         assert await daemon.wait() == -signal.SIGKILL
         killed_at = time.time()
@@ -96,7 +106,8 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
                 lambda a: any(x["code"] == "MONITORING_GAP" for x in a),
             )
     finally:
-        await stop_process(simulator)
+        if simulator is not None:
+            await stop_process(simulator)
         if daemon.returncode is None:
             daemon.kill()
             await daemon.wait()

@@ -106,6 +106,17 @@ async def test_serial_monitor_to_ward_and_unplug(
             sys.executable, "-m", "monitor.cli", "run", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
+        # the nurse starts once the bed listens for commands (a loaded machine starts it late;
+        # a step sent late still opens the session, a step sent to nobody is lost)
+        async with aiomqtt.Client(
+            mqtt_broker.host, mqtt_broker.port, identifier="serial-e2e-status"
+        ) as probe:
+            await probe.subscribe(f"{PREFIX}/status", qos=1)
+            async with asyncio.timeout(30):
+                async for message in probe.messages:
+                    assert isinstance(message.payload, bytes)
+                    if json.loads(message.payload)["status"] == "online":
+                        break
         playing = asyncio.create_task(nurse(ward, clock, steps))
         unplugged: asyncio.Task[None] | None = None
         try:
