@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from drivers.base import DeviceError
 from drivers.serialport import LineSettings, SerialDriver
 from monitor.clock import SimulatedClock
-from monitor.settings import BrokerSettings, TimeoutSettings
+from monitor.settings import BrokerSettings, DriverSettings, TimeoutSettings
 from monitor.vocabulary import NIBP_PARAMS, Param, Sample
 from simulators.scenarios import Step, build_scenario
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor
@@ -103,13 +104,9 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     link = tmp_path / f"{device.kind}.pty"
     side: Callable[[], MonitorSide] = device.load(device.side)
     line: LineSettings = importlib.import_module(device.side.partition(":")[0]).LINE
-    settings_cls = {
-        "masimo": "MasimoDriver",
-        "intellivue": "IntelliVueDriver",
-        "ge-s5": "GeS5Driver",
-    }[device.kind]
-    settings = getattr(importlib.import_module("monitor.settings"), settings_cls)(
-        kind=device.kind, device_id="dev", port=str(link), quiet_s=QUIET_S
+    # the config's own discriminated union picks the settings model of the kind
+    settings = TypeAdapter(DriverSettings).validate_python(
+        {"kind": device.kind, "device_id": "dev", "port": str(link), "quiet_s": QUIET_S}
     )
     driver = device.load(device.driver)(
         settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=clock
