@@ -446,8 +446,14 @@ class AlarmEngine:
             lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
             lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
             from_hr = ~np.isnan(lvt) & (bt - lvt <= self._hold)
+            # Reading 5: an HR row past the hold is no HRE sample (a valid HR row never is
+            # past it: it is its own latest valid HR)
+            keep = from_hr | (bw == pr_code)
+            bt, bw, bv, bok, lvv, from_hr = (
+                bt[keep], bw[keep], bv[keep], bok[keep], lvv[keep], from_hr[keep]
+            )
             out[HRE] = _Stream(
-                rows=beat,
+                rows=beat[keep],
                 t=bt,
                 v=np.where(from_hr, lvv, bv),
                 ok=from_hr | bok,
@@ -598,23 +604,34 @@ class AlarmEngine:
             self._spo2_hist.append((t, value))
             _prune(self._spo2_hist, t - self._keep_s)
         if param in (Param.HR, Param.PR):
-            hre, hre_ok, src = self._hre(t, param, value, ok=ok)
-            if hre_ok:
-                self._latest[HRE] = hre
-                self._last_hre_src = src
-                self._hre_hist.append((t, hre))
-                _prune(self._hre_hist, t - self._keep_s)
-            self._signal(HRE, t, hre, ok=hre_ok, src=src, out=out)
+            sampled = self._hre(t, param, value, ok=ok)
+            if sampled is not None:
+                hre, hre_ok, src = sampled
+                if hre_ok:
+                    self._latest[HRE] = hre
+                    self._last_hre_src = src
+                    self._hre_hist.append((t, hre))
+                    _prune(self._hre_hist, t - self._keep_s)
+                self._signal(HRE, t, hre, ok=hre_ok, src=src, out=out)
         if param.value in self._signals:
             self._signal(param.value, t, value, ok=ok, src=param, out=out)
 
-    def _hre(self, t: float, param: Param, value: float, *, ok: bool) -> tuple[float, bool, Param]:
-        """Effective heart rate at an HR or PR row (Reading 5)."""
+    def _hre(
+        self, t: float, param: Param, value: float, *, ok: bool
+    ) -> tuple[float, bool, Param] | None:
+        """Effective heart rate at an HR or PR row (Reading 5), or None: no HRE sample.
+
+        An HR row whose latest valid HR is older than the hold (an invalid HR every second, as
+        a monitor with its ECG leads off sends) is no HRE sample: it neither breaks nor extends
+        a run, so PR alone carries HRE.
+        """
         if param is Param.HR and ok:
             self._last_valid_hr = (t, value)
         last = self._last_valid_hr
         if last is not None and t - last[0] <= self._hold:
             return last[1], True, Param.HR
+        if param is Param.HR:
+            return None
         return value, ok, param
 
     def _signal(
@@ -874,6 +891,12 @@ class AlarmEngine:
                 )
         elif event is SessionEvent.DISCHARGE:
             self._set_phase(Phase.NONE, t, out)
+            # Reading 14: no alarm of one patient carries into the next session, latched or
+            # not; the bed's own conditions (a monitor unplugged, the ward link) are not the
+            # patient's and stay with the daemon that watches them.
+            for code in sorted(self.active, key=self._order.__getitem__):
+                if code not in _BED_CONDITIONS:
+                    out.append(self._clear(code, t, message=f"{code}: patient discharged"))
             self.session = None
 
     def _set_phase(self, phase: Phase, t: float, out: list[AlarmEvent]) -> None:
@@ -1126,6 +1149,8 @@ class AlarmEngine:
 
 
 _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
+# System alarms about the bed rather than the session: a discharge does not clear them.
+_BED_CONDITIONS = frozenset({"DEVICE_DISCONNECTED", "WARD_LINK_DOWN"})
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 

@@ -171,13 +171,14 @@ def signal_samples(rows: list[Row], signal: str) -> list[Sig]:
         if signal == "SPO2" and param is Param.SPO2:
             out.append(Sig(row.t, row.value, valid))
         elif signal == "HRE" and param in (Param.HR, Param.PR):
-            # Reading 5: the latest valid HR if at most 10 s old, else the row's own value
+            # Reading 5: the latest valid HR if at most 10 s old, else a PR row's own value
             if param is Param.HR and valid:
                 last_hr = (row.t, row.value)
             if last_hr is not None and row.t - last_hr[0] <= HR_HOLD:
                 out.append(Sig(row.t, last_hr[1], True))
-            else:
+            elif param is Param.PR:
                 out.append(Sig(row.t, row.value, valid))
+            # else: an HR row past the hold is no HRE sample (the ECG leads are off)
     return out
 
 

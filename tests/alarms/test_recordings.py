@@ -90,6 +90,7 @@ TABLES: dict[str, list[tuple[float, str, str]]] = {
         (2111, "DESAT_SEVERE", "escalated"),
         (2126, "DESAT_CRITICAL", "escalated"),
         (10500, "DESAT_SEVERE", "cleared"),
+        (10500, "DESAT_CRITICAL", "cleared"),  # Reading 14: discharge clears latched alarms
     ],
 }
 
