@@ -450,7 +450,12 @@ class AlarmEngine:
             # past it: it is its own latest valid HR)
             keep = from_hr | (bw == pr_code)
             bt, bw, bv, bok, lvv, from_hr = (
-                bt[keep], bw[keep], bv[keep], bok[keep], lvv[keep], from_hr[keep]
+                bt[keep],
+                bw[keep],
+                bv[keep],
+                bok[keep],
+                lvv[keep],
+                from_hr[keep],
             )
             out[HRE] = _Stream(
                 rows=beat[keep],
@@ -890,14 +895,17 @@ class AlarmEngine:
                     )
                 )
         elif event is SessionEvent.DISCHARGE:
-            self._set_phase(Phase.NONE, t, out)
-            # Reading 14: no alarm of one patient carries into the next session, latched or
-            # not; the bed's own conditions (a monitor unplugged, the ward link) are not the
-            # patient's and stay with the daemon that watches them.
-            for code in sorted(self.active, key=self._order.__getitem__):
-                if code not in _BED_CONDITIONS:
-                    out.append(self._clear(code, t, message=f"{code}: patient discharged"))
-            self.session = None
+            self._discharge(t, out)
+
+    def _discharge(self, t: float, out: list[AlarmEvent]) -> None:
+        self._set_phase(Phase.NONE, t, out)
+        # Reading 14: no alarm of one patient carries into the next session, latched or not;
+        # the bed's own conditions (a monitor unplugged, the ward link) are not the patient's
+        # and stay with the daemon that watches them.
+        for code in sorted(self.active, key=self._order.__getitem__):
+            if code not in _BED_CONDITIONS:
+                out.append(self._clear(code, t, message=f"{code}: patient discharged"))
+        self.session = None
 
     def _set_phase(self, phase: Phase, t: float, out: list[AlarmEvent]) -> None:
         """Change phase; clear every active alarm whose phase set excludes the new one."""

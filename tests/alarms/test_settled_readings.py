@@ -178,13 +178,17 @@ def test_bp_crisis_payload_names_first_holding_clause_sys_first(
         rows += [(t, "NIBP_SYS", s), (t, "NIBP_DIA", d), (t, "NIBP_MEAN", None)]
     assert callable(path)
     events = path(policy, rows)
-    crisis = [(e.t - T0, e.state.value, e.param, e.value, e.limit) for e in events
-              if e.code == "BP_CRISIS"]
+    crisis = [
+        (e.t - T0, e.state.value, e.param, e.value, e.limit)
+        for e in events
+        if e.code == "BP_CRISIS"
+    ]
     # at +120 both clauses hold (two consecutive >= 180/110, and one >= 200/120): the first
     # clause of the table, and within it SYS before DIA: NIBP_SYS 205 against 180
     assert crisis == [(120.0, "active", "NIBP_SYS", 205.0, 180.0)]
-    high = [(e.t - T0, e.state.value, e.param, e.value, e.limit) for e in events
-            if e.code == "BP_HIGH"]
+    high = [
+        (e.t - T0, e.state.value, e.param, e.value, e.limit) for e in events if e.code == "BP_HIGH"
+    ]
     assert high == [(110.0, "active", "NIBP_SYS", 185.0, 180.0)]
 
 
