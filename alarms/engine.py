@@ -59,6 +59,9 @@ SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
     "MONITORING_GAP": (Priority.MEDIUM, AlarmKind.TECHNICAL),
     # PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
     "INFUSION_LONG": (Priority.LOW, AlarmKind.ADVISORY),
+    # a monitor's clock is off the bed's: its samples are re-stamped with the bed's time
+    # (monitor/timekeeper.py), so monitoring goes on, but the clock wants setting
+    "DEVICE_CLOCK_OFF": (Priority.LOW, AlarmKind.TECHNICAL),
 }
 
 
@@ -1158,7 +1161,7 @@ class AlarmEngine:
 
 _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 # System alarms about the bed rather than the session: a discharge does not clear them.
-_BED_CONDITIONS = frozenset({"DEVICE_DISCONNECTED", "WARD_LINK_DOWN"})
+_BED_CONDITIONS = frozenset({"DEVICE_DISCONNECTED", "WARD_LINK_DOWN", "DEVICE_CLOCK_OFF"})
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 

@@ -47,6 +47,7 @@ from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore, SessionInfo
 from monitor.settings import Settings, load_settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
+from monitor.timekeeper import ClockChange, Timekeeper
 from monitor.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.ward import WardLink
 
@@ -59,6 +60,7 @@ SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
+DEVICE_CLOCK_OFF = "DEVICE_CLOCK_OFF"
 # Added to the longest alarm delay and the HR hold for the journal's idle mark lag (Bed).
 IDLE_MARGIN_S = 10.0
 # How often old journal inputs are pruned (`Journal.prune`), in seconds of bed time.
@@ -102,9 +104,13 @@ class Bed:
         tick_grace_s: float,
         emit: Callable[[list[AlarmEvent], list[Sample]], None],
         journal: Journal | None = None,
+        timekeeper: Timekeeper | None = None,
     ) -> None:
         self.core = core
         self._journal = journal
+        self.timekeeper = timekeeper or Timekeeper(max_ahead_s=5.0, max_behind_s=25.0)
+        # devices whose clock is off, with their offset (s), while DEVICE_CLOCK_OFF is raised
+        self._clocks_off: dict[str, float] = {}
         # Idle ticks of the current idle stretch, (t, input id, seq). The journal's idle mark
         # trails the present by `_idle_lag`: a run that began before the mark and still holds
         # would have raised its alarm within its delay, so replaying from the mark rebuilds
@@ -127,11 +133,44 @@ class Bed:
         self.ticked = asyncio.Event()
 
     def drain(self) -> None:
-        """Process every queued sample now."""
+        """Process every queued sample now, in the bed's time (`monitor.timekeeper`)."""
         batch = self.samples.take_all()
         if batch:
-            self._record("samples", self._clock.now(), samples_data(batch))
+            now = self._clock.now()
+            batch, changes = self.timekeeper.stamp(batch, now)
+            self._record("samples", now, samples_data(batch))
             self._emit(self.core.samples(batch), batch)
+            if changes:
+                self._clock_changes(changes)
+
+    def _clock_changes(self, changes: list[ClockChange]) -> None:
+        """DEVICE_CLOCK_OFF while any device's clock is off, naming each with its offset.
+
+        Raised anew when another device's clock goes off (or one's offset is measured again),
+        so every change is announced, as DEVICE_DISCONNECTED does for a second device lost.
+        """
+        before = dict(self._clocks_off)
+        for c in changes:
+            if c.offset_s is None:
+                self._clocks_off.pop(c.device_id, None)
+            else:
+                self._clocks_off[c.device_id] = c.offset_s
+        if self._clocks_off == before:
+            return
+        if before:
+            back = ", ".join(sorted(set(before) - set(self._clocks_off))) or "offset changed"
+            self.condition(DEVICE_CLOCK_OFF, active=False, message=f"clock right again: {back}")
+        if self._clocks_off:
+            off = "; ".join(f"{d} {o:+.0f} s" for d, o in self._clocks_off.items())
+            first, offset = next(iter(self._clocks_off.items()))
+            log.warning("event=device_clock_off devices=%r", off)
+            self.condition(
+                DEVICE_CLOCK_OFF,
+                active=True,
+                param=first,
+                value=offset,
+                message=f"monitor clock off the bed's, samples re-stamped: {off}",
+            )
 
     def _mark_idle(self, tick: float, input_id: int) -> None:
         assert self._journal is not None
@@ -356,6 +395,10 @@ class Daemon:
             tick_grace_s=settings.alarms.tick_grace_s * self.clock.speed,
             emit=self._emit,
             journal=self.journal,
+            timekeeper=Timekeeper(
+                max_ahead_s=settings.alarms.sample_max_ahead_s,
+                max_behind_s=settings.alarms.sample_max_behind_s,
+            ),
         )
         self.ward = WardLink(
             settings,
@@ -389,6 +432,7 @@ class Daemon:
             metrics.watch_device(d.device_id, d.stats, self.device_status[d.device_id])
         metrics.watch_ward(self.ward)
         metrics.watch_sample_queue(self.bed.samples)
+        metrics.watch_restamped(self.bed.timekeeper.restamped)
         metrics.watch_active_alarms(
             lambda: [a.priority.value for a in self.core.engine.active.values()]
         )

@@ -34,7 +34,7 @@ import copy
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, Self
 
@@ -130,6 +130,7 @@ class _LiveCollector:
         self.ward: WardView | None = None
         self.sample_queue: DroppedCount | None = None
         self.active_priorities: Callable[[], Iterable[str]] | None = None
+        self.restamped: Mapping[tuple[str, str], int] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return self._families()[0]
@@ -178,9 +179,15 @@ class _LiveCollector:
             "Alarms currently present (acknowledged ones included), by priority.",
             labels=["priority"],
         )
+        restamped = CounterMetricFamily(
+            "vigil_samples_restamped",
+            "Samples re-stamped with the bed's time because their own was off its clock, "
+            "by device and direction (ahead, behind).",
+            labels=["device", "direction"],
+        )
         families: list[Metric] = [
             frames, dropped, connected, reconnects, broker, outbox, vitals_dropped,
-            queue_dropped, active,
+            queue_dropped, active, restamped,
         ]  # fmt: skip
 
         def fill() -> None:
@@ -201,6 +208,9 @@ class _LiveCollector:
                 by_priority = Counter(self.active_priorities())
                 for p in Priority:
                     active.add_metric([p.value], by_priority[p.value])
+            if self.restamped is not None:
+                for (device, direction), n in sorted(self.restamped.items()):
+                    restamped.add_metric([device, direction], n)
 
         return families, fill
 
@@ -247,6 +257,10 @@ class Metrics:
     def watch_sample_queue(self, queue: DroppedCount) -> None:
         """Export the bed's sample-queue drops."""
         self._live.sample_queue = queue
+
+    def watch_restamped(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Export the samples re-stamped with the bed's time (`monitor.timekeeper`)."""
+        self._live.restamped = counts
 
     def watch_active_alarms(self, priorities: Callable[[], Iterable[str]]) -> None:
         """Export the number of present alarms by priority; `priorities` lists one per alarm."""

@@ -177,6 +177,12 @@ class AlarmsSettings(_Model):
     # whole second for samples stamped just before it, so a sample in flight is not overtaken
     # by the tick (ALARMS.md "Precise reading" 1).
     tick_grace_s: Number = Field(default=0.2, ge=0.0, le=1.0)
+    # A sample whose own time is further than this ahead of, or behind, the bed's clock (bed
+    # seconds) is re-stamped with the bed's time and DEVICE_CLOCK_OFF raised
+    # (monitor/timekeeper.py). Behind stays under the 30 s of the no-data alarms, so a late
+    # sample can never clear one only for the next tick to raise it again.
+    sample_max_ahead_s: Number = Field(default=5.0, ge=0.0, le=3600.0)
+    sample_max_behind_s: Number = Field(default=25.0, ge=0.0, lt=30.0)
 
 
 class MetricsSettings(_Model):
