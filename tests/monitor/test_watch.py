@@ -225,7 +225,7 @@ def test_selection_picks_the_alarm_and_results_show_refusals() -> None:
     for key in ("down", "down", "down"):  # bed row, DESAT_CRITICAL, TACHY
         assert view.press(key, T0) == []
     assert view.selection == ("w1/b1", medium["alarm_id"])
-    assert plain_text(line_with(view, T0, "TACHY")).startswith("    >")
+    assert plain_text(line_with(view, T0, "TACHY ")).startswith("    >")
     (out,) = view.press("a", T0)
     assert parse_command(out.payload) == Ack(
         cmd="ack", request_id=out.request_id, user="nurse-kim", alarm_id=medium["alarm_id"]
@@ -268,7 +268,7 @@ def test_ward_filter_and_garbage() -> None:
     view.handle("vigil/w1/b1/vitals", b"not json", T0)
     view.handle("vigil/w1/b1/alarms/active", b'{"not": "a list"}', T0)
     view.handle("other/w1/b1/status", b'{"status": "online"}', T0)
-    view.handle("vigil/w1/b1/status", b"", T0)  # a cleared retained message
+    view.handle("vigil/w1/b2/status", b"", T0)  # a cleared retained message: not a bed
     assert set(view.beds) == {"w1/b1"}
     assert view.malformed == 2
     assert subscriptions("w1")[0] == "vigil/w1/+/status"
