@@ -175,6 +175,8 @@ def to_ansi(line: Line, width: int) -> str:
         if room <= 0:
             break
         text, _ = _cut(_printable(seg.text), room)
+        if not text:
+            break  # a wide character that does not fit: nothing after it is drawn either
         room -= display_width(text)
         code = ANSI[seg.style]
         out.append(f"{code}{text}{_RESET}" if code else text)
@@ -410,6 +412,8 @@ class Bed:
     status: str | None = None
     # console clock: when this console learnt the status (an offline bed sends no time)
     status_since: float | None = None
+    # the status was the broker's retained one: it changed before `status_since`
+    status_retained: bool = False
     phase: str | None = None
     audio_paused_until: float | None = None
     vitals: dict[str, Vital] = field(default_factory=dict)
@@ -593,6 +597,7 @@ class WardView:
         if data["status"] != bed.status:
             bed.status = data["status"]
             bed.status_since = now
+            bed.status_retained = not live
         return True
 
     def _session(self, bed: Bed, data: Any, now: float, *, live: bool) -> bool:
@@ -803,7 +808,10 @@ class WardView:
             since = ""
             if bed.status_since is not None:
                 when = iso_local(bed.clock.now(bed.status_since), date=False)
-                since = f" since {when} ({_duration(bed.offline_for(now) or 0.0)})"
+                if bed.status_retained:  # stored by the broker: it went offline before then
+                    since = f" since before {when}"
+                else:
+                    since = f" since {when} ({_duration(bed.offline_for(now) or 0.0)})"
             return f"OFFLINE{since}", "alert"
         if bed.status is None:
             return "NO STATUS", "alert"
@@ -905,14 +913,17 @@ class WardView:
             foot.append((Segment("  none yet", "dim"),))
         if self.notice:
             foot += flow([_cell(" "), *_words(self.notice, "alert")], width)
-        foot += flow(
-            _words(
-                "keys: up/down select  1-9 bed  Esc no selection  a acknowledge (selected, "
-                "else highest unacknowledged)  p pause audio  q quit",
-                "dim",
-            ),
-            width,
+        keys = (
+            "keys:",
+            "up/down select",
+            "1-9 bed",
+            "Esc no selection",
+            "a acknowledge (selected, else highest unacknowledged)",
+            "p pause audio",
+            "q quit",
         )
+        # two spaces between keys when the line fits (pad one more than the text)
+        foot += flow([_cell(k, "dim", pad=len(k) + 1) for k in keys], width)
         return foot
 
     def _ordered_all(self) -> list[Bed]:
@@ -937,13 +948,11 @@ class WardView:
                 cells.append(self._vital_cell(bed, param, bed_now))
         if bed.audio_paused(now) and bed.audio_paused_until is not None:
             left = bed.audio_paused_until - bed_now
-            cells.append(
-                _cell(
-                    f"audio paused until {iso_local(bed.audio_paused_until, date=False)} "
-                    f"({left:.0f}s left)",
-                    "medium",
-                )
-            )
+            until = iso_local(bed.audio_paused_until, date=False)
+            cells += [
+                _cell(f"audio paused until {until}", "medium"),
+                _cell(f"({left:.0f}s left)", "medium"),
+            ]
         if bed.clock.known and (abs(bed_now - now) > CLOCK_SHOWN_S or bed.clock.rate != 1.0):
             rate = f", {bed.clock.rate:.3g}x" if bed.clock.rate != 1.0 else ""
             cells.append(_cell(f"bed clock {iso_local(bed_now, date=False)}{rate}", "dim"))
@@ -1007,7 +1016,8 @@ class WardView:
     def _alarm_detail(self, bed: Bed, alarm_id: str, width: int | None) -> list[Line]:
         """Under the selected alarm: its id, and how to acknowledge it from a shell."""
         lines = flow([_cell("         alarm_id"), _cell(alarm_id, "bold")], width, indent=9)
-        shell = f"vigil cmd --broker {self.broker} --bed {bed.prefix} ack alarm_id={alarm_id}"
+        broker = f" --broker {self.broker}" if self.broker else ""
+        shell = f"vigil cmd{broker} --bed {bed.prefix} ack alarm_id={alarm_id}"
         lines += flow(
             [_cell("         from a shell:", "dim"), *_words(shell, "dim")], width, indent=9
         )
