@@ -832,15 +832,19 @@ class WardView:
         `height` lines, saying how many rows it hid.
         """
         head = self._head(now, width)
-        body = self._body(now, width)
+        blocks = self._body(now, width)
         foot = self._foot(now, width)
+        body = [line for block in blocks for line in block]
         if height is not None and len(head) + len(body) + len(foot) > height:
+            # whole rows only: a bed is never shown with half of its vitals
             room = max(0, height - len(head) - len(foot) - 1)
-            hidden_rows = len(body) - room
-            body = [
-                *body[:room],
-                (Segment(f"... {hidden_rows} more rows: enlarge the window", "alert"),),
-            ]
+            body, hidden_rows = [], len(blocks)
+            for i, block in enumerate(blocks):
+                if len(body) + len(block) > room:
+                    hidden_rows = len(blocks) - i
+                    break
+                body += block
+            body.append((Segment(f"... {hidden_rows} more rows: enlarge the window", "alert"),))
         return head + body + foot
 
     def _head(self, now: float, width: int | None) -> list[Line]:
@@ -874,30 +878,36 @@ class WardView:
         head.append(())
         return head
 
-    def _body(self, now: float, width: int | None) -> list[Line]:
-        body: list[Line] = []
+    def _body(self, now: float, width: int | None) -> list[list[Line]]:
+        """The beds and their alarms: one block of lines a row (a row may wrap)."""
+        body: list[list[Line]] = []
         current = self._current(now)
         shown = self._ordered_beds(now)
         for number, bed in enumerate(shown, start=1):
             selected = current == (bed.key, None)
-            body += flow(self._bed_cells(number, bed, now, selected=selected), width, indent=5)
+            body.append(flow(self._bed_cells(number, bed, now, selected=selected), width, indent=5))
             for alarm in bed.alarms:
                 selected = current is not None and current == (bed.key, alarm.alarm_id)
-                body += flow(self._alarm_cells(alarm, bed, now, selected=selected), width, indent=9)
+                row = flow(self._alarm_cells(alarm, bed, now, selected=selected), width, indent=9)
                 if selected and alarm.alarm_id is not None:
-                    body += self._alarm_detail(bed, alarm.alarm_id, width)
+                    row += self._alarm_detail(bed, alarm.alarm_id, width)
+                body.append(row)
         hidden = [b.key for b in self._ordered_all() if self.hidden(b, now)]
         if hidden:
-            body += flow(
-                _words(
-                    f"{len(hidden)} bed(s) offline for more than {self.hide_offline_s:g} s not "
-                    f"shown: {', '.join(hidden)}",
-                    "dim",
-                ),
-                width,
+            body.append(
+                flow(
+                    _words(
+                        f"{len(hidden)} bed(s) offline for more than {self.hide_offline_s:g} s not "
+                        f"shown: {', '.join(hidden)}",
+                        "dim",
+                    ),
+                    width,
+                )
             )
         if not self.beds:
-            body += flow(_words(f"no bed seen yet under vigil/{self.ward or '+'}/+", "dim"), width)
+            body.append(
+                flow(_words(f"no bed seen yet under vigil/{self.ward or '+'}/+", "dim"), width)
+            )
         return body
 
     def _foot(self, now: float, width: int | None) -> list[Line]:

@@ -359,6 +359,23 @@ def test_issue11_5_a_narrow_bed_is_two_lines_its_continuation_indented() -> None
     assert "w1/b1" not in lines[first + 1]
 
 
+def test_issue11_5_a_short_screen_hides_whole_beds_never_half_of_one() -> None:
+    view = surge_bed()
+    for n in range(2, 12):
+        view.handle(f"vigil/w1/b{n:02}/status", b'{"status": "online"}', T0)
+        for param, value in (("NIBP_SYS", 190.0), ("NIBP_DIA", 100.0), ("ETCO2", 40.0)):
+            vital(view, param, value, T0, bed=f"w1/b{n:02}")
+    for height in range(22, 40):
+        lines = [plain_text(ln) for ln in view.render(T0, height=height, width=60)]
+        assert len(lines) <= height
+        assert "more rows: enlarge the window" in "\n".join(lines)
+        beds = [i for i, ln in enumerate(lines) if re.match(r" \[\d+\] w1/b", ln)]
+        for i in beds:  # each bed shown is shown with its blood pressure and its last vital
+            block = "\n".join(lines[i : i + 3])
+            assert "NIBP" in block
+            assert "EtCO2" in block
+
+
 def test_issue11_5_text_is_measured_in_terminal_cells() -> None:
     """A wide (East Asian) character takes two cells, a combining one none; control characters
     from the broker never reach the terminal."""
