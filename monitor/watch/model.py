@@ -1,9 +1,9 @@
 """The nurse console's model: the ward as the console knows it, its screen, its keys.
 
 Pure: no I/O and no clock of its own. The I/O loop (`monitor.watch.app`) hands `WardView`
-every message it receives (`handle(topic, payload, now)`), every key pressed (`press(key, now)`,
-which returns the commands to publish) and the broker link's state; it draws what
-`render(now, height=, width=)` returns and rings the bell `take_bells()` times. `now` is the
+every message it receives (`handle(topic, payload, now, retained=)`), every key pressed
+(`press(key, now)`, which returns the commands to publish) and the broker link's state; it draws
+what `render(now, height=, width=)` returns and rings the bell `take_bells()` times. `now` is the
 console's clock (epoch seconds); `retained` says the broker replayed a stored message.
 
 What the console reads (ARCHITECTURE.md "MQTT", under `vigil/<ward>/<bed>`):
@@ -13,6 +13,8 @@ What the console reads (ARCHITECTURE.md "MQTT", under `vigil/<ward>/<bed>`):
 - `alarms`: alarm events; they ring the bell and say who acknowledged an alarm.
 - `vitals`: Sample JSON.
 - `cmd/result`: `{"request_id", "ok", "error"?}`, matched to the commands this console sent.
+An empty payload clears a retained topic: an empty `status` retires the bed (README "Retiring a
+bed"), and it leaves the screen.
 
 Safety rules of the screen (the reasons are in the comments where they are applied):
 - a bed is never shown as fine unless its `status` is `online` and vitals arrived within
@@ -21,7 +23,9 @@ Safety rules of the screen (the reasons are in the comments where they are appli
 - alarms are listed highest priority first, in IEC 60601-1-8 colours;
 - nothing is cut off at the right edge: a row that does not fit the width is wrapped onto
   indented continuation lines (a bed becomes two or more lines), measured in terminal cells
-  (`display_width`), so every vital sign and every alarm's value and limit stay on screen.
+  (`display_width`), so every vital sign and every alarm's value and limit stay on screen; a
+  screen too short for every row leaves out whole rows, and says how many;
+- a bed offline for longer than `hide_offline_s` is left out, and a line names it.
 
 Whose time (the rule for every age and deadline on screen): a bed's times are the bed's clock,
 which need not be the console's (a simulation runs it faster, a bed's clock may be off). Each bed
@@ -30,11 +34,14 @@ has a `BedClock`, an estimate of the bed's clock now, from the newest time the b
 `bed now = newest t + (console now - its arrival) * rate`. `rate` is 1 unless the bed's times
 advanced more than 5 % faster or slower than the console's over at least 10 s of messages (a
 simulation), then it is the rate measured since the bed's last online status. Messages the broker
-replays as retained say nothing about the bed's clock now and are not used. Every age (of a
-vital, an alarm, STALE, OFFLINE) and every deadline from the bed (the audio pause's end) is on
-that clock; until a bed has sent a live message its clock is taken to be the console's. The
-header shows the console's clock, and a bed whose clock differs from it by more than 2 s shows
-its own clock. What the console times itself (a command's answer) is on the console's clock.
+replays as retained say nothing about the bed's clock now and are not used; until a bed has
+sent a live message its clock is taken to be the console's. On that clock: the age of a vital
+(`bed now - its t`), of an alarm (`bed now - since`), and the end of an audio pause. STALE and
+OFFLINE count from when this console received the bed's last vitals or its offline status (so
+a wrong bed clock can never make a silent bed look fed), in the bed's seconds (`* rate`); the
+offline time is also what `hide_offline_s` is compared with. The header shows the console's
+clock, a bed whose clock differs from it by more than 2 s shows its own clock, and what the
+console times itself (a command's answer) is on the console's clock.
 """
 
 from __future__ import annotations
