@@ -40,6 +40,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _add_broker_credentials(p: argparse.ArgumentParser) -> None:
     """Who a console or a shell is at a secured ward broker (config/mosquitto).
 
@@ -189,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="a bed without vitals for this long is shown STALE (default 30)",
+    )
+    p.add_argument(
+        "--hide-offline-after",
+        type=_non_negative_float,
+        default=None,
+        metavar="S",
+        help="stop showing a bed offline for longer than this (default 3600; 0: never)",
     )
 
     _add_session_tools(sub)

@@ -3,7 +3,9 @@
 One asyncio TaskGroup holds the named tasks: `watch.broker` (connect, subscribe, receive and
 publish; reconnected with capped jittered backoff by `monitor.supervisor.supervise`, the one owner
 of reconnection) and the screen loop in the foreground, which redraws on every change (at most
-10 frames a second) and at least once a second so ages and the STALE verdicts move on their own.
+10 frames a second) and at least once a second so ages and the STALE verdicts move on their own,
+and at once when the terminal is resized (SIGWINCH): each frame is laid out for the terminal's
+size at that moment.
 Keys arrive through a reader callback on stdin (cbreak mode: one key at a time, no echo, Ctrl-C
 still interrupts). `q`, SIGTERM or SIGHUP end the console; the terminal is restored whatever
 ends it.
@@ -38,7 +40,13 @@ from monitor.clock import Clock, RealClock
 from monitor.settings import BrokerSettings, cli_broker
 from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
 from monitor.ward import NO_DELAY, tls_context_for
-from monitor.watch.model import DEFAULT_STALE_S, Outgoing, WardView, to_ansi
+from monitor.watch.model import (
+    DEFAULT_HIDE_OFFLINE_S,
+    DEFAULT_STALE_S,
+    Outgoing,
+    WardView,
+    to_ansi,
+)
 
 __all__ = ["Terminal", "Watch", "decode_keys", "subscriptions", "watch_main"]
 
@@ -161,6 +169,8 @@ class Watch:
         loop.add_reader(self.terminal.fd_in, self._on_input)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self._quit)
+        # a resized window is drawn anew at once, laid out for its new size
+        loop.add_signal_handler(signal.SIGWINCH, self._dirty.set)
         try:
             async with asyncio.TaskGroup() as tg:
                 link = tg.create_task(
@@ -177,7 +187,7 @@ class Watch:
                 link.cancel()
         finally:
             loop.remove_reader(self.terminal.fd_in)
-            for sig in (signal.SIGTERM, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH):
                 loop.remove_signal_handler(sig)
 
     # ------------------------------------------------------------------ screen and keys
@@ -199,10 +209,9 @@ class Watch:
     def _draw(self) -> None:
         columns, rows = self.terminal.size()
         # one column and one row spare: a full last line would scroll the screen on many terms
-        lines = self.view.render(self.clock.now(), height=max(1, rows - 1))
-        self.terminal.draw(
-            [to_ansi(line, max(1, columns - 1)) for line in lines], bells=self.view.take_bells()
-        )
+        width = max(1, columns - 1)
+        lines = self.view.render(self.clock.now(), height=max(1, rows - 1), width=width)
+        self.terminal.draw([to_ansi(line, width) for line in lines], bells=self.view.take_bells())
 
     def _on_input(self) -> None:
         try:
@@ -271,7 +280,7 @@ class Watch:
         # MqttError, and the supervisor reconnects.
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.view.handle(str(message.topic), payload, self.clock.now())
+            self.view.handle(str(message.topic), payload, self.clock.now(), retained=message.retain)
             self._dirty.set()
 
     async def _send(self, client: aiomqtt.Client) -> None:
@@ -290,7 +299,10 @@ class Watch:
 
 
 def watch_main(args: argparse.Namespace) -> int:
-    """`vigil watch --broker URL [--ward W] [--user NAME] [--stale-s S]`."""
+    """`vigil watch --broker URL [--ward W] [--user NAME] [--stale-s S] [--hide-offline-after S]`.
+
+    Exit 2 on a bad option or without a terminal; 0 when the nurse quits.
+    """
     try:
         broker = cli_broker(args, args.broker)
     except ValidationError as exc:
@@ -312,6 +324,11 @@ def watch_main(args: argparse.Namespace) -> int:
         stale_s=args.stale_s if args.stale_s is not None else DEFAULT_STALE_S,
         # shown on screen: without any password the URL may carry
         broker=f"{urlsplit(broker.url).scheme}://{broker.host}:{broker.port}",
+        hide_offline_s=(
+            args.hide_offline_after
+            if args.hide_offline_after is not None
+            else DEFAULT_HIDE_OFFLINE_S
+        ),
     )
     with (
         contextlib.suppress(KeyboardInterrupt),
