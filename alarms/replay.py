@@ -1,14 +1,16 @@
 """`vigil replay`: a recording CSV in, alarm events out, through the live daemon's engine.
 
-The recording format is ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a
-parameter of the vocabulary or `EVENT` (then `value` is a session step); an empty value or `nan`
-is an invalid sample; rows are in time order.
+The recording format is ARCHITECTURE.md "Recording CSV", UTF-8 (a byte-order mark, as Excel
+writes, is allowed): header `t,param,value`; `param` is a parameter of the vocabulary or `EVENT`
+(then `value` is a session step); an empty value or `nan` is an invalid sample; rows are in time
+order.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
@@ -57,6 +59,9 @@ def read_recording(lines: Iterable[str], *, file: str = "<recording>") -> Iterat
         header = next(reader)
     except StopIteration:
         raise RecordingError(file, 1, "empty file: expected header t,param,value") from None
+    if header:
+        # Excel and Windows tools start a UTF-8 CSV with a byte-order mark: not part of the name
+        header[0] = header[0].removeprefix("\ufeff")
     if tuple(h.strip() for h in header) != HEADER:
         raise RecordingError(file, 1, f"bad header {','.join(header)!r}: expected t,param,value")
     last_t = -math.inf
@@ -132,6 +137,27 @@ def _write_events(events: Iterable[AlarmEvent], out: TextIO) -> Counter[str]:
     return counts
 
 
+def _text_lines(path: Path) -> io.StringIO:
+    """The file's text, line ends kept for the CSV reader.
+
+    Raises:
+        RecordingError: the file is not UTF-8, at the line holding the first bad byte.
+        OSError: the file cannot be read.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        raise RecordingError(
+            str(path),
+            data.count(b"\n", 0, exc.start) + 1,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} is byte "
+            f"{exc.start - line_start + 1} of the line (save the file as UTF-8)",
+        ) from None
+    return io.StringIO(text, newline="")
+
+
 def replay_main(args: argparse.Namespace) -> int:
     """`vigil replay FILE.csv [--config POLICY] [--summary]`."""
     try:
@@ -142,8 +168,7 @@ def replay_main(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
         # Read it all first: a bad line is refused before any event is printed.
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = list(read_recording(f, file=str(path)))
+        rows = list(read_recording(_text_lines(path), file=str(path)))
     except RecordingError as exc:
         print(f"vigil replay: {exc}", file=sys.stderr)
         return 1

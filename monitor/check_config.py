@@ -1,4 +1,9 @@
-"""`vigil check-config FILE`: every problem with file, key and reason; exit 1 on any."""
+"""`vigil check-config FILE`: every problem with file, key and reason; exit 1 on any.
+
+Warnings (a serial port that is not there now) go to stderr too but do not fail the check: a
+USB adapter may be plugged in after the config is written, and the driver keeps trying to open
+its port until it appears.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,9 @@ from pathlib import Path
 from alarms.policy import load_policy
 from drivers import DRIVERS
 from monitor.configfile import ConfigError, ConfigProblem
-from monitor.settings import Settings, load_settings
+from monitor.settings import MqttDriver, Settings, load_settings
 
-__all__ = ["check_config", "check_config_main"]
+__all__ = ["check_config", "check_config_main", "config_warnings"]
 
 
 def check_config(path: Path) -> tuple[Settings | None, list[ConfigProblem]]:
@@ -38,10 +43,32 @@ def check_config(path: Path) -> tuple[Settings | None, list[ConfigProblem]]:
     return settings, problems
 
 
+def config_warnings(path: Path, settings: Settings) -> list[ConfigProblem]:
+    """What is valid but probably not what was meant: serial ports that do not exist now."""
+    warnings: list[ConfigProblem] = []
+    for i, d in enumerate(settings.drivers):
+        if isinstance(d, MqttDriver):
+            continue
+        port = d.port
+        # a pyserial URL (socket://host:port, rfc2217://...) names no file to look for
+        if "://" not in port and not Path(port).exists():
+            warnings.append(
+                ConfigProblem(
+                    file=str(path),
+                    key=f"drivers[{i}].port",
+                    reason=f"warning: {port} does not exist now; the driver will keep "
+                    f"trying to open it ({d.device_id} is DEVICE_DISCONNECTED until then)",
+                )
+            )
+    return warnings
+
+
 def check_config_main(args: argparse.Namespace) -> int:
     """Print the verdict; exit status 0 when the config can be used, else 1."""
     settings, problems = check_config(args.file)
-    for p in problems:
+    # warnings need valid settings; an invalid file gets its problems only
+    warnings = [] if settings is None else config_warnings(args.file, settings)
+    for p in [*problems, *warnings]:
         print(p, file=sys.stderr)
     if problems:
         print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
@@ -50,5 +77,6 @@ def check_config_main(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: ok (bed {settings.bed.ward}/{settings.bed.bed}, "
         f"{len(settings.drivers)} driver(s), policy {settings.alarms.policy})"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
     )
     return 0

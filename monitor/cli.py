@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,11 @@ _HANDLERS: dict[str, str] = {
     "watch": "monitor.watch:watch_main",
     "report": "monitor.report:report_main",
 }
+
+
+# Commands whose output is lines on stdout, often piped into `head` or `less`: a reader that
+# stops reading ends them normally.
+_PIPED: frozenset[str] = frozenset({"replay", "decode", "export"})
 
 
 def _positive_float(text: str) -> float:
@@ -236,7 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = getattr(
         importlib.import_module(module_name), func_name
     )
-    return handler(args)
+    if args.command not in _PIPED:
+        return handler(args)
+    try:
+        status = handler(args)
+        sys.stdout.flush()  # inside the try: a closed pipe often shows only at this flush
+    except BrokenPipeError:
+        # The reader has all it wanted (`vigil decode ... | head`): not an error. As the Python
+        # docs advise (signal module, "Note on SIGPIPE"), stdout goes to devnull so the
+        # interpreter's own flush at exit does not fail on the closed pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return status
 
 
 if __name__ == "__main__":

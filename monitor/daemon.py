@@ -381,6 +381,10 @@ class Daemon:
             for d in settings.drivers
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
+        # where each monitor is connected, in the words of its alarm message
+        self._connection = {
+            d.device_id: "MQTT" if d.kind == "mqtt" else f"port {d.port}" for d in settings.drivers
+        }
         # a monitor down before a restart counts as down until it delivers again
         down = "DEVICE_DISCONNECTED" in self.core.engine.active
         self._devices_down: dict[str, str] = dict.fromkeys(
@@ -461,23 +465,39 @@ class Daemon:
             new = name not in self._devices_down
             self._devices_down[name] = status.last_error or "lost"
             if new:
+                # the alarm is read by a nurse: it names the monitor and where it is plugged;
+                # the driver's own error (errno, pyserial's wording) is for the log
+                log.warning(
+                    "event=device_lost device=%s connection=%r error=%r",
+                    name,
+                    self._connection[name],
+                    status.last_error,
+                )
                 if "DEVICE_DISCONNECTED" in self.core.engine.active:
                     self.bed.condition(
-                        "DEVICE_DISCONNECTED", active=False, message=f"{name} lost as well"
+                        "DEVICE_DISCONNECTED", active=False, message=f"monitor {name} lost as well"
                     )
-                lost = "; ".join(f"{d}: {why}" for d, why in self._devices_down.items())
                 self.bed.condition(
                     "DEVICE_DISCONNECTED",
                     active=True,
                     param=name,
-                    message=f"no data from {lost}",
+                    message=self._lost_message(),
                 )
         elif status.state is LinkState.CONNECTED and name in self._devices_down:
             del self._devices_down[name]
+            log.info("event=device_back device=%s", name)
             if not self._devices_down:
                 self.bed.condition(
-                    "DEVICE_DISCONNECTED", active=False, param=name, message=f"{name}: data again"
+                    "DEVICE_DISCONNECTED",
+                    active=False,
+                    param=name,
+                    message=f"monitor {name}: data again",
                 )
+
+    def _lost_message(self) -> str:
+        """`no data from monitor ox (port /dev/ttyUSB0)`, or every monitor down, for a person."""
+        down = [f"{d} ({self._connection[d]})" for d in self._devices_down]
+        return f"no data from monitor{'s' if len(down) > 1 else ''} {', '.join(down)}"
 
     def _ward_link_changed(self, status: LinkStatus) -> None:
         if status.state is LinkState.CONNECTED:

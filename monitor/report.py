@@ -30,6 +30,7 @@ import importlib
 import io
 import json
 import math
+import re
 import statistics
 import sys
 import textwrap
@@ -57,6 +58,8 @@ __all__ = [
     "ReportError",
     "Series",
     "build_report",
+    "lane_span",
+    "person_message",
     "render_html",
     "render_png",
     "report_facts",
@@ -663,20 +666,24 @@ def _plot_spo2(ax: Axes, data: ReportData) -> None:
 def _plot_alarm_lane(ax: Axes, data: ReportData) -> None:
     from matplotlib.lines import Line2D  # noqa: PLC0415 - optional extra
 
-    codes = sorted({a.code for a in data.alarms}, key=lambda c: min(
-        a.t for a in data.alarms if a.code == c))  # fmt: skip
+    # an alarm raised after the chart's end is in the alarm table only
+    drawn = [(a, span) for a in data.alarms if (span := lane_span(a, data)) is not None]
+    codes = sorted({a.code for a, _ in drawn}, key=lambda c: min(
+        a.t for a, _ in drawn if a.code == c))  # fmt: skip
     row = {c: i for i, c in enumerate(reversed(codes))}
     end_m = (data.end_t - data.opened_t) / 60.0
-    for a in data.alarms:
+    for a, (x0, x1, goes_on) in drawn:
         colour = PRIORITY_COLOURS.get(a.priority, "k")
         y = row[a.code]
-        x0 = (a.t - data.opened_t) / 60.0
-        x1 = end_m if a.cleared_t is None else (a.cleared_t - data.opened_t) / 60.0
         ax.hlines(y, x0, x1, color=colour, linewidth=6, alpha=0.55)
         ax.plot([x0], [y], "o", color=colour, ms=8, markeredgecolor="k")
-        if a.escalated:
-            ax.plot(minutes_of(a.escalated, data), [y] * len(a.escalated), "x", color="k", ms=6)
-        if a.acknowledged_t is not None:
+        if goes_on:
+            # still active where the chart ends (discharge): say so, the bar stops here
+            ax.plot([x1], [y], ">", color=colour, ms=7, markeredgecolor="k", clip_on=False)
+        escalated = [m for m in minutes_of(a.escalated, data) if m <= end_m]
+        if escalated:
+            ax.plot(escalated, [y] * len(escalated), "x", color="k", ms=6)
+        if a.acknowledged_t is not None and a.acknowledged_t <= data.end_t:
             ax.plot([(a.acknowledged_t - data.opened_t) / 60.0], [y], "s", color="k", ms=5)
     ax.set_yticks(range(len(codes)), list(reversed(codes)), fontsize=8)
     ax.set_ylim(-0.7, max(len(codes), 1) - 0.3)
@@ -691,9 +698,26 @@ def _plot_alarm_lane(ax: Axes, data: ReportData) -> None:
     handles += [
         Line2D([], [], color="k", marker="x", lw=0, label="escalated"),
         Line2D([], [], color="k", marker="s", lw=0, label="acknowledged"),
+        Line2D([], [], color="k", marker=">", lw=0, label="active at the end"),
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7,
               title="active until cleared", title_fontsize=7)  # fmt: skip
+
+
+def lane_span(a: AlarmMark, data: ReportData) -> tuple[float, float, bool] | None:
+    """Where `a`'s bar lies on the chart, in minutes since open, clipped to the session.
+
+    (start, end, still active at the chart's end), or None for an alarm raised after the
+    session ended. An alarm cleared after the discharge, or never, ends at the discharge: the
+    chart shows the session, not what followed it.
+    """
+    end_m = (data.end_t - data.opened_t) / 60.0
+    x0 = (a.t - data.opened_t) / 60.0
+    if x0 > end_m:
+        return None
+    cleared_m = None if a.cleared_t is None else (a.cleared_t - data.opened_t) / 60.0
+    goes_on = cleared_m is None or cleared_m > end_m
+    return max(0.0, x0), end_m if cleared_m is None else min(cleared_m, end_m), goes_on
 
 
 def minutes_of(ts: Iterable[float], data: ReportData) -> list[float]:
@@ -723,6 +747,33 @@ def render_png(data: ReportData) -> bytes:
     return buf.getvalue()
 
 
+# A driver's exception text inside a message ("…: DeviceError: ox: port …: [Errno 5] …"), as
+# journals written before DEVICE_DISCONNECTED was worded for a person hold it: the log has it
+_EXCEPTION_TEXT: Final = re.compile(r"(?::\s*|\s*\()?\b[A-Z]\w*(?:Error|Exception): [^;)]*\)?")
+# A decimal number standing alone: not part of a clock time, an address or a version
+_DECIMAL: Final = re.compile(r"(?<![\w.:/])(\d+\.\d+)(?![\w.:])")
+
+
+def person_message(message: str) -> str:
+    """An alarm message as the report's table shows it: no exception text, whole numbers.
+
+    Every number an alarm message carries is a time in seconds or a vital sign that monitors
+    give in whole units (mmHg, /min, %), so a fraction (``30.9505 s``, a median of
+    ``141.5``) is rounded half up to a whole number.
+    """
+    text = _EXCEPTION_TEXT.sub("", message).strip()
+    text = _DECIMAL.sub(lambda m: str(math.floor(float(m[1]) + 0.5)), text)
+    return text or message
+
+
+def _message_cell(message: str) -> str:
+    """The table cell: the person's message; the full text, if it differs, on hover."""
+    shown = person_message(message)
+    if shown == message:
+        return f"<td>{html.escape(shown)}</td>"
+    return f'<td title="{html.escape(message)}">{html.escape(shown)}</td>'
+
+
 def render_html(data: ReportData) -> str:
     """A self-contained page: the chart as an embedded PNG, the facts and the alarms as tables.
 
@@ -739,7 +790,7 @@ def render_html(data: ReportData) -> str:
             "<tr>"
             f"<td>{e(data.iso(a.t))}</td><td>{e(a.code)}</td>"
             f'<td><span class="p {e(a.priority)}">{e(a.priority)}</span></td>'
-            f"<td>{e(a.phase)}</td><td>{e(a.message)}</td>"
+            f"<td>{e(a.phase)}</td>{_message_cell(a.message)}"
             f"<td>{e(data.iso(a.cleared_t)) if a.cleared_t is not None else 'not cleared'}</td>"
             "</tr>"
             for a in data.alarms

@@ -31,7 +31,7 @@ from paho.mqtt.properties import Properties
 from monitor.clock import Clock
 from monitor.outbox import Outbox, OutboxEntry
 from monitor.settings import BrokerSettings, Settings
-from monitor.supervisor import Backoff, LinkStatus, raise_if_cancelled, supervise
+from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
 __all__ = ["NO_DELAY", "WardLink", "make_client", "tls_context_for"]
@@ -138,6 +138,8 @@ class WardLink:
         self._birth = birth
         self.prefix = settings.prefix
         self.status = LinkStatus(name="ward")
+        self.status.listeners.append(self._log_link)
+        self._lost_logged = False
         # monotonic time since when the oldest waiting alarm has made no progress
         self._waiting_since: float | None = None
         self._outbox = outbox
@@ -149,6 +151,21 @@ class WardLink:
         self._identifier = (
             settings.broker.client_id or f"vigil-{settings.bed.ward}-{settings.bed.bed}"
         )
+
+    def _log_link(self, status: LinkStatus) -> None:
+        """Name the broker (host:port, never the credentials) once when the link fails.
+
+        The supervisor's retry lines say only `link=ward`; this line, one per outage, says
+        which broker the bed could not reach or lost.
+        """
+        if status.state is LinkState.BACKING_OFF and not self._lost_logged:
+            self._lost_logged = True
+            b = self._settings.broker
+            log.warning(
+                "event=ward_link_lost broker=%s:%d error=%r", b.host, b.port, status.last_error
+            )
+        elif status.state is LinkState.CONNECTED:
+            self._lost_logged = False
 
     # ------------------------------------------------------------------ producer side
 
@@ -227,8 +244,9 @@ class WardLink:
                 await self._birth_messages(client)
                 connected()
                 log.info(
-                    "event=ward_connected broker=%s prefix=%s",
+                    "event=ward_connected broker=%s:%d prefix=%s",
                     self._settings.broker.host,
+                    self._settings.broker.port,
                     self.prefix,
                 )
                 async with asyncio.TaskGroup() as tg:

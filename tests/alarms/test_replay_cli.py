@@ -246,3 +246,27 @@ def test_missing_policy_file(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout) == (1, "")
     assert str(tmp_path / "nope.toml") in proc.stderr
     assert "no such file" in proc.stderr.lower()
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_its_line(tmp_path: Path) -> None:
+    # a Latin-1 editor's note on line 5: "é" is the single byte 0xe9, not UTF-8
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("\n".join([*GOOD, f"{T0 + 3},HR,70 é"]).encode("latin-1") + b"\n")
+    proc = vigil_replay(path)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert f"{path}:5:" in proc.stderr, proc.stderr
+    assert "UTF-8" in proc.stderr
+    assert "0xe9" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    # what Excel writes for "CSV UTF-8", with Windows line ends
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(GOOD).encode("utf-8") + b"\r\n")
+    proc = vigil_replay(path)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert brief(proc.stdout) == [BASELINE]

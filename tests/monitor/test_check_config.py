@@ -118,3 +118,35 @@ def test_policy_toml_syntax_error_is_reported(tmp_path: Path) -> None:
     run = check_config(path, cwd=tmp_path)
     assert run.code == 1
     assert any(line.startswith(f"{policy}: ") for line in run.err.splitlines())
+
+
+def serial_driver(port: str, kind: str = "masimo", device_id: str = "spo2") -> str:
+    return f'[[drivers]]\nkind = "{kind}"\ndevice_id = "{device_id}"\nport = "{port}"\n'
+
+
+def test_a_serial_port_that_does_not_exist_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    absent = tmp_path / "ttyUSB9"
+    path = write(tmp_path, BED + serial_driver(str(absent)))
+    run = check_config(path, cwd=tmp_path)
+    assert run.code == 0, run.err  # the adapter may be plugged in later
+    [warning] = located(run.err, path, "drivers[0].port")
+    assert "warning" in warning
+    assert str(absent) in warning
+    assert "does not exist" in warning
+    assert run.out.startswith(f"{path}: ok")
+    assert "1 warning" in run.out
+
+
+def test_serial_ports_that_exist_or_are_urls_give_no_warning(tmp_path: Path) -> None:
+    present = tmp_path / "ttyUSB0"
+    present.touch()
+    path = write(
+        tmp_path,
+        BED
+        + serial_driver(str(present))
+        + serial_driver("socket://10.0.0.9:4001", kind="ge-s5", device_id="s5")
+        + serial_driver("rfc2217://10.0.0.9:4002", kind="intellivue", device_id="mp50"),
+    )
+    run = check_config(path, cwd=tmp_path)
+    assert (run.code, run.err) == (0, "")
+    assert "warning" not in run.out

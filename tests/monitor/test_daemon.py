@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from alarms.policy import load_policy
 from monitor.commands import Checklist
@@ -178,3 +180,43 @@ async def test_a_second_lost_monitor_is_announced_too(tmp_path: Path) -> None:
     assert [state for state, _ in events] == ["active", "cleared", "active"]
     assert "mon1" in events[-1][1]
     assert "ox1" in events[-1][1]
+
+
+async def test_a_lost_monitor_is_named_for_a_person_and_the_error_goes_to_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a serial monitor whose port is not there and an MQTT one on a broker nobody runs
+    port = tmp_path / "ttyUSB0"
+    settings = Settings.model_validate(
+        {
+            "bed": {"ward": "w1", "bed": "b1"},
+            "broker": {"url": f"mqtt://127.0.0.1:{free_port()}"},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "metrics": {"enabled": False},
+            "drivers": [
+                {"kind": "masimo", "device_id": "ox", "port": str(port)},
+                {"kind": "mqtt", "device_id": "mon1", "topic": "a"},
+            ],
+        }
+    )
+    caplog.set_level(logging.INFO)
+    async with Daemon(settings, load_policy()) as daemon:
+        async with asyncio.timeout(10):
+            while len(daemon._devices_down) < 2:  # noqa: ASYNC110 - watching from outside
+                await asyncio.sleep(0.02)
+        messages = [
+            e.payload["message"]
+            for e in daemon.outbox.peek()
+            if e.payload["code"] == "DEVICE_DISCONNECTED" and e.payload["state"] == "active"
+        ]
+    lost = {"ox": f"ox (port {port})", "mon1": "mon1 (MQTT)"}
+    first, second = messages
+    assert first in {f"no data from monitor {lost['ox']}", f"no data from monitor {lost['mon1']}"}
+    assert second in {
+        f"no data from monitors {lost['ox']}, {lost['mon1']}",
+        f"no data from monitors {lost['mon1']}, {lost['ox']}",
+    }
+    # the technical detail, with the device it is about, is in the log
+    details = {r.getMessage() for r in caplog.records if "event=device_lost" in r.getMessage()}
+    assert any("device=ox" in d and "No such file or directory" in d for d in details), details
+    assert any("device=mon1" in d and "Connection refused" in d for d in details), details
