@@ -39,7 +39,6 @@ from monitor.vocabulary import (
     Phase,
     Priority,
     SessionEvent,
-    in_range,
 )
 
 __all__ = ["SYSTEM_ALARMS", "ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
@@ -159,11 +158,19 @@ class AlarmEngine:
             + [c.hre_window_s for r in policy.determination for c in r.when if c.hre_ratio]
         )
         self._keep_s = keep + 1.0
-        self._hre_hist: deque[tuple[float, float]] = deque()
-        self._spo2_hist: deque[tuple[float, float]] = deque()
+        self._hist: dict[str, deque[tuple[float, float]]] = {
+            HRE: deque(),
+            Param.SPO2.value: deque(),
+        }
         self._pending_nibp: dict[Param, float] = {}
         self._pending_nibp_t: float | None = None
-        self._signals = sorted({r.signal for r in policy.continuous})
+        # the signals built as streams per batch: the rules' and the baseline's (HRE, SpO2)
+        self._stream_signals = sorted({str(r.signal) for r in policy.continuous} | set(self._hist))
+        self._rules_of: dict[str, tuple[ContinuousRule, ...]] = {
+            sig: tuple(r for r in policy.continuous if r.signal == sig)
+            for sig in self._stream_signals
+        }
+        self._batch: _Batch | None = None
 
     # ------------------------------------------------------------------ public interface
 
@@ -183,27 +190,9 @@ class AlarmEngine:
         """Process one row (after the ticks due at or before `t`); return the events it caused.
 
         `value` is NaN for a missing value; `valid` is the device's verdict (the physiological
-        range is checked here). Rows must come in time order.
+        range is checked here). A batch of one: the same code as `rows`.
         """
-        out: list[AlarmEvent] = []
-        if self._pending_nibp_t is not None and (
-            t != self._pending_nibp_t or not isinstance(what, Param) or what not in _NIBP
-        ):
-            self._close_determination(out)
-        self._ticks_until(t, out)
-        self._now = max(self._now, t)
-        if isinstance(what, SessionEvent):
-            self._session_event(t, what, out)
-        elif what in _NIBP:
-            self._pending_nibp_t = t
-            self._pending_nibp[what] = value if valid and in_range(what, value) else math.nan
-            if len(self._pending_nibp) == len(_NIBP):
-                self._close_determination(out)
-            return out
-        else:
-            self._sample(t, what, value, ok=valid and in_range(what, value), out=out)
-        self._timed(out)
-        return out
+        return self.rows(Rows.of([(t, what, value, valid)]))
 
     def tick(self, now: float) -> list[AlarmEvent]:
         """Run the 1 s ticks due up to `now` (live mode); return their events."""
@@ -295,116 +284,331 @@ class AlarmEngine:
     # ------------------------------------------------------------------ batches, with numpy
 
     def rows(self, batch: Rows) -> list[AlarmEvent]:
-        """Process a batch of rows in order; the same events as `row` on each, only faster.
+        """Process a batch of rows in order; return the events they caused.
 
-        Stretches of continuous samples in which nothing changes state (no alarm becomes active
-        or clears, no timed alarm falls due) are applied at once with numpy; every other row
-        goes through `row`. The live daemon and `vigil replay` both come through here.
+        The one path of the engine: the live bed (a few samples), `row` (one), resume and
+        `vigil replay` (a whole recording) all come here. The continuous rules are evaluated
+        over whole columns per signal (`_Batch`); then only the rows at which something can
+        change (a rule falling due or clearing, a no-data alarm due or clearing, a fixed
+        deadline, a determination, a session step) are stepped through, in row order, each as
+        the moment it is (Reading 1). Between two such rows nothing changes but run state,
+        histories and latest values, which the arrays already hold.
         """
         out: list[AlarmEvent] = []
         n = len(batch)
-        plain = batch.continuous
-        # index of the next row that is not a continuous sample, for every row
-        boundary = np.flatnonzero(~plain)
-        window = _MIN_VECTOR
-        i = 0
-        while i < n:
-            if plain[i] and self._pending_nibp_t is None:
-                nxt = np.searchsorted(boundary, i)
-                stop = int(boundary[nxt]) if nxt < len(boundary) else n
-                stop = min(stop, i + window)
-                if stop - i >= _MIN_VECTOR:
-                    j = self._quiet_prefix(batch, i, stop)
-                    # grow while stretches stay quiet; after an event, shrink but do not start over
-                    window = (
-                        min(window * 2, _MAX_WINDOW) if j == stop else max(_MIN_VECTOR, window // 4)
-                    )
-                    if j > i:
-                        i = j
-                        continue
-            what: Param | SessionEvent = _CODES[int(batch.what[i])]
-            out += self.row(
-                float(batch.t[i]), what, float(batch.value[i]), valid=bool(batch.valid[i])
-            )
-            i += 1
+        if n == 0:
+            return out
+        b = self._columns(batch)
+        self._batch = b
+        try:
+            k = 0
+            while True:
+                k = self._next_step(b, k)
+                if k >= n:
+                    break
+                if k > 0:
+                    # the rows passed over were moments too: now is at least their time
+                    self._now = max(self._now, b.tmax[k - 1])
+                b.pos = k
+                self._step(b, k, out)
+                k += 1
+            b.pos = n
+            self._carry(b)
+        finally:
+            self._batch = None
         return out
 
-    def _quiet_prefix(self, b: Rows, i: int, stop: int) -> int:
-        """Apply rows [i, j) of continuous samples at once, for the largest quiet j <= stop.
-
-        Quiet: at no row and no tick in the stretch would anything change but run state,
-        histories and latest values; so applying them together is exactly `row` one by one.
-        Returns j (j == i when the first row itself is not quiet).
-        """
-        t = b.t[i:stop]
-        what = b.what[i:stop]
-        value = b.value[i:stop]
-        ok = b.valid[i:stop] & b.in_range[i:stop]
-        j = len(t)
-        # timed alarms with fixed deadlines (escalation, NIBP overdue, discharge): a row at or
-        # after the deadline, or a tick before it, would find them due
+    def _next_step(self, b: _Batch, k: int) -> int:
+        """The first row at or after `k` at which something may change, or `b.n`."""
+        if k >= b.n:
+            return b.n
+        if self._pending_nibp_t is not None:
+            return k  # a determination waits for the row that closes it
+        nxt = _after(b.static, k, b.n)
+        if nxt == k:
+            return k
+        nxt = self._next_no_data(b, k, self._next_continuous(b, k, nxt))
         due = self._next_due_fixed()
         if math.isfinite(due):
-            j = min(j, int(np.searchsorted(t, due, side="left")))
-        j = self._no_data_limit(t, what, ok, j)
-        if j == 0:
-            return i
-        t, what, value, ok = t[:j], what[:j], value[:j], ok[:j]
-        # signals: HRE from HR/PR rows (Reading 5), and each continuous parameter
-        streams = self._streams(t, what, value, ok)
-        pending: list[_Pending] = []
+            nxt = min(nxt, b.first_at_or_after(due, k))
+        return nxt
+
+    def _next_continuous(self, b: _Batch, k: int, nxt: int) -> int:
+        """The first row at or after `k` (before `nxt`) where a continuous alarm may change."""
         for rule in self.policy.continuous:
-            stream = streams.get(rule.signal)
+            alarm = self.active.get(rule.code)
+            if alarm is None:
+                if self.phase in rule.phases:
+                    nxt = min(nxt, _after(b.on_rows[rule.code], k, nxt))
+            elif not alarm.latching or alarm.acknowledged:
+                nxt = min(nxt, _after(b.off_rows[rule.code], k, nxt))
+        return nxt
+
+    def _next_no_data(self, b: _Batch, k: int, nxt: int) -> int:
+        """The first row at or after `k` (before `nxt`) where a no-data alarm may change."""
+        session = self.session
+        if session is not None:
+            for nd in self.policy.no_data:
+                if nd.code in self.active:
+                    nxt = min(nxt, _after(b.nd_valid[nd.code], k, nxt))
+                elif self.phase in nd.phases:
+                    # due at a row when a tick before it or its own check sees the gap:
+                    # t - max(last valid before it, session start) >= after_s
+                    first = max(k, b.first_at_or_after(session.start + nd.after_s, k))
+                    nxt = min(nxt, _after(b.nd_late[nd.code], first, nxt))
+        return nxt
+
+    def _step(self, b: _Batch, k: int, out: list[AlarmEvent]) -> None:
+        """Row `k` as the moment it is: what `row` did for every row, before the batch path."""
+        t = float(b.t[k])
+        what = _CODES[int(b.what[k])]
+        if self._pending_nibp_t is not None and (t != self._pending_nibp_t or what not in _NIBP):
+            self._close_determination(out)
+        self._ticks_until(t, out)
+        self._now = max(self._now, t)
+        b.pos = k + 1
+        if isinstance(what, SessionEvent):
+            self._session_event(t, what, out)
+        elif what in _NIBP:
+            ok = bool(b.ok[k])
+            self._pending_nibp_t = t
+            self._pending_nibp[what] = float(b.value[k]) if ok else math.nan
+            if len(self._pending_nibp) == len(_NIBP):
+                self._close_determination(out)
+            return
+        else:
+            self._sample_at(b, k, t, what, out)
+        self._timed(out)
+
+    def _sample_at(self, b: _Batch, k: int, t: float, param: Param, out: list[AlarmEvent]) -> None:
+        """The events of the sample at row `k` (its runs are in the batch's arrays)."""
+        if b.ok[k]:
+            for nd in self.policy.no_data:
+                if param in nd.params and nd.code in self.active:
+                    out.append(
+                        self._clear(nd.code, t, value=0.0, message=f"{_params_text(nd)} data back")
+                    )
+        for signal in b.signals_of[param]:
+            stream = b.streams[signal]
+            p = int(stream.pos[k])
+            if p < 0:
+                continue  # Reading 5: an HR row past the hold is no HRE sample
+            value = float(stream.v[p])
+            src = _CODES[int(stream.src[p])]
+            assert isinstance(src, Param)
+            for rule in self._rules_of[signal]:
+                self._continuous_transition(
+                    rule,
+                    t,
+                    value,
+                    src,
+                    due_on=bool(b.due_on[rule.code][p]),
+                    due_off=bool(b.due_off[rule.code][p]),
+                    out=out,
+                )
+
+    def _carry(self, b: _Batch) -> None:
+        """Keep what the batch leaves behind for the next one (state at its last row)."""
+        self._now = max(self._now, b.tmax[-1])
+        for param, idx in b.valid_rows.items():
+            if len(idx):
+                k = int(idx[-1])
+                self._last_valid_t[param] = float(b.t[k])
+                if param is not Param.HR:
+                    continue
+                self._last_valid_hr = (float(b.t[k]), float(b.value[k]))
+        for signal, stream in b.streams.items():
+            if not len(stream.t):
+                continue
+            self._signal_last_t[signal] = float(stream.t[-1])
+            good = stream.ok_pos
+            if len(good):
+                g = int(good[-1])
+                self._latest[signal] = float(stream.v[g])
+                if signal == HRE:
+                    src = _CODES[int(stream.src[g])]
+                    assert isinstance(src, Param)
+                    self._last_hre_src = src
+            hist = self._hist.get(signal)
+            if hist is not None:
+                _extend_history(
+                    hist, stream.t[good], stream.v[good], float(b.tmax[-1]) - self._keep_s
+                )
+        self._carry_runs(b)
+
+    def _carry_runs(self, b: _Batch) -> None:
+        for rule in self.policy.continuous:
+            stream = b.streams.get(rule.signal)
             if stream is None or not len(stream.t):
                 continue
+            run = self._runs[rule.code]
+            hs, os_ = b.hold_start[rule.code][-1], b.off_start[rule.code][-1]
+            run.hold_start = None if math.isnan(hs) else float(hs)
+            run.off_start = None if math.isnan(os_) else float(os_)
             alarm = self.active.get(rule.code)
-            due_on, due_off, hold_start, off_start = _runs(
-                stream,
-                rule,
-                self._runs[rule.code],
-                clear_after=self._clear_after,
-                need_off=alarm is not None,
-            )
-            if alarm is None:
-                hit = np.flatnonzero(due_on) if self.phase in rule.phases else np.empty(0, np.int64)
-            elif not alarm.latching or alarm.acknowledged:
-                hit = np.flatnonzero(due_off)
-            else:
-                hit = np.empty(0, np.int64)
-            if len(hit):
-                j = min(j, int(stream.rows[hit[0]]))
-            pending.append((rule, stream, due_on, due_off, (hold_start, off_start)))
-        if j == 0:
-            return i
-        self._apply_quiet(t[:j], what[:j], value[:j], ok[:j], streams, pending, j)
-        return i + j
+            if alarm is not None:
+                # a latched alarm's condition, for an acknowledgement between batches
+                decisive = np.flatnonzero(b.due_on[rule.code] | b.due_off[rule.code])
+                if len(decisive):
+                    alarm.condition = bool(b.due_on[rule.code][decisive[-1]])
 
-    def _no_data_limit(self, t: np.ndarray, what: np.ndarray, ok: np.ndarray, j: int) -> int:
-        """The first row (< j) at which, or before which, a no-data alarm would change."""
-        session = self.session
-        if session is None:
-            return j
-        for nd in self.policy.no_data:
-            if self.phase not in nd.phases:
+    def _columns(self, rows: Rows) -> _Batch:
+        """The batch as columns, from the state carried so far (`_Batch`)."""
+        engine = self
+        n = len(rows)
+        t, what, value = rows.t, rows.what, rows.value
+        ok = rows.valid & rows.in_range
+        tmax = np.maximum.accumulate(t)
+        ordered = bool(np.all(t == tmax))
+        static = np.flatnonzero(~rows.continuous)
+        present = np.bincount(what, minlength=len(_CODES))
+        valid_rows: dict[Param, np.ndarray] = {}
+        for param in _CONTINUOUS:
+            if present[_CODE_OF[param]]:
+                valid_rows[param] = np.flatnonzero((what == _CODE_OF[param]) & ok)
+        streams = self._streams(n, t, what, value, ok)
+        signals_of: dict[Param, tuple[str, ...]] = {
+            p: ((HRE,) if p in (Param.HR, Param.PR) else ()) + ((p.value,) if p in streams else ())
+            for p in _CONTINUOUS
+        }
+        due_on: dict[str, np.ndarray] = {}
+        due_off: dict[str, np.ndarray] = {}
+        hold_start: dict[str, np.ndarray] = {}
+        off_start: dict[str, np.ndarray] = {}
+        on_rows: dict[str, np.ndarray] = {}
+        off_rows: dict[str, np.ndarray] = {}
+        for rule in engine.policy.continuous:
+            s = streams[rule.signal]
+            on, off, hs, os_ = _runs(
+                s, rule, engine._runs[rule.code], clear_after=engine._clear_after
+            )
+            due_on[rule.code], due_off[rule.code] = on, off
+            hold_start[rule.code], off_start[rule.code] = hs, os_
+            on_rows[rule.code], off_rows[rule.code] = s.rows[on], s.rows[off]
+        nd_valid: dict[str, np.ndarray] = {}
+        nd_late: dict[str, np.ndarray] = {}
+        for nd in engine.policy.no_data:
+            parts = [valid_rows[p] for p in nd.params if p in valid_rows]
+            valid = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+            nd_valid[nd.code] = valid
+            carry = max(engine._last_valid_t.get(p, -math.inf) for p in nd.params)
+            # the last valid time strictly before each row
+            last = np.full(n, -1, dtype=np.int64)
+            last[valid] = valid
+            np.maximum.accumulate(last, out=last)
+            before = np.empty(n)
+            before[0] = carry
+            prev = last[:-1]
+            before[1:] = np.where(prev >= 0, t[np.maximum(prev, 0)], carry)
+            nd_late[nd.code] = np.flatnonzero(t - before >= nd.after_s)
+        return _Batch(
+            n, t, what, value, ok, tmax, ordered, static, streams, signals_of,
+            due_on, due_off, hold_start, off_start, on_rows, off_rows, valid_rows,
+            nd_valid, nd_late,
+        )  # fmt: skip
+
+    def _streams(
+        self,
+        n: int,
+        t: np.ndarray,
+        what: np.ndarray,
+        value: np.ndarray,
+        ok: np.ndarray,
+    ) -> dict[str, _Stream]:
+        engine = self
+        gap = engine._gap
+        out: dict[str, _Stream] = {}
+        hr_code, pr_code = _CODE_OF[Param.HR], _CODE_OF[Param.PR]
+        beat = np.flatnonzero((what == hr_code) | (what == pr_code))
+        bt, bw, bv, bok = t[beat], what[beat], value[beat], ok[beat]
+        # Reading 5: HRE is the latest valid HR while it is at most `hr_hold_s` old, else the
+        # PR row's own value; an HR row past the hold is no HRE sample (a valid HR row never
+        # is: it is its own latest valid HR)
+        last = engine._last_valid_hr
+        idx = np.where((bw == hr_code) & bok, np.arange(len(bt)), -1)
+        np.maximum.accumulate(idx, out=idx)
+        seen = idx >= 0
+        safe = np.maximum(idx, 0)
+        lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
+        lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
+        from_hr = ~np.isnan(lvt) & (bt - lvt <= engine._hold)
+        keep = from_hr | (bw == pr_code)
+        bt, bw, bv, bok = bt[keep], bw[keep], bv[keep], bok[keep]
+        lvv, from_hr = lvv[keep], from_hr[keep]
+        out[HRE] = _Stream.of(
+            n,
+            beat[keep],
+            t=bt,
+            v=np.where(from_hr, lvv, bv),
+            ok=from_hr | bok,
+            src=np.where(from_hr, hr_code, bw),
+            last_t=engine._signal_last_t.get(HRE),
+            gap=gap,
+        )
+        for signal in engine._stream_signals:
+            if signal == HRE:
                 continue
-            valid_rows = np.zeros(len(what), dtype=bool)
-            for param in nd.params:
-                valid_rows |= what == _CODE_OF[param]
-            valid_rows &= ok
-            if nd.code in self.active:
-                # it clears at the next valid sample of its parameters
-                hit = np.flatnonzero(valid_rows[:j])
-                if len(hit):
-                    j = int(hit[0])
-                continue
-            ref = self._no_data_ref(nd, session)
-            # a tick before a row, or the row's own check, sees at most the row's time minus
-            # the last valid time before it
-            before = np.concatenate(([ref], _ffill_values(t, valid_rows, ref)[:-1]))
-            late = np.flatnonzero(t[:j] - before[:j] >= nd.after_s)
-            if len(late):
-                j = int(late[0])
-        return j
+            code = _CODE_OF[Param(signal)]
+            rows = np.flatnonzero(what == code)
+            out[signal] = _Stream.of(
+                n,
+                rows,
+                t=t[rows],
+                v=value[rows],
+                ok=ok[rows],
+                src=what[rows],
+                last_t=engine._signal_last_t.get(signal),
+                gap=gap,
+            )
+        return out
+
+    # ------------------------------------------------------------------ state as of now
+    #
+    # While a batch is stepped through, the state "now" is what the carried state and the
+    # batch's rows before `_Batch.pos` make; these read it without building it row by row.
+
+    def _last_valid(self, param: Param) -> float:
+        b = self._batch
+        if b is not None:
+            idx = b.valid_rows.get(param)
+            if idx is not None:
+                i = int(np.searchsorted(idx, b.pos))
+                if i:
+                    return float(b.t[idx[i - 1]])
+        return self._last_valid_t.get(param, -math.inf)
+
+    def _latest_of(self, key: str) -> float | None:
+        b = self._batch
+        if b is not None:
+            stream = b.streams.get(key)
+            if stream is not None:
+                g = stream.last_ok_before(b.pos)
+                if g >= 0:
+                    return float(stream.v[g])
+        return self._latest.get(key)
+
+    def _hre_src(self) -> Param:
+        b = self._batch
+        if b is not None:
+            stream = b.streams[HRE]
+            g = stream.last_ok_before(b.pos)
+            if g >= 0:
+                src = _CODES[int(stream.src[g])]
+                assert isinstance(src, Param)
+                return src
+        return self._last_hre_src
+
+    def _window(self, signal: str, lo: float, hi: float) -> list[float]:
+        """Valid values of `signal` with lo <= t <= hi so far (Reading 8: inclusive)."""
+        values = [v for ts, v in self._hist[signal] if lo <= ts <= hi]
+        b = self._batch
+        if b is not None:
+            stream = b.streams[signal]
+            sel = stream.ok_window(lo, hi, b.pos, ordered=b.ordered)
+            values += stream.v[sel].tolist()
+        return values
+
+    # ------------------------------------------------------------------ time
 
     def _next_due_fixed(self) -> float:
         """`_next_due` without the no-data deadlines (those move with the data)."""
@@ -431,138 +635,6 @@ class AlarmEngine:
             ):
                 due = min(due, alarm.activated_t + (alarm.level + 1) * g.escalation_interval_s)
         return due
-
-    def _streams(
-        self, t: np.ndarray, what: np.ndarray, value: np.ndarray, ok: np.ndarray
-    ) -> dict[str, _Stream]:
-        out: dict[str, _Stream] = {}
-        hr_code, pr_code = _CODE_OF[Param.HR], _CODE_OF[Param.PR]
-        beat = np.flatnonzero((what == hr_code) | (what == pr_code))
-        if len(beat):
-            bt, bw, bv, bok = t[beat], what[beat], value[beat], ok[beat]
-            hr_valid = (bw == hr_code) & bok
-            last = self._last_valid_hr
-            idx = np.where(hr_valid, np.arange(len(bt)), -1)
-            np.maximum.accumulate(idx, out=idx)
-            seen = idx >= 0
-            safe = np.maximum(idx, 0)
-            lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
-            lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
-            from_hr = ~np.isnan(lvt) & (bt - lvt <= self._hold)
-            # Reading 5: an HR row past the hold is no HRE sample (a valid HR row never is
-            # past it: it is its own latest valid HR)
-            keep = from_hr | (bw == pr_code)
-            bt, bw, bv, bok, lvv, from_hr = (
-                bt[keep],
-                bw[keep],
-                bv[keep],
-                bok[keep],
-                lvv[keep],
-                from_hr[keep],
-            )
-            out[HRE] = _Stream(
-                rows=beat[keep],
-                t=bt,
-                v=np.where(from_hr, lvv, bv),
-                ok=from_hr | bok,
-                src=np.where(from_hr, hr_code, bw),
-                broken=self._broken(HRE, bt),
-            )
-        for signal in self._signals:
-            if signal == HRE:
-                continue
-            code = _CODE_OF[Param(signal)]
-            rows = np.flatnonzero(what == code)
-            out[signal] = _Stream(
-                rows=rows,
-                t=t[rows],
-                v=value[rows],
-                ok=ok[rows],
-                src=what[rows],
-                broken=self._broken(signal, t[rows]),
-            )
-        return out
-
-    def _broken(self, signal: str, t: np.ndarray) -> np.ndarray:
-        """Whether a gap over `run_gap_s` comes before each sample ("Run semantics")."""
-        broken = np.empty(len(t), dtype=bool)
-        if len(t):
-            last_t = self._signal_last_t.get(signal)
-            broken[0] = last_t is not None and t[0] - last_t > self._gap
-            broken[1:] = np.diff(t) > self._gap
-        return broken
-
-    def _apply_quiet(
-        self,
-        t: np.ndarray,
-        what: np.ndarray,
-        value: np.ndarray,
-        ok: np.ndarray,
-        streams: dict[str, _Stream],
-        pending: list[_Pending],
-        j: int,
-    ) -> None:
-        """Set the state the rows [0, j) leave behind (they caused no event)."""
-        self._apply_params(t, what, value, ok)
-        self._apply_signals(t, streams, pending, j)
-        self._now = max(self._now, float(t[-1]))
-
-    def _apply_params(
-        self, t: np.ndarray, what: np.ndarray, value: np.ndarray, ok: np.ndarray
-    ) -> None:
-        for code in np.unique(what):
-            param = _CODES[int(code)]
-            assert isinstance(param, Param)
-            hit = np.flatnonzero((what == code) & ok)
-            if len(hit):
-                k = int(hit[-1])
-                self._last_valid_t[param] = float(t[k])
-                self._latest[param] = float(value[k])
-                if param is Param.HR:
-                    self._last_valid_hr = (float(t[k]), float(value[k]))
-            if param is Param.SPO2:
-                sel = (what == code) & ok
-                _extend_history(self._spo2_hist, t[sel], value[sel], float(t[-1]) - self._keep_s)
-
-    def _apply_signals(
-        self,
-        t: np.ndarray,
-        streams: dict[str, _Stream],
-        pending: list[_Pending],
-        j: int,
-    ) -> None:
-        hre = streams.get(HRE)
-        if hre is not None:
-            keep = hre.rows < j
-            ht, hv, hok, hsrc = hre.t[keep], hre.v[keep], hre.ok[keep], hre.src[keep]
-            good = np.flatnonzero(hok)
-            if len(good):
-                k = int(good[-1])
-                self._latest[HRE] = float(hv[k])
-                src = _CODES[int(hsrc[k])]
-                assert isinstance(src, Param)
-                self._last_hre_src = src
-                _extend_history(self._hre_hist, ht[good], hv[good], float(t[-1]) - self._keep_s)
-        for signal, stream in streams.items():
-            keep = stream.rows < j
-            if keep.any():
-                self._signal_last_t[signal] = float(stream.t[keep][-1])
-        for rule, stream, due_on, due_off, starts in pending:
-            keep = stream.rows < j
-            if not keep.any():
-                continue
-            last = int(np.flatnonzero(keep)[-1])
-            run = self._runs[rule.code]
-            hs, os_ = starts[0][last], starts[1][last]
-            run.hold_start = None if math.isnan(hs) else float(hs)
-            run.off_start = None if math.isnan(os_) else float(os_)
-            alarm = self.active.get(rule.code)
-            if alarm is not None:
-                decisive = np.flatnonzero((due_on | due_off)[keep])
-                if len(decisive):
-                    alarm.condition = bool(due_on[keep][decisive[-1]])
-
-    # ------------------------------------------------------------------ time
 
     def _next_due(self) -> float:
         """The earliest time a timed alarm could become due, or inf."""
@@ -594,82 +666,6 @@ class AlarmEngine:
             self._timed(out)
 
     # ------------------------------------------------------------------ samples
-
-    def _sample(
-        self, t: float, param: Param, value: float, *, ok: bool, out: list[AlarmEvent]
-    ) -> None:
-        if ok:
-            self._last_valid_t[param] = t
-            self._latest[param] = value
-            for rule in self.policy.no_data:
-                if param in rule.params and rule.code in self.active:
-                    out.append(
-                        self._clear(
-                            rule.code, t, value=0.0, message=f"{_params_text(rule)} data back"
-                        )
-                    )
-        if param is Param.SPO2 and ok:
-            self._spo2_hist.append((t, value))
-            _prune(self._spo2_hist, t - self._keep_s)
-        if param in (Param.HR, Param.PR):
-            sampled = self._hre(t, param, value, ok=ok)
-            if sampled is not None:
-                hre, hre_ok, src = sampled
-                if hre_ok:
-                    self._latest[HRE] = hre
-                    self._last_hre_src = src
-                    self._hre_hist.append((t, hre))
-                    _prune(self._hre_hist, t - self._keep_s)
-                self._signal(HRE, t, hre, ok=hre_ok, src=src, out=out)
-        if param.value in self._signals:
-            self._signal(param.value, t, value, ok=ok, src=param, out=out)
-
-    def _hre(
-        self, t: float, param: Param, value: float, *, ok: bool
-    ) -> tuple[float, bool, Param] | None:
-        """Effective heart rate at an HR or PR row (Reading 5), or None: no HRE sample.
-
-        An HR row whose latest valid HR is older than the hold (an invalid HR every second, as
-        a monitor with its ECG leads off sends) is no HRE sample: it neither breaks nor extends
-        a run, so PR alone carries HRE.
-        """
-        if param is Param.HR and ok:
-            self._last_valid_hr = (t, value)
-        last = self._last_valid_hr
-        if last is not None and t - last[0] <= self._hold:
-            return last[1], True, Param.HR
-        if param is Param.HR:
-            return None
-        return value, ok, param
-
-    def _signal(
-        self, signal: str, t: float, value: float, *, ok: bool, src: Param, out: list[AlarmEvent]
-    ) -> None:
-        """Advance every continuous rule watching `signal` by one sample ("Run semantics")."""
-        last_t = self._signal_last_t.get(signal)
-        broken = last_t is not None and t - last_t > self._gap
-        self._signal_last_t[signal] = t
-        for rule in self.policy.continuous:
-            if rule.signal != signal:
-                continue
-            run = self._runs[rule.code]
-            holds = ok and OPS[rule.op](value, rule.limit)
-            if holds:
-                run.off_start = None
-                if run.hold_start is None or broken:
-                    run.hold_start = t
-            elif ok:
-                run.hold_start = None
-                if run.off_start is None or broken:
-                    run.off_start = t
-            else:
-                # an invalid sample breaks both kinds of run
-                run.hold_start = run.off_start = None
-            due_on = run.hold_start is not None and t - run.hold_start >= rule.delay_s
-            due_off = run.off_start is not None and t - run.off_start >= self._clear_after
-            self._continuous_transition(
-                rule, t, value, src, due_on=due_on, due_off=due_off, out=out
-            )
 
     def _continuous_transition(
         self,
@@ -849,7 +845,7 @@ class AlarmEngine:
 
     def _hre_median(self, t: float, window_s: float) -> float | None:
         # Reading 8: the window is inclusive, t - window <= ts <= t
-        return _median([v for ts, v in self._hre_hist if t - window_s <= ts <= t])
+        return _median(self._window(HRE, t - window_s, t))
 
     # ------------------------------------------------------------------ session steps
 
@@ -941,8 +937,8 @@ class AlarmEngine:
             t=t,
             sys0=_median([d.sys for d in pre]),
             dia0=_median([d.dia for d in pre]),
-            hr0=_median([v for ts, v in self._hre_hist if lo <= ts <= t]),
-            spo2_0=_median([v for ts, v in self._spo2_hist if lo <= ts <= t]),
+            hr0=_median(self._window(HRE, lo, t)),
+            spo2_0=_median(self._window(Param.SPO2.value, lo, t)),
             pre_determinations=len(pre),
         )
 
@@ -1005,7 +1001,7 @@ class AlarmEngine:
         self._escalate(out)
 
     def _no_data_ref(self, rule: NoDataRule, session: _Session) -> float:
-        last = max((self._last_valid_t.get(p, -math.inf) for p in rule.params), default=-math.inf)
+        last = max((self._last_valid(p) for p in rule.params), default=-math.inf)
         return max(last, session.start)
 
     def _overdue_ref(self, session: _Session) -> float:
@@ -1028,7 +1024,7 @@ class AlarmEngine:
         checks: list[tuple[str, float | None, float | None]] = [
             (Param.NIBP_SYS.value, self._latest_det("sys"), bl.sys0 if bl else None),
             (Param.NIBP_DIA.value, self._latest_det("dia"), bl.dia0 if bl else None),
-            (HRE, self._latest.get(HRE), bl.hr0 if bl else None),
+            (HRE, self._latest_of(HRE), bl.hr0 if bl else None),
         ]
         for name, x, x0 in checks:
             if x is None or x0 is None:
@@ -1041,7 +1037,7 @@ class AlarmEngine:
                 failing = (name, x, hi)
                 break
         if failing is None and bl is not None and bl.spo2_0 is not None:
-            spo2 = self._latest.get(Param.SPO2.value)
+            spo2 = self._latest_of(Param.SPO2.value)
             if spo2 is not None and spo2 < bl.spo2_0 - dc.spo2_drop:
                 failing = (Param.SPO2.value, spo2, bl.spo2_0 - dc.spo2_drop)
         alarm = self.active.get(dc.code)
@@ -1049,7 +1045,7 @@ class AlarmEngine:
             name, x, limit = failing
             if alarm is None:
                 param = (
-                    (Param.HR.value if self._last_hre_src is Param.HR else Param.PR.value)
+                    (Param.HR.value if self._hre_src() is Param.HR else Param.PR.value)
                     if name == HRE
                     else name
                 )
@@ -1111,8 +1107,10 @@ class AlarmEngine:
 
     def _reading(self, alarm: ActiveAlarm) -> float | None:
         """The alarm's latest reading, for informative fields of later events."""
-        if alarm.signal is not None and alarm.signal in self._latest:
-            return self._latest[alarm.signal]
+        if alarm.signal is not None:
+            latest = self._latest_of(alarm.signal)
+            if latest is not None:
+                return latest
         return alarm.value
 
     def _event(
@@ -1209,10 +1207,6 @@ _CODE_OF: dict[Param | SessionEvent, int] = {w: i for i, w in enumerate(_CODES)}
 _NIBP_CODES = np.array([_CODE_OF[p] for p in _NIBP])
 _PARAM_LO = np.array([PHYSIOLOGICAL_RANGE[p][0] for p in Param] + [0.0] * len(SessionEvent))
 _PARAM_HI = np.array([PHYSIOLOGICAL_RANGE[p][1] for p in Param] + [0.0] * len(SessionEvent))
-# Below this many quiet rows numpy costs more than it saves; above _MAX_WINDOW the work thrown
-# away when an event cuts a stretch short grows.
-_MIN_VECTOR = 32
-_MAX_WINDOW = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -1258,10 +1252,13 @@ class Rows:
         return inside
 
 
-_Pending = tuple["ContinuousRule", "_Stream", np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]
+def _after(idx: np.ndarray, k: int, default: int) -> int:
+    """The first value of the sorted row indices `idx` that is >= k, else `default`."""
+    i = int(np.searchsorted(idx, k))
+    return int(idx[i]) if i < len(idx) else default
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Stream:
     """One signal's samples inside a batch; `rows` are their indices in the batch."""
 
@@ -1271,6 +1268,87 @@ class _Stream:
     ok: np.ndarray
     src: np.ndarray
     broken: np.ndarray  # a gap over `run_gap_s` before this sample breaks any run
+    pos: np.ndarray  # for every row of the batch, its position in the stream, or -1
+    ok_pos: np.ndarray  # positions of the valid samples
+    ok_rows: np.ndarray  # their rows
+    ok_t: np.ndarray  # their times
+
+    @classmethod
+    def of(
+        cls,
+        n: int,
+        rows: np.ndarray,
+        *,
+        t: np.ndarray,
+        v: np.ndarray,
+        ok: np.ndarray,
+        src: np.ndarray,
+        last_t: float | None,
+        gap: float,
+    ) -> _Stream:
+        broken = np.empty(len(t), dtype=bool)
+        if len(t):
+            broken[0] = last_t is not None and t[0] - last_t > gap
+            broken[1:] = np.diff(t) > gap
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[rows] = np.arange(len(rows))
+        ok_pos = np.flatnonzero(ok)
+        return cls(rows, t, v, ok, src, broken, pos, ok_pos, rows[ok_pos], t[ok_pos])
+
+    def last_ok_before(self, row: int) -> int:
+        """Position of the last valid sample on a row before `row`, or -1."""
+        i = int(np.searchsorted(self.ok_rows, row))
+        return int(self.ok_pos[i - 1]) if i else -1
+
+    def ok_window(self, lo: float, hi: float, row: int, *, ordered: bool) -> np.ndarray:
+        """Positions of the valid samples before `row` with lo <= t <= hi."""
+        end = int(np.searchsorted(self.ok_rows, row))
+        ts = self.ok_t[:end]
+        if ordered:
+            i, j = np.searchsorted(ts, lo, side="left"), np.searchsorted(ts, hi, side="right")
+            return self.ok_pos[i:j]
+        sel: np.ndarray = self.ok_pos[:end][(ts >= lo) & (ts <= hi)]
+        return sel
+
+
+@dataclass(eq=False)
+class _Batch:
+    """A batch as columns: each signal's samples and each continuous rule's runs, at once.
+
+    Built once per `AlarmEngine.rows` call from the state the engine carries; `pos` is the
+    row the engine's stepping has reached (rows before it are done).
+    """
+
+    n: int
+    t: np.ndarray
+    what: np.ndarray
+    value: np.ndarray
+    ok: np.ndarray
+    tmax: np.ndarray  # running maximum of t (live rows may come slightly out of order)
+    ordered: bool
+    static: np.ndarray  # rows that are always stepped: session steps and NIBP rows
+    streams: dict[str, _Stream]
+    signals_of: dict[Param, tuple[str, ...]]
+    due_on: dict[str, np.ndarray]
+    due_off: dict[str, np.ndarray]
+    hold_start: dict[str, np.ndarray]
+    off_start: dict[str, np.ndarray]
+    on_rows: dict[str, np.ndarray]
+    off_rows: dict[str, np.ndarray]
+    valid_rows: dict[Param, np.ndarray]  # rows of valid samples per continuous parameter
+    nd_valid: dict[str, np.ndarray]  # per no-data rule: rows of valid samples of its params
+    nd_late: dict[str, np.ndarray]  # per no-data rule: rows that long after the last valid one
+    pos: int = 0
+
+    def first_at_or_after(self, x: float, k: int) -> int:
+        """The first row at or after `k` whose time is at least `x`, else `n`."""
+        if self.ordered:
+            return max(k, int(np.searchsorted(self.t, x, side="left")))
+        hit = np.flatnonzero(self.t[k:] >= x)
+        return k + int(hit[0]) if len(hit) else self.n
+
+
+_CONTINUOUS = tuple(p for p in Param if p not in _NIBP)
 
 
 def _ffill_values(x: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
@@ -1280,50 +1358,28 @@ def _ffill_values(x: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
     return np.where(idx >= 0, x[np.maximum(idx, 0)], carry)
 
 
-def _ffill_times(t: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
-    return _ffill_values(t, mask, carry)
-
-
 def _runs(
-    s: _Stream,
-    rule: ContinuousRule,
-    run: _Run,
-    *,
-    clear_after: float,
-    need_off: bool,
+    s: _Stream, rule: ContinuousRule, run: _Run, *, clear_after: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized "Run semantics": (due_on, due_off, hold_start, off_start) per sample.
+    """Run semantics over a stream: (due_on, due_off, hold_start, off_start) per sample.
 
-    Without `need_off` (the alarm is not active, so nothing can clear), `due_off` is all false
-    and `off_start` is right only at the last sample, which is all the state that is kept.
+    A run of holding (or of not holding) starts at a sample where it holds and either the
+    sample before did not, or a gap over `run_gap_s` comes before it; an invalid sample breaks
+    both kinds (Reading 4). `run` carries the runs of the batch before.
     """
-    n = len(s.t)
     with np.errstate(invalid="ignore"):
-        holds = s.ok & _NP_OPS[rule.op](s.v, rule.limit)
+        holds = s.ok & OPS[rule.op](s.v, rule.limit)
     off = s.ok & ~holds
     hold_start = _run_starts(s, holds, run.hold_start)
+    off_start = _run_starts(s, off, run.off_start)
     due_on = holds & (s.t - hold_start >= rule.delay_s)
-    if need_off:
-        off_start = _run_starts(s, off, run.off_start)
-        due_off = off & (s.t - off_start >= clear_after)
-        return due_on, due_off, hold_start, off_start
-    off_start = np.full(n, math.nan)
-    if off[-1]:
-        prev = np.empty(n, dtype=bool)
-        prev[0] = run.off_start is not None
-        prev[1:] = off[:-1]
-        new = np.flatnonzero(off & (s.broken | ~prev))
-        last_break = np.flatnonzero(~off)
-        if len(new) and (not len(last_break) or new[-1] > last_break[-1]):
-            off_start[-1] = s.t[new[-1]]
-        elif run.off_start is not None and not len(last_break):
-            off_start[-1] = run.off_start
-    return due_on, np.zeros(n, dtype=bool), hold_start, off_start
+    due_off = off & (s.t - off_start >= clear_after)
+    return due_on, due_off, hold_start, off_start
 
 
 def _run_starts(s: _Stream, kind: np.ndarray, carry: float | None) -> np.ndarray:
     """Start time of the run of `kind` each sample is in (NaN where `kind` is false)."""
-    if carry is None and not kind.any():
+    if not len(kind) or (carry is None and not kind.any()):
         return np.full(len(kind), math.nan)
     prev = np.empty(len(kind), dtype=bool)
     prev[0] = carry is not None
@@ -1332,6 +1388,3 @@ def _run_starts(s: _Stream, kind: np.ndarray, carry: float | None) -> np.ndarray
     since = _ffill_values(s.t, new, math.nan if carry is None else carry)
     out: np.ndarray = np.where(kind, since, math.nan)
     return out
-
-
-_NP_OPS = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}

@@ -7,11 +7,10 @@ no sense is refused at start-up with the file, key and reason (`monitor.configfi
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
@@ -45,11 +44,13 @@ Ratio = Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)]
 Pressure = Annotated[float, Field(ge=10.0, le=300.0, allow_inf_nan=False)]
 Op = Literal[">=", ">", "<=", "<"]
 
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
+# The one operator table of the policy: numpy's comparisons work on a whole column of samples
+# (the engine) as on one value (`ContinuousRule.holds`).
+OPS: dict[str, np.ufunc] = {
+    ">=": np.greater_equal,
+    ">": np.greater,
+    "<=": np.less_equal,
+    "<": np.less,
 }
 
 
@@ -102,7 +103,7 @@ class ContinuousRule(_Model):
 
     def holds(self, value: float) -> bool:
         """Whether the condition holds on a valid `value`."""
-        return OPS[self.op](value, self.limit)
+        return bool(OPS[self.op](value, self.limit))
 
 
 class DeterminationClause(_Model):
