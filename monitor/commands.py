@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 __all__ = [
     "ABSOLUTE_CONTRAINDICATIONS",
@@ -26,6 +33,7 @@ __all__ = [
     "RecordScore",
     "StartInfusion",
     "StopInfusion",
+    "checklist_help",
     "parse_command",
 ]
 
@@ -54,21 +62,49 @@ RELATIVE_CONTRAINDICATIONS = (
 )
 
 
+def _item(meaning: str) -> Any:
+    # the description is what `vigil cmd --help` and `checklist_help` show for the item
+    return Field(description=meaning)
+
+
 class Checklist(BaseModel):
     """The contraindication checklist, each item answered true or false."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    uncontrolled_hypertension: bool
-    severe_cardiovascular_disease: bool
-    raised_intracranial_pressure: bool
-    active_psychosis_or_mania: bool
-    substance_use_disorder: bool
-    severe_hepatic_impairment: bool
-    pregnancy: bool
-    suicidal_intent_without_safety_plan: bool
-    # benzodiazepines, opioids: not a contraindication, raises respiratory-depression vigilance
-    concomitant_cns_depressants: bool
+    uncontrolled_hypertension: bool = _item(
+        "absolute: blood pressure not under control; the session cannot open"
+    )
+    severe_cardiovascular_disease: bool = _item(
+        "absolute: severe heart or vascular disease; the session cannot open"
+    )
+    raised_intracranial_pressure: bool = _item(
+        "absolute: raised pressure inside the skull; the session cannot open"
+    )
+    active_psychosis_or_mania: bool = _item(
+        "absolute: current psychosis or mania; the session cannot open"
+    )
+    substance_use_disorder: bool = _item(
+        "relative: a substance use disorder; opens only after "
+        "override what=relative_contraindication"
+    )
+    severe_hepatic_impairment: bool = _item(
+        "relative: severe liver impairment; opens only after "
+        "override what=relative_contraindication"
+    )
+    pregnancy: bool = _item(
+        "relative: the patient is pregnant; opens only after "
+        "override what=relative_contraindication"
+    )
+    suicidal_intent_without_safety_plan: bool = _item(
+        "relative: active suicidal intent and no safety plan; opens only after "
+        "override what=relative_contraindication"
+    )
+    # not a contraindication: recorded, and the staff watch breathing more closely
+    concomitant_cns_depressants: bool = _item(
+        "not a contraindication: benzodiazepines or opioids taken too; recorded, "
+        "watch for respiratory depression"
+    )
 
     def absolute(self) -> list[str]:
         """The absolute contraindications ticked."""
@@ -77,6 +113,14 @@ class Checklist(BaseModel):
     def relative(self) -> list[str]:
         """The relative contraindications ticked."""
         return [k for k in RELATIVE_CONTRAINDICATIONS if getattr(self, k)]
+
+
+def checklist_help() -> str:
+    """Every checklist item with its meaning, one per line, from the `Checklist` model itself."""
+    return "\n".join(
+        f"  checklist.{name}=true|false\n      {info.description}"
+        for name, info in Checklist.model_fields.items()
+    )
 
 
 class OpenSession(_Cmd):
@@ -113,15 +157,28 @@ class Override(_Cmd):
     """A clinician's recorded override of one gate, with a reason."""
 
     cmd: Literal["override"]
-    what: Literal["bp_pre_gate", "early_discharge", "relative_contraindication"]
+    what: Literal[
+        "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
+    ]
     reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
 class Ack(_Cmd):
-    """Acknowledge one alarm."""
+    """Acknowledge one alarm, named by its `alarm_id` or by the `code` of the bed's active one.
+
+    A bed has at most one active alarm per code, so the code names it as surely as the id and
+    is what a nurse at a shell can see and type (issue 11 item 8).
+    """
 
     cmd: Literal["ack"]
-    alarm_id: Annotated[str, Field(min_length=1, max_length=200)]
+    alarm_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_name(self) -> Ack:
+        if (self.alarm_id is None) == (self.code is None):
+            raise ValueError("give exactly one of alarm_id and code")
+        return self
 
 
 class AudioPause(_Cmd):
