@@ -77,6 +77,8 @@ class Ward:
     def play(self, items: list[ScenarioItem]) -> None:
         for item in items:
             if isinstance(item, Step):
+                if item.event is SessionEvent.DISCHARGE:
+                    self.acknowledge_latched(item.t - 1.0)
                 result = self.command(item.t, session_command(item.event))
                 assert result["ok"], result
             else:
@@ -84,6 +86,13 @@ class Ward:
                 self.clock.set(item.t)
                 self.bed.samples.put(item)
         self.bed.drain()
+
+    def acknowledge_latched(self, t: float) -> None:
+        """As the nurse must before a discharge (PROTOCOL.md step 5), by code at `t`."""
+        for alarm in self.bed.core.active_alarms():
+            if alarm["latched"] and alarm["state"] == "active":
+                ack = {"cmd": "ack", "request_id": "a", "user": "nurse.c", "code": alarm["code"]}
+                assert self.command(t, ack)["ok"]
 
     def close(self) -> None:
         self.journal.close()
@@ -175,7 +184,9 @@ def test_report_data_matches_the_scenario(surge: tuple[Path, str]) -> None:
     crisis = next(a for a in data.alarms if a.code == "BP_CRISIS")
     assert crisis.priority == "high"
     assert len(crisis.escalated) == 3
-    assert crisis.cleared_t == steps[SessionEvent.DISCHARGE]
+    # latched: cleared by the nurse's acknowledgement a second before the discharge
+    assert crisis.acknowledged_t == steps[SessionEvent.DISCHARGE] - 1.0
+    assert crisis.cleared_t == steps[SessionEvent.DISCHARGE] - 1.0
     assert data.alarm_counts["BP_CRISIS"] == 1
     samples = [
         s for s in build_scenario("hypertensive-surge", t0=T0, seed=1) if isinstance(s, Sample)
