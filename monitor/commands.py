@@ -8,7 +8,8 @@ result topic.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import textwrap
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -21,6 +22,7 @@ from pydantic import (
 
 __all__ = [
     "ABSOLUTE_CONTRAINDICATIONS",
+    "OVERRIDE_MEANINGS",
     "RELATIVE_CONTRAINDICATIONS",
     "Ack",
     "AudioPause",
@@ -30,10 +32,12 @@ __all__ = [
     "Discharge",
     "OpenSession",
     "Override",
+    "OverrideWhat",
     "RecordScore",
     "StartInfusion",
     "StopInfusion",
     "checklist_help",
+    "commands_help",
     "parse_command",
 ]
 
@@ -116,11 +120,39 @@ class Checklist(BaseModel):
 
 
 def checklist_help() -> str:
-    """Every checklist item with its meaning, one per line, from the `Checklist` model itself."""
+    """Every checklist item with its meaning, from the `Checklist` model itself."""
     return "\n".join(
-        f"  checklist.{name}=true|false\n      {info.description}"
+        f"  checklist.{name}=true|false\n{_wrapped(str(info.description))}"
         for name, info in Checklist.model_fields.items()
     )
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=78, initial_indent=" " * 6, subsequent_indent=" " * 6)
+
+
+def commands_help() -> str:
+    """`vigil cmd --help`'s epilog: each command's fields, the overrides and the checklist."""
+    scales = "|".join(get_args(RecordScore.model_fields["scale"].annotation))
+    overrides = "\n".join(f"  what={w}\n{_wrapped(m)}" for w, m in OVERRIDE_MEANINGS.items())
+    return f"""commands (CMD) and their fields:
+  open_session patient_id=ID weight_kg=KG concentration_mg_per_ml=MG_PER_ML
+               checklist.ITEM=true|false (every item below, each answered)
+  start_infusion | stop_infusion | discharge | audio_pause   (no fields)
+  override what=WHAT reason=TEXT    (a clinician's decision, recorded with who and why)
+  ack code=CODE | ack alarm_id=ID   (CODE: the bed's active alarm of that code, e.g. BP_CRISIS)
+  record_score scale={scales} value=N
+
+override what= (accepted only while its gate is closed):
+{overrides}
+
+open_session checklist (an item left out is refused, not taken as false):
+{checklist_help()}
+
+example:
+  vigil cmd --config /etc/vigil/bed.toml ack code=BP_CRISIS
+
+exit status: 0 accepted, 1 refused (the reason is printed), 2 usage error or no answer"""
 
 
 class OpenSession(_Cmd):
@@ -153,13 +185,27 @@ class Discharge(_Cmd):
     cmd: Literal["discharge"]
 
 
+OverrideWhat = Literal[
+    "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
+]
+# what each override lets through (PROTOCOL.md steps 1, 2 and 5); shown by `vigil cmd --help`.
+# The bed accepts one only while its gate is closed (`monitor.session`).
+OVERRIDE_MEANINGS: dict[str, str] = {
+    "relative_contraindication": "open a session with a relative contraindication ticked",
+    "bp_pre_gate": "start the infusion while BP_PRE_GATE is active (BP >= 140/90 twice)",
+    "early_discharge": "discharge before 120 min of observation or with DISCHARGE_NOT_READY",
+    "discharge_without_vitals": (
+        "discharge while SPO2_NO_DATA or HR_NO_DATA is active or the latest valid cuff "
+        "determination is over 20 min old"
+    ),
+}
+
+
 class Override(_Cmd):
     """A clinician's recorded override of one gate, with a reason."""
 
     cmd: Literal["override"]
-    what: Literal[
-        "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
-    ]
+    what: OverrideWhat
     reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 

@@ -34,11 +34,12 @@ import statistics
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from monitor import sessions
 from monitor.export import UsageError, open_journal
 from monitor.journal import Journal, SessionRecord
 from monitor.vocabulary import Param
@@ -74,7 +75,6 @@ _DISCHARGE_OVERRIDES: Final = {
     "early_discharge": "EARLY discharge",
     "discharge_without_vitals": "discharge WITHOUT VITALS",
 }
-_KNOWN_LISTED: Final = 20  # how many session ids an "unknown session" message lists
 _SECONDS_SHOWN_BELOW_S: Final = 30 * 60.0  # a shorter session's clock axis shows seconds
 # legends right of the plots, so they never hide a reading or a phase label
 _LEGEND_OUTSIDE: Final[dict[str, Any]] = {
@@ -222,33 +222,16 @@ class ReportData:
 
 
 def find_session(journal: Journal, session: str) -> SessionRecord:
-    """The session whose id is `session` or starts with it.
+    """The session whose id is `session` or starts with it (`monitor.sessions.find_session`).
 
     Raises:
         ReportError: none matches, or the prefix matches more than one (the message lists
-            the known, or the matching, session ids).
+            the known, or the matching, sessions as `vigil sessions` does).
     """
-    records = journal.sessions()
-    exact = [r for r in records if r.session_id == session]
-    matches = exact or [r for r in records if r.session_id.startswith(session)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise ReportError(
-            f"session {session!r} is ambiguous; it matches:\n{_listing(matches)}", status=1
-        )
-    if not records:
-        raise ReportError(f"no session {session!r}: the journal holds no sessions", status=1)
-    shown = records[-_KNOWN_LISTED:]
-    more = f" (the latest {len(shown)} of {len(records)})" if len(shown) < len(records) else ""
-    raise ReportError(f"no session {session!r}; known sessions{more}:\n{_listing(shown)}")
-
-
-def _listing(records: Sequence[SessionRecord]) -> str:
-    return "\n".join(
-        f"  {r.session_id}  patient {r.patient_id}  opened {_local(r.opened_t, None).isoformat()}"
-        for r in records
-    )
+    try:
+        return sessions.find_session(journal, session)
+    except sessions.UnknownSessionError as exc:
+        raise ReportError(str(exc), status=1) from None
 
 
 def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None) -> ReportData:
