@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -182,3 +183,11 @@ def test_every_override_and_checklist_item_has_a_meaning() -> None:
             else "not a contraindication"
         )
         assert kind == expected, name
+
+
+def test_the_readme_names_every_checklist_item_and_override() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in Checklist.model_fields:
+        assert f"`{name}`" in readme, name
+    for what in OVERRIDE_MEANINGS:
+        assert f"`{what}`" in readme, what

@@ -915,3 +915,16 @@ def test_ack_by_a_code_with_no_active_alarm_is_refused(core: BedCore) -> None:
     assert outcome.error.startswith("no active alarm with code 'BP_CRISIS' (active: ")
     for code in ("DESAT_CRITICAL", "BP_PRE_GATE", "HR_NO_DATA"):
         assert code in outcome.error
+
+
+def test_an_override_given_before_the_open_is_in_the_payload_until_used(core: BedCore) -> None:
+    ok(core.command(override_cmd("relative_contraindication", "safety plan agreed"), T0))
+    pending = core.session_state(T0)["pending_overrides"]
+    assert [(o["what"], o["user"], o["reason"], o["t"]) for o in pending] == [
+        ("relative_contraindication", DOCTOR, "safety plan agreed", T0)
+    ]
+    ok(core.command(open_cmd(checks={"pregnancy": True}), T0 + 5))
+    state = core.session_state(T0 + 5)
+    assert state["pending_overrides"] == []
+    [used] = state["session"]["overrides"]
+    assert (used["let_through"], used["let_through_t"]) == ("open_session with pregnancy", T0 + 5)
