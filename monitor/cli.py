@@ -28,6 +28,7 @@ _HANDLERS: dict[str, str] = {
     "check-config": "monitor.check_config:check_config_main",
     "watch": "monitor.watch:watch_main",
     "report": "monitor.report:report_main",
+    "sessions": "monitor.export:sessions_main",
 }
 
 
@@ -70,6 +71,34 @@ def _add_broker_credentials(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, default=None, help="its private key")
 
 
+class _CmdHelp(argparse.Action):
+    """`vigil cmd --help`: the usage, then every command's fields and every checklist item.
+
+    The text comes from the command models (`monitor.commands.commands_help`), imported only
+    when the help is asked for, so it cannot drift from what the bed accepts.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show this help, the commands, their fields and the checklist",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,  # noqa: ARG002 - argparse's signature
+        values: object,  # noqa: ARG002
+        option_string: str | None = None,  # noqa: ARG002
+    ) -> None:
+        parser.epilog = importlib.import_module("monitor.commands").commands_help()
+        parser.print_help()
+        parser.exit()
+
+
 def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil cmd` and `vigil export`: a bed's session from the shell and from its journal."""
     p = sub.add_parser("export", help="a session from the journal as a recording CSV")
@@ -79,7 +108,13 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--config", type=Path, default=None, help="bed config naming the journal")
     p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
 
-    p = sub.add_parser("cmd", help="send a nurse command to a bed and print the result")
+    p = sub.add_parser(
+        "cmd",
+        help="send a nurse command to a bed and print the result",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-h", "--help", action=_CmdHelp)
     p.add_argument("name", metavar="CMD", help="open_session, start_infusion, ack, ...")
     p.add_argument(
         "fields",
@@ -94,6 +129,11 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
     p.add_argument("--user", default=None, help="who sends it (default: the login name)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+
+    p = sub.add_parser("sessions", help="the sessions in a bed's journal: id, patient, phase")
+    p.add_argument("--config", type=Path, default=None, help="bed config naming the journal")
+    p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,12 +8,21 @@ result topic.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import textwrap
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 __all__ = [
     "ABSOLUTE_CONTRAINDICATIONS",
+    "OVERRIDE_MEANINGS",
     "RELATIVE_CONTRAINDICATIONS",
     "Ack",
     "AudioPause",
@@ -23,9 +32,12 @@ __all__ = [
     "Discharge",
     "OpenSession",
     "Override",
+    "OverrideWhat",
     "RecordScore",
     "StartInfusion",
     "StopInfusion",
+    "checklist_help",
+    "commands_help",
     "parse_command",
 ]
 
@@ -54,21 +66,49 @@ RELATIVE_CONTRAINDICATIONS = (
 )
 
 
+def _item(meaning: str) -> Any:
+    # the description is what `vigil cmd --help` and `checklist_help` show for the item
+    return Field(description=meaning)
+
+
 class Checklist(BaseModel):
     """The contraindication checklist, each item answered true or false."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    uncontrolled_hypertension: bool
-    severe_cardiovascular_disease: bool
-    raised_intracranial_pressure: bool
-    active_psychosis_or_mania: bool
-    substance_use_disorder: bool
-    severe_hepatic_impairment: bool
-    pregnancy: bool
-    suicidal_intent_without_safety_plan: bool
-    # benzodiazepines, opioids: not a contraindication, raises respiratory-depression vigilance
-    concomitant_cns_depressants: bool
+    uncontrolled_hypertension: bool = _item(
+        "absolute: blood pressure not under control; the session cannot open"
+    )
+    severe_cardiovascular_disease: bool = _item(
+        "absolute: severe heart or vascular disease; the session cannot open"
+    )
+    raised_intracranial_pressure: bool = _item(
+        "absolute: raised pressure inside the skull; the session cannot open"
+    )
+    active_psychosis_or_mania: bool = _item(
+        "absolute: current psychosis or mania; the session cannot open"
+    )
+    substance_use_disorder: bool = _item(
+        "relative: a substance use disorder; opens only after "
+        "override what=relative_contraindication"
+    )
+    severe_hepatic_impairment: bool = _item(
+        "relative: severe liver impairment; opens only after "
+        "override what=relative_contraindication"
+    )
+    pregnancy: bool = _item(
+        "relative: the patient is pregnant; opens only after "
+        "override what=relative_contraindication"
+    )
+    suicidal_intent_without_safety_plan: bool = _item(
+        "relative: active suicidal intent and no safety plan; opens only after "
+        "override what=relative_contraindication"
+    )
+    # not a contraindication: recorded, and the staff watch breathing more closely
+    concomitant_cns_depressants: bool = _item(
+        "not a contraindication: benzodiazepines or opioids taken too; recorded, "
+        "watch for respiratory depression"
+    )
 
     def absolute(self) -> list[str]:
         """The absolute contraindications ticked."""
@@ -77,6 +117,42 @@ class Checklist(BaseModel):
     def relative(self) -> list[str]:
         """The relative contraindications ticked."""
         return [k for k in RELATIVE_CONTRAINDICATIONS if getattr(self, k)]
+
+
+def checklist_help() -> str:
+    """Every checklist item with its meaning, from the `Checklist` model itself."""
+    return "\n".join(
+        f"  checklist.{name}=true|false\n{_wrapped(str(info.description))}"
+        for name, info in Checklist.model_fields.items()
+    )
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=78, initial_indent=" " * 6, subsequent_indent=" " * 6)
+
+
+def commands_help() -> str:
+    """`vigil cmd --help`'s epilog: each command's fields, the overrides and the checklist."""
+    scales = "|".join(get_args(RecordScore.model_fields["scale"].annotation))
+    overrides = "\n".join(f"  what={w}\n{_wrapped(m)}" for w, m in OVERRIDE_MEANINGS.items())
+    return f"""commands (CMD) and their fields:
+  open_session patient_id=ID weight_kg=KG concentration_mg_per_ml=MG_PER_ML
+               checklist.ITEM=true|false (every item below, each answered)
+  start_infusion | stop_infusion | discharge | audio_pause   (no fields)
+  override what=WHAT reason=TEXT    (a clinician's decision, recorded with who and why)
+  ack code=CODE | ack alarm_id=ID   (CODE: the bed's active alarm of that code, e.g. BP_CRISIS)
+  record_score scale={scales} value=N
+
+override what= (accepted only while its gate is closed):
+{overrides}
+
+open_session checklist (an item left out is refused, not taken as false):
+{checklist_help()}
+
+example:
+  vigil cmd --config /etc/vigil/bed.toml ack code=BP_CRISIS
+
+exit status: 0 accepted, 1 refused (the reason is printed), 2 usage error or no answer"""
 
 
 class OpenSession(_Cmd):
@@ -109,19 +185,46 @@ class Discharge(_Cmd):
     cmd: Literal["discharge"]
 
 
+OverrideWhat = Literal[
+    "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
+]
+# what each override lets through (PROTOCOL.md steps 1, 2 and 5); shown by `vigil cmd --help`.
+# The bed accepts one only while its gate is closed (`monitor.session`).
+OVERRIDE_MEANINGS: dict[str, str] = {
+    "relative_contraindication": "open a session with a relative contraindication ticked",
+    "bp_pre_gate": "start the infusion while BP_PRE_GATE is active (BP >= 140/90 twice)",
+    "early_discharge": "discharge before 120 min of observation or with DISCHARGE_NOT_READY",
+    "discharge_without_vitals": (
+        "discharge while SPO2_NO_DATA or HR_NO_DATA is active or the latest valid cuff "
+        "determination is over 20 min old"
+    ),
+}
+
+
 class Override(_Cmd):
     """A clinician's recorded override of one gate, with a reason."""
 
     cmd: Literal["override"]
-    what: Literal["bp_pre_gate", "early_discharge", "relative_contraindication"]
+    what: OverrideWhat
     reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
 class Ack(_Cmd):
-    """Acknowledge one alarm."""
+    """Acknowledge one alarm, named by its `alarm_id` or by the `code` of the bed's active one.
+
+    A bed has at most one active alarm per code, so the code names it as surely as the id and
+    is what a nurse at a shell can see and type (issue 11 item 8).
+    """
 
     cmd: Literal["ack"]
-    alarm_id: Annotated[str, Field(min_length=1, max_length=200)]
+    alarm_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_name(self) -> Ack:
+        if (self.alarm_id is None) == (self.code is None):
+            raise ValueError("give exactly one of alarm_id and code")
+        return self
 
 
 class AudioPause(_Cmd):

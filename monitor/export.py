@@ -7,7 +7,11 @@ alarms; acknowledgements, system alarms (a monitor unplugged, the broker away) a
 of live ticks are not in a recording, so events that depend on them can differ.
 
 The journal is the bed config's ``[journal] path`` (``--config``, default /etc/vigil/bed.toml)
-or ``--journal PATH``. Exit status: 0 written, 1 unknown session, 2 usage error.
+or ``--journal PATH``. Exit status: 0 written, 1 unknown session (the known ones are listed as
+`vigil sessions` lists them), 2 usage error.
+
+`vigil sessions` (`sessions_main`) lists the journal's sessions (`monitor.sessions`): exit 0
+listed (also when there are none), 2 no journal or an invalid config.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 from monitor.configfile import ConfigError
 from monitor.journal import Journal, SessionRecord, samples_from
+from monitor.sessions import UnknownSessionError, find_session, session_table
 from monitor.settings import load_settings
 from monitor.vocabulary import Sample, SessionEvent
 from simulators.recording import write_recording
@@ -27,7 +32,7 @@ from simulators.scenarios import ScenarioItem, Step
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["export_main", "open_journal", "session_items"]
+__all__ = ["export_main", "open_journal", "session_items", "sessions_main"]
 
 DEFAULT_CONFIG: Final = Path("/etc/vigil/bed.toml")
 _STEPS: Final = (
@@ -90,10 +95,10 @@ def export_main(args: argparse.Namespace) -> int:
         print(f"vigil export: {exc}", file=sys.stderr)
         return 2
     try:
-        record = journal.session(args.session)
-        if record is None:
-            known = ", ".join(s.session_id for s in journal.sessions()) or "none"
-            print(f"vigil export: no session {args.session!r} (known: {known})", file=sys.stderr)
+        try:
+            record = find_session(journal, args.session)
+        except UnknownSessionError as exc:
+            print(f"vigil export: {exc}", file=sys.stderr)
             return 1
         items = session_items(journal, record)
     finally:
@@ -103,4 +108,19 @@ def export_main(args: argparse.Namespace) -> int:
         f"vigil export: session {record.session_id} (patient {record.patient_id}): {rows} rows",
         file=sys.stderr,
     )
+    return 0
+
+
+def sessions_main(args: argparse.Namespace) -> int:
+    """`vigil sessions [--config FILE | --journal PATH]`: list the journal's sessions."""
+    try:
+        journal = open_journal(args)
+    except UsageError as exc:
+        print(f"vigil sessions: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records = journal.sessions()
+    finally:
+        journal.close()
+    print(session_table(records) if records else "no sessions in the journal")
     return 0

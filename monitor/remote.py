@@ -2,8 +2,10 @@
 
 The command goes to the bed's `…/cmd` topic as ARCHITECTURE.md describes (``cmd``, a fresh
 ``request_id``, ``user``, the fields), QoS 1; the answer is the `…/cmd/result` message with the
-same ``request_id``, printed as JSON on stdout. The bed is named by ``--config`` (a bed config:
-its broker and prefix, as on the bedside box) or ``--broker URL --bed PREFIX``.
+same ``request_id``, printed on stdout for a person (`format_result`: one fact a line, the dose
+and the pump rate on their own, times as ISO 8601 with the offset) or, with ``--json``, as the
+result's JSON object for scripts. The bed is named by ``--config`` (a bed config: its broker
+and prefix, as on the bedside box) or ``--broker URL --bed PREFIX``.
 
 Field values are JSON when they parse (``weight_kg=70``, ``checklist.pregnancy=false``) and
 text otherwise (``reason=patient asked``); dotted keys build nested objects. The daemon
@@ -16,11 +18,12 @@ within ``--timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import json
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
 from pydantic import ValidationError
@@ -32,7 +35,16 @@ from monitor.ward import make_client
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["build_command", "cmd_main"]
+__all__ = ["build_command", "cmd_main", "format_result"]
+
+# result fields shown first, under these labels and with these units (the rest follow as sent)
+_LABELS: Final = {
+    "session_id": ("session", ""),
+    "dose_mg": ("dose", "mg"),
+    "rate_ml_per_h": ("pump rate", "mL/h"),
+    "audio_paused_until": ("audio paused until", ""),
+}
+_SKIPPED: Final = frozenset({"request_id", "ok", "error", "override", "course"})
 
 
 def build_command(name: str, fields: list[str], *, user: str) -> dict[str, Any]:
@@ -59,6 +71,73 @@ def build_command(name: str, fields: list[str], *, user: str) -> dict[str, Any]:
             node = child
         node[leaf] = value
     return command
+
+
+def _when(t: float, tz: dt.tzinfo | None) -> str:
+    # astimezone(None) is the machine's local time zone, offset included
+    return dt.datetime.fromtimestamp(t, dt.UTC).astimezone(tz).isoformat(timespec="seconds")
+
+
+def _is_time(key: str) -> bool:
+    # the bed's results carry epoch seconds in fields named `t`, `*_t` and `*_until`
+    return key == "t" or key.endswith(("_t", "_until"))
+
+
+def _value(key: str, value: Any, tz: dt.tzinfo | None) -> str:
+    if _is_time(key) and isinstance(value, int | float) and not isinstance(value, bool):
+        return _when(float(value), tz)
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.0f}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def format_result(name: str, result: dict[str, Any], *, tz: dt.tzinfo | None = None) -> str:
+    """The result of command `name` for a person: a verdict line, then one fact a line.
+
+    Times (epoch seconds in the result) are shown as ISO 8601 with their offset, in `tz`
+    (None: the machine's time zone).
+    """
+    if not result.get("ok"):
+        return f"{name}: REFUSED\n  reason: {result.get('error', '(none given)')}"
+    lines = [f"{name}: accepted"]
+    for key, (label, unit) in _LABELS.items():
+        if key in result:
+            lines.append(f"  {label}: {_value(key, result[key], tz)}{' ' + unit if unit else ''}")
+    lines += [
+        f"  {key}: {_value(key, value, tz)}"
+        for key, value in result.items()
+        if key not in _LABELS and key not in _SKIPPED
+    ]
+    override = result.get("override")
+    if isinstance(override, dict):
+        lines.append(
+            f"  override: {override.get('what')} by {override.get('user')} at "
+            f"{_value('t', override.get('t'), tz)}"
+        )
+        lines.append(f"  reason: {override.get('reason')}")
+        if override.get("overrode"):
+            lines.append(f"  given for: {override['overrode']}")
+    course = result.get("course")
+    if isinstance(course, dict):
+        lines += _course_lines(course)
+    return "\n".join(lines)
+
+
+def _course_lines(course: dict[str, Any]) -> list[str]:
+    lines = [f"  course: infusion {course.get('infusion_number')} of {course.get('of')}"]
+    lines += [f"  course flag: {flag}" for flag in course.get("flags", [])]
+    if course.get("maintenance_plan_due"):
+        lines.append("  maintenance plan: due (responders lose response within weeks)")
+    for scale, r in course.get("response", {}).items():
+        fall = float(r.get("fall", 0.0))
+        verdict = "responder" if r.get("responder") else "not a responder (yet)"
+        lines.append(
+            f"  response {scale}: {_value('', r.get('baseline'), None)} -> "
+            f"{_value('', r.get('latest'), None)} ({fall:.0%} fall), {verdict}"
+        )
+    return lines
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,5 +207,5 @@ def cmd_main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(json.dumps(result))
+    print(json.dumps(result) if args.json else format_result(args.name, result))
     return 0 if result.get("ok") else 1

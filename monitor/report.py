@@ -35,11 +35,12 @@ import statistics
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from monitor import sessions
 from monitor.export import UsageError, open_journal
 from monitor.journal import Journal, SessionRecord
 from monitor.vocabulary import Param
@@ -72,7 +73,11 @@ PRIORITY_COLOURS: Final = {"high": "#d62728", "medium": "#f39c12", "low": "#17be
 PHASE_COLOURS: Final = {"pre": "#9e9e9e", "infusion": "#ab47bc", "post": "#42a5f5"}
 BASELINE_WINDOW_S: Final = 300.0  # ALARMS.md "Baseline": HR0, SPO2_0 over the last 300 s of pre
 _DPI: Final = 110
-_KNOWN_LISTED: Final = 20  # how many session ids an "unknown session" message lists
+# the overrides a discharge can go through on, and how the discharge decision names each
+_DISCHARGE_OVERRIDES: Final = {
+    "early_discharge": "EARLY discharge",
+    "discharge_without_vitals": "discharge WITHOUT VITALS",
+}
 _SECONDS_SHOWN_BELOW_S: Final = 30 * 60.0  # a shorter session's clock axis shows seconds
 # legends right of the plots, so they never hide a reading or a phase label
 _LEGEND_OUTSIDE: Final[dict[str, Any]] = {
@@ -136,12 +141,21 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Override:
-    """A clinician's recorded override."""
+    """A clinician's recorded override (`monitor.session.OverrideRecord`).
+
+    `overrode` is what blocked the step when it was given; `let_through` the step it allowed
+    and `let_through_t` when (None: never needed). Journals written before these were kept
+    have neither: there an early-discharge override counts as the one the discharge used.
+    """
 
     what: str
     reason: str
     user: str
     t: float
+    overrode: str | None = None
+    let_through: str | None = None
+    let_through_t: float | None = None
+    recorded_use: bool = True  # False: an older journal that did not record the use
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,23 @@ class ReportData:
     @property
     def early_discharge_override(self) -> Override | None:
         """The override that allowed an early discharge, if the discharge needed one."""
-        return next((o for o in self.overrides if o.what == "early_discharge"), None)
+        return next((o for o in self.discharge_overrides if o.what == "early_discharge"), None)
+
+    @property
+    def discharge_overrides(self) -> tuple[Override, ...]:
+        """The overrides the discharge went through on (early, without vitals), in order."""
+        if self.discharge_t is None:
+            return ()
+        return tuple(
+            o
+            for o in self.overrides
+            if o.what in _DISCHARGE_OVERRIDES
+            and (
+                o.let_through_t == self.discharge_t
+                if o.recorded_use
+                else o.what == "early_discharge"
+            )
+        )
 
     def local(self, t: float) -> dt.datetime:
         """`t` (epoch s) as an aware datetime in the report's time zone."""
@@ -195,33 +225,16 @@ class ReportData:
 
 
 def find_session(journal: Journal, session: str) -> SessionRecord:
-    """The session whose id is `session` or starts with it.
+    """The session whose id is `session` or starts with it (`monitor.sessions.find_session`).
 
     Raises:
         ReportError: none matches, or the prefix matches more than one (the message lists
-            the known, or the matching, session ids).
+            the known, or the matching, sessions as `vigil sessions` does).
     """
-    records = journal.sessions()
-    exact = [r for r in records if r.session_id == session]
-    matches = exact or [r for r in records if r.session_id.startswith(session)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise ReportError(
-            f"session {session!r} is ambiguous; it matches:\n{_listing(matches)}", status=1
-        )
-    if not records:
-        raise ReportError(f"no session {session!r}: the journal holds no sessions", status=1)
-    shown = records[-_KNOWN_LISTED:]
-    more = f" (the latest {len(shown)} of {len(records)})" if len(shown) < len(records) else ""
-    raise ReportError(f"no session {session!r}; known sessions{more}:\n{_listing(shown)}")
-
-
-def _listing(records: Sequence[SessionRecord]) -> str:
-    return "\n".join(
-        f"  {r.session_id}  patient {r.patient_id}  opened {_local(r.opened_t, None).isoformat()}"
-        for r in records
-    )
+    try:
+        return sessions.find_session(journal, session)
+    except sessions.UnknownSessionError as exc:
+        raise ReportError(str(exc), status=1) from None
 
 
 def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None) -> ReportData:
@@ -276,14 +289,24 @@ def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None)
         phases=_phases(record.opened_t, start, stop, end),
         alarms=_alarm_marks(journal.events(record.session_id)),
         baseline=_baseline(info.get("baseline"), series, start),
-        overrides=tuple(
-            Override(str(o["what"]), str(o["reason"]), str(o["user"]), float(o["t"]))
-            for o in info.get("overrides", [])
-        ),
+        overrides=tuple(_override(o) for o in info.get("overrides", [])),
         scores=tuple(info.get("scores", [])),
         cns_depressants=bool(info.get("cns_depressants", False)),
         relative_contraindications=tuple(info.get("relative_contraindications", [])),
         tz=tz,
+    )
+
+
+def _override(o: Mapping[str, Any]) -> Override:
+    return Override(
+        what=str(o["what"]),
+        reason=str(o["reason"]),
+        user=str(o["user"]),
+        t=float(o["t"]),
+        overrode=None if o.get("overrode") is None else str(o["overrode"]),
+        let_through=None if o.get("let_through") is None else str(o["let_through"]),
+        let_through_t=_opt_float(o.get("let_through_t")),
+        recorded_use="let_through" in o,
     )
 
 
@@ -444,11 +467,14 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
             if d.infusion_stop_t is not None
             else ""
         )
-        early = d.early_discharge_override
+        used = d.discharge_overrides
         decision = (
-            "no override needed"
-            if early is None
-            else f"EARLY discharge by override of {early.user}: {early.reason}"
+            "; ".join(
+                f"{_DISCHARGE_OVERRIDES[o.what]} by override of {o.user}: {o.reason}"
+                + (f" ({o.let_through})" if o.let_through else "")
+                for o in used
+            )
+            or "no override needed"
         )
         rows.append(
             (
@@ -474,8 +500,7 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
     if d.relative_contraindications:
         rows.append(("Relative contraindications", ", ".join(d.relative_contraindications)))
     if d.overrides:
-        for o in d.overrides:
-            rows.append(("Override", f"{o.what}: {o.reason} (by {o.user}, {d.iso(o.t)})"))
+        rows.extend(("Override", _override_fact(d, o)) for o in d.overrides)
     else:
         rows.append(("Overrides", "none"))
     counts = d.alarm_counts
@@ -498,6 +523,18 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
     rows.append(("Time zone", _offset(d.local(d.opened_t))))
     rows.append(("Note", HONESTY))
     return rows
+
+
+def _override_fact(d: ReportData, o: Override) -> str:
+    """Who, why, when, what it was given for and what it let through."""
+    text = f"{o.what}: {o.reason} (by {o.user}, {d.iso(o.t)})"
+    if o.overrode:
+        text += f"; given for {o.overrode}"
+    if o.let_through is not None and o.let_through_t is not None:
+        text += f"; let through {o.let_through} at {d.iso(o.let_through_t)}"
+    elif o.recorded_use:
+        text += "; not used (the step did not need it)"
+    return text
 
 
 # ---------------------------------------------------------------------- the rendering step

@@ -11,7 +11,7 @@ import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from alarms.engine import SYSTEM_ALARMS, ActiveAlarm, AlarmEngine, Rows
 from alarms.policy import Policy
@@ -26,9 +26,17 @@ from monitor.commands import (
     StartInfusion,
     StopInfusion,
 )
-from monitor.vocabulary import AlarmEvent, AlarmState, Phase, Sample, SessionEvent, iso8601
+from monitor.vocabulary import (
+    AlarmEvent,
+    AlarmState,
+    Param,
+    Phase,
+    Sample,
+    SessionEvent,
+    iso8601,
+)
 
-__all__ = ["BedCore", "CommandOutcome", "SessionInfo"]
+__all__ = ["BedCore", "CommandOutcome", "OverrideRecord", "SessionInfo"]
 
 _Result = tuple[str | None, list["AlarmEvent"], dict[str, Any] | None]
 
@@ -39,6 +47,31 @@ OBSERVATION_S = 7200.0  # PROTOCOL.md step 4: at least 120 min of observation
 # issue 4: a reminder when the infusion runs past 45 min (5 min over the plan)
 INFUSION_REMINDER_S = 45 * 60.0
 INFUSION_LONG = "INFUSION_LONG"
+_BP_GATE: Final = "BP_PRE_GATE"
+# the overrides a discharge can need, in the order its refusal names them
+_DISCHARGE_OVERRIDES: Final = ("discharge_without_vitals", "early_discharge")
+# PROTOCOL.md step 5: the bed must have vitals to judge a discharge by: HR and SpO2 flowing
+# and a valid cuff determination at most 20 min old.
+NO_DATA_CODES: Final = ("SPO2_NO_DATA", "HR_NO_DATA")
+DETERMINATION_MAX_AGE_S: Final = 20 * 60.0
+
+
+@dataclass
+class OverrideRecord:
+    """One accepted clinician override: who, why, when, what it was given for, what it let pass.
+
+    `overrode` is what blocked the step when the override was given; `let_through` and
+    `let_through_t` are the step it then allowed and when (None: the step never needed it,
+    e.g. the gate had cleared by then).
+    """
+
+    what: str
+    reason: str
+    user: str
+    t: float
+    overrode: str
+    let_through: str | None = None
+    let_through_t: float | None = None
 
 
 @dataclass
@@ -57,7 +90,7 @@ class SessionInfo:
     relative_contraindications: list[str]
     infusion_start_t: float | None = None
     infusion_stop_t: float | None = None
-    overrides: list[dict[str, Any]] = field(default_factory=list)
+    overrides: list[OverrideRecord] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -95,7 +128,11 @@ class BedCore:
         self.seq = seq
         self.audio_paused_until: float | None = None
         self._alarm_ids: dict[str, str] = {}
-        self._pending_overrides: dict[str, dict[str, Any]] = {}
+        # accepted overrides not used yet, by `what`; those of an open session are also in
+        # its `overrides` (the same objects, so using one updates the session's record)
+        self._pending_overrides: dict[str, OverrideRecord] = {}
+        # the latest valid cuff determination (NIBP_SYS), for the discharge check
+        self.last_determination_t: float | None = None
 
     @property
     def phase(self) -> Phase:
@@ -141,6 +178,11 @@ class BedCore:
 
     def samples(self, batch: Iterable[Sample]) -> list[AlarmEvent]:
         """Feed samples (in arrival order); return the stamped events."""
+        batch = list(batch)
+        for s in batch:
+            if s.param is Param.NIBP_SYS and s.valid and math.isfinite(s.value):
+                last = self.last_determination_t
+                self.last_determination_t = s.t if last is None else max(last, s.t)
         rows = Rows.of((s.t, s.param, s.value, s.valid) for s in batch)
         return self._stamp(self.engine.rows(rows))
 
@@ -233,6 +275,8 @@ class BedCore:
         s = self.session
         if s is not None:
             state["session"] = asdict(s)
+        # given but not used yet (a relative-contraindication override waits for the open)
+        state["pending_overrides"] = [asdict(o) for o in self._pending_overrides.values()]
         bl = self.engine.baseline
         state["baseline"] = asdict(bl) if bl is not None else None
         state["audio_paused_until"] = self.audio_paused_until
@@ -254,10 +298,13 @@ class BedCore:
         if absolute:
             return f"absolute contraindication: {', '.join(absolute)}", [], None
         relative = cmd.checklist.relative()
-        override = self._pending_overrides.pop("relative_contraindication", None)
+        override = self._pending_overrides.get("relative_contraindication")
         if relative and override is None:
             return (
-                f"relative contraindication ({', '.join(relative)}): needs a clinician override",
+                (
+                    f"relative contraindication ({', '.join(relative)}): needs a clinician "
+                    "override (override what=relative_contraindication)"
+                ),
                 [],
                 None,
             )
@@ -279,6 +326,10 @@ class BedCore:
             relative_contraindications=relative,
         )
         if override is not None:
+            # recorded whether or not this patient needed it: every accepted override is listed
+            if relative:
+                override.let_through = f"open_session with {', '.join(relative)}"
+                override.let_through_t = now
             session.overrides.append(override)
         self.session = session
         # an override is for the gate it names in this session; none carries over to another
@@ -294,16 +345,19 @@ class BedCore:
     def _cmd_start_infusion(self, _cmd: StartInfusion, now: float) -> _Result:
         if self.phase is not Phase.PRE or self.session is None:
             return f"start_infusion needs phase pre (phase is {self.phase})", [], None
-        gate = "BP_PRE_GATE"
-        if gate in self.engine.active:
+        if _BP_GATE in self.engine.active:
             override = self._pending_overrides.pop("bp_pre_gate", None)
             if override is None:
                 return (
-                    "BP_PRE_GATE is active (BP >= 140/90 twice): needs a clinician override",
+                    (
+                        f"{_BP_GATE} is active (BP >= 140/90 twice): needs a clinician override "
+                        "(override what=bp_pre_gate)"
+                    ),
                     [],
                     None,
                 )
-            self.session.overrides.append(override)
+            override.let_through = f"start_infusion with {_BP_GATE} active"
+            override.let_through_t = now
         self.session.infusion_start_t = now
         return None, self._step(SessionEvent.INFUSION_START, now), None
 
@@ -321,36 +375,126 @@ class BedCore:
         s = self.session
         if self.phase is not Phase.POST or s is None or s.infusion_stop_t is None:
             return f"discharge needs phase post (phase is {self.phase})", [], None
-        reasons = []
-        observed = now - s.infusion_stop_t
-        if observed < OBSERVATION_S:
-            reasons.append(f"observation {observed / 60:.0f} min < {OBSERVATION_S / 60:.0f} min")
-        dc = self.policy.discharge
-        if dc is not None and dc.code in self.engine.active:
-            reasons.append(f"{dc.code} is active")
-        if reasons:
-            override = self._pending_overrides.pop("early_discharge", None)
+        waiting = self._unacknowledged_latched()
+        if waiting:
+            # PROTOCOL.md step 5: a latched alarm is acknowledged first; no override skips that
+            return (
+                (
+                    f"{', '.join(waiting)} latched and not acknowledged: acknowledge "
+                    f"{'it' if len(waiting) == 1 else 'them'} first (no override allows this)"
+                ),
+                [],
+                None,
+            )
+        missing: list[str] = []
+        used: list[tuple[OverrideRecord, list[str]]] = []
+        for what in _DISCHARGE_OVERRIDES:
+            reasons = self._discharge_blockers(what, now)
+            if not reasons:
+                continue
+            override = self._pending_overrides.get(what)
             if override is None:
-                return "; ".join(reasons) + ": needs a clinician override", [], None
-            s.overrides.append(override)
+                missing.append(
+                    f"{'; '.join(reasons)}: needs a clinician override (override what={what})"
+                )
+            else:
+                used.append((override, reasons))
+        if missing:
+            return "; and ".join(missing), [], None
+        for override, reasons in used:
+            override.let_through = f"discharge with {'; '.join(reasons)}"
+            override.let_through_t = now
         events = self._step(SessionEvent.DISCHARGE, now)
         self.session = None
         self._pending_overrides.clear()
         return None, events, None
 
     def _cmd_override(self, cmd: Override, now: float) -> _Result:
-        self._pending_overrides[cmd.what] = {
-            "what": cmd.what,
-            "reason": cmd.reason,
-            "user": cmd.user,
-            "t": now,
-        }
-        return None, [], None
+        """Accept an override only while it has something to override (issue 11 item 10)."""
+        given = self._pending_overrides.get(cmd.what)
+        if given is not None:
+            return (
+                (
+                    f"{cmd.what} is already overridden (by {given.user} at {iso8601(given.t)}), "
+                    "not used yet"
+                ),
+                [],
+                None,
+            )
+        refusal, overrode = self._override_target(cmd.what, now)
+        if refusal is not None:
+            return f"nothing to override: {refusal}", [], None
+        record = OverrideRecord(
+            what=cmd.what, reason=cmd.reason, user=cmd.user, t=now, overrode=overrode
+        )
+        self._pending_overrides[cmd.what] = record
+        if self.session is not None:
+            self.session.overrides.append(record)
+        return None, [], {"override": asdict(record)}
+
+    def _override_target(self, what: str, now: float) -> tuple[str | None, str]:
+        """(why `what` has nothing to override now, or None; what it overrides)."""
+        phase = self.phase
+        why: str | None = None
+        overrode = ""
+        if what == "relative_contraindication":
+            if phase is not Phase.NONE:
+                why = f"it is for opening a session and one is open (phase {phase})"
+            overrode = "a relative contraindication at open_session"
+        elif what == "bp_pre_gate":
+            if phase is not Phase.PRE:
+                why = f"{_BP_GATE} gates start_infusion in phase pre (phase is {phase})"
+            elif _BP_GATE not in self.engine.active:
+                why = f"{_BP_GATE} is not active"
+            overrode = f"{_BP_GATE} active"
+        elif phase is not Phase.POST or self.session is None:
+            why = f"{what} is for a discharge in phase post (phase is {phase})"
+        else:
+            overrode = "; ".join(self._discharge_blockers(what, now))
+            if not overrode:
+                why = f"discharge is not blocked by what {what} overrides"
+        return why, overrode
+
+    def _discharge_blockers(self, what: str, now: float) -> list[str]:
+        """What keeps a discharge at `now` from going ahead that override `what` can lift."""
+        s = self.session
+        assert s is not None
+        reasons: list[str] = []
+        if what == "early_discharge":
+            assert s.infusion_stop_t is not None
+            observed = now - s.infusion_stop_t
+            if observed < OBSERVATION_S:
+                reasons.append(
+                    f"observation {observed / 60:.0f} min < {OBSERVATION_S / 60:.0f} min"
+                )
+            dc = self.policy.discharge
+            if dc is not None and dc.code in self.engine.active:
+                reasons.append(f"{dc.code} is active")
+        else:  # discharge_without_vitals
+            reasons += [f"{code} is active" for code in NO_DATA_CODES if code in self.engine.active]
+            last = self.last_determination_t
+            if last is None or last < s.opened_t:
+                reasons.append("no valid cuff determination in this session")
+            elif now - last > DETERMINATION_MAX_AGE_S:
+                reasons.append(
+                    f"the latest valid cuff determination is {(now - last) / 60:.0f} min old "
+                    f"(> {DETERMINATION_MAX_AGE_S / 60:.0f} min)"
+                )
+        return reasons
+
+    def _unacknowledged_latched(self) -> list[str]:
+        return [c for c, a in self.engine.active.items() if a.latching and not a.acknowledged]
 
     def _cmd_ack(self, cmd: Ack, now: float) -> _Result:
-        code = next((c for c, a in self._alarm_ids.items() if a == cmd.alarm_id), None)
-        if code is None or code not in self.engine.active:
-            return f"no active alarm {cmd.alarm_id!r}", [], None
+        if cmd.code is not None:
+            code: str | None = cmd.code
+            if code not in self.engine.active:
+                active = ", ".join(self.engine.active) or "none"
+                return f"no active alarm with code {code!r} (active: {active})", [], None
+        else:
+            code = next((c for c, a in self._alarm_ids.items() if a == cmd.alarm_id), None)
+            if code is None or code not in self.engine.active:
+                return f"no active alarm {cmd.alarm_id!r}", [], None
         if self.engine.active[code].acknowledged:
             return f"{code} is already acknowledged", [], None
         return None, self._stamp(self.engine.acknowledge(code, now, cmd.user)), None

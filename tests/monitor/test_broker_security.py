@@ -556,7 +556,7 @@ async def test_the_daemon_over_tls_with_credentials_refuses_a_malformed_command(
             # a nurse's shell, as the console user over TLS: vigil cmd with the ward CA and
             # the password from the environment (never on the command line)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "monitor.cli", "cmd", "audio_pause",
+                sys.executable, "-m", "monitor.cli", "cmd", "audio_pause", "--json",
                 "--broker", ward.url, "--bed", PREFIX, "--ca-file", str(ward.secrets.ca_file),
                 "--username", CONSOLE, "--user", "nurse-kim",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -128,7 +128,10 @@ def test_plain_commands_parse(name: str, kind: type[Any]) -> None:
     assert (c.cmd, c.request_id, c.user) == (name, "req-1", "nurse.kim")
 
 
-@pytest.mark.parametrize("what", ["bp_pre_gate", "early_discharge", "relative_contraindication"])
+@pytest.mark.parametrize(
+    "what",
+    ["bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"],
+)
 def test_override_parses(what: str) -> None:
     c = parse_command(payload(cmd("override", what=what, reason="clinician decision")))
     assert isinstance(c, Override)
@@ -139,6 +142,23 @@ def test_ack_parses() -> None:
     c = parse_command(payload(VALID["ack"]))
     assert isinstance(c, Ack)
     assert c.alarm_id == "w1/b3/DESAT/1767225600000"
+
+
+def test_ack_by_code_parses() -> None:
+    # issue 11 item 8: the code a nurse sees on the console, instead of the alarm_id
+    c = parse_command(payload(cmd("ack", code="BP_CRISIS")))
+    assert isinstance(c, Ack)
+    assert (c.code, c.alarm_id) == ("BP_CRISIS", None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"alarm_id": "w1/b3/DESAT/1767225600000", "code": "DESAT"}],
+    ids=["neither", "both"],
+)
+def test_ack_needs_exactly_one_of_alarm_id_and_code(fields: dict[str, Any]) -> None:
+    err = rejected(cmd("ack", **fields))
+    assert err.reason == "(command): Value error, give exactly one of alarm_id and code"
 
 
 @pytest.mark.parametrize("scale", ["CAPS-5", "PCL-5", "IES-R", "CADSS"])
@@ -230,6 +250,8 @@ def test_bool_where_a_number_is_expected(obj: dict[str, Any], field: str) -> Non
         (open_session(checklist={**CLEAR, "allergies": False}), "checklist.allergies"),
         (cmd("ack", alarm_id=17), "alarm_id"),
         (cmd("ack", alarm_id=""), "alarm_id"),
+        (cmd("ack", code="bp crisis"), "code"),
+        (cmd("ack", code=7), "code"),
         (cmd("override", what="everything", reason="because"), "what"),
         (cmd("override", what="bp_pre_gate", reason=""), "reason"),
         (cmd("override", what="bp_pre_gate", reason=7), "reason"),

@@ -66,7 +66,8 @@ def command(step: SessionEvent) -> dict[str, Any]:
     return cmd
 
 
-# random cuff readings may raise BP_PRE_GATE; a clinician's override goes before start_infusion
+# random cuff readings may raise BP_PRE_GATE; then a clinician's override goes before
+# start_infusion
 OVERRIDE = {
     "cmd": "override",
     "request_id": "o",
@@ -125,7 +126,9 @@ async def run_live(rows: list[Row], broker: BrokerProcess, tmp_path: Path) -> li
                     second = math.floor(row.t)
                     await until(lambda s=second: daemon.bed.last_tick == s, "tick")
                 if isinstance(row.what, SessionEvent):
-                    todo = [OVERRIDE] if row.what is SessionEvent.INFUSION_START else []
+                    # an override is refused when there is no gate to override (issue 11)
+                    gated = "BP_PRE_GATE" in daemon.bed.core.engine.active
+                    todo = [OVERRIDE] if row.what is SessionEvent.INFUSION_START and gated else []
                     for cmd in [*todo, command(row.what)]:
                         n = len(results) + 1
                         await client.publish(f"{PREFIX}/cmd", json.dumps(cmd).encode(), qos=1)

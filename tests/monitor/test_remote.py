@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from monitor.commands import Checklist, OpenSession, parse_command
-from monitor.remote import build_command
+from monitor.commands import (
+    ABSOLUTE_CONTRAINDICATIONS,
+    OVERRIDE_MEANINGS,
+    RELATIVE_CONTRAINDICATIONS,
+    Checklist,
+    OpenSession,
+    OverrideWhat,
+    parse_command,
+)
+from monitor.remote import build_command, format_result
 from tests.helpers import free_port
 
 
@@ -72,3 +83,111 @@ def test_an_unreachable_broker_exits_2() -> None:
     out = run("--broker", url, "--bed", "vigil/w1/b1", "--timeout", "5", "discharge")
     assert out.returncode == 2
     assert "broker 127.0.0.1" in out.stderr
+
+
+# ---------------------------------------------------------------- issue 11 item 14: for a person
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+T = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def test_an_accepted_open_session_reads_line_by_line() -> None:
+    result = {
+        "request_id": "r1",
+        "ok": True,
+        "session_id": "4f2c9a",
+        "dose_mg": 35.0,
+        "rate_ml_per_h": 5.25,
+        "course": {
+            "infusion_number": 2,
+            "of": 6,
+            "course_start_t": T,
+            "flags": ["4 infusions within 7 days (the course has 3)"],
+            "maintenance_plan_due": False,
+            "response": {"PCL-5": {"baseline": 60.0, "latest": 39.0, "fall": 0.35,
+                                   "responder": True}},
+        },
+    }  # fmt: skip
+    assert format_result("open_session", result, tz=IST).splitlines() == [
+        "open_session: accepted",
+        "  session: 4f2c9a",
+        "  dose: 35 mg",
+        "  pump rate: 5.25 mL/h",
+        "  course: infusion 2 of 6",
+        "  course flag: 4 infusions within 7 days (the course has 3)",
+        "  response PCL-5: 60 -> 39 (35% fall), responder",
+    ]
+
+
+def test_times_are_iso_8601_with_the_offset() -> None:
+    result = {"request_id": "r", "ok": True, "audio_paused_until": T + 120.5}
+    assert format_result("audio_pause", result, tz=IST).splitlines() == [
+        "audio_pause: accepted",
+        "  audio paused until: 2026-01-01T05:32:00+05:30",
+    ]
+
+
+def test_an_accepted_override_says_who_why_when_and_for_what() -> None:
+    override = {
+        "what": "bp_pre_gate",
+        "reason": "rechecked",
+        "user": "dr.lee",
+        "t": T,
+        "overrode": "BP_PRE_GATE active",
+        "let_through": None,
+        "let_through_t": None,
+    }
+    result = {"request_id": "r", "ok": True, "override": override}
+    assert format_result("override", result, tz=dt.UTC).splitlines() == [
+        "override: accepted",
+        "  override: bp_pre_gate by dr.lee at 2026-01-01T00:00:00+00:00",
+        "  reason: rechecked",
+        "  given for: BP_PRE_GATE active",
+    ]
+
+
+def test_a_refusal_gives_its_reason() -> None:
+    result = {"request_id": "r", "ok": False, "error": "BP_PRE_GATE is active"}
+    assert format_result("start_infusion", result) == (
+        "start_infusion: REFUSED\n  reason: BP_PRE_GATE is active"
+    )
+
+
+# ---------------------------------------------------------------- issue 11 item 7: the checklist
+
+
+def test_help_lists_every_checklist_item_with_its_meaning() -> None:
+    out = run("--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())  # the help wraps its lines
+    for name, info in Checklist.model_fields.items():
+        assert f"checklist.{name}=true|false {info.description}" in text
+    # what the items mean, in words a nurse reads (not only the field names)
+    assert "absolute: raised pressure inside the skull; the session cannot open" in text
+    assert "relative: the patient is pregnant" in text
+    for what, meaning in OVERRIDE_MEANINGS.items():
+        assert f"what={what} {meaning}" in text
+    assert "ack code=CODE" in text
+
+
+def test_every_override_and_checklist_item_has_a_meaning() -> None:
+    assert set(OVERRIDE_MEANINGS) == set(get_args(OverrideWhat))
+    for name, info in Checklist.model_fields.items():
+        assert info.description, name
+        kind = info.description.split(":", 1)[0]
+        expected = (
+            "absolute"
+            if name in ABSOLUTE_CONTRAINDICATIONS
+            else "relative"
+            if name in RELATIVE_CONTRAINDICATIONS
+            else "not a contraindication"
+        )
+        assert kind == expected, name
+
+
+def test_the_readme_names_every_checklist_item_and_override() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in Checklist.model_fields:
+        assert f"`{name}`" in readme, name
+    for what in OVERRIDE_MEANINGS:
+        assert f"`{what}`" in readme, what

@@ -77,6 +77,8 @@ class Ward:
     def play(self, items: list[ScenarioItem]) -> None:
         for item in items:
             if isinstance(item, Step):
+                if item.event is SessionEvent.DISCHARGE:
+                    self.acknowledge_latched(item.t - 1.0)
                 result = self.command(item.t, session_command(item.event))
                 assert result["ok"], result
             else:
@@ -84,6 +86,13 @@ class Ward:
                 self.clock.set(item.t)
                 self.bed.samples.put(item)
         self.bed.drain()
+
+    def acknowledge_latched(self, t: float) -> None:
+        """As the nurse must before a discharge (PROTOCOL.md step 5), by code at `t`."""
+        for alarm in self.bed.core.active_alarms():
+            if alarm["latched"] and alarm["state"] == "active":
+                ack = {"cmd": "ack", "request_id": "a", "user": "nurse.c", "code": alarm["code"]}
+                assert self.command(t, ack)["ok"]
 
     def close(self) -> None:
         self.journal.close()
@@ -175,7 +184,9 @@ def test_report_data_matches_the_scenario(surge: tuple[Path, str]) -> None:
     crisis = next(a for a in data.alarms if a.code == "BP_CRISIS")
     assert crisis.priority == "high"
     assert len(crisis.escalated) == 3
-    assert crisis.cleared_t == steps[SessionEvent.DISCHARGE]
+    # latched: cleared by the nurse's acknowledgement a second before the discharge
+    assert crisis.acknowledged_t == steps[SessionEvent.DISCHARGE] - 1.0
+    assert crisis.cleared_t == steps[SessionEvent.DISCHARGE] - 1.0
     assert data.alarm_counts["BP_CRISIS"] == 1
     samples = [
         s for s in build_scenario("hypertensive-surge", t0=T0, seed=1) if isinstance(s, Sample)
@@ -356,3 +367,66 @@ def test_overrides_early_discharge_and_ambiguous_prefix(tmp_path: Path) -> None:
     assert still_open.discharge_t is None
     assert [p.name for p in still_open.phases] == ["pre"]
     assert dict(report_facts(still_open))["Discharge"].startswith("not discharged")
+
+
+def test_every_override_and_a_discharge_without_vitals(tmp_path: Path) -> None:
+    """issue 11 items 10 and 11: the monitors went away after the infusion; the report names
+    every accepted override (one never needed) and what the discharge went through on."""
+    ward = Ward(tmp_path / "journal.sqlite", T0 - 1.0)
+    nurse = {"user": "nurse.a"}
+
+    def override(t: float, what: str, reason: str) -> dict[str, Any]:
+        cmd = {"cmd": "override", "request_id": what, "user": "dr.b", "what": what,
+               "reason": reason}  # fmt: skip
+        return ward.command(t, cmd)
+
+    ward.play([Step(T0, SessionEvent.SESSION_START)])
+    for i in range(1, 121):
+        ward.play([vital(T0 + i, Param.HR, 70.0), vital(T0 + i, Param.SPO2, 98.0)])
+        if i in (20, 40, 50):
+            sys_, dia = (120.0, 80.0) if i == 50 else (150.0, 95.0)
+            ward.play([vital(T0 + i, Param.NIBP_SYS, sys_), vital(T0 + i, Param.NIBP_DIA, dia)])
+        if i == 45:  # BP_PRE_GATE since the 40 s reading
+            assert override(T0 + i, "bp_pre_gate", "rechecked by hand")["ok"]
+        if i == 60:  # the 50 s reading opened the gate: the override is not needed
+            assert ward.command(T0 + i, {"cmd": "start_infusion", "request_id": "s", **nurse})["ok"]
+    assert ward.command(T0 + 120, {"cmd": "stop_infusion", "request_id": "t", **nurse})["ok"]
+    # nothing more from the monitors: SPO2_NO_DATA and HR_NO_DATA 30 s later
+    refused = ward.command(T0 + 200, {"cmd": "discharge", "request_id": "d0", **nurse})
+    assert not refused["ok"]
+    assert "override what=discharge_without_vitals" in refused["error"]
+    assert "override what=early_discharge" in refused["error"]
+    assert override(T0 + 201, "early_discharge", "transfer to ward 2")["ok"]
+    assert override(T0 + 202, "discharge_without_vitals", "monitor failed, vitals by hand")["ok"]
+    assert ward.command(T0 + 203, {"cmd": "discharge", "request_id": "d1", **nurse})["ok"]
+    [record] = ward.journal.sessions()
+    try:
+        data = build_report(ward.journal, record.session_id, tz=dt.UTC)
+    finally:
+        ward.close()
+    facts = report_facts(data)
+    discharge = dict(facts)["Discharge"]
+    assert "no override needed" not in discharge
+    assert "EARLY discharge by override of dr.b: transfer to ward 2" in discharge
+    assert (
+        "discharge WITHOUT VITALS by override of dr.b: monitor failed, vitals by hand "
+        "(discharge with SPO2_NO_DATA is active; HR_NO_DATA is active)"
+    ) in discharge
+    assert [value for label, value in facts if label == "Override"] == [
+        (
+            "bp_pre_gate: rechecked by hand (by dr.b, 2025-11-27T08:00:45+00:00); "
+            "given for BP_PRE_GATE active; not used (the step did not need it)"
+        ),
+        (
+            "early_discharge: transfer to ward 2 (by dr.b, 2025-11-27T08:03:21+00:00); "
+            "given for observation 1 min < 120 min; "
+            "let through discharge with observation 1 min < 120 min at 2025-11-27T08:03:23+00:00"
+        ),
+        (
+            "discharge_without_vitals: monitor failed, vitals by hand "
+            "(by dr.b, 2025-11-27T08:03:22+00:00); "
+            "given for SPO2_NO_DATA is active; HR_NO_DATA is active; "
+            "let through discharge with SPO2_NO_DATA is active; HR_NO_DATA is active "
+            "at 2025-11-27T08:03:23+00:00"
+        ),
+    ]

@@ -59,7 +59,9 @@ RELATIVE = [
     "pregnancy",
     "suicidal_intent_without_safety_plan",
 ]
-OverrideWhat = Literal["bp_pre_gate", "early_discharge", "relative_contraindication"]
+OverrideWhat = Literal[
+    "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
+]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,10 @@ def override_cmd(what: OverrideWhat, reason: str = "assessed at the bedside") ->
 
 def ack_cmd(alarm_id: str, user: str = NURSE) -> Ack:
     return Ack(cmd="ack", request_id="r-ack", user=user, alarm_id=alarm_id)
+
+
+def ack_code(code: str, user: str = NURSE) -> Ack:
+    return Ack(cmd="ack", request_id="r-ack", user=user, code=code)
 
 
 def nibp(t: float, sys_: float, dia: float) -> list[Sample]:
@@ -191,6 +197,15 @@ def to_post(core: BedCore, *, last_hr: float = 70.0) -> None:
     rows += [s for k in range(1, 9) for s in nibp(START + 300 * k - 5, 124.0, 82.0)]
     core.samples(ordered(rows))
     ok(core.command(stop_cmd(), STOP))
+
+
+def observe(core: BedCore, until: float, *, hr: float = 70.0) -> list[AlarmEvent]:
+    """`post` as PROTOCOL.md step 4 has it, from STOP to `until`: HR and SpO2 every 5 s, a
+    determination (122/80) every 15 min, 30 s before each mark."""
+    rows = hr_spo2(STOP + 1, until, hr, 97.0)
+    marks = range(1, int((until - STOP) // 900) + 1)
+    rows += [s for k in marks for s in nibp(STOP + 900 * k - 30, 122.0, 80.0)]
+    return core.samples(ordered(rows))
 
 
 def phase_of(core: BedCore) -> Phase:
@@ -279,8 +294,8 @@ def test_absolute_contraindication_is_refused(core: BedCore, item: str) -> None:
 @pytest.mark.parametrize("item", RELATIVE)
 def test_relative_contraindication_needs_an_override(core: BedCore, item: str) -> None:
     refused(core, open_cmd(checks={item: True}), T0, mentions="override")
-    # an override of another gate does not count
-    ok(core.command(override_cmd("bp_pre_gate"), T0 + 1))
+    # the override of another gate has nothing to override before a session
+    refused(core, override_cmd("bp_pre_gate"), T0 + 1, mentions="phase pre")
     refused(core, open_cmd(checks={item: True}), T0 + 2, mentions="override")
 
     ok(core.command(override_cmd("relative_contraindication", "safety plan agreed"), T0 + 3))
@@ -294,6 +309,8 @@ def test_relative_contraindication_needs_an_override(core: BedCore, item: str) -
     assert recorded[0]["user"] == DOCTOR
     assert recorded[0]["reason"] == "safety plan agreed"
     assert recorded[0]["t"] == T0 + 3
+    assert recorded[0]["let_through"] == f"open_session with {item}"
+    assert recorded[0]["let_through_t"] == T0 + 4
 
 
 def test_cns_depressants_are_recorded_not_refused(core: BedCore) -> None:
@@ -387,7 +404,8 @@ def test_bp_pre_gate_blocks_start_until_overridden(core: BedCore) -> None:
     assert events[0].t == T0 + 20
 
     refused(core, start_cmd(), T0 + 25, mentions="BP_PRE_GATE")
-    ok(core.command(override_cmd("early_discharge"), T0 + 26))  # the wrong gate
+    # the wrong gate: nothing to discharge yet, so refused
+    refused(core, override_cmd("early_discharge"), T0 + 26, mentions="phase post")
     refused(core, start_cmd(), T0 + 27, mentions="BP_PRE_GATE")
 
     ok(core.command(override_cmd("bp_pre_gate", "rechecked manually, 138/88"), T0 + 28))
@@ -402,6 +420,9 @@ def test_bp_pre_gate_blocks_start_until_overridden(core: BedCore) -> None:
             "reason": "rechecked manually, 138/88",
             "user": DOCTOR,
             "t": T0 + 28,
+            "overrode": "BP_PRE_GATE active",
+            "let_through": "start_infusion with BP_PRE_GATE active",
+            "let_through_t": T0 + 30,
         }
     ]
 
@@ -420,6 +441,7 @@ def test_override_is_used_once_per_gate(core: BedCore) -> None:
     ok(core.command(start_cmd(), T0 + 30))
     ok(core.command(stop_cmd(), T0 + 60))
     ok(core.command(override_cmd("early_discharge"), T0 + 61))
+    ok(core.command(override_cmd("discharge_without_vitals"), T0 + 61))  # no HR, no SpO2
     ok(core.command(discharge_cmd(), T0 + 62))
 
     # the next patient: the gate fires again and needs its own override
@@ -431,8 +453,13 @@ def test_override_is_used_once_per_gate(core: BedCore) -> None:
 def test_override_does_not_outlive_its_session(core: BedCore) -> None:
     # An override recorded for one patient must not unlock a gate for the next one.
     ok(core.command(open_cmd(), T0))
-    ok(core.command(override_cmd("bp_pre_gate"), T0 + 5))  # given, but the gate never fired
+    core.samples(nibp(T0 + 1, 150.0, 95.0) + nibp(T0 + 2, 150.0, 95.0))
+    ok(core.command(override_cmd("bp_pre_gate"), T0 + 5))
+    events = core.samples(nibp(T0 + 6, 120.0, 80.0))  # the gate opens before the start
+    assert ("BP_PRE_GATE", AlarmState.CLEARED) in [(e.code, e.state) for e in events]
     ok(core.command(start_cmd(), T0 + 10))
+    unused = core.session_state(T0 + 10)["session"]["overrides"]
+    assert [(o["what"], o["let_through"]) for o in unused] == [("bp_pre_gate", None)]
     ok(core.command(stop_cmd(), T0 + 20))
     ok(core.command(override_cmd("early_discharge"), T0 + 21))
     ok(core.command(discharge_cmd(), T0 + 22))
@@ -447,7 +474,9 @@ def test_override_does_not_outlive_its_session(core: BedCore) -> None:
 
 def test_discharge_refused_before_120_min(core: BedCore) -> None:
     to_post(core)
+    observe(core, STOP + 119 * 60)
     refused(core, discharge_cmd(), STOP + 119 * 60, mentions="observation")
+    observe(core, STOP + 7200)
     core.tick(STOP + 7200)
     ok(core.command(discharge_cmd(), STOP + 7200))
     assert phase_of(core) is Phase.NONE
@@ -459,6 +488,7 @@ def test_discharge_refused_before_120_min(core: BedCore) -> None:
 
 def test_early_discharge_with_override(core: BedCore) -> None:
     to_post(core)
+    observe(core, STOP + 1800)
     ok(core.command(override_cmd("early_discharge", "transferred to ward"), STOP + 1800))
     ok(core.command(discharge_cmd(), STOP + 1800))
     assert phase_of(core) is Phase.NONE
@@ -467,7 +497,7 @@ def test_early_discharge_with_override(core: BedCore) -> None:
 def test_discharge_refused_while_not_ready(core: BedCore) -> None:
     # HR 110 at the end: outside +-20 % of HR0 = 70 (> 84), DISCHARGE_NOT_READY at stop + 7200
     to_post(core, last_hr=110.0)
-    events = core.tick(STOP + 7200)
+    events = observe(core, STOP + 7300, hr=110.0) + core.tick(STOP + 7300)
     assert ("DISCHARGE_NOT_READY", AlarmState.ACTIVE) in [(e.code, e.state) for e in events]
     refused(core, discharge_cmd(), STOP + 7300, mentions="DISCHARGE_NOT_READY")
 
@@ -638,7 +668,7 @@ def test_seq_continues_from_a_given_start(policy: Policy) -> None:
 def test_events_at_discharge_carry_the_session_that_ended(core: BedCore) -> None:
     to_post(core, last_hr=110.0)
     sid = session_id(core)
-    core.tick(STOP + 7200)
+    observe(core, STOP + 7300, hr=110.0)
     ok(core.command(override_cmd("early_discharge"), STOP + 7300))
     outcome = ok(core.command(discharge_cmd(), STOP + 7300))
     assert outcome.events
@@ -684,3 +714,217 @@ def test_the_session_id_is_the_same_when_the_journal_is_replayed(core: BedCore) 
     assert other.session is not None
     assert core.session.session_id == again.session.session_id
     assert other.session.session_id != core.session.session_id
+
+
+# ---------------------------------------------------------------- issue 11: overrides (item 10)
+
+
+def in_pre_with_the_gate(core: BedCore) -> None:
+    ok(core.command(open_cmd(), T0))
+    core.samples(nibp(T0 + 10, 150.0, 95.0) + nibp(T0 + 20, 150.0, 95.0))
+
+
+def in_pre(core: BedCore) -> None:
+    pre_phase(core)
+
+
+def in_post(core: BedCore) -> None:
+    to_post(core)
+    observe(core, STOP + 600)
+
+
+def ready_to_leave(core: BedCore) -> None:
+    to_post(core)
+    observe(core, STOP + 7300)
+    core.tick(STOP + 7300)
+
+
+@pytest.mark.parametrize(
+    ("scene", "now", "what", "why"),
+    [
+        (in_post, STOP + 600, "bp_pre_gate", "BP_PRE_GATE gates start_infusion in phase pre"),
+        (in_pre, START - 1, "bp_pre_gate", "BP_PRE_GATE is not active"),
+        (in_pre_with_the_gate, T0 + 30, "early_discharge", "phase post"),
+        (in_pre_with_the_gate, T0 + 30, "discharge_without_vitals", "phase post"),
+        (in_pre_with_the_gate, T0 + 30, "relative_contraindication", "one is open"),
+        (in_post, STOP + 600, "discharge_without_vitals", "not blocked"),
+        (ready_to_leave, STOP + 7300, "early_discharge", "not blocked"),
+    ],
+)
+def test_an_override_with_nothing_to_override_is_refused(
+    core: BedCore, scene: Any, now: float, what: OverrideWhat, why: str
+) -> None:
+    scene(core)
+    outcome = refused(core, override_cmd(what), now, mentions="nothing to override")
+    assert outcome.error is not None
+    assert why in outcome.error
+    state = core.session_state(now)
+    assert state["session"]["overrides"] == []
+    assert state["pending_overrides"] == []
+
+
+def test_a_second_override_of_the_same_gate_is_refused(core: BedCore) -> None:
+    in_pre_with_the_gate(core)
+    ok(core.command(override_cmd("bp_pre_gate", "rechecked"), T0 + 25))
+    refused(core, override_cmd("bp_pre_gate", "again"), T0 + 26, mentions="already overridden")
+
+
+def test_overrides_record_what_they_let_through(core: BedCore) -> None:
+    in_pre_with_the_gate(core)
+    ok(core.command(override_cmd("bp_pre_gate", "white coat"), T0 + 25))
+    ok(core.command(start_cmd(), T0 + 30))
+    stop = T0 + 30 + 2400
+    ok(core.command(stop_cmd(), stop))
+    ok(core.command(override_cmd("early_discharge", "transfer"), stop + 60))
+    overrides = core.session_state(stop + 60)["session"]["overrides"]
+    assert [(o["what"], o["user"], o["reason"], o["t"]) for o in overrides] == [
+        ("bp_pre_gate", DOCTOR, "white coat", T0 + 25),
+        ("early_discharge", DOCTOR, "transfer", stop + 60),
+    ]
+    assert overrides[1]["overrode"] == "observation 1 min < 120 min"
+    assert overrides[1]["let_through"] is None  # not used yet
+    # the last determination (T0+20) is 41.7 min old at the discharge: vitals are needed too
+    refused(core, discharge_cmd(), stop + 70, mentions="override what=discharge_without_vitals")
+    ok(core.command(override_cmd("discharge_without_vitals", "portable monitor"), stop + 80))
+    session = core.session
+    ok(core.command(discharge_cmd(), stop + 90))
+    assert session is not None
+    used = {o.what: (o.let_through, o.let_through_t) for o in session.overrides}
+    assert used["bp_pre_gate"] == ("start_infusion with BP_PRE_GATE active", T0 + 30)
+    assert used["early_discharge"] == ("discharge with observation 2 min < 120 min", stop + 90)
+    let_through, t = used["discharge_without_vitals"]
+    assert t == stop + 90
+    assert let_through is not None
+    assert "SPO2_NO_DATA is active" in let_through
+    assert "HR_NO_DATA is active" in let_through
+    assert "the latest valid cuff determination is 42 min old (> 20 min)" in let_through
+
+
+# ---------------------------------------------------------------- issue 11: discharge (item 11)
+
+
+def test_discharge_refused_while_spo2_and_hr_have_no_data(core: BedCore) -> None:
+    # the monitors went away 10 min before the discharge check: no HR, no SpO2
+    to_post(core)
+    observe(core, STOP + 6600)
+    core.tick(STOP + 7300)
+    active = {a["code"] for a in core.active_alarms()}
+    assert {"SPO2_NO_DATA", "HR_NO_DATA"} <= active
+    outcome = refused(core, discharge_cmd(), STOP + 7300, mentions="discharge_without_vitals")
+    assert outcome.error is not None
+    assert "SPO2_NO_DATA is active" in outcome.error
+    assert "HR_NO_DATA is active" in outcome.error
+    assert "early_discharge" not in outcome.error  # 120 min are over
+    ok(
+        core.command(
+            override_cmd("discharge_without_vitals", "monitor moved to bed 4"), STOP + 7310
+        )
+    )
+    ok(core.command(discharge_cmd(), STOP + 7320))
+    assert phase_of(core) is Phase.NONE
+
+
+def cuff_stops_at_105_min(core: BedCore) -> float:
+    """HR and SpO2 flow to STOP+7500; the last determination is the 105 min one: its time."""
+    to_post(core)
+    core.samples(
+        ordered(
+            hr_spo2(STOP + 1, STOP + 7500, 70.0, 97.0)
+            + [s for k in range(1, 8) for s in nibp(STOP + 900 * k - 30, 122.0, 80.0)]
+        )
+    )
+    return STOP + 900 * 7 - 30
+
+
+def test_discharge_refused_when_the_last_determination_is_over_20_min_old(
+    core: BedCore,
+) -> None:
+    last = cuff_stops_at_105_min(core)
+    outcome = refused(core, discharge_cmd(), last + 1201)
+    assert outcome.error == (
+        "the latest valid cuff determination is 20 min old (> 20 min): "
+        "needs a clinician override (override what=discharge_without_vitals)"
+    )
+    ok(
+        core.command(
+            override_cmd("discharge_without_vitals", "cuff failed, manual 120/80"), last + 1210
+        )
+    )
+    ok(core.command(discharge_cmd(), last + 1220))
+
+
+def test_discharge_at_exactly_20_min_after_the_determination(core: BedCore) -> None:
+    last = cuff_stops_at_105_min(core)
+    assert last + 1200 - STOP >= 7200  # the observation time is over: only the cuff counts
+    ok(core.command(discharge_cmd(), last + 1200))
+
+
+def test_discharge_refused_without_any_determination_in_the_session(core: BedCore) -> None:
+    # a determination of the previous patient does not count for this one
+    core.samples(nibp(T0 - 600, 120.0, 80.0))
+    ok(core.command(open_cmd(), T0))
+    ok(core.command(start_cmd(), START))
+    ok(core.command(stop_cmd(), STOP))
+    core.samples(hr_spo2(START, STOP + 7300, 70.0, 97.0))
+    outcome = refused(core, discharge_cmd(), STOP + 7300)
+    assert outcome.error is not None
+    assert outcome.error.startswith("no valid cuff determination in this session")
+
+
+def test_discharge_refused_until_a_latched_alarm_is_acknowledged(core: BedCore) -> None:
+    to_post(core)
+    # SpO2 at 80 % for 10 s at 60 min of observation: DESAT_CRITICAL latches
+    dip = STOP + 3600
+    rows = hr_spo2(STOP + 1, dip, 70.0, 97.0)
+    rows += [Sample(dip + i, Param.SPO2, 80.0, True, "mon1") for i in range(10)]
+    rows += [Sample(dip + i, Param.HR, 70.0, True, "mon1") for i in range(10)]
+    rows += hr_spo2(dip + 10, STOP + 7300, 70.0, 97.0)
+    rows += [s for k in range(1, 9) for s in nibp(STOP + 900 * k - 30, 122.0, 80.0)]
+    core.samples(ordered(rows))
+    core.tick(STOP + 7300)
+    latched = [a for a in core.active_alarms() if a["latched"]]
+    assert [a["code"] for a in latched] == ["DESAT_CRITICAL"]
+    outcome = refused(core, discharge_cmd(), STOP + 7300, mentions="acknowledge it first")
+    assert outcome.error is not None
+    assert outcome.error.startswith("DESAT_CRITICAL latched and not acknowledged")
+    # no override opens this gate: there is nothing for one to override
+    refused(core, override_cmd("early_discharge"), STOP + 7301, mentions="nothing to override")
+    refused(core, override_cmd("discharge_without_vitals"), STOP + 7301, mentions="nothing")
+    ok(core.command(ack_code("DESAT_CRITICAL"), STOP + 7302))
+    ok(core.command(discharge_cmd(), STOP + 7303))
+    assert phase_of(core) is Phase.NONE
+
+
+# ---------------------------------------------------------------- issue 11: ack by code (item 8)
+
+
+def test_ack_by_code_acknowledges_the_active_alarm_of_that_code(core: BedCore) -> None:
+    events = alarms_scene(core)
+    desat = next(e for e in events if e.code == "DESAT_CRITICAL")
+    outcome = ok(core.command(ack_code("DESAT_CRITICAL", user="nurse.ana"), T0 + 55))
+    assert [(e.code, e.state, e.user, e.alarm_id) for e in outcome.events] == [
+        ("DESAT_CRITICAL", AlarmState.ACKNOWLEDGED, "nurse.ana", desat.alarm_id)
+    ]
+    refused(core, ack_code("DESAT_CRITICAL"), T0 + 56, mentions="already acknowledged")
+
+
+def test_ack_by_a_code_with_no_active_alarm_is_refused(core: BedCore) -> None:
+    alarms_scene(core)
+    outcome = refused(core, ack_code("BP_CRISIS"), T0 + 55)
+    assert outcome.error is not None
+    assert outcome.error.startswith("no active alarm with code 'BP_CRISIS' (active: ")
+    for code in ("DESAT_CRITICAL", "BP_PRE_GATE", "HR_NO_DATA"):
+        assert code in outcome.error
+
+
+def test_an_override_given_before_the_open_is_in_the_payload_until_used(core: BedCore) -> None:
+    ok(core.command(override_cmd("relative_contraindication", "safety plan agreed"), T0))
+    pending = core.session_state(T0)["pending_overrides"]
+    assert [(o["what"], o["user"], o["reason"], o["t"]) for o in pending] == [
+        ("relative_contraindication", DOCTOR, "safety plan agreed", T0)
+    ]
+    ok(core.command(open_cmd(checks={"pregnancy": True}), T0 + 5))
+    state = core.session_state(T0 + 5)
+    assert state["pending_overrides"] == []
+    [used] = state["session"]["overrides"]
+    assert (used["let_through"], used["let_through_t"]) == ("open_session with pregnancy", T0 + 5)

@@ -54,13 +54,22 @@ class Bed:
 
     async def cmd(self, name: str, *fields: str, user: str = "nurse-ana") -> dict[str, Any]:
         rc, out, err = await vigil(
-            "cmd", "--config", str(self.config), "--user", user, name, *fields
+            "cmd", "--config", str(self.config), "--user", user, "--json", name, *fields
         )
         assert rc in (0, 1), err
         result: dict[str, Any] = json.loads(out)
         assert (rc == 0) == result["ok"]
         await self.settle()
         return result
+
+    async def say(self, name: str, *fields: str) -> tuple[int, list[str]]:
+        """`vigil cmd` as a person runs it (no --json): the exit status and the lines printed."""
+        rc, out, err = await vigil(
+            "cmd", "--config", str(self.config), "--user", "nurse-ana", name, *fields
+        )
+        assert rc in (0, 1), err
+        await self.settle()
+        return rc, out.splitlines()
 
     async def settle(self) -> None:
         """Take in what the bed published until it has been quiet for a moment."""
@@ -86,6 +95,14 @@ class Bed:
         # changed nothing: same phase, same session, no alarm event
         assert (self.session.get("phase"), self.session.get("session")) == (phase, session)
         assert len(self.alarms) == alarms
+
+
+async def vitals(client: aiomqtt.Client) -> None:
+    """HR and SpO2 now: the bed has live vitals to judge a discharge by."""
+    for param, value in (("HR", 72.0), ("SPO2", 98.0)):
+        doc = {"t": time.time(), "param": param, "value": value, "valid": True,
+               "device_id": "mon1"}  # fmt: skip
+        await client.publish(TOPIC, json.dumps(doc), qos=1)
 
 
 async def cuff(client: aiomqtt.Client, sys_: float, dia: float) -> None:
@@ -127,11 +144,16 @@ async def test_a_whole_session_with_every_refusal(
                 "checklist.raised_intracranial_pressure=true",
                 because="absolute contraindication: raised_intracranial_pressure",
             )  # fmt: skip
-            opened = await bed.cmd("open_session", *PATIENT, *NO)
-            assert opened["ok"], opened
-            assert (opened["dose_mg"], opened["rate_ml_per_h"]) == (35.0, 5.25)
-            assert opened["course"]["infusion_number"] == 1
+            # as a person reads it (issue 11 item 14): dose and pump rate on their own lines
+            rc, lines = await bed.say("open_session", *PATIENT, *NO)
+            assert rc == 0
+            assert lines[0] == "open_session: accepted"
+            assert "  dose: 35 mg" in lines
+            assert "  pump rate: 5.25 mL/h" in lines
+            assert "  course: infusion 1 of 6" in lines
             assert bed.session["phase"] == "pre"
+            opened = {"session_id": bed.session["session"]["session_id"]}
+            assert f"  session: {opened['session_id']}" in lines
 
             # two cuff readings over 140/90 in pre: the gate closes
             await cuff(w, 152, 94)
@@ -151,6 +173,17 @@ async def test_a_whole_session_with_every_refusal(
             assert await bed.cmd("stop_infusion")
             assert bed.session["phase"] == "post"
 
+            await vitals(w)
+            await bed.settle()
+            rc, lines = await bed.say("discharge")
+            assert rc == 1
+            assert lines[:2] == [
+                "discharge: REFUSED",
+                (
+                    "  reason: observation 0 min < 120 min: needs a clinician override "
+                    "(override what=early_discharge)"
+                ),
+            ]
             await bed.refused("discharge", because="observation 0 min < 120 min")
             await bed.cmd("override", "what=early_discharge", "reason=transfer", user="dr-lee")
             discharged = await bed.cmd("discharge")
@@ -174,7 +207,7 @@ async def test_a_whole_session_with_every_refusal(
         assert record.info["opened_by"] == "nurse-ana"
         # every command, refused or not, with its user
         commands = [json.loads(i.data["payload"]) for i in journal.inputs() if i.kind == "command"]
-        assert len(commands) == 10  # 4 refused, 2 overrides, 4 steps
+        assert len(commands) == 11  # 5 refused, 2 overrides, 4 steps
         assert {c["user"] for c in commands} == {"nurse-ana", "dr-lee"}
     finally:
         journal.close()
