@@ -281,6 +281,17 @@ class AlarmEngine:
         self._raise(out, alarm, t, message=message)
         return out
 
+    def restore(self, alarm: ActiveAlarm) -> None:
+        """Make a system alarm active again, as it was announced before a restart, silently.
+
+        Raises:
+            KeyError: `alarm.code` is not a system alarm (the policy's alarms come back by
+                replaying the journal, never by being set).
+        """
+        if alarm.code not in SYSTEM_ALARMS:
+            raise KeyError(alarm.code)
+        self.active.setdefault(alarm.code, alarm)
+
     # ------------------------------------------------------------------ batches, with numpy
 
     def rows(self, batch: Rows) -> list[AlarmEvent]:
@@ -463,9 +474,11 @@ class AlarmEngine:
         static = np.flatnonzero(~rows.continuous)
         present = np.bincount(what, minlength=len(_CODES))
         valid_rows: dict[Param, np.ndarray] = {}
+        valid_mask: dict[Param, np.ndarray] = {}
         for param in _CONTINUOUS:
             if present[_CODE_OF[param]]:
-                valid_rows[param] = np.flatnonzero((what == _CODE_OF[param]) & ok)
+                valid_mask[param] = (what == _CODE_OF[param]) & ok
+                valid_rows[param] = np.flatnonzero(valid_mask[param])
         streams = self._streams(n, t, what, value, ok)
         signals_of: dict[Param, tuple[str, ...]] = {
             p: ((HRE,) if p in (Param.HR, Param.PR) else ()) + ((p.value,) if p in streams else ())
@@ -488,8 +501,11 @@ class AlarmEngine:
         nd_valid: dict[str, np.ndarray] = {}
         nd_late: dict[str, np.ndarray] = {}
         for nd in engine.policy.no_data:
-            parts = [valid_rows[p] for p in nd.params if p in valid_rows]
-            valid = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+            mask = np.zeros(n, dtype=bool)
+            for p in nd.params:
+                if p in valid_mask:
+                    mask |= valid_mask[p]
+            valid = np.flatnonzero(mask)
             nd_valid[nd.code] = valid
             carry = max(engine._last_valid_t.get(p, -math.inf) for p in nd.params)
             # the last valid time strictly before each row

@@ -160,7 +160,7 @@ class BedCore:
         if code not in SYSTEM_ALARMS or code in self.engine.active:
             return
         priority, kind = SYSTEM_ALARMS[code]
-        self.engine.active[code] = ActiveAlarm(
+        self.engine.restore(ActiveAlarm(
             code=code,
             priority=priority,
             kind=kind,
@@ -171,7 +171,7 @@ class BedCore:
             latching=code == "MONITORING_GAP",
             acknowledged=event["state"] == "acknowledged",
             condition=code != "MONITORING_GAP",
-        )
+        ))  # fmt: skip
         self._alarm_ids[code] = event["alarm_id"]
 
     # ------------------------------------------------------------------ inputs
