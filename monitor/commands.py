@@ -271,7 +271,7 @@ def parse_command(payload: bytes) -> Command:
         CommandRejectedError: with a reason naming the field at fault.
     """
     try:
-        data: Any = json.loads(payload)
+        data: Any = json.loads(payload, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer literal over the
         # interpreter's digit limit; RecursionError is nesting deeper than the decoder's stack.
@@ -285,7 +285,7 @@ def parse_command(payload: bytes) -> Command:
         for err in exc.errors():
             # pydantic puts the command name (the union's tag) first in the location
             path = err["loc"][1:] if err["loc"] and err["loc"][0] in _CMD_NAMES else err["loc"]
-            loc = ".".join(str(p) for p in path) or "(command)"
+            loc = ".".join(_short(str(p)) for p in path) or "(command)"
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             if err["type"] == "union_tag_invalid":
                 loc, msg = "cmd", f"unknown command {err.get('ctx', {}).get('tag')!r}"
@@ -293,6 +293,16 @@ def parse_command(payload: bytes) -> Command:
                 loc, msg = "cmd", "missing field"
             reasons.append(f"{loc}: {msg}")
         raise CommandRejectedError("; ".join(reasons), request_id) from None
+
+
+def _short(text: str, most: int = 40) -> str:
+    """A field name as a refusal quotes it: a hostile one is not echoed whole."""
+    return text if len(text) <= most else f"{text[:most]}… ({len(text)} characters)"
+
+
+def _no_constant(name: str) -> float:
+    # RFC 8259 §6: NaN and Infinity are not JSON numbers (Python's decoder accepts them)
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 section 6)")
 
 
 _CMD_NAMES = frozenset(

@@ -61,6 +61,8 @@ SAMPLE_QUEUE_LEN = 4096
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
 DEVICE_CLOCK_OFF = "DEVICE_CLOCK_OFF"
+# characters of a refusal's reason kept in the journal and sent back on …/cmd/result
+REFUSAL_TEXT_MAX = 500
 # Added to the longest alarm delay and the HR hold for the journal's idle mark lag (Bed).
 IDLE_MARGIN_S = 10.0
 # How often old journal inputs are pruned (`Journal.prune`), in seconds of bed time.
@@ -223,12 +225,22 @@ class Bed:
         except UnicodeDecodeError:
             log.warning("event=command_refused reason='not UTF-8'")
             return {"request_id": None, "ok": False, "error": "not UTF-8 JSON"}
-        input_id = self._record("command", now, {"payload": text})
         try:
             cmd = parse_command(text.encode())
         except CommandRejectedError as exc:
-            log.warning("event=command_refused request_id=%s reason=%r", exc.request_id, exc.reason)
-            return {"request_id": exc.request_id, "ok": False, "error": exc.reason}
+            # Journaled as a bounded summary: a refused command changes nothing, and a console
+            # sending megabytes of refusals must not fill the disk (issue 17, item 8).
+            reason = exc.reason[:REFUSAL_TEXT_MAX]
+            request_id = exc.request_id[:100] if exc.request_id else None
+            self._record(
+                "command",
+                now,
+                {"refused": reason, "bytes": len(payload), "request_id": request_id},
+            )
+            log.warning("event=command_refused request_id=%r reason=%r", request_id, reason)
+            return {"request_id": request_id, "ok": False, "error": reason}
+        # journaled as the command understood, whatever padding its payload carried
+        input_id = self._record("command", now, {"payload": cmd.model_dump_json()})
         before = self.core.session
         outcome = self.core.command(cmd, now)
         self._journal_session(before, input_id, now)

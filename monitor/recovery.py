@@ -27,6 +27,8 @@ def apply_input(core: BedCore, item: Input) -> list[AlarmEvent]:
     if item.kind == "tick":
         return core.tick(float(item.data))
     if item.kind == "command":
+        if "payload" not in item.data:
+            return []  # refused live, journaled as a summary: it changed nothing
         try:
             cmd = parse_command(item.data["payload"].encode())
         except CommandRejectedError:
