@@ -54,6 +54,18 @@ def _add_broker_credentials(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, default=None, help="its private key")
 
 
+def _add_mqtt_version(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """The MQTT version of a client, the same option on every command that connects."""
+    p.add_argument(
+        "--mqtt-version",
+        choices=("auto", "5", "3.1.1"),
+        default=default,
+        help="MQTT version: auto tries 5 and falls back to 3.1.1 when the broker refuses 5 "
+        + ("(default: the config's broker.protocol, else auto)" if default is None else "")
+        + ("(default %(default)s)" if default is not None else ""),
+    )
+
+
 def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil cmd` and `vigil export`: a bed's session from the shell and from its journal."""
     p = sub.add_parser("export", help="a session from the journal as a recording CSV")
@@ -75,6 +87,7 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--config", type=Path, default=None, help="bed config: broker and bed")
     p.add_argument("--broker", default=None, help="broker URL (instead of --config)")
     _add_broker_credentials(p)
+    _add_mqtt_version(p)
     p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
     p.add_argument("--user", default=None, help="who sends it (default: the login name)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
@@ -128,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall-clock epoch at which simulated time equals real time (share it with the daemon)",
     )
     p.add_argument("--topic", default="monitors/mon1/samples", help="sample topic (MQTT)")
+    _add_mqtt_version(p, default="auto")
     p.add_argument("--device-id", default="mon1", help="device_id in the samples")
     p.add_argument(
         "--bed",
@@ -181,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker", required=True, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
     )
     _add_broker_credentials(p)
+    _add_mqtt_version(p, default="auto")
     p.add_argument("--ward", default=None, help="show this ward only (default: every ward)")
     p.add_argument("--user", default=None, help="who acknowledges (default: the login name)")
     p.add_argument(

@@ -14,12 +14,15 @@ What amqtt 0.12.1 does not do, measured against mosquitto:
 QoS 1, retained messages and the Last Will (sent when a client drops without DISCONNECT) work
 (tests/monitor/test_embedded_broker.py).
 
-Two amqtt 0.12.1 defects are corrected here (`_Broker`), each guarded by a test:
+Three amqtt 0.12.1 defects are corrected here (`_Broker`), each guarded by a test:
 - a connection dropped before its CONNECT (a port probe) is left open, and surfaces later as a
   ResourceWarning, an error under pytest;
 - every connecting client is sent, at QoS 0, the retained messages of every topic filter that
   any client holds, subscribed or not. Here a client gets retained messages on SUBSCRIBE only,
-  at its granted QoS (and on CONNECT only for filters its resumed session holds).
+  at its granted QoS (and on CONNECT only for filters its resumed session holds);
+- a message is delivered at the QoS its subscriber was granted, whatever the QoS it was
+  published with: a QoS 0 vital sign reaches a QoS 1 subscriber as QoS 1. Here it goes at the
+  lower of the two, as MQTT 3.1.1 §3.8.4 requires.
 
 `python -m monitor.embedded_broker [--host H] [--port P]` runs it until SIGTERM or SIGINT and
 prints its URL on stdout (the test fixture uses this when mosquitto is absent).
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import sys
@@ -62,6 +66,34 @@ class _Broker(Broker):  # type: ignore[misc]
             # surfaces later as a ResourceWarning. Closing a closed StreamWriter is a no-op.
             writer.close()
 
+    async def _handle_message_delivery(
+        self, client_session: Any, handler: Any, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        message = wait_deliver.result()
+        token = _PUBLISHED_QOS.set(getattr(message, "qos", None))
+        try:
+            delivered = await super()._handle_message_delivery(
+                client_session, handler, wait_deliver
+            )
+            return bool(delivered)
+        finally:
+            _PUBLISHED_QOS.reset(token)
+
+    async def _broadcast_message(
+        self,
+        session: Any,
+        topic: str | None,
+        data: bytes | bytearray | None,
+        force_qos: int | None = None,
+    ) -> None:
+        # a Last Will carries its own QoS (force_qos); a client's PUBLISH the QoS noted above
+        cap = force_qos if force_qos is not None else _PUBLISHED_QOS.get()
+        if cap is None:
+            await super()._broadcast_message(session, topic, data, force_qos)
+            return
+        fields = {"session": session, "topic": topic, "data": data}
+        await self._broadcast_queue.put(_CappedBroadcast(fields, cap))
+
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Any
     ) -> None:
@@ -79,6 +111,31 @@ class _Broker(Broker):  # type: ignore[misc]
             await super()._publish_retained_messages_for_subscription(
                 (topic_filter, granted[0]), session
             )
+
+
+# The QoS a client published the message being handled with, set by `_handle_message_delivery`
+# in the task serving that client and read by `_broadcast_message` below it in the same task.
+_PUBLISHED_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "vigil_published_qos", default=None
+)
+
+
+class _CappedBroadcast(dict[str, Any]):
+    """A broadcast whose delivery QoS is at most the QoS it was published with.
+
+    amqtt 0.12.1 `_run_broadcast` delivers at ``broadcast.get("qos", granted)``: the granted QoS
+    of each subscription unless the broadcast forces one. Answering that lookup with the lower
+    of the two delivers each message at the QoS MQTT 3.1.1 §3.8.4 gives it.
+    """
+
+    def __init__(self, fields: dict[str, Any], cap: int) -> None:
+        super().__init__(fields)
+        self.cap = cap
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "qos" and isinstance(default, int):
+            return min(self.cap, default)
+        return super().get(key, default)
 
 
 def _config(host: str, port: int) -> dict[str, Any]:

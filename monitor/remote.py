@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from monitor.configfile import ConfigError
 from monitor.settings import Settings, cli_broker, load_settings
-from monitor.ward import make_client
+from monitor.ward import connect_ward
 
 if TYPE_CHECKING:
     import argparse
@@ -64,9 +64,15 @@ def build_command(name: str, fields: list[str], *, user: str) -> dict[str, Any]:
 def _settings(args: argparse.Namespace) -> Settings:
     if args.config is not None:
         settings = load_settings(args.config)
-        if args.bed is None:
+        update: dict[str, Any] = {}
+        if args.bed is not None:
+            update["prefix"] = args.bed
+        # --mqtt-version overrides the config's broker.protocol; absent, the config decides
+        if getattr(args, "mqtt_version", None) is not None:
+            update["protocol"] = args.mqtt_version
+        if not update:
             return settings
-        broker = settings.broker.model_copy(update={"prefix": args.bed})
+        broker = settings.broker.model_copy(update=update)
         return settings.model_copy(update={"broker": broker})
     if args.broker is None or args.bed is None:
         raise ValueError("give --config FILE, or --broker URL and --bed PREFIX")
@@ -89,8 +95,8 @@ async def send(settings: Settings, command: dict[str, Any], timeout: float) -> d
         aiomqtt.MqttError: the broker cannot be reached.
     """
     prefix = settings.prefix
-    client = make_client(settings, identifier=f"vigil-cmd-{uuid.uuid4().hex[:8]}")
-    async with asyncio.timeout(timeout), client:
+    identifier = f"vigil-cmd-{uuid.uuid4().hex[:8]}"
+    async with asyncio.timeout(timeout), connect_ward(settings, identifier=identifier) as client:
         # subscribe first, so the answer cannot come before we listen for it
         await client.subscribe(f"{prefix}/cmd/result", qos=1)
         await client.publish(f"{prefix}/cmd", json.dumps(command), qos=1)
