@@ -107,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the bedside daemon")
     p.add_argument("--config", required=True, type=Path, help="bed config (TOML)")
 
-    p = sub.add_parser("demo", help="a simulated infusion session end to end on an embedded broker")
+    p = sub.add_parser(
+        "demo",
+        help="a simulated infusion session end to end on an embedded broker",
+        epilog="Exit status: 0 when the session has run or the demo was stopped by SIGTERM; "
+        "130 when stopped by Ctrl-C (SIGINT). Either signal stops the broker and the simulator "
+        "and prints the summary so far.",
+    )
     p.add_argument(
         "--speed",
         type=_positive_float,
