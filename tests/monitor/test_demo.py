@@ -121,7 +121,7 @@ def test_a_stop_signal_stops_broker_and_simulator_without_a_traceback(
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
-        seen = []
+        seen: list[str] = []
         # the simulator has opened the session: broker, simulator, daemon and console all run
         while "phase -> pre" not in "".join(seen) and time.monotonic() < deadline:
             line = proc.stdout.readline()

@@ -121,7 +121,7 @@ async def test_the_daemon_with_the_default_protocol_works_with_either_broker(
         seen: dict[str, object] = {}
         async with asyncio.timeout(10):
             async for message in ward.messages:
-                seen[str(message.topic)] = json.loads(message.payload)  # type: ignore[arg-type]
+                seen[str(message.topic)] = json.loads(message.payload)
                 if "vigil/w1/b1/vitals" in seen:
                     break
         status = seen["vigil/w1/b1/status"]

@@ -94,7 +94,7 @@ async def _answer_one_command(broker: BrokerProcess, ready: asyncio.Event) -> di
         ready.set()
         async with asyncio.timeout(20):
             async for message in bed.messages:
-                command: dict[str, Any] = json.loads(message.payload)  # type: ignore[arg-type]
+                command: dict[str, Any] = json.loads(message.payload)
                 result = {"request_id": command["request_id"], "ok": True, "result": {}}
                 await bed.publish("vigil/w1/b1/cmd/result", json.dumps(result), qos=1)
                 return command
