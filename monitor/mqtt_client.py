@@ -27,7 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-__all__ = ["MQTT_VERSIONS", "MqttVersion", "connect", "protocols", "speaks_v5"]
+__all__ = ["MQTT_VERSIONS", "MqttVersion", "connect", "protocols", "refusal_hint", "speaks_v5"]
 
 log = logging.getLogger("vigil.mqtt")
 
@@ -83,6 +83,13 @@ async def connect(
             yield client
             return
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def refusal_hint(exc: aiomqtt.MqttError, version: MqttVersion) -> str:
+    """What to try when the broker refused the version asked for ("" for other errors)."""
+    if version != "auto" and _refuses_version(exc):
+        return f" (the broker does not speak MQTT {version}: try --mqtt-version auto)"
+    return ""
 
 
 def speaks_v5(client: aiomqtt.Client) -> bool:

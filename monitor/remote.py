@@ -26,6 +26,7 @@ import aiomqtt
 from pydantic import ValidationError
 
 from monitor.configfile import ConfigError
+from monitor.mqtt_client import refusal_hint
 from monitor.settings import Settings, cli_broker, load_settings
 from monitor.ward import connect_ward
 
@@ -130,7 +131,8 @@ def cmd_main(args: argparse.Namespace) -> int:
         return 2
     except aiomqtt.MqttError as exc:
         print(
-            f"vigil cmd: broker {settings.broker.host}:{settings.broker.port}: {exc}",
+            f"vigil cmd: broker {settings.broker.host}:{settings.broker.port}: {exc}"
+            + refusal_hint(exc, settings.broker.protocol),
             file=sys.stderr,
         )
         return 2

@@ -130,4 +130,5 @@ def test_mqtt5_only_at_the_embedded_broker_is_refused_with_the_reason(tmp_path: 
         )  # fmt: skip
     assert out.returncode == 2
     assert f"broker 127.0.0.1:{broker.port}: [code:132] Unsupported protocol version" in out.stderr
+    assert "the broker does not speak MQTT 5: try --mqtt-version auto" in out.stderr
     assert "Traceback" not in out.stderr
