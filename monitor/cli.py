@@ -62,7 +62,7 @@ def _add_mqtt_version(p: argparse.ArgumentParser, *, default: str | None = None)
         default=default,
         help="MQTT version: auto tries 5 and falls back to 3.1.1 when the broker refuses 5 "
         + ("(default: the config's broker.protocol, else auto)" if default is None else "")
-        + ("(default %(default)s)" if default is not None else ""),
+        + ("" if default is None else "(default %(default)s)"),
     )
 
 
