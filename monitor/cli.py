@@ -99,6 +99,18 @@ class _CmdHelp(argparse.Action):
         parser.exit()
 
 
+def _add_mqtt_version(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """The MQTT version of a client, the same option on every command that connects."""
+    p.add_argument(
+        "--mqtt-version",
+        choices=("auto", "5", "3.1.1"),
+        default=default,
+        help="MQTT version: auto tries 5 and falls back to 3.1.1 when the broker refuses 5 "
+        + ("(default: the config's broker.protocol, else auto)" if default is None else "")
+        + ("" if default is None else "(default %(default)s)"),
+    )
+
+
 def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil cmd` and `vigil export`: a bed's session from the shell and from its journal."""
     p = sub.add_parser("export", help="a session from the journal as a recording CSV")
@@ -126,6 +138,7 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--config", type=Path, default=None, help="bed config: broker and bed")
     p.add_argument("--broker", default=None, help="broker URL (instead of --config)")
     _add_broker_credentials(p)
+    _add_mqtt_version(p)
     p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
     p.add_argument("--user", default=None, help="who sends it (default: the login name)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
@@ -136,33 +149,7 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="vigil",
-        description=(
-            "Vigil: bedside vital-signs monitoring for IV ketamine sessions. "
-            "Decision support only, not a certified medical device."
-        ),
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("run", help="the bedside daemon")
-    p.add_argument("--config", required=True, type=Path, help="bed config (TOML)")
-
-    p = sub.add_parser("demo", help="a simulated infusion session end to end on an embedded broker")
-    p.add_argument(
-        "--speed",
-        type=_positive_float,
-        default=None,
-        help="simulated seconds per real second (default: fits the session in under a minute)",
-    )
-    p.add_argument(
-        "--scenario",
-        default="hypertensive-surge",
-        help="scenario to simulate (default: %(default)s)",
-    )
-
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
     p.add_argument("device", help="device to simulate, e.g. mqtt-monitor")
     p.add_argument("--scenario", default="normal-session", help="scenario (default: %(default)s)")
@@ -184,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall-clock epoch at which simulated time equals real time (share it with the daemon)",
     )
     p.add_argument("--topic", default="monitors/mon1/samples", help="sample topic (MQTT)")
+    _add_mqtt_version(p, default="auto")
     p.add_argument("--device-id", default="mon1", help="device_id in the samples")
     p.add_argument(
         "--bed",
@@ -220,23 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="real seconds a silence or an unplug lasts (default %(default)s)",
     )
 
-    p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")
-    p.add_argument("file", type=Path, help="recording CSV (t,param,value)")
-    p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
-    p.add_argument("--summary", action="store_true", help="print counts per code to stderr too")
 
-    p = sub.add_parser(
-        "decode", help="samples decoded from a raw capture of a monitor, one JSON object per line"
-    )
-    p.add_argument("device", help="masimo, intellivue or ge-s5")
-    p.add_argument("file", type=Path, help="raw capture: the bytes the monitor sent")
-    p.add_argument("--device-id", default=None, help="device_id in the samples (default: DEVICE)")
-
+def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", help="nurse console: every bed's vitals and alarms; acknowledge")
     p.add_argument(
         "--broker", required=True, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
     )
     _add_broker_credentials(p)
+    _add_mqtt_version(p, default="auto")
     p.add_argument("--ward", default=None, help="show this ward only (default: every ward)")
     p.add_argument("--user", default=None, help="who acknowledges (default: the login name)")
     p.add_argument(
@@ -254,6 +233,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop showing a bed offline for longer than this (default 3600; 0: never)",
     )
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description=(
+            "Vigil: bedside vital-signs monitoring for IV ketamine sessions. "
+            "Decision support only, not a certified medical device."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the bedside daemon")
+    p.add_argument("--config", required=True, type=Path, help="bed config (TOML)")
+
+    p = sub.add_parser(
+        "demo",
+        help="a simulated infusion session end to end on an embedded broker",
+        epilog="Exit status: 0 when the session has run or the demo was stopped by SIGTERM; "
+        "130 when stopped by Ctrl-C (SIGINT). Either signal stops the broker and the simulator "
+        "and prints the summary so far.",
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="simulated seconds per real second (default: fits the session in under a minute)",
+    )
+    p.add_argument(
+        "--scenario",
+        default="hypertensive-surge",
+        help="scenario to simulate (default: %(default)s)",
+    )
+
+    _add_simulate(sub)
+
+    p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")
+    p.add_argument("file", type=Path, help="recording CSV (t,param,value)")
+    p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
+    p.add_argument("--summary", action="store_true", help="print counts per code to stderr too")
+
+    p = sub.add_parser(
+        "decode", help="samples decoded from a raw capture of a monitor, one JSON object per line"
+    )
+    p.add_argument("device", help="masimo, intellivue or ge-s5")
+    p.add_argument("file", type=Path, help="raw capture: the bytes the monitor sent")
+    p.add_argument("--device-id", default=None, help="device_id in the samples (default: DEVICE)")
+
+    _add_watch(sub)
     _add_session_tools(sub)
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")

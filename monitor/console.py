@@ -4,6 +4,14 @@ It subscribes to every bed under `vigil/` and prints one line per alarm event an
 change, and a vitals line per bed at a fixed simulated interval. Colours follow IEC 60601-1-8
 (red high, yellow medium, cyan low) when the output is a terminal. Times are shown in the local
 time zone with its offset, so a ward in any zone reads them unambiguously.
+
+Times never go backwards from one line to the next. Alarm and phase lines carry the bed's time
+of the event. A vitals line is a periodic summary of readings that travel behind the alarms (the
+bed sends alarms first): one whose newest reading is older than a line already printed waits for
+a later reading, rather than print an earlier time under a later one.
+
+An event's message is printed only for what it adds to the code and state already on the line:
+an escalation says how long the alarm has gone unacknowledged, an acknowledgement who did it.
 """
 
 from __future__ import annotations
@@ -48,6 +56,10 @@ class LineConsole:
     vitals_every_s: float = 60.0
     beds: dict[str, BedView] = field(default_factory=dict)
     alarm_log: list[dict[str, Any]] = field(default_factory=list)
+    # the latest time printed on any line (epoch s): no later line shows an earlier one
+    last_t: float = field(default=-math.inf, init=False)
+    # alarm_id -> time it became active, for "not acknowledged for N s" on escalation
+    _active_since: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def handle(self, topic: str, payload: bytes) -> list[str]:
         """Digest one message from `vigil/<ward>/<bed>/...`."""
@@ -88,6 +100,7 @@ class LineConsole:
 
     def _session_line(self, bed_id: str, data: dict[str, Any]) -> str:
         t = float(data.get("t", 0.0))
+        self.last_t = max(self.last_t, t)
         text = f"{local_time(t)} {bed_id:8} phase -> {data.get('phase')}"
         session = data.get("session") or {}
         if data.get("phase") == "pre" and session:
@@ -111,9 +124,10 @@ class LineConsole:
         value = data.get("value") if data.get("valid") else None
         view.vitals[param] = (float(t), value if isinstance(value, int | float) else None)
         view.counts[param] += 1
-        if t - view.last_vitals_line < self.vitals_every_s:
+        if t - view.last_vitals_line < self.vitals_every_s or t < self.last_t:
             return []
         view.last_vitals_line = float(t)
+        self.last_t = float(t)
         return [self.vitals_line(view, float(t))]
 
     def vitals_line(self, view: BedView, now: float) -> str:
@@ -136,18 +150,40 @@ class LineConsole:
     def _alarm_line(self, a: dict[str, Any]) -> str:
         prio = str(a.get("priority", "low"))
         state = str(a.get("state", ""))
+        t = float(a.get("t", 0.0))
+        self.last_t = max(self.last_t, t)
+        alarm_id = str(a.get("alarm_id", a.get("code")))
+        if state == "active":
+            self._active_since[alarm_id] = t
         text = (
-            f"{local_time(float(a.get('t', 0.0)))} {a.get('bed', '?'):8} {_MARK.get(prio, '   ')} "
+            f"{local_time(t)} {a.get('bed', '?'):8} {_MARK.get(prio, '   ')} "
             f"{prio.upper():6} {a.get('code')} {state.upper()}"
         )
         if state == "escalated":
-            text += f" (level {a.get('level')})"
+            text += f" level {a.get('level')}"
+            since = self._active_since.get(alarm_id)
+            if since is not None:
+                text += f" (not acknowledged for {t - since:.0f} s)"
         if state == "acknowledged" and a.get("user"):
             text += f" by {a.get('user')}"
-        text += f": {a.get('message')}"
+        news = _news(str(a.get("code")), state, str(a.get("message") or ""))
+        if news:
+            text += f": {news}"
         if self.colour:
             text = f"{_COLOURS.get(prio, '')}{text}{_RESET}"
         return text
+
+
+def _news(code: str, state: str, message: str) -> str:
+    """What `message` says beyond the code and state the line already shows ("" for nothing).
+
+    An escalation's message only restates code and level, which the line shows; other messages
+    lose a leading repetition of the code ("BP_CRISIS acknowledged" says "acknowledged").
+    """
+    if state == "escalated":
+        return ""
+    rest = message.removeprefix(code).strip() if message.startswith(f"{code} ") else message
+    return "" if rest.lower() == state else rest
 
 
 def _n(x: object) -> str:

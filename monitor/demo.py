@@ -6,6 +6,12 @@ run as child processes, so the three-hour session at 250x gets both cores; the r
 alarms as the ward sees them, and acknowledges each high alarm after its first escalation, as a
 nurse at the station would. Simulator and daemon share one simulated clock (same speed and
 anchor). At the end a summary lists the samples and every alarm event with its time.
+
+Stopping: SIGTERM or SIGINT (Ctrl-C) stops the simulator, the daemon and the broker, prints the
+summary of what was seen so far, and exits 0 for SIGTERM (a requested stop) or 130 for SIGINT
+(128 + 2, as a shell reports Ctrl-C). The child processes run in their own session, so a Ctrl-C
+at the terminal reaches the demo only and the demo stops them in order (the console before the
+broker it listens to).
 """
 
 from __future__ import annotations
@@ -15,25 +21,27 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiomqtt
 
 from alarms.policy import load_policy
 from drivers.base import DriverStats
+from monitor import mqtt_client
 from monitor.clock import SimulatedClock
 from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from simulators.scenarios import SCENARIOS
 
-__all__ = ["demo", "demo_main"]
+__all__ = ["DemoResult", "demo", "demo_main", "summary", "until_signal"]
 
 # A session is ~10 + 40 + 120 min plus margin (~175 simulated minutes); 250x fits it in ~45 s.
 DEFAULT_SPEED = 250.0
@@ -42,14 +50,23 @@ READY_TIMEOUT_S = 10.0
 # Simulated seconds after the scenario's last sample for the last events to arrive.
 DRAIN_S = 5.0
 NURSE = "demo-nurse"
+# The ward gets one sample per parameter per this many simulated seconds (cuff readings all):
+# the console prints vitals every few minutes, so more would only load the broker.
+VITALS_INTERVAL_S = 30.0
+# Exit status after a stop signal (module docstring).
+EXIT_ON_SIGNAL: Final = {signal.SIGTERM: 0, signal.SIGINT: 130}
 
 
 async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asyncio.Event) -> None:
     """Subscribe to the ward, print, and acknowledge high alarms after their first escalation."""
     host, port = url.removeprefix("mqtt://").rsplit(":", 1)
-    async with aiomqtt.Client(
-        host, int(port), identifier=f"vigil-demo-console-{uuid.uuid4().hex[:6]}"
-    ) as client:
+    identifier = f"vigil-demo-console-{uuid.uuid4().hex[:6]}"
+
+    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        return aiomqtt.Client(host, int(port), identifier=identifier, protocol=protocol)
+
+    # the embedded broker speaks 3.1.1 only: no need to ask for 5 first
+    async with mqtt_client.connect("3.1.1", build) as client:
         await client.subscribe("vigil/#", qos=1)
         ready.set()
         async for message in client.messages:
@@ -74,6 +91,7 @@ async def _child_broker() -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "monitor.embedded_broker", "--port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C is the demo's to handle (module docstring)
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -102,8 +120,9 @@ async def _simulate(url: str, *, scenario: str, clock: SimulatedClock, bed_prefi
         sys.executable, "-m", "monitor.cli", "simulate", "mqtt-monitor", "--mqtt", url,
         "--topic", "monitors/mon1/samples", "--device-id", "mon1", "--scenario", scenario,
         "--speed", repr(clock.speed), "--anchor", repr(clock.anchor), "--bed", bed_prefix,
-        "--batch",
+        "--batch", "--mqtt-version", "3.1.1",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C is the demo's to handle (module docstring)
     )  # fmt: skip
     try:
         await proc.wait()
@@ -115,23 +134,40 @@ async def _simulate(url: str, *, scenario: str, clock: SimulatedClock, bed_prefi
 
 @dataclass
 class DemoResult:
-    """What the demo saw: the console's log and the daemon's driver counters."""
+    """What the demo saw: the console's log and the daemon's driver counters.
+
+    Filled in as the demo runs, so a demo stopped early still has what it saw so far.
+    """
 
     console: LineConsole
     received: dict[str, DriverStats]
+    vitals_interval_s: float = VITALS_INTERVAL_S
 
 
-async def demo(*, speed: float, scenario: str, out: Any = sys.stdout) -> DemoResult:
-    """Run the demo; return what the console and the daemon saw."""
-    console = LineConsole(out=out, colour=out.isatty(), vitals_every_s=300.0)
+async def demo(
+    *, speed: float, scenario: str, out: Any = sys.stdout, result: DemoResult | None = None
+) -> DemoResult:
+    """Run the demo; return what the console and the daemon saw (`result`, if given)."""
+    if result is None:
+        result = DemoResult(LineConsole(out=out, colour=out.isatty(), vitals_every_s=300.0), {})
+    console = result.console
     with tempfile.TemporaryDirectory(prefix="vigil-demo-") as tmp:
         async with _child_broker() as url:
+            # the title first: every line after it is the session
+            out.write(
+                f"Vigil demo: scenario {scenario} at {speed:g}x on {url} "
+                "(decision support, not a certified medical device)\n"
+            )
+            out.flush()
             settings = Settings.model_validate(
                 {
                     "bed": {"ward": "demo", "bed": "bed1"},
-                    # amqtt speaks MQTT 3.1.1; the console prints vitals every few minutes, so the
-                    # ward gets one sample per parameter per 30 s (cuff readings all)
-                    "broker": {"url": url, "protocol": "3.1.1", "vitals_interval_s": 30.0},
+                    # amqtt speaks MQTT 3.1.1 only
+                    "broker": {
+                        "url": url,
+                        "protocol": "3.1.1",
+                        "vitals_interval_s": result.vitals_interval_s,
+                    },
                     "journal": {"path": str(Path(tmp) / "journal.sqlite")},
                     "metrics": {"enabled": False},
                     "drivers": [
@@ -147,37 +183,70 @@ async def demo(*, speed: float, scenario: str, out: Any = sys.stdout) -> DemoRes
                 )
                 await ready.wait()
                 async with Daemon(settings, load_policy(), clock=clock) as daemon:
+                    # the counters are live objects: a stopped demo reports them as they stand
+                    result.received = {d.device_id: d.stats for d in daemon.drivers}
                     await daemon.connected(READY_TIMEOUT_S)
-                    out.write(
-                        f"Vigil demo: scenario {scenario} at {speed:g}x on {url} "
-                        "(decision support, not a certified medical device)\n"
-                    )
                     await _simulate(url, scenario=scenario, clock=clock, bed_prefix=settings.prefix)
                     await clock.sleep_until(clock.now() + DRAIN_S)
                     daemon.stop()
-                    received = {d.device_id: d.stats for d in daemon.drivers}
                 nurse.cancel()
-    return DemoResult(console, received)
+    return result
 
 
-def _summary(result: DemoResult, out: Any) -> None:
+async def until_signal(work: Coroutine[Any, Any, object]) -> signal.Signals | None:
+    """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it); which signal, if any.
+
+    The cancellation runs `work`'s clean-up (child processes stopped and reaped) before this
+    returns; a second signal meanwhile changes nothing.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    got: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        if not got:
+            got.append(signum)
+            task.cancel()
+
+    for signum in EXIT_ON_SIGNAL:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+    finally:
+        for signum in EXIT_ON_SIGNAL:
+            loop.remove_signal_handler(signum)
+    return got[0] if got else None
+
+
+def summary(result: DemoResult, out: Any) -> None:
+    """The end of the demo: samples in, samples out to the ward (and why fewer), alarm events."""
     console = result.console
     out.write("\nSummary\n")
     for device_id, stats in result.received.items():
         dropped = ", ".join(f"{k} {n}" for k, n in sorted(stats.dropped.items())) or "none"
         out.write(
-            f"  monitor {device_id}: {stats.samples} samples received by the daemon "
-            f"in {stats.frames} messages (dropped or flagged: {dropped})\n"
+            f"  monitor {device_id}: {stats.samples} samples received by the daemon in "
+            f"{stats.frames} messages (the simulator sends each second's samples in one "
+            f"message; dropped or flagged: {dropped})\n"
         )
     for view in console.beds.values():
         counts = ", ".join(f"{p} {n}" for p, n in sorted(view.counts.items()))
         out.write(
             f"  bed {view.bed}: {view.counts.total()} samples on the ward's vitals topic "
-            f"({counts}); last phase {view.phase}\n"
+            f"({counts or 'none'}); fewer than received, because the bed forwards at most one "
+            f"sample per parameter per {result.vitals_interval_s:g} s of bed time "
+            "(broker.vitals_interval_s) and every cuff determination, while the alarm engine "
+            f"sees every sample; last phase {view.phase}\n"
         )
+    if not console.alarm_log:
+        out.write("  no alarm events: nothing in this session raised an alarm\n")
+        return
     out.write(f"  {len(console.alarm_log)} alarm events:\n")
     for a in console.alarm_log:
-        extra = f" (level {a.get('level')})" if a.get("level") else ""
+        extra = f" level {a.get('level')}" if a.get("level") else ""
         extra += f" by {a.get('user')}" if a.get("user") else ""
         out.write(
             f"    {local_time(float(a['t']))}  {a.get('priority', ''):6} {a.get('code')} "
@@ -196,7 +265,15 @@ def demo_main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     # amqtt reports every client that connects and drops at once; noise for a demo
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-    with contextlib.suppress(KeyboardInterrupt):
-        result = asyncio.run(demo(speed=args.speed or DEFAULT_SPEED, scenario=args.scenario))
-        _summary(result, sys.stdout)
-    return 0
+    out = sys.stdout
+    result = DemoResult(LineConsole(out=out, colour=out.isatty(), vitals_every_s=300.0), {})
+    work = demo(speed=args.speed or DEFAULT_SPEED, scenario=args.scenario, out=out, result=result)
+    try:
+        stopped_by = asyncio.run(until_signal(work))
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed: nothing was started yet
+        return EXIT_ON_SIGNAL[signal.SIGINT]
+    if stopped_by is not None:
+        print(f"vigil demo: stopped by {stopped_by.name}", file=sys.stderr)
+    summary(result, out)
+    return EXIT_ON_SIGNAL[stopped_by] if stopped_by is not None else 0

@@ -29,8 +29,9 @@ import aiomqtt
 from pydantic import ValidationError
 
 from monitor.configfile import ConfigError
+from monitor.mqtt_client import refusal_hint
 from monitor.settings import Settings, cli_broker, load_settings
-from monitor.ward import make_client
+from monitor.ward import connect_ward
 
 if TYPE_CHECKING:
     import argparse
@@ -143,9 +144,15 @@ def _course_lines(course: dict[str, Any]) -> list[str]:
 def _settings(args: argparse.Namespace) -> Settings:
     if args.config is not None:
         settings = load_settings(args.config)
-        if args.bed is None:
+        update: dict[str, Any] = {}
+        if args.bed is not None:
+            update["prefix"] = args.bed
+        # --mqtt-version overrides the config's broker.protocol; absent, the config decides
+        if getattr(args, "mqtt_version", None) is not None:
+            update["protocol"] = args.mqtt_version
+        if not update:
             return settings
-        broker = settings.broker.model_copy(update={"prefix": args.bed})
+        broker = settings.broker.model_copy(update=update)
         return settings.model_copy(update={"broker": broker})
     if args.broker is None or args.bed is None:
         raise ValueError("give --config FILE, or --broker URL and --bed PREFIX")
@@ -168,8 +175,8 @@ async def send(settings: Settings, command: dict[str, Any], timeout: float) -> d
         aiomqtt.MqttError: the broker cannot be reached.
     """
     prefix = settings.prefix
-    client = make_client(settings, identifier=f"vigil-cmd-{uuid.uuid4().hex[:8]}")
-    async with asyncio.timeout(timeout), client:
+    identifier = f"vigil-cmd-{uuid.uuid4().hex[:8]}"
+    async with asyncio.timeout(timeout), connect_ward(settings, identifier=identifier) as client:
         # subscribe first, so the answer cannot come before we listen for it
         await client.subscribe(f"{prefix}/cmd/result", qos=1)
         await client.publish(f"{prefix}/cmd", json.dumps(command), qos=1)
@@ -203,7 +210,8 @@ def cmd_main(args: argparse.Namespace) -> int:
         return 2
     except aiomqtt.MqttError as exc:
         print(
-            f"vigil cmd: broker {settings.broker.host}:{settings.broker.port}: {exc}",
+            f"vigil cmd: broker {settings.broker.host}:{settings.broker.port}: {exc}"
+            + refusal_hint(exc, settings.broker.protocol),
             file=sys.stderr,
         )
         return 2

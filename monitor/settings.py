@@ -105,8 +105,10 @@ class BrokerSettings(_Model):
     key_file: Path | None = None
     prefix: str | None = Field(default=None, description="topic prefix; default vigil/<ward>/<bed>")
     client_id: str | None = None
-    protocol: Literal["5", "3.1.1"] = Field(
-        default="5", description="MQTT version; 5 gives vitals a message expiry"
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto",
+        description="MQTT version; 5 gives vitals a message expiry; auto: 5, else 3.1.1 "
+        "when the broker refuses 5 (monitor/mqtt_client.py)",
     )
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.
@@ -360,9 +362,9 @@ def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
 def cli_broker(args: Any, url: str, environ: dict[str, str] | None = None) -> BrokerSettings:
     """The broker of a command-line tool (`vigil watch`, `vigil cmd`).
 
-    `url` and the ``--username``, ``--ca-file``, ``--cert-file``, ``--key-file`` options of
-    `args`, with the password from ``VIGIL_BROKER__PASSWORD`` (never an argument: the process
-    list shows those).
+    `url` and the ``--username``, ``--ca-file``, ``--cert-file``, ``--key-file`` and
+    ``--mqtt-version`` options of `args`, with the password from ``VIGIL_BROKER__PASSWORD``
+    (never an argument: the process list shows those).
 
     Raises:
         pydantic.ValidationError: a bad URL, or TLS files with a plain mqtt:// URL.
@@ -372,6 +374,8 @@ def cli_broker(args: Any, url: str, environ: dict[str, str] | None = None) -> Br
     for key in ("username", "ca_file", "cert_file", "key_file"):
         if getattr(args, key, None) is not None:
             fields[key] = getattr(args, key)
+    if getattr(args, "mqtt_version", None) is not None:
+        fields["protocol"] = args.mqtt_version
     if env.get("VIGIL_BROKER__PASSWORD"):
         fields["password"] = env["VIGIL_BROKER__PASSWORD"]
     return BrokerSettings.model_validate(fields)

@@ -14,6 +14,8 @@ Topics and payloads are ARCHITECTURE.md "MQTT" under the bed prefix `vigil/<ward
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import socket
@@ -28,13 +30,14 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from monitor import mqtt_client
 from monitor.clock import Clock
 from monitor.outbox import Outbox, OutboxEntry
 from monitor.settings import BrokerSettings, Settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 
-__all__ = ["NO_DELAY", "WardLink", "make_client", "tls_context_for"]
+__all__ = ["NO_DELAY", "WardLink", "connect_ward", "make_client", "tls_context_for"]
 
 log = logging.getLogger("vigil.ward")
 
@@ -60,7 +63,11 @@ def tls_context_for(b: BrokerSettings) -> ssl.SSLContext | None:
 
 
 def make_client(
-    settings: Settings, *, identifier: str, will: aiomqtt.Will | None = None
+    settings: Settings,
+    protocol: aiomqtt.ProtocolVersion,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
 ) -> aiomqtt.Client:
     """An aiomqtt client for the ward broker of `settings` (TLS and credentials included)."""
     b = settings.broker
@@ -71,7 +78,7 @@ def make_client(
         username=b.username,
         password=b.password.get_secret_value() if b.password else None,
         identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5 if b.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+        protocol=protocol,
         will=will,
         keepalive=b.keepalive_s,
         tls_context=tls_context,
@@ -83,6 +90,20 @@ def make_client(
     # not worth aiomqtt's warning at its default of 10 pending calls
     client.pending_calls_threshold = 2 * PIPELINE
     return client
+
+
+def connect_ward(
+    settings: Settings, *, identifier: str, will: aiomqtt.Will | None = None
+) -> contextlib.AbstractAsyncContextManager[aiomqtt.Client]:
+    """A connected client for the ward broker, in the version ``broker.protocol`` names.
+
+    `async with connect_ward(...) as client`: ``auto`` falls back from MQTT 5 to 3.1.1 on a
+    broker that refuses 5 (`monitor.mqtt_client.connect`).
+    """
+    return mqtt_client.connect(
+        settings.broker.protocol,
+        functools.partial(make_client, settings, identifier=identifier, will=will),
+    )
 
 
 def _refused_is_not_delivered(client: aiomqtt.Client) -> None:
@@ -236,10 +257,8 @@ class WardLink:
         will = aiomqtt.Will(
             f"{self.prefix}/status", self._payload_status("offline"), qos=1, retain=True
         )
-        client = make_client(
-            self._settings, identifier=f"{self._identifier}-{uuid.uuid4().hex[:6]}", will=will
-        )
-        async with client:
+        identifier = f"{self._identifier}-{uuid.uuid4().hex[:6]}"
+        async with connect_ward(self._settings, identifier=identifier, will=will) as client:
             try:
                 await self._birth_messages(client)
                 connected()
@@ -314,7 +333,8 @@ class WardLink:
         timeout = self._settings.timeouts.publish_s
         expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped
         expiry.MessageExpiryInterval = self._settings.broker.vitals_expiry_s
-        v5 = self._settings.broker.protocol == "5"
+        # message expiry is MQTT 5's: with "auto" it is the version the broker took
+        v5 = mqtt_client.speaks_v5(client)
         while True:
             await self._wake.wait()
             self._wake.clear()

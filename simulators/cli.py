@@ -72,6 +72,7 @@ async def _run_mqtt_monitor(args: argparse.Namespace, clock: Clock, stats: Publi
         bed_prefix=args.bed,
         stats=stats,
         batch=args.batch,
+        protocol=args.mqtt_version,
     )
 
 

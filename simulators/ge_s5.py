@@ -46,6 +46,7 @@ from drivers.ge_s5.codec import (
 from drivers.ge_s5.driver import GeS5Driver
 from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
+from simulators.serial_monitor import Frame
 
 __all__ = ["LINE", "GeS5Side"]
 
@@ -84,6 +85,8 @@ class GeS5Side:
         self._latest: dict[Param, float] = {}
         self._cuff: tuple[float, float, float] | None = None
         self._cuff_t = -math.inf
+        # parameters whose latest value no record has carried yet (`Frame.samples`)
+        self._fresh: set[Param] = set()
 
     def receive(self, data: bytes, now: float) -> list[bytes]:
         """Act on the host's requests; a single-shot request is answered at once."""
@@ -114,6 +117,8 @@ class GeS5Side:
         """Take this second's values; a record if one is due."""
         for sample in samples:
             self._latest[sample.param] = sample.value if sample.valid else math.nan
+            if sample.valid and math.isfinite(sample.value):
+                self._fresh.add(sample.param)
         cuff = [s.value for s in samples if s.param in {Param.NIBP_SYS, Param.NIBP_DIA}]
         if len(cuff) == 2:
             mean = self._latest.get(Param.NIBP_MEAN, math.nan)
@@ -169,4 +174,8 @@ class GeS5Side:
             basic, r_time=r_time, r_nbr=self._r_nbr, dri_level=self.dri_level
         )
         self._r_nbr = (self._r_nbr + 1) & 0xFF
-        return encode_frame(record)
+        carried = self._fresh & {Param.HR, Param.SPO2, Param.PR}
+        if self._cuff is not None:
+            carried |= self._fresh & {Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN}
+        self._fresh -= carried
+        return Frame(encode_frame(record), len(carried))

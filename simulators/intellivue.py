@@ -63,6 +63,7 @@ from drivers.intellivue.messages import (
 )
 from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
+from simulators.serial_monitor import Frame
 
 __all__ = ["LINE", "IntelliVueSide"]
 
@@ -118,6 +119,9 @@ class IntelliVueSide:
         self._confirmed = False
         self._since = 0.0  # association start (RelativeTime origin)
         self._heard = 0.0  # the last message from the client
+        # parameters whose latest value no poll result has carried yet (`Frame.samples`)
+        self._fresh: set[Param] = set()
+        self._carried = 0  # fresh values in the answer being built
 
     @property
     def associated(self) -> bool:
@@ -133,7 +137,12 @@ class IntelliVueSide:
             except MessageError:
                 continue
             self._heard = now
-            out += [encode_frame(m) for m in self._answer(message, now)]
+            self._carried = 0
+            frames: list[bytes] = [encode_frame(m) for m in self._answer(message, now)]
+            if frames and self._carried:
+                # a linked result is whole with its last part: that one carries the values
+                frames[-1] = Frame(frames[-1], self._carried)
+            out += frames
         return out
 
     def _answer(self, message: object, now: float) -> list[bytes]:
@@ -185,6 +194,9 @@ class IntelliVueSide:
 
     def _numerics(self) -> list[Observation]:
         out = []
+        carried = self._fresh & ({p for _, p, _, _ in _CONTINUOUS} | ({p for p, _ in _NBP}))
+        self._carried += len(carried)
+        self._fresh -= carried
         for handle, param, physio_id, unit in _CONTINUOUS:
             if param in self._values:
                 value = NuObservation(
@@ -214,6 +226,7 @@ class IntelliVueSide:
                 cuff[sample.param] = sample.value
             else:
                 self._values[sample.param] = sample.value
+            self._fresh.add(sample.param)
         if cuff:
             self._cuff = (now, cuff)
         if self._associated and now - self._heard >= self.timeout_s:

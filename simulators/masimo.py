@@ -8,6 +8,7 @@ the driver's parser is tested separately on lines written by hand from the publi
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from drivers.masimo.codec import encode_line
 from drivers.masimo.driver import MasimoDriver
 from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
+from simulators.serial_monitor import Frame
 
 __all__ = ["LINE", "MasimoSide"]
 
@@ -52,7 +54,9 @@ class MasimoSide:
             exc=self.exc,
             model=self.model,
         )
-        return [line]
+        # what the line carries: a missing or NaN value goes out as dashes
+        carried = sum(math.isfinite(values.get(p, math.nan)) for p in (Param.SPO2, Param.PR))
+        return [Frame(line, carried)]
 
     def corrupt(self, frame: bytes, rng: random.Random) -> bytes:
         """One byte with its top bit set, as a framing error leaves it.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import uuid
@@ -25,12 +26,13 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from monitor.commands import Checklist
+from monitor.mqtt_client import MqttVersion, connect
 from monitor.supervisor import raise_if_cancelled
 from monitor.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection
+    from collections.abc import AsyncIterator, Callable, Collection
 
     from monitor.clock import Clock
 
@@ -111,23 +113,39 @@ def session_command(event: SessionEvent) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _connected(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
-    """`async with client`, except that a cancel while connecting still closes the connection.
+async def _connected(
+    version: MqttVersion, build: Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]
+) -> AsyncIterator[aiomqtt.Client]:
+    """`mqtt_client.connect`, except that a cancel while connecting still closes the connection.
 
     aiomqtt 2.5 cancelled inside `__aenter__` leaves its socket and housekeeping task behind,
     which later fail noisily once the event loop is closed. So the connection attempt runs
-    shielded; on a cancel it is allowed to finish (at most `_CONNECT_TIMEOUT_S`), the exit
-    stack then disconnects cleanly, and the `CancelledError` goes on.
+    shielded; on a cancel it is allowed to finish (at most `_CONNECT_TIMEOUT_S` per protocol
+    version tried), the exit stack then disconnects cleanly, and the `CancelledError` goes on.
     """
     async with contextlib.AsyncExitStack() as stack:
-        connecting = asyncio.ensure_future(stack.enter_async_context(client))
+        connecting = asyncio.ensure_future(stack.enter_async_context(connect(version, build)))
         try:
-            await asyncio.shield(connecting)
+            client = await asyncio.shield(connecting)
         except asyncio.CancelledError:
             with contextlib.suppress(aiomqtt.MqttError):
                 await connecting
             raise
         yield client
+
+
+def _client(
+    broker: BrokerAddress, identifier: str, version: aiomqtt.ProtocolVersion
+) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        identifier=identifier,
+        protocol=version,
+        timeout=_CONNECT_TIMEOUT_S,
+    )
 
 
 @dataclass(slots=True)
@@ -152,6 +170,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     params: Collection[Param] | None = None,
     stats: PublishStats | None = None,
     batch: bool = False,
+    protocol: MqttVersion = "auto",
 ) -> int:
     """Play `scenario` to the broker at `url`; return the number of samples published.
 
@@ -163,7 +182,8 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     some of them (an oximeter, a cuff) would send; the default sends all. `stats`, if given,
     is updated as messages go out. With `batch`, the samples of one instant go out together as
     one JSON array (as a monitor sending HR, PR and SpO2 of a second in one message would),
-    which cuts the message rate threefold for fast simulations.
+    which cuts the message rate threefold for fast simulations. `protocol` is the MQTT version
+    (`monitor.mqtt_client`: "auto" takes 5, else 3.1.1 where the broker refuses 5).
 
     Raises `ValueError` for an unknown scenario or a bad URL (before connecting) and
     `aiomqtt.MqttError` when the broker cannot be reached or the connection is lost. Cancelling
@@ -174,17 +194,11 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     items = build_scenario(scenario, t0=start, seed=seed, device_id=device_id)
     sent = PublishStats() if stats is None else stats
     cmd_topic = None if bed_prefix is None else f"{bed_prefix}/cmd"
-    client = aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=broker.username,
-        password=broker.password,
-        # Unique per run: two simulators (or a restarted one) never take over each other's
-        # session at the broker.
-        identifier=f"vigil-sim-{device_id}-{secrets.token_hex(4)}",
-        timeout=_CONNECT_TIMEOUT_S,
-    )
-    async with _connected(client):
+    # Unique per run: two simulators (or a restarted one) never take over each other's session
+    # at the broker.
+    identifier = f"vigil-sim-{device_id}-{secrets.token_hex(4)}"
+    build = functools.partial(_client, broker, identifier)
+    async with _connected(protocol, build) as client:
         group: list[Sample] = []
 
         async def send(samples: list[Sample]) -> None:

@@ -18,6 +18,12 @@ for a while (nothing sent, nothing answered), unplug and replug.
 
 Writes never block: a monitor does not wait for its listener, so when nobody drains the port the
 kernel buffer fills and frames are lost (counted in `SerialStats.unsent`).
+
+`SerialStats.samples` counts the scenario samples that went out on the line: each side marks
+the frames it makes with the samples they carry for the first time (`Frame`), and a frame counts
+once it is written whole and undamaged. A protocol carries only some parameters (Masimo ASCII 1
+has no heart rate from ECG and no cuff), and a polled monitor sends only what it is asked for,
+so this is usually less than the scenario's samples, and 0 while no host polls.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ if TYPE_CHECKING:
     from monitor.clock import Clock
     from monitor.vocabulary import Sample
 
-__all__ = ["Fault", "MonitorSide", "SerialMonitor", "SerialStats"]
+__all__ = ["Fault", "Frame", "MonitorSide", "SerialMonitor", "SerialStats"]
 
 _READ_SIZE: Final = 4096
 
@@ -58,6 +64,22 @@ class Fault(StrEnum):
     CORRUPT = "corrupt"  # the next frame damaged (MonitorSide.corrupt)
     SILENCE = "silence"  # nothing sent or answered for a while
     UNPLUG = "unplug"  # the cable pulled, then plugged back in
+
+
+class Frame(bytes):
+    """Bytes a monitor sends, marked with how many scenario samples they carry for the first time.
+
+    A side returns these where a frame carries samples; plain bytes carry none (a reply to an
+    association, an abort).
+    """
+
+    samples: int
+
+    def __new__(cls, data: bytes, samples: int) -> Self:
+        """`data`, carrying `samples` scenario samples."""
+        frame = super().__new__(cls, data)
+        frame.samples = samples
+        return frame
 
 
 class MonitorSide(Protocol):
@@ -80,7 +102,7 @@ class MonitorSide(Protocol):
 class SerialStats:
     """What a run has done so far; readable after a cancel."""
 
-    samples: int = 0
+    samples: int = 0  # scenario samples sent in whole, undamaged frames (module docstring)
     frames: int = 0
     replies: int = 0
     unsent: int = 0
@@ -264,7 +286,7 @@ class SerialMonitor:
         if not self._plugged.is_set() or self._quiet():
             return
         for frame in frames:
-            data = frame
+            data = bytes(frame)
             while self._pending:
                 fault = self._pending.pop(0)
                 if fault is Fault.GARBAGE:
@@ -278,6 +300,8 @@ class SerialMonitor:
                     self.stats.replies += 1
                 else:
                     self.stats.frames += 1
+                if data == frame:  # a cut or corrupted frame delivers none of its samples
+                    self.stats.samples += getattr(frame, "samples", 0)
 
     def _raw(self, data: bytes) -> bool:
         if self._pty is not None:
@@ -311,9 +335,7 @@ class SerialMonitor:
         self.done.set()
 
     def _second(self, samples: list[Sample]) -> None:
-        frames = self._side.second(samples, samples[0].t)
-        self.stats.samples += len(samples)
-        self._write(frames)
+        self._write(self._side.second(samples, samples[0].t))
 
     def _on_readable(self) -> None:
         """The pty has bytes from the host: answer them."""

@@ -4,6 +4,10 @@ Fixtures:
 - `mqtt_broker`: a `helpers.BrokerProcess` (mosquitto, else the embedded amqtt broker) on a free
   loopback port, started; `.url`, `.stop()`, `.start()` (same port, for broker-outage tests).
 - `mqtt_broker_url` (alias `mosquitto`): its URL, `"mqtt://127.0.0.1:PORT"`.
+  `VIGIL_TEST_BROKER=embedded` (or `mosquitto`) forces the implementation (tests/helpers.py).
+
+Marker `mosquitto_only`: the test needs mosquitto's persistence, ACL or config, which the embedded
+broker does not have; .ci/run's embedded-broker pass deselects these.
 
 Checks applied to every test (failures are reported as errors at teardown):
 - a test that runs in its own event loop (the default, function loop scope) must leave no
@@ -39,6 +43,15 @@ pytest_plugins = ["pytester"]
 # How long a child that has just been sent a signal may take to be reaped by whoever started it
 # (asyncio reaps subprocesses from a watcher thread, a moment after `wait()` is satisfied).
 _CHILD_REAP_GRACE_S = 2.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers of this suite (`--strict-markers` refuses unregistered ones)."""
+    config.addinivalue_line(
+        "markers",
+        "mosquitto_only: needs mosquitto itself (persistence, ACL, TLS config): left out of the "
+        "embedded-broker run of .ci/run (VIGIL_TEST_BROKER=embedded -m 'not mosquitto_only')",
+    )
 
 
 @pytest.fixture

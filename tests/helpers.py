@@ -89,7 +89,8 @@ class BrokerProcess:
 
     The broker is mosquitto when installed, else Vigil's embedded amqtt broker run as
     `python -m monitor.embedded_broker` (see that module for what amqtt does not support).
-    `VIGIL_TEST_BROKER=amqtt` (or `mosquitto`) forces the choice.
+    `VIGIL_TEST_BROKER=embedded` (or its alias `amqtt`, or `mosquitto`) forces the choice;
+    .ci/run runs the tests not marked `mosquitto_only` again with `embedded`.
 
     `start()` and `stop()` block (for milliseconds with mosquitto, about a second for amqtt's
     interpreter start-up); tests call them between steps, not on a path that must stay live.
@@ -240,10 +241,12 @@ class BrokerProcess:
 
 def _default_implementation() -> BrokerImplementation:
     forced = os.environ.get(BROKER_ENV, "")
-    if forced in ("mosquitto", "amqtt"):
+    if forced in ("mosquitto", "amqtt", "embedded"):
         return "mosquitto" if forced == "mosquitto" else "amqtt"
     if forced:
-        raise RuntimeError(f"{BROKER_ENV} must be 'mosquitto' or 'amqtt', not {forced!r}")
+        raise RuntimeError(
+            f"{BROKER_ENV} must be 'mosquitto' or 'embedded' (alias 'amqtt'), not {forced!r}"
+        )
     return "mosquitto" if mosquitto_path() is not None else "amqtt"
 
 

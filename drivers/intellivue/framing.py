@@ -71,8 +71,10 @@ class DropReason(StrEnum):
     BAD_HEADER = "bad_header"  # not 11 01, or shorter than header and FCS
     LENGTH_MISMATCH = "length_mismatch"  # the length field disagrees with the user data
     TOO_LONG = "too_long"  # no EOF within the longest frame allowed
-    TRUNCATED = "truncated"  # a new BOF before the EOF: the frame was cut short
-    NOISE = "noise"  # bytes outside any frame (counted once per run of them)
+    TRUNCATED = "truncated"  # a frame header, then a new BOF before the EOF: cut short
+    # bytes outside any frame, or after a BOF that no frame header follows before the next BOF
+    # (a stray C0 in line noise); counted once per run of them
+    NOISE = "noise"
 
 
 def _fcs_table() -> tuple[int, ...]:
@@ -170,6 +172,8 @@ class FrameDecoder:
     _in_frame: bool = False
     # inside a run of bytes outside any frame that has been counted already
     _in_noise: bool = False
+    # the current frame's BOF came straight after noise already counted
+    _after_noise: bool = False
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the user data of the valid frames they completed."""
@@ -188,6 +192,7 @@ class FrameDecoder:
         if start < 0:
             return len(data)
         self._in_frame = True
+        self._after_noise = self._in_noise
         self._in_noise = False
         self._raw.clear()
         return start + 1
@@ -205,8 +210,15 @@ class FrameDecoder:
         if match is None:
             return end
         if data[end] == BOF:
-            if self._raw:
+            raw = bytes(self._raw)
+            if raw and HEADER.startswith(raw[: len(HEADER)]):
                 self.stats.drop(DropReason.TRUNCATED)
+                self._after_noise = False
+            elif raw:
+                # no frame began at that BOF: a C0 in line noise; one run of noise counts once
+                if not self._after_noise:
+                    self.stats.drop(DropReason.NOISE)
+                self._after_noise = True
             self._raw.clear()
         elif len(self._raw) == 3 and self._raw[:2] == HEADER:
             # C1 as the low byte of an unescaped length: a frame cannot end here

@@ -69,6 +69,9 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"  # a token that is not KEY=VALUE, a key twice, a bad value
     NO_FIELDS = "no_fields"  # a time stamp and no SPO2, BPM or EXC: not an ASCII 1 line
     TRUNCATED = "truncated"  # the start of a line cut short, followed by a whole line
+    # bytes before a line's time stamp that begin no line (line noise, or the tail of a line
+    # whose start was missed), on the same line as it
+    GARBAGE = "garbage"
 
 
 # ALARM bit field (MD PnP poxrad_discrete.h `alarmmessage`).
@@ -312,10 +315,14 @@ class LineDecoder:
                 out.append(record)
 
     def _line(self, line: bytes) -> MasimoRecord | None:
-        # A line cut short runs into the next one: keep the last whole line in it.
+        # A line cut short runs into the next one: keep the last whole line in it. Each piece
+        # before it is dropped for what it is: bytes that start no line, a line begun and cut.
         starts = [m.start() for m in _STAMP.finditer(line)]
-        if len(starts) > 1 or (starts and starts[0] > 0):
-            self.stats.drop(DropReason.TRUNCATED)
+        if starts and starts[0] > 0:
+            self.stats.drop(DropReason.GARBAGE)
+        if len(starts) > 1:
+            self.stats.drop(DropReason.TRUNCATED, len(starts) - 1)
+        if starts:
             line = line[starts[-1] :]
         result = parse_line(line)
         if isinstance(result, DropReason):

@@ -22,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.base import DeviceError, DriverStats, nothing
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
+from monitor import mqtt_client
 from monitor.settings import BrokerSettings, MqttDriver, TimeoutSettings
 
 if TYPE_CHECKING:
@@ -129,12 +130,14 @@ class MqttMonitorDriver:
                 was lost.
         """
         where = f"{self.device_id}: broker {self._broker.host}:{self._broker.port}"
-        client = self._client()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                # aiomqtt bounds CONNACK and SUBACK itself; this also bounds DNS and TCP/TLS
+                # aiomqtt bounds CONNACK and SUBACK itself; this also bounds DNS and TCP/TLS.
+                # The ward broker's protocol setting: MQTT 5, else 3.1.1 where 5 is refused.
                 async with asyncio.timeout(self._timeouts.broker_connect_s):
-                    await stack.enter_async_context(client)
+                    client = await stack.enter_async_context(
+                        mqtt_client.connect(self._broker.protocol, self._client)
+                    )
                     await self._subscribe(client)
                 _log.info(
                     "event=broker_connected device=%s broker=%s:%d client_id=%s",
@@ -159,7 +162,7 @@ class MqttMonitorDriver:
         # `messages` only ends by raising MqttError; an end without one is a lost link too
         raise DeviceError(f"{where}: message stream ended")
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
         broker = self._broker
         password = broker.password.get_secret_value() if broker.password is not None else None
         tls = None
@@ -176,6 +179,7 @@ class MqttMonitorDriver:
             username=broker.username,
             password=password,
             identifier=self._identifier,
+            protocol=protocol,
             keepalive=broker.keepalive_s,
             tls_params=tls,
             # bounds CONNACK, SUBACK and the DISCONNECT on the way out
@@ -249,5 +253,6 @@ def _driver_broker(settings: MqttDriver, ward: BrokerSettings) -> BrokerSettings
             "password": password,
             "ca_file": ward.ca_file,
             "keepalive_s": ward.keepalive_s,
+            "protocol": ward.protocol,
         }
     )

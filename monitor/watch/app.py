@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 from pydantic import ValidationError
 
+from monitor import mqtt_client
 from monitor.clock import Clock, RealClock
 from monitor.settings import BrokerSettings, cli_broker
 from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
@@ -240,7 +241,7 @@ class Watch:
 
     # ------------------------------------------------------------------ broker
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
         b = self.broker
         parts = urlsplit(b.url)
         user = re.sub(r"[^A-Za-z0-9_-]", "_", self.view.user)[:32]
@@ -254,6 +255,7 @@ class Watch:
                 else (unquote(parts.password) if parts.password else None)
             ),
             identifier=f"vigil-watch-{user}-{uuid.uuid4().hex[:6]}",
+            protocol=protocol,
             keepalive=KEEPALIVE_S,
             tls_context=tls_context_for(b),
             timeout=BROKER_TIMEOUT_S,
@@ -266,7 +268,8 @@ class Watch:
         while not self._outgoing.empty():
             stale = self._outgoing.get_nowait()
             self.view.send_failed(stale.request_id, "the broker link was lost before sending")
-        async with self._client() as client:
+        # --mqtt-version: MQTT 5, else 3.1.1 where the broker refuses 5 (monitor/mqtt_client.py)
+        async with mqtt_client.connect(self.broker.protocol, self._client) as client:
             for topic in subscriptions(self.view.ward):
                 await client.subscribe(topic, qos=1, timeout=BROKER_TIMEOUT_S)
                 raise_if_cancelled()

@@ -69,6 +69,8 @@ _MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
 _OPENSSL = shutil.which("openssl")
 
 pytestmark = [
+    # TLS, passwords and the shipped ACL are mosquitto's config: not in an embedded-broker run
+    pytest.mark.mosquitto_only,
     pytest.mark.skipif(mosquitto_path() is None, reason="needs mosquitto (CI installs it)"),
     pytest.mark.skipif(_MOSQUITTO_PASSWD is None, reason="needs mosquitto_passwd (mosquitto)"),
     pytest.mark.skipif(_OPENSSL is None, reason="needs the openssl CLI (apt-get install openssl)"),

@@ -55,7 +55,9 @@ def test_acknowledged_and_escalated_lines() -> None:
     assert (
         "ACKNOWLEDGED by ann" in console.handle("vigil/w1/b1/alarms", json.dumps(acked).encode())[0]
     )
-    assert "(level 2)" in console.handle("vigil/w1/b1/alarms", json.dumps(escalated).encode())[0]
+    assert "ESCALATED level 2" in console.handle(
+        "vigil/w1/b1/alarms", json.dumps(escalated).encode()
+    )[0]
 
 
 def test_offline_bed_is_shown_and_garbage_is_ignored() -> None:
@@ -82,3 +84,46 @@ def test_vitals_line_at_most_once_per_interval_with_cuff_age() -> None:
     assert "HR  88" in line
     assert "SpO2  97 %" in line
     assert "BP 150/90 (2 min ago)" in line
+
+
+def test_a_vitals_line_never_shows_a_time_before_a_line_already_printed() -> None:
+    # vitals travel behind alarms and session updates: a reading older than the phase change
+    # just printed waits for a newer one rather than print an earlier time
+    console = LineConsole(out=io.StringIO(), vitals_every_s=300.0)
+    session = {"t": 1000.0, "phase": "pre", "session": {}}
+    console.handle("vigil/w1/b1/session", json.dumps(session).encode())
+    vital = {"t": 968.0, "param": "HR", "value": 71, "valid": True}
+    assert console.handle("vigil/w1/b1/vitals", json.dumps(vital).encode()) == []
+    later = {**vital, "t": 1001.0, "value": 72}
+    (line,) = console.handle("vigil/w1/b1/vitals", json.dumps(later).encode())
+    assert "HR  72" in line
+    assert console.last_t == 1001.0
+
+
+def test_an_escalation_says_it_once_with_how_long_it_went_unacknowledged() -> None:
+    console = LineConsole(out=io.StringIO())
+    console.handle("vigil/w1/b1/alarms", json.dumps(ALARM).encode())
+    escalated = {
+        **ALARM,
+        "t": float(ALARM["t"]) + 60,  # type: ignore[arg-type]
+        "state": "escalated",
+        "level": 1,
+        "message": "BP_CRISIS not acknowledged: escalation level 1",
+    }
+    (line,) = console.handle("vigil/w1/b1/alarms", json.dumps(escalated).encode())
+    assert line.endswith("BP_CRISIS ESCALATED level 1 (not acknowledged for 60 s)")
+    assert line.count("BP_CRISIS") == 1
+
+
+def test_an_acknowledgement_names_who_and_does_not_repeat_the_code() -> None:
+    console = LineConsole(out=io.StringIO())
+    acked = {**ALARM, "state": "acknowledged", "user": "ann", "message": "BP_CRISIS acknowledged"}
+    (line,) = console.handle("vigil/w1/b1/alarms", json.dumps(acked).encode())
+    assert line.endswith("BP_CRISIS ACKNOWLEDGED by ann")
+    cleared = {
+        **ALARM,
+        "state": "cleared",
+        "message": "BP_CRISIS acknowledged after its condition ended",
+    }
+    (line,) = console.handle("vigil/w1/b1/alarms", json.dumps(cleared).encode())
+    assert line.endswith("BP_CRISIS CLEARED: acknowledged after its condition ended")

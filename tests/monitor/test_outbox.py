@@ -88,6 +88,7 @@ async def test_events_raised_while_the_broker_is_down_are_delivered_after_restar
     assert down[0]["alarm_id"] == down[1]["alarm_id"]
 
 
+@pytest.mark.mosquitto_only
 @pytest.mark.skipif(mosquitto_path() is None, reason="an ACL needs mosquitto")
 async def test_an_alarm_the_broker_refuses_stays_in_the_outbox(tmp_path: Path) -> None:
     # An ACL that forgot the bed's alarm topic: MQTT 5 PUBACK 0x87 (Not authorized).

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
+import aiomqtt
 import pytest
 
 from monitor.commands import (
@@ -21,7 +23,7 @@ from monitor.commands import (
     parse_command,
 )
 from monitor.remote import build_command, format_result
-from tests.helpers import free_port
+from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 
 def test_fields_are_json_when_they_parse_and_dotted_keys_nest() -> None:
@@ -191,3 +193,57 @@ def test_the_readme_names_every_checklist_item_and_override() -> None:
         assert f"`{name}`" in readme, name
     for what in OVERRIDE_MEANINGS:
         assert f"`{what}`" in readme, what
+
+
+# Both brokers the README names, whatever VIGIL_TEST_BROKER says: mosquitto (MQTT 5 and 3.1.1)
+# where installed, and the embedded amqtt broker (3.1.1 only) everywhere.
+BROKERS: list[BrokerImplementation] = (
+    ["mosquitto", "amqtt"] if mosquitto_path() is not None else ["amqtt"]
+)
+
+
+async def _answer_one_command(broker: BrokerProcess, ready: asyncio.Event) -> dict[str, Any]:
+    """Play the bed b1: answer the first command on its cmd topic; return that command."""
+    async with aiomqtt.Client(broker.host, broker.port, identifier="bed-b1") as bed:
+        await bed.subscribe("vigil/w1/b1/cmd", qos=1)
+        ready.set()
+        async with asyncio.timeout(20):
+            async for message in bed.messages:
+                command: dict[str, Any] = json.loads(message.payload)
+                result = {"request_id": command["request_id"], "ok": True, "result": {}}
+                await bed.publish("vigil/w1/b1/cmd/result", json.dumps(result), qos=1)
+                return command
+    raise AssertionError("message stream ended")
+
+
+@pytest.mark.parametrize("implementation", BROKERS)
+@pytest.mark.parametrize("version", [[], ["--mqtt-version", "auto"], ["--mqtt-version", "3.1.1"]])
+async def test_cmd_reaches_either_broker(
+    tmp_path: Path, implementation: BrokerImplementation, version: list[str]
+) -> None:
+    with BrokerProcess(tmp_path / "broker", implementation=implementation) as broker:
+        ready = asyncio.Event()
+        bed = asyncio.create_task(_answer_one_command(broker, ready))
+        await ready.wait()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor.cli", "cmd", "--broker", broker.url,
+            "--bed", "vigil/w1/b1", "--timeout", "10", *version, "discharge",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        command = await bed
+    assert proc.returncode == 0, err.decode()
+    assert command["cmd"] == "discharge"
+    assert command["request_id"] in out.decode()
+
+
+def test_mqtt5_only_at_the_embedded_broker_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with BrokerProcess(tmp_path / "broker", implementation="amqtt") as broker:
+        out = run(
+            "--broker", broker.url, "--bed", "vigil/w1/b1", "--timeout", "5",
+            "--mqtt-version", "5", "discharge",
+        )  # fmt: skip
+    assert out.returncode == 2
+    assert f"broker 127.0.0.1:{broker.port}: [code:132] Unsupported protocol version" in out.stderr
+    assert "the broker does not speak MQTT 5: try --mqtt-version auto" in out.stderr
+    assert "Traceback" not in out.stderr

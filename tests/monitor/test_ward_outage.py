@@ -68,6 +68,7 @@ async def station(broker: BrokerProcess) -> AsyncIterator[aiomqtt.Client]:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.mosquitto_only
 @pytest.mark.skipif(mosquitto_path() is None, reason="broker persistence needs mosquitto")
 async def test_alarms_raised_during_a_30_s_outage_all_reach_the_ward_in_order(
     tmp_path: Path,

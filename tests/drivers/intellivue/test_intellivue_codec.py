@@ -242,6 +242,17 @@ def test_garbage_between_frames_resyncs_and_is_counted() -> None:
     assert stats.frames == 0  # frames are counted by the link, per message
 
 
+def test_noise_holding_a_stray_bof_is_noise_not_a_truncated_frame() -> None:
+    # line noise with a C0 in it: what follows that C0 is no frame header, so nothing was cut
+    stats = DriverStats()
+    decoder = FrameDecoder(stats)
+    a, b = poll_request(1, 1), poll_request(2, 2)
+    stream = encode_frame(a) + b"\x07\xc0\x55\xaa" + encode_frame(b) + b"\xc0\x99" + encode_frame(a)
+    assert decoder.feed(stream) == [a, b, a]
+    # one run of noise before b (the stray BOF inside it does not make it two), one before a
+    assert stats.dropped == {DropReason.NOISE: 2}
+
+
 def test_an_endless_frame_is_dropped_once_and_the_next_decodes() -> None:
     stats = DriverStats()
     decoder = FrameDecoder(stats)

@@ -138,6 +138,16 @@ def test_decoder_joins_pieces_and_resyncs_after_garbage_and_truncation() -> None
     assert stats.dropped == {DropReason.NOT_ASCII: 1, DropReason.TRUNCATED: 1}
 
 
+def test_garbage_before_a_line_is_garbage_not_a_truncated_line() -> None:
+    stats = DriverStats()
+    decoder = LineDecoder(stats)
+    stream = b"\x93\x00#~" + RAD8 + b"\r\n" + b"k!" + RAD8[:40] + RAD8_PVI + b"\r\n"
+    records = decoder.feed(stream)
+    assert [(r.spo2, r.pr) for r in records] == [(98.0, 72.0), (97.0, 71.0)]
+    # the second line carried both: bytes that start no line, and a line cut short
+    assert stats.dropped == {DropReason.GARBAGE: 2, DropReason.TRUNCATED: 1}
+
+
 def test_decoder_drops_an_endless_line_once_and_recovers() -> None:
     stats = DriverStats()
     decoder = LineDecoder(stats)

@@ -1,0 +1,98 @@
+"""One way for every Vigil client to connect: MQTT 5 where the broker speaks it, 3.1.1 otherwise.
+
+The brokers the README names differ: mosquitto speaks MQTT 5 and 3.1.1, the embedded amqtt broker
+(`monitor.embedded_broker`) only 3.1.1. Every client (the daemon's ward link and MQTT driver,
+`vigil cmd`, `vigil watch`, the simulators, the demo's console) connects through `connect`,
+with the version a config's ``broker.protocol`` or a command's ``--mqtt-version`` names:
+
+- ``"5"`` or ``"3.1.1"``: that version only; a broker refusing it is an error;
+- ``"auto"`` (the default): MQTT 5 first; when the broker answers that CONNECT with a CONNACK
+  refusing the protocol version (3.1.1 return code 1, MQTT 5 reason 0x84), the same client
+  settings again with 3.1.1. Any other failure (no broker, bad credentials, TLS) is not a
+  version question and is raised as it is, without a second attempt.
+
+`speaks_v5` tells a connected client's version, for what only MQTT 5 carries (message expiry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Final, Literal, get_args
+
+import aiomqtt
+from paho.mqtt.client import MQTTv5
+from paho.mqtt.reasoncodes import ReasonCode
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+__all__ = ["MQTT_VERSIONS", "MqttVersion", "connect", "protocols", "refusal_hint", "speaks_v5"]
+
+log = logging.getLogger("vigil.mqtt")
+
+MqttVersion = Literal["auto", "5", "3.1.1"]
+MQTT_VERSIONS: Final[tuple[str, ...]] = get_args(MqttVersion)
+
+# CONNACK codes that refuse the protocol version itself: 3.1.1 §3.2.2.3 return code 1,
+# MQTT 5 §3.2.2.2 reason 0x84 (paho reports a 3.1.1 broker's answer to a v5 CONNECT as 0x84).
+_VERSION_REFUSED: Final = frozenset({1, 0x84})
+
+
+def protocols(version: MqttVersion) -> tuple[aiomqtt.ProtocolVersion, ...]:
+    """The protocol versions `connect` tries for `version`, in order."""
+    if version == "5":
+        return (aiomqtt.ProtocolVersion.V5,)
+    if version == "3.1.1":
+        return (aiomqtt.ProtocolVersion.V311,)
+    return (aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311)
+
+
+def _refuses_version(exc: aiomqtt.MqttError) -> bool:
+    if not isinstance(exc, aiomqtt.MqttCodeError):
+        return False
+    rc = exc.rc
+    code = rc.value if isinstance(rc, ReasonCode) else rc
+    return code in _VERSION_REFUSED
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    version: MqttVersion, build: Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]
+) -> AsyncIterator[aiomqtt.Client]:
+    """Connect a client made by `build(protocol)`; disconnect it when the block ends.
+
+    `build` is called once per attempt (an aiomqtt client connects once) and must make the same
+    client each time but for the protocol version. See the module docstring for `version`.
+
+    Raises:
+        aiomqtt.MqttError: the broker could not be reached or refused the connection; with
+            ``"auto"``, the 3.1.1 attempt's error once MQTT 5 was refused.
+    """
+    attempts = protocols(version)
+    async with contextlib.AsyncExitStack() as stack:
+        for i, protocol in enumerate(attempts):
+            client = build(protocol)
+            try:
+                await stack.enter_async_context(client)
+            except aiomqtt.MqttError as exc:
+                if i + 1 < len(attempts) and _refuses_version(exc):
+                    log.debug("event=mqtt5_refused falling_back=3.1.1 error=%s", exc)
+                    continue
+                raise
+            yield client
+            return
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def refusal_hint(exc: aiomqtt.MqttError, version: MqttVersion) -> str:
+    """What to try when the broker refused the version asked for ("" for other errors)."""
+    if version != "auto" and _refuses_version(exc):
+        return f" (the broker does not speak MQTT {version}: try --mqtt-version auto)"
+    return ""
+
+
+def speaks_v5(client: aiomqtt.Client) -> bool:
+    """Whether `client` was made for MQTT 5 (after `connect`: the version the broker took)."""
+    paho = client._client  # noqa: SLF001 - aiomqtt does not expose the protocol it was made with
+    return bool(paho.protocol == MQTTv5)

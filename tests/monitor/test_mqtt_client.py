@@ -1,0 +1,166 @@
+"""One connection mechanism for every client: MQTT 5 where the broker speaks it, else 3.1.1.
+
+Each test runs against both brokers the README names (mosquitto when installed, and the embedded
+amqtt broker, which speaks 3.1.1 only), whatever `VIGIL_TEST_BROKER` says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING
+
+import aiomqtt
+import pytest
+
+from alarms.policy import load_policy
+from drivers.mqtt.driver import MqttMonitorDriver
+from monitor import mqtt_client
+from monitor.clock import RealClock
+from monitor.daemon import Daemon
+from monitor.settings import BrokerSettings, MqttDriver, Settings, TimeoutSettings
+from tests.helpers import BrokerImplementation, BrokerProcess, mosquitto_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from monitor.vocabulary import Sample
+
+# Both brokers where mosquitto is installed (CI installs it); the embedded one everywhere.
+BROKERS: list[BrokerImplementation] = (
+    ["mosquitto", "amqtt"] if mosquitto_path() is not None else ["amqtt"]
+)
+# What "auto" settles on with each: the embedded broker refuses MQTT 5 at CONNECT.
+SPEAKS_V5 = {"mosquitto": True, "amqtt": False}
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerProcess]:
+    implementation: BrokerImplementation = request.param
+    with BrokerProcess(tmp_path / "broker", implementation=implementation) as b:
+        yield b
+
+
+def _build(broker: BrokerProcess, name: str) -> Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]:
+    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        return aiomqtt.Client(broker.host, broker.port, identifier=name, protocol=protocol)
+
+    return build
+
+
+async def test_auto_takes_mqtt5_where_the_broker_speaks_it_and_311_otherwise(
+    broker: BrokerProcess,
+) -> None:
+    async with mqtt_client.connect("auto", _build(broker, "auto")) as client:
+        assert mqtt_client.speaks_v5(client) is SPEAKS_V5[broker.implementation]
+        # the connection works: a message goes round trip
+        await client.subscribe("t/round", qos=1)
+        await client.publish("t/round", b"hello", qos=1)
+        async with asyncio.timeout(5):
+            message = await anext(aiter(client.messages))
+        assert message.payload == b"hello"
+
+
+async def test_an_explicit_version_is_not_negotiated(broker: BrokerProcess) -> None:
+    async with mqtt_client.connect("3.1.1", _build(broker, "v311")) as client:
+        assert not mqtt_client.speaks_v5(client)
+    if SPEAKS_V5[broker.implementation]:
+        async with mqtt_client.connect("5", _build(broker, "v5")) as client:
+            assert mqtt_client.speaks_v5(client)
+    else:
+        with pytest.raises(aiomqtt.MqttCodeError, match="Unsupported protocol version"):
+            async with mqtt_client.connect("5", _build(broker, "v5")):
+                pass
+
+
+async def test_a_refusal_that_is_not_about_the_version_is_not_retried(tmp_path: Path) -> None:
+    # no broker at all is an error of the first attempt, raised as it is
+    attempts: list[aiomqtt.ProtocolVersion] = []
+    with BrokerProcess(tmp_path / "broker", implementation="amqtt") as b:
+        port = b.port
+    # the broker is gone: connecting fails at TCP, which says nothing about MQTT versions
+
+    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        attempts.append(protocol)
+        return aiomqtt.Client("127.0.0.1", port, identifier="nobody", protocol=protocol, timeout=2)
+
+    with pytest.raises(aiomqtt.MqttError):
+        async with mqtt_client.connect("auto", build):
+            pass
+    assert attempts == [aiomqtt.ProtocolVersion.V5]
+
+
+def _settings(broker: BrokerProcess, tmp_path: Path) -> Settings:
+    # no protocol key: the default, "auto", as a config written from the README has it
+    return Settings.model_validate(
+        {
+            "bed": {"ward": "w1", "bed": "b1"},
+            "broker": {"url": broker.url},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "metrics": {"enabled": False},
+            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": "monitors/mon1/samples"}],
+        }
+    )
+
+
+async def test_the_daemon_with_the_default_protocol_works_with_either_broker(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    settings = _settings(broker, tmp_path)
+    assert settings.broker.protocol == "auto"
+    async with (
+        Daemon(settings, load_policy()) as daemon,
+        aiomqtt.Client(broker.host, broker.port, identifier="ward-watcher") as ward,
+    ):
+        await daemon.connected(10)
+        await ward.subscribe("vigil/w1/b1/#", qos=1)
+        sample = {"t": time.time(), "param": "HR", "value": 71, "valid": True, "device_id": "mon1"}
+        await ward.publish("monitors/mon1/samples", json.dumps(sample), qos=1)
+        seen: dict[str, object] = {}
+        async with asyncio.timeout(10):
+            async for message in ward.messages:
+                seen[str(message.topic)] = json.loads(message.payload)
+                if "vigil/w1/b1/vitals" in seen:
+                    break
+        status = seen["vigil/w1/b1/status"]
+        assert isinstance(status, dict)
+        assert status["status"] == "online"
+        vitals = seen["vigil/w1/b1/vitals"]
+        assert isinstance(vitals, dict)
+        assert (vitals["param"], vitals["value"]) == ("HR", 71)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.grew = asyncio.Event()
+
+    def put(self, sample: Sample) -> None:
+        self.samples.append(sample)
+        self.grew.set()
+
+
+async def test_the_mqtt_driver_follows_the_ward_broker_protocol(broker: BrokerProcess) -> None:
+    driver = MqttMonitorDriver(
+        MqttDriver.model_validate({"kind": "mqtt", "device_id": "mon1", "topic": "m/1"}),
+        broker=BrokerSettings(url=broker.url),
+        timeouts=TimeoutSettings(),
+        clock=RealClock(),
+    )
+    sink = _Sink()
+    up = asyncio.Event()
+    task = asyncio.create_task(driver.run(sink, up.set))
+    try:
+        async with asyncio.timeout(10):
+            await up.wait()
+        async with aiomqtt.Client(broker.host, broker.port, identifier="mon1") as monitor:
+            doc = {"t": time.time(), "param": "SPO2", "value": 97, "valid": True}
+            await monitor.publish("m/1", json.dumps({**doc, "device_id": "mon1"}), qos=1)
+            async with asyncio.timeout(10):
+                await sink.grew.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [(s.param, s.value) for s in sink.samples] == [("SPO2", 97.0)]
