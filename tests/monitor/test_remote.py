@@ -227,7 +227,7 @@ async def test_cmd_reaches_either_broker(
         await ready.wait()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor.cli", "cmd", "--broker", broker.url,
-            "--bed", "vigil/w1/b1", "--timeout", "10", *version, "discharge",
+            "--bed", "vigil/w1/b1", "--timeout", "10", "--json", *version, "discharge",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await proc.communicate()
