@@ -239,8 +239,16 @@ class Bed:
             )
             log.warning("event=command_refused request_id=%r reason=%r", request_id, reason)
             return {"request_id": request_id, "ok": False, "error": reason}
+        canonical = cmd.model_dump_json()
+        if self._journal is not None:
+            answered = self._journal.answer(cmd.request_id, canonical)
+            if answered is not None:
+                # the same accepted command delivered again (QoS 1 after a restart, a console
+                # retrying): answered as before, never applied twice (issue 17, item 7)
+                log.warning("event=command_repeated cmd=%s request_id=%r", cmd.cmd, cmd.request_id)
+                return answered
         # journaled as the command understood, whatever padding its payload carried
-        input_id = self._record("command", now, {"payload": cmd.model_dump_json()})
+        input_id = self._record("command", now, {"payload": canonical})
         before = self.core.session
         outcome = self.core.command(cmd, now)
         self._journal_session(before, input_id, now)
@@ -258,6 +266,8 @@ class Bed:
             # shown to the nurse at once: which infusion of the course this is, and the
             # response so far (PROTOCOL.md "Course")
             result["course"] = self.course(now)
+        if self._journal is not None and outcome.ok:
+            self._journal.answered(cmd.request_id, canonical, now, result)
         return result
 
     def course(self, now: float) -> dict[str, Any] | None:
@@ -389,7 +399,13 @@ class Daemon:
             )
         self.journal.prune(self.clock.now())
         self.drivers: list[Driver] = [
-            create_driver(d, broker=settings.broker, timeouts=settings.timeouts, clock=self.clock)
+            create_driver(
+                d,
+                # the bed's client id: MQTT monitors connect with stable ids of their own
+                broker=settings.broker.model_copy(update={"client_id": settings.client_id}),
+                timeouts=settings.timeouts,
+                clock=self.clock,
+            )
             for d in settings.drivers
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_input INTEGER,
     info TEXT NOT NULL
 );
+-- the answer given to each accepted command, by request_id: the same command delivered again
+-- (QoS 1 after a restart, a console retrying) is answered again from here, never applied twice
+CREATE TABLE IF NOT EXISTS answers (
+    request_id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    t REAL NOT NULL,
+    result TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS journal_meta (
     key TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -176,6 +184,24 @@ class Journal:
             (t, last_input, session_id),
         )
 
+    def answered(self, request_id: str, command: str, t: float, result: dict[str, Any]) -> None:
+        """Keep the answer to the accepted `command` (canonical JSON) sent as `request_id`."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO answers (request_id, command, t, result) VALUES (?, ?, ?, ?)",
+            (request_id, command, t, json.dumps(result)),
+        )
+
+    def answer(self, request_id: str, command: str) -> dict[str, Any] | None:
+        """The answer already given to this very `command` sent as `request_id`, if any."""
+        row = self._db.execute(
+            "SELECT result FROM answers WHERE request_id = ? AND command = ?",
+            (request_id, command),
+        ).fetchone()
+        if row is None:
+            return None
+        result: dict[str, Any] = json.loads(row[0])
+        return result
+
     def prune(self, now: float) -> int:
         """Forget inputs older than `keep_days` that no replay or open session needs."""
         keep_from = self._db.execute(
@@ -185,6 +211,7 @@ class Journal:
         cur = self._db.execute(
             "DELETE FROM inputs WHERE id <= ? AND t < ?", (limit, now - self._keep_s)
         )
+        self._db.execute("DELETE FROM answers WHERE t < ?", (now - self._keep_s,))
         return cur.rowcount
 
     # ------------------------------------------------------------------ reading

@@ -18,16 +18,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import aiomqtt
 from paho.mqtt.client import MQTTv5
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-__all__ = ["MQTT_VERSIONS", "MqttVersion", "connect", "protocols", "refusal_hint", "speaks_v5"]
+__all__ = [
+    "MQTT_VERSIONS",
+    "MqttVersion",
+    "connect",
+    "protocols",
+    "refusal_hint",
+    "session_options",
+    "speaks_v5",
+]
 
 log = logging.getLogger("vigil.mqtt")
 
@@ -83,6 +93,21 @@ async def connect(
             yield client
             return
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def session_options(protocol: aiomqtt.ProtocolVersion, expiry_s: int) -> dict[str, Any]:
+    """`aiomqtt.Client` arguments for a session the broker keeps `expiry_s` while we are away.
+
+    MQTT 5 (§3.1.2.4, §3.1.2.11.2): Clean Start 0 and a Session Expiry Interval; MQTT 3.1.1
+    (§3.1.2.4): Clean Session 0 (the broker keeps it until its own expiry, mosquitto's
+    ``persistent_client_expiration``). `expiry_s` 0: a clean session every time.
+    """
+    persistent = expiry_s > 0
+    if protocol is aiomqtt.ProtocolVersion.V5:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = expiry_s
+        return {"clean_start": not persistent, "properties": properties}
+    return {"clean_session": not persistent}
 
 
 def refusal_hint(exc: aiomqtt.MqttError, version: MqttVersion) -> str:

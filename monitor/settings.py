@@ -124,6 +124,11 @@ class BrokerSettings(_Model):
         ge=1,
         description="MQTT 5 message expiry of vitals: stale vitals are never replayed",
     )
+    # The bed and its MQTT monitors connect with stable client ids and a persistent session
+    # that the broker keeps this long while the bed is away, so a QoS 1 command or cuff
+    # determination published during a restart is delivered after it (issue 17, item 3).
+    # 0: a clean session at every connect.
+    session_expiry_s: Int = Field(default=3600, ge=0, le=7 * 86400)
 
     @field_validator("url")
     @classmethod
@@ -318,6 +323,11 @@ class Settings(_Model):
     def prefix(self) -> str:
         """The bed's MQTT topic prefix."""
         return self.broker.prefix or f"vigil/{self.bed.ward}/{self.bed.bed}"
+
+    @property
+    def client_id(self) -> str:
+        """The ward link's MQTT client id, stable across restarts (its MQTT monitors add theirs)."""
+        return self.broker.client_id or f"vigil-{self.bed.ward}-{self.bed.bed}"
 
 
 _ENV_PREFIX = "VIGIL_"

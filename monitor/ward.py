@@ -21,7 +21,6 @@ import logging
 import socket
 import ssl
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -84,6 +83,7 @@ def make_client(
         tls_context=tls_context,
         timeout=settings.timeouts.broker_connect_s,
         socket_options=NO_DELAY,
+        **mqtt_client.session_options(protocol, b.session_expiry_s),
     )
     _refused_is_not_delivered(client)
     # a backlog goes out PIPELINE publishes at a time (`WardLink._publish_alarms`): expected,
@@ -169,9 +169,7 @@ class WardLink:
         self._vitals_last_t: dict[Param, float] = {}
         self._wake = asyncio.Event()
         self._state_dirty = True
-        self._identifier = (
-            settings.broker.client_id or f"vigil-{settings.bed.ward}-{settings.bed.bed}"
-        )
+        self._identifier = settings.client_id
 
     def _log_link(self, status: LinkStatus) -> None:
         """Name the broker (host:port, never the credentials) once when the link fails.
@@ -257,8 +255,9 @@ class WardLink:
         will = aiomqtt.Will(
             f"{self.prefix}/status", self._payload_status("offline"), qos=1, retain=True
         )
-        identifier = f"{self._identifier}-{uuid.uuid4().hex[:6]}"
-        async with connect_ward(self._settings, identifier=identifier, will=will) as client:
+        # one client id for the bed, across reconnects and restarts: its persistent session
+        # keeps the commands published while it was away (`session_options`)
+        async with connect_ward(self._settings, identifier=self._identifier, will=will) as client:
             try:
                 await self._birth_messages(client)
                 connected()
@@ -380,9 +379,29 @@ class WardLink:
                 if isinstance(message.payload, bytes)
                 else str(message.payload).encode()
             )
-            result = self._on_command(payload)
+            if message.retain:
+                # A retained command would run again at every restart and for every new
+                # subscriber (issue 17, item 7): refused, never applied.
+                log.warning("event=command_refused reason='retained' topic=%s", message.topic)
+                result = {
+                    "request_id": _request_id(payload),
+                    "ok": False,
+                    "error": "retained command ignored: publish commands without retain",
+                }
+            else:
+                result = self._on_command(payload)
             self.state_changed()
             await client.publish(
                 f"{self.prefix}/cmd/result", json.dumps(result).encode(), qos=1, timeout=timeout
             )
             raise_if_cancelled()
+
+
+def _request_id(payload: bytes) -> str | None:
+    """The `request_id` of a command payload, for a refusal that does not parse it further."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    rid = data.get("request_id") if isinstance(data, dict) else None
+    return rid[:100] if isinstance(rid, str) else None

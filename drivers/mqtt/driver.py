@@ -72,9 +72,12 @@ class MqttMonitorDriver:
     Format ``vscapture``: the monitor's zone-less ``Timestamp`` is read in the host's local
     zone (the monitor and this daemon keep ward time); see `codec.decode_vscapture`.
 
-    The client identifier is ``vigil-<device_id>-<8 hex>``, fixed for the life of the driver
-    and different for every driver instance, so two daemons never take over each other's
-    session, and a reconnect replaces our own half-open connection at the broker.
+    The client identifier is ``<bed client id>-<device_id>`` when the daemon gives the bed's
+    (``broker.client_id``): stable across restarts, with a persistent session
+    (``broker.session_expiry_s``) so QoS 1 samples published while the bed is down are
+    delivered when it is back. Without one (a driver used alone) it is
+    ``vigil-<device_id>-<8 hex>`` with a clean session. Either way a reconnect replaces our
+    own half-open connection at the broker.
 
     Args:
         settings: this driver's config entry.
@@ -97,7 +100,15 @@ class MqttMonitorDriver:
         self._timeouts = timeouts
         self._clock = clock
         self._stats = DriverStats()
-        self._identifier = f"vigil-{settings.device_id}-{secrets.token_hex(4)}"
+        # With the bed's client id (the daemon passes it in `broker.client_id`) the driver's
+        # id is stable and its session persistent, so a determination published while the
+        # bed restarts is delivered after it (issue 17, item 3); alone, a fresh id each time.
+        self._persistent = broker.client_id is not None
+        self._identifier = (
+            f"{broker.client_id}-{settings.device_id}"
+            if broker.client_id is not None
+            else f"vigil-{settings.device_id}-{secrets.token_hex(4)}"
+        )
         self._decode: Callable[[bytes], DecodeResult]
         if settings.format == "vigil":
             self._decode = partial(decode_vigil, device_id=settings.device_id)
@@ -187,6 +198,9 @@ class MqttMonitorDriver:
             # samples go straight to the alarm engine: no Nagle delay on our ACKs and requests
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             logger=_log,
+            **mqtt_client.session_options(
+                protocol, broker.session_expiry_s if self._persistent else 0
+            ),
         )
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
@@ -254,5 +268,7 @@ def _driver_broker(settings: MqttDriver, ward: BrokerSettings) -> BrokerSettings
             "ca_file": ward.ca_file,
             "keepalive_s": ward.keepalive_s,
             "protocol": ward.protocol,
+            "client_id": ward.client_id,
+            "session_expiry_s": ward.session_expiry_s,
         }
     )
