@@ -304,7 +304,9 @@ def _values(
             return None
         what = what.copy()
         what[events] = codes
-    if pa.types.is_string(value.type) or pa.types.is_large_string(value.type):
+    is_text = pa.types.is_string(value.type) or pa.types.is_large_string(value.type)
+    blank: Any = None
+    if is_text:
         blank = pc.equal(value, pa.scalar(""))
         if len(events):
             mask = np.zeros(len(what), bool)
@@ -324,7 +326,35 @@ def _values(
     v = _to_float(number)
     if np.isinf(v).any():
         return None
+    if is_text and not _nan_spellings_ok(v, blank, value):
+        return None
     return _rows(t, what, v)
+
+
+_PYTHON_NANS: Final = frozenset({"nan", "+nan", "-nan"})
+
+
+def _nan_spellings_ok(
+    v: np.ndarray,
+    blank: pa.ChunkedArray[Any] | pa.Array[Any],
+    value: pa.ChunkedArray[Any] | pa.Array[Any],
+) -> bool:
+    """Whether every NaN that pyarrow read from text is one Python's `float` reads too.
+
+    pyarrow also takes `nan(1)`, which the line-by-line reader refuses; such rows are rare
+    enough (an invalid sample is normally written empty) to check one by one.
+    """
+    written = np.isnan(v) & ~_to_bool(blank)
+    if not written.any():
+        return True
+    texts = pc.take(value, np.flatnonzero(written).tolist()).to_pylist()
+    return all(isinstance(x, str) and x.lower() in _PYTHON_NANS for x in texts)
+
+
+def _to_bool(array: pa.ChunkedArray[Any] | pa.Array[Any]) -> np.ndarray:
+    whole: pa.Array[Any] = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    out: np.ndarray = whole.to_numpy(zero_copy_only=False)
+    return out
 
 
 def _to_float(array: pa.ChunkedArray[Any] | pa.Array[Any]) -> np.ndarray:

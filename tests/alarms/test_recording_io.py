@@ -294,11 +294,37 @@ def test_rows_pyarrow_refuses_but_python_reads_are_read() -> None:
         np.testing.assert_array_equal(rows.value, [70.0, 10.0, math.nan, math.nan, 71.0])
 
 
+# Number spellings where pyarrow's parser and Python's `float` could disagree.
+SPELLINGS = [
+    ".", "-", "+", "e5", "1e+", "1.e5", "-.5", "+-1", "\u0663", "1e400", "-0", "0x1p3", "1E5",
+    "infinity", "-Inf", "+nan", "-NaN", "nan(1)", "1d", "1f", "1 2", "\t1", "1\t", "\x0b1", "01",
+    "1e-400", "9" * 400, "1.7976931348623159e308", "4.9e-324", "INF", "1_0",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("where", ["t", "value"])
+def test_number_spellings_read_as_python_reads_them(spelling: str, where: str) -> None:
+    text = H + (f"{spelling},HR,70\n" if where == "t" else f"1,HR,{spelling}\n")
+    try:
+        expected: Rows | str = old_rows(text)
+    except OldRecordingError as exc:
+        expected = str(exc)
+    try:
+        got: Rows | str = new_rows(text.encode())
+    except RecordingError as exc:
+        got = str(exc)
+    if isinstance(expected, str) or isinstance(got, str):
+        assert got == expected
+    else:
+        assert_same(got, expected)
+
+
 # Text made of the pieces recordings are made of, glued at random: new and old must agree.
 PIECES = [
     "1", "2", "0", ".5", "e3", "-", "+", "inf", "nan", "NaN", "_", " ", "HR", "SPO2", "PR",
     "NIBP_SYS", "EVENT", "session_start", "discharge", "x", ",", ",", ",", "\n", "\n", "\r\n",
-    "\r", '"',
+    "\r", '"', "(", ")", "Infinity", "\t", "\x0b", "\u0663",
 ]  # fmt: skip
 
 
