@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Final, TextIO, cast
 
@@ -63,6 +66,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _PARQUET_MAGIC: Final = b"PAR1"
 # Rows per batch on the line-by-line path and per Parquet batch: about one CSV block.
 _SLOW_BATCH: Final = 1 << 16
+_READ_AHEAD: Final = 2  # blocks parsed or queued ahead of the one being consumed
 _PARQUET_BATCH: Final = 1 << 20
 
 _CODE: Final[dict[str, int]] = {w.value: i for i, w in enumerate(_CODES) if isinstance(w, Param)}
@@ -184,24 +188,54 @@ def _read_csv(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
         yield from _slow(_chain(first, blocks), file, 1, -math.inf, header=True)
         return
     _check_header(first[:end], file)
+    yield from _read_ahead(_chain(first[end:], blocks), file)
+
+
+def _read_ahead(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
+    """The blocks after the header, each parsed on a worker thread while the last is consumed.
+
+    pyarrow parses without the GIL, so the next block is ready by the time the caller (the
+    engine, in Python) asks for it. Only checks that need the block alone run ahead; the time
+    order across blocks and the line numbers are settled here, in file order.
+    """
     line = 2
     last_t = -math.inf
-    block = first[end:]
-    while True:
-        if b'"' in block:
-            yield from _slow(_chain(block, blocks), file, line, last_t, header=False)
-            return
-        batch = _fast(block, last_t)
-        if batch is None:
-            batch = _concat(list(_slow(iter([block]), file, line, last_t, header=False)))
-        if len(batch):
-            last_t = float(batch.t[-1])
-        yield batch
-        line += _count_lines(block)
-        nxt = next(blocks, None)
-        if nxt is None:
-            return
-        block = nxt
+    ahead: deque[tuple[bytes, Future[tuple[Rows | None, int]]]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-read") as pool:
+
+        def fill() -> None:
+            while len(ahead) < _READ_AHEAD:
+                raw = next(blocks, None)
+                if raw is None:
+                    return
+                ahead.append((raw, pool.submit(_parse_block, raw)))
+
+        fill()
+        while ahead:
+            raw, job = ahead.popleft()
+            if b'"' in raw:
+                rest = [r for r, _ in ahead]
+                for _, queued in ahead:
+                    queued.cancel()
+                ahead.clear()
+                tail = _chain(raw, itertools.chain(rest, blocks))
+                yield from _slow(tail, file, line, last_t, header=False)
+                return
+            batch, lines = job.result()
+            fill()
+            if batch is None or (len(batch) and batch.t[0] < last_t):
+                batch = _concat(list(_slow(iter([raw]), file, line, last_t, header=False)))
+            if len(batch):
+                last_t = float(batch.t[-1])
+            yield batch
+            line += lines
+
+
+def _parse_block(raw: bytes) -> tuple[Rows | None, int]:
+    """(the block's rows, or None for the line-by-line reader; its number of lines)."""
+    if b'"' in raw:
+        return None, 0
+    return _fast(raw), _count_lines(raw)
 
 
 def _chain(block: bytes, blocks: Iterator[bytes]) -> Iterator[bytes]:
@@ -246,7 +280,7 @@ _CONVERT: Final = pacsv.ConvertOptions(
 )
 
 
-def _fast(block: bytes, last_t: float) -> Rows | None:
+def _fast(block: bytes, last_t: float = -math.inf) -> Rows | None:
     """The rows of a block of whole lines, or None if a line needs the line-by-line reader."""
     try:
         # a BufferReader reads the block in place; the stubs know only Python files
