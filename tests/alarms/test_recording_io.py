@@ -347,3 +347,25 @@ def test_random_text_reads_as_the_old_reader_reads_it(lines: list[str], block_si
         assert got == expected
     else:
         assert_same(got, expected)
+
+
+def test_a_file_of_only_a_bom_is_empty() -> None:
+    assert error_of(b"\xef\xbb\xbf") == "f.csv:1: empty file: expected header t,param,value"
+
+
+def test_a_header_alone_is_a_recording_without_rows() -> None:
+    assert len(new_rows(b"t,param,value\n")) == 0
+    assert len(new_rows(b"t,param,value")) == 0
+
+
+def test_a_parquet_stream_that_cannot_seek_is_refused() -> None:
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            buffer[:4] = b"PAR1"
+            return 4
+
+    with pytest.raises(RecordingError, match=r"f\.csv:1: a Parquet recording must be a file"):
+        list(read_recording(io.BufferedReader(Pipe()), file="f.csv"))
