@@ -13,6 +13,7 @@ Each file is replayed by two separate processes, each timing itself from after i
 its last event and printing its own figures as JSON:
 - `engine`: what `vigil replay` runs: `alarms.recording_io.read_recording` in blocks, each block
   through `AlarmEngine.rows`, then `flush`;
+- `read`: the reading alone, to show the share of the engine's time that is I/O;
 - `plain`: ALARMS.md evaluated one sample at a time as it is first written: Python's `csv`, floats,
   dicts and lists, no per-row objects and no numpy (`plain_replay` below).
 Both must give identical events, every exact field (ALARMS.md Reading 15: t, code, priority,
@@ -213,6 +214,16 @@ def engine_worker(path: str, events_out: str | None) -> dict[str, Any]:
         ]
         Path(events_out).write_text(json.dumps(exact, allow_nan=True), encoding="utf-8")
     return {"rows": rows, "seconds": seconds, "events": len(events)}
+
+
+def read_worker(path: str, events_out: str | None) -> dict[str, Any]:
+    """The reading alone, to show what share of the engine's time is I/O."""
+    from alarms.recording_io import read_recording  # noqa: PLC0415
+
+    del events_out
+    start = time.perf_counter()
+    rows = sum(len(batch) for batch in read_recording(path))
+    return {"rows": rows, "seconds": time.perf_counter() - start, "events": 0}
 
 
 # ------------------------------------------------- ALARMS.md, one sample at a time, plainly
@@ -701,7 +712,8 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
 
 
 def worker_main(kind: str, path: str, events_out: str | None) -> int:
-    result = (engine_worker if kind == "engine" else plain_worker)(path, events_out)
+    workers = {"engine": engine_worker, "plain": plain_worker, "read": read_worker}
+    result = workers[kind](path, events_out)
     result["rows_per_s"] = result["rows"] / result["seconds"]
     result["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(result))
@@ -737,9 +749,14 @@ def same_events(a: Path, b: Path) -> tuple[bool, int, str]:
 def compare(name: str, path: Path, tmp: Path) -> bool:
     engine = run_worker("engine", path, tmp / f"{name}.engine.json")
     plain = run_worker("plain", path, tmp / f"{name}.plain.json")
+    read = run_worker("read", path, None)
     same, n, diff = same_events(tmp / f"{name}.engine.json", tmp / f"{name}.plain.json")
     print(f"{name}: {engine['rows']:,} rows, {n} alarm events, identical: {same} {diff}")
-    for label, r in (("engine (vigil replay path)", engine), ("plain per-sample loop", plain)):
+    for label, r in (
+        ("engine (vigil replay path)", engine),
+        ("plain per-sample loop", plain),
+        ("(reading alone)", read),
+    ):
         print(f"  {label:28s} {r['seconds']:8.2f} s  {r['rows_per_s']:12,.0f} rows/s")
     ratio = engine["rows_per_s"] / plain["rows_per_s"]
     print(f"  ratio engine/plain: {ratio:.2f}x (target >= 20x and >= 4,000,000 rows/s)")
@@ -753,7 +770,7 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help="also the 100 M-row RSS run")
     parser.add_argument("--big-rows", type=int, default=BIG_ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help="write the workloads here and keep them")
-    parser.add_argument("--worker", choices=["engine", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["engine", "plain", "read"], help=argparse.SUPPRESS)
     parser.add_argument("--events", help=argparse.SUPPRESS)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
