@@ -256,8 +256,12 @@ def _decode(raw: bytes, file: str, line: int) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         byte = raw[exc.start]
+        # the wording of alarms/replay.py's reader, so both say the same
         raise RecordingError(
-            file, line, f"not UTF-8 text (byte 0x{byte:02x} at column {exc.start + 1})"
+            file,
+            line,
+            f"not UTF-8 text: byte 0x{byte:02x} is byte {exc.start + 1} of the line "
+            "(save the file as UTF-8)",
         ) from None
 
 

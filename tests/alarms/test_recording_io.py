@@ -234,7 +234,10 @@ def long_recording(n: int) -> str:
         ("7000,EVENT,\n", f"unknown event '' (known: {KNOWN})"),
         ("inf,HR,70\n", "time 'inf' is not finite"),
         ("7000,HR,70,70\n", "expected 3 fields, got 4"),
-        ("7000,HR,70\xb0\n", "not UTF-8 text (byte 0xb0 at column 11)"),
+        (
+            "7000,HR,70\xb0\n",
+            "not UTF-8 text: byte 0xb0 is byte 11 of the line (save the file as UTF-8)",
+        ),
     ],
 )
 def test_error_in_a_later_block_after_blank_lines(bad: str, message: str) -> None:
@@ -262,7 +265,10 @@ def test_a_bom_does_not_shift_line_numbers() -> None:
 @pytest.mark.parametrize("block_size", [1 << 24, 64])
 def test_text_that_is_not_utf8_is_refused_at_its_line(block_size: int) -> None:
     data = (long_recording(40) + "\n41,HR,7\xb0\n").encode("latin-1")
-    assert error_of(data, block_size) == "f.csv:43: not UTF-8 text (byte 0xb0 at column 8)"
+    assert (
+        error_of(data, block_size)
+        == "f.csv:43: not UTF-8 text: byte 0xb0 is byte 8 of the line (save the file as UTF-8)"
+    )
 
 
 def test_a_bad_line_before_the_non_utf8_one_is_reported_first() -> None:
@@ -272,7 +278,7 @@ def test_a_bad_line_before_the_non_utf8_one_is_reported_first() -> None:
 
 def test_non_utf8_header_is_line_1() -> None:
     assert error_of("t,param,valu\xe9\n".encode("latin-1")) == (
-        "f.csv:1: not UTF-8 text (byte 0xe9 at column 13)"
+        "f.csv:1: not UTF-8 text: byte 0xe9 is byte 13 of the line (save the file as UTF-8)"
     )
 
 
