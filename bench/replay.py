@@ -4,21 +4,23 @@
 
 Two workloads are generated as recording CSVs in a temporary directory:
 - `bed`: one bed for `--hours` bed-hours, sessions back to back (10 min apart), 1 Hz HR, PR and
-  SpO2, a cuff determination every 5 min in every phase, and in each session one episode drawn
-  at random (tachycardia, bradycardia, desaturation, ECG leads off, oximeter off, a BP surge);
+  SpO2, a cuff determination every 5 min in every phase, and in each session one episode, in
+  turn: tachycardia, bradycardia, desaturation, ECG leads off while the oximeter sees a
+  bradycardia (Reading 5), oximeter off, a BP surge;
 - `cohort`: `--sessions` sessions of the simulator's scenarios (normal, hypertensive surge,
   desaturation, seeds 1, 2, ...): cuff every 5 min in infusion, every 15 min after.
 
-Each file is replayed by two separate processes, each timing itself from after its imports to
+Each file is replayed by separate processes, each timing itself from after its imports to
 its last event and printing its own figures as JSON:
 - `engine`: what `vigil replay` runs: `alarms.recording_io.read_recording` in blocks, each block
   through `AlarmEngine.rows`, then `flush`;
 - `read`: the reading alone, to show the share of the engine's time that is I/O;
 - `plain`: ALARMS.md evaluated one sample at a time as it is first written: Python's `csv`, floats,
-  dicts and lists, no per-row objects and no numpy (`plain_replay` below).
-Both must give identical events, every exact field (ALARMS.md Reading 15: t, code, priority,
-kind, state, phase, level, param, value, limit); the script fails otherwise. Figures are rows
-per second of the whole file, the reading included.
+  dicts and lists, no per-row objects and no numpy, the timed checks run on every whole-second
+  tick between rows (`plain_replay` below).
+`engine` and `plain` must give identical events, every exact field (ALARMS.md Reading 15: t,
+code, priority, kind, state, phase, level, param, value, limit); the script fails otherwise.
+Figures are rows per second of the whole file, the reading included.
 
 `--big` also writes a 100 M-row file (the bed workload repeated, later days shifted in time,
 streamed to disk) and replays it with the engine alone, reporting its rows/s and peak RSS
