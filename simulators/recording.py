@@ -9,38 +9,24 @@ so `float(text)` gives back the exact float.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 
+from alarms.recording_io import EVENT, HEADER, RowLike, format_number
+from alarms.recording_io import write_recording as _write_rows
 from simulators.scenarios import ScenarioItem, Step
 
 __all__ = ["EVENT", "HEADER", "format_number", "write_recording"]
 
-HEADER = ("t", "param", "value")
-EVENT = "EVENT"
 
-
-def format_number(x: float) -> str:
-    """`x` as recording text: integer form when whole, else `repr`; `float()` reads it back exactly.
-
-    Raises `ValueError` for NaN and infinities, which are not numbers a recording can carry.
-    """
-    if not math.isfinite(x):
-        raise ValueError(f"not a finite number: {x!r}")
-    if x.is_integer():
-        return str(int(x))
-    return repr(float(x))
-
-
-def _row(item: ScenarioItem) -> tuple[str, str, str]:
-    if isinstance(item, Step):
-        return format_number(item.t), EVENT, item.event.value
-    ok = item.valid and math.isfinite(item.value)
-    return format_number(item.t), item.param.value, format_number(item.value) if ok else ""
+def _rows(items: Iterable[ScenarioItem]) -> Iterator[RowLike]:
+    for item in items:
+        if isinstance(item, Step):
+            yield item.t, item.event, math.nan
+        else:
+            yield item.t, item.param, item.value if item.valid else math.nan
 
 
 def write_recording(
@@ -51,19 +37,6 @@ def write_recording(
     `path_or_file` is a path (the file is created or replaced, UTF-8, LF line ends) or an
     open text file (written to, not closed; open it with `newline=""`). Items should already be
     in time order, as `build_scenario` gives them: the format requires it and this function
-    does not reorder.
+    does not reorder. The writer is `alarms.recording_io`'s, shared with `vigil replay`'s reader.
     """
-    if isinstance(path_or_file, str | os.PathLike):
-        with Path(path_or_file).open("w", encoding="utf-8", newline="") as f:
-            return _write(items, f)
-    return _write(items, path_or_file)
-
-
-def _write(items: Iterable[ScenarioItem], f: TextIO) -> int:
-    writer = csv.writer(f, lineterminator="\n")
-    writer.writerow(HEADER)
-    rows = 0
-    for item in items:
-        writer.writerow(_row(item))
-        rows += 1
-    return rows
+    return _write_rows(_rows(items), path_or_file)
