@@ -1,16 +1,12 @@
-"""`vigil replay`: a recording CSV in, alarm events out, through the live daemon's engine.
+"""`vigil replay`: a recording in, alarm events out, through the live daemon's engine.
 
-The recording format is ARCHITECTURE.md "Recording CSV", UTF-8 (a byte-order mark, as Excel
-writes, is allowed): header `t,param,value`; `param` is a parameter of the vocabulary or `EVENT`
-(then `value` is a session step); an empty value or `nan` is an invalid sample; rows are in time
-order.
+The recording format is docs/ARCHITECTURE.md "Recording CSV" (or Parquet with the same
+columns), read by `alarms.recording_io` in blocks straight into the engine's batches.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -22,92 +18,28 @@ from typing import TextIO
 
 from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy, load_policy
+from alarms.recording_io import RecordingError, read_recording
 from monitor.configfile import ConfigError
 from monitor.vocabulary import AlarmEvent, Param, SessionEvent
 
-__all__ = ["RecordingError", "Row", "read_recording", "replay", "replay_main", "replay_per_row"]
-
-HEADER = ("t", "param", "value")
-
-
-class RecordingError(ValueError):
-    """A recording that cannot be replayed; `line` is 1-based, as editors count."""
-
-    def __init__(self, file: str, line: int, reason: str) -> None:
-        self.file, self.line, self.reason = file, line, reason
-        super().__init__(f"{file}:{line}: {reason}")
+__all__ = [
+    "RecordingError",
+    "Row",
+    "replay",
+    "replay_batches",
+    "replay_file",
+    "replay_main",
+    "replay_per_row",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One row of a recording."""
+    """One row of a recording, for recordings built in code (tests, scenarios)."""
 
     t: float
     what: Param | SessionEvent
     value: float  # NaN for an invalid sample or an event
-
-
-def read_recording(lines: Iterable[str], *, file: str = "<recording>") -> Iterator[Row]:
-    """Parse a recording, row by row.
-
-    Raises:
-        RecordingError: at the first bad line (bad header, unknown parameter or event, time that
-            is not a finite number or goes backwards, value that is not a number).
-    """
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise RecordingError(file, 1, "empty file: expected header t,param,value") from None
-    if header:
-        # Excel and Windows tools start a UTF-8 CSV with a byte-order mark: not part of the name
-        header[0] = header[0].removeprefix("\ufeff")
-    if tuple(h.strip() for h in header) != HEADER:
-        raise RecordingError(file, 1, f"bad header {','.join(header)!r}: expected t,param,value")
-    last_t = -math.inf
-    for fields in reader:
-        if not fields or fields == [""]:
-            continue
-        row = _parse_row(fields, file, reader.line_num)
-        if row.t < last_t:
-            raise RecordingError(
-                file, reader.line_num, f"time {row.t!r} is earlier than the row before it"
-            )
-        last_t = row.t
-        yield row
-
-
-def _parse_row(fields: list[str], file: str, line: int) -> Row:
-    if len(fields) != len(HEADER):
-        raise RecordingError(file, line, f"expected 3 fields, got {len(fields)}")
-    t_text, param_text, value_text = (f.strip() for f in fields)
-    try:
-        t = float(t_text)
-    except ValueError:
-        raise RecordingError(file, line, f"time {t_text!r} is not a number") from None
-    if not math.isfinite(t):
-        raise RecordingError(file, line, f"time {t_text!r} is not finite")
-    if param_text == "EVENT":
-        try:
-            return Row(t, SessionEvent(value_text), math.nan)
-        except ValueError:
-            known = ", ".join(e.value for e in SessionEvent)
-            raise RecordingError(
-                file, line, f"unknown event {value_text!r} (known: {known})"
-            ) from None
-    try:
-        param = Param(param_text)
-    except ValueError:
-        raise RecordingError(file, line, f"unknown parameter {param_text!r}") from None
-    if value_text == "" or value_text.lower() == "nan":
-        return Row(t, param, math.nan)
-    try:
-        value = float(value_text)
-    except ValueError:
-        raise RecordingError(file, line, f"value {value_text!r} is not a number") from None
-    if math.isinf(value):
-        raise RecordingError(file, line, f"value {value_text!r} is not finite")
-    return Row(t, param, value)
 
 
 def replay(rows: Iterable[Row], policy: Policy) -> Iterator[AlarmEvent]:
@@ -119,6 +51,24 @@ def replay(rows: Iterable[Row], policy: Policy) -> Iterator[AlarmEvent]:
     batch = Rows.of((r.t, r.what, r.value, not math.isnan(r.value)) for r in rows)
     yield from engine.rows(batch)
     yield from engine.flush()
+
+
+def replay_batches(batches: Iterable[Rows], policy: Policy) -> Iterator[AlarmEvent]:
+    """The alarm events of a recording read in batches (`alarms.recording_io`), in order."""
+    engine = AlarmEngine(policy)
+    for batch in batches:
+        yield from engine.rows(batch)
+    yield from engine.flush()
+
+
+def replay_file(path: Path, policy: Policy) -> list[AlarmEvent]:
+    """The alarm events of the recording at `path` (CSV or Parquet), streamed in blocks.
+
+    Raises:
+        RecordingError: at the first bad line (or Parquet row), before any event is returned.
+        OSError: the file cannot be read.
+    """
+    return list(replay_batches(read_recording(path), policy))
 
 
 def replay_per_row(rows: Iterable[Row], policy: Policy) -> Iterator[AlarmEvent]:
@@ -137,27 +87,6 @@ def _write_events(events: Iterable[AlarmEvent], out: TextIO) -> Counter[str]:
     return counts
 
 
-def _text_lines(path: Path) -> io.StringIO:
-    """The file's text, line ends kept for the CSV reader.
-
-    Raises:
-        RecordingError: the file is not UTF-8, at the line holding the first bad byte.
-        OSError: the file cannot be read.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        raise RecordingError(
-            str(path),
-            data.count(b"\n", 0, exc.start) + 1,
-            f"not UTF-8 text: byte 0x{data[exc.start]:02x} is byte "
-            f"{exc.start - line_start + 1} of the line (save the file as UTF-8)",
-        ) from None
-    return io.StringIO(text, newline="")
-
-
 def replay_main(args: argparse.Namespace) -> int:
     """`vigil replay FILE.csv [--config POLICY] [--summary]`."""
     try:
@@ -167,15 +96,16 @@ def replay_main(args: argparse.Namespace) -> int:
         return 1
     path: Path = args.file
     try:
-        # Read it all first: a bad line is refused before any event is printed.
-        rows = list(read_recording(_text_lines(path), file=str(path)))
+        # Every event is kept until the last row is read: a bad line is refused before any
+        # event is printed (the events are few; the rows stream through in blocks).
+        events = replay_file(path, policy)
     except RecordingError as exc:
         print(f"vigil replay: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"vigil replay: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    counts = _write_events(replay(rows, policy), sys.stdout)
+    counts = _write_events(events, sys.stdout)
     if args.summary:
         for key, n in sorted(counts.items()):
             print(f"{n:6d}  {key}", file=sys.stderr)

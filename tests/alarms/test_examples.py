@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alarms.policy import load_policy
-from alarms.replay import read_recording, replay
+from alarms.replay import replay_file
 
 # shared/ (read-only, kept current) lies beside the checkout, for developers and CI alike
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "clinical" / "examples"
@@ -37,16 +37,14 @@ def test_examples_are_present() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_replay_reproduces_example(name: str) -> None:
-    with (EXAMPLES / f"{name}.csv").open() as f:
-        events = [e.to_json() for e in replay(read_recording(f), load_policy())]
+    events = [e.to_json() for e in replay_file(EXAMPLES / f"{name}.csv", load_policy())]
     assert [_exact(e) for e in events] == [_exact(e) for e in _expected(name)]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_replay_matches_informative_fields_too(name: str) -> None:
     """Not required by the spec, but a regression net: the whole objects but `message`."""
-    with (EXAMPLES / f"{name}.csv").open() as f:
-        events = [e.to_json() for e in replay(read_recording(f), load_policy())]
+    events = [e.to_json() for e in replay_file(EXAMPLES / f"{name}.csv", load_policy())]
 
     def strip(e: dict[str, object]) -> dict[str, object]:
         return {k: v for k, v in e.items() if k != "message"}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
-from alarms.replay import read_recording, replay
+from alarms.replay import replay_file
 from simulators.recording import write_recording
 from simulators.scenarios import SCENARIOS, build_scenario
 
@@ -37,8 +37,7 @@ def expected(name: str) -> list[dict[str, Any]]:
 
 
 def replayed(name: str) -> list[dict[str, Any]]:
-    with (RECORDINGS / f"{name}.csv").open(encoding="utf-8", newline="") as f:
-        return [e.to_json() for e in replay(read_recording(f), load_policy())]
+    return [e.to_json() for e in replay_file(RECORDINGS / f"{name}.csv", load_policy())]
 
 
 def test_one_recording_per_scenario() -> None:

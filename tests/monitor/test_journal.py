@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
-from alarms.replay import read_recording, replay
+from alarms.recording_io import read_recording
+from alarms.replay import replay_batches
 from monitor.clock import ManualClock
 from monitor.commands import parse_command
 from monitor.daemon import Bed, Daemon
@@ -187,8 +188,8 @@ def test_the_exported_session_replays_to_the_events_the_bed_raised(played: Playe
     assert record.closed_t is not None
     buffer = io.StringIO()
     write_recording(session_items(played.journal, record), buffer)
-    rows = list(read_recording(buffer.getvalue().splitlines()))
-    replayed = [(e.t, e.code, e.state) for e in replay(rows, POLICY)]
+    batches = read_recording(io.BytesIO(buffer.getvalue().encode()), file="export.csv")
+    replayed = [(e.t, e.code, e.state) for e in replay_batches(batches, POLICY)]
     # what the bed raised for the patient, before the clean-up acks of the test's discharge
     journaled = [
         (e["t"], e["code"], e["state"])
