@@ -585,13 +585,21 @@ class AlarmEngine:
 
     def _last_valid(self, param: Param) -> float:
         b = self._batch
-        if b is not None:
+        if b is None:
+            return self._last_valid_t.get(param, -math.inf)
+        if b.memo_pos != b.pos:
+            b.memo_pos = b.pos
+            b.memo.clear()
+        found = b.memo.get(param)
+        if found is None:
+            found = self._last_valid_t.get(param, -math.inf)
             idx = b.valid_rows.get(param)
             if idx is not None:
-                i = int(np.searchsorted(idx, b.pos))
+                i = int(idx.searchsorted(b.pos))
                 if i:
-                    return float(b.t[idx[i - 1]])
-        return self._last_valid_t.get(param, -math.inf)
+                    found = float(b.t[idx[i - 1]])
+            b.memo[param] = found
+        return found
 
     def _latest_of(self, key: str) -> float | None:
         b = self._batch
@@ -1270,7 +1278,7 @@ class Rows:
 
 def _after(idx: np.ndarray, k: int, default: int) -> int:
     """The first value of the sorted row indices `idx` that is >= k, else `default`."""
-    i = int(np.searchsorted(idx, k))
+    i = int(idx.searchsorted(k))
     return int(idx[i]) if i < len(idx) else default
 
 
@@ -1355,6 +1363,9 @@ class _Batch:
     nd_valid: dict[str, np.ndarray]  # per no-data rule: rows of valid samples of its params
     nd_late: dict[str, np.ndarray]  # per no-data rule: rows that long after the last valid one
     pos: int = 0
+    # last valid times as of `memo_pos` (timed checks ask several times per row)
+    memo_pos: int = -1
+    memo: dict[Param, float] = field(default_factory=dict)
 
     def first_at_or_after(self, x: float, k: int) -> int:
         """The first row at or after `k` whose time is at least `x`, else `n`."""
@@ -1369,7 +1380,8 @@ _CONTINUOUS = tuple(p for p in Param if p not in _NIBP)
 
 def _ffill_values(x: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
     """X at the last row where mask holds, at or before each row; `carry` before the first."""
-    idx = np.where(mask, np.arange(len(x)), -1)
+    # int32 indices: half the memory traffic of int64 (a batch is far below 2**31 rows)
+    idx = np.where(mask, np.arange(len(x), dtype=np.int32), np.int32(-1))
     np.maximum.accumulate(idx, out=idx)
     return np.where(idx >= 0, x[np.maximum(idx, 0)], carry)
 
