@@ -61,6 +61,12 @@ SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
     # a monitor's clock is off the bed's: its samples are re-stamped with the bed's time
     # (monitor/timekeeper.py), so monitoring goes on, but the clock wants setting
     "DEVICE_CLOCK_OFF": (Priority.LOW, AlarmKind.TECHNICAL),
+    # the bed's disk refuses its journal or outbox (full, failing): monitoring and alarms go
+    # on in memory, but a restart now would lose them; high, as the bed can no longer
+    # guarantee delivery (issue 17, item 4)
+    "JOURNAL_FAILED": (Priority.HIGH, AlarmKind.TECHNICAL),
+    # free space on the journal's disk below `[journal] min_free_mb`: fix it before it is full
+    "JOURNAL_SPACE_LOW": (Priority.LOW, AlarmKind.TECHNICAL),
 }
 
 
@@ -1183,7 +1189,10 @@ class AlarmEngine:
 
 _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 # System alarms about the bed rather than the session: a discharge does not clear them.
-_BED_CONDITIONS = frozenset({"DEVICE_DISCONNECTED", "WARD_LINK_DOWN", "DEVICE_CLOCK_OFF"})
+_BED_CONDITIONS = frozenset(
+    {"DEVICE_DISCONNECTED", "WARD_LINK_DOWN", "DEVICE_CLOCK_OFF", "JOURNAL_FAILED",
+     "JOURNAL_SPACE_LOW"}
+)  # fmt: skip
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 

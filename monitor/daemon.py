@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import signal
 import sys
 import time
@@ -559,6 +560,39 @@ class Daemon:
         elif active and since is None and not stalled:
             self.bed.condition(WARD_LINK_DOWN, active=False, message="ward broker reachable again")
 
+    def _storage_check(self) -> None:
+        """`JOURNAL_FAILED` while the disk refuses the journal or the outbox; low space warned.
+
+        Monitoring and alarming go on in memory meanwhile (`monitor.storage`); the alarm is
+        cleared once both write again.
+        """
+        failed = self.journal.health.failed or self.outbox.health.failed
+        if failed is not None and "JOURNAL_FAILED" not in self.core.engine.active:
+            self.bed.condition(
+                "JOURNAL_FAILED",
+                active=True,
+                message=f"the bed cannot write its journal ({failed}): alarms go on, but a "
+                "restart now would lose the session; free the disk",
+            )
+        elif failed is None and "JOURNAL_FAILED" in self.core.engine.active:
+            self.bed.condition("JOURNAL_FAILED", active=False, message="journal writes again")
+        try:
+            usage = shutil.disk_usage(self.settings.journal.path.parent)
+        except OSError:
+            return
+        free_mb = usage.free / 1e6
+        low = free_mb < self.settings.journal.min_free_mb
+        if low and "JOURNAL_SPACE_LOW" not in self.core.engine.active:
+            self.bed.condition(
+                "JOURNAL_SPACE_LOW",
+                active=True,
+                value=round(free_mb),
+                message=f"{free_mb:.0f} MB free on the journal's disk "
+                f"(warning below {self.settings.journal.min_free_mb:g} MB)",
+            )
+        elif not low and "JOURNAL_SPACE_LOW" in self.core.engine.active:
+            self.bed.condition("JOURNAL_SPACE_LOW", active=False, message="disk space back")
+
     async def _watch_ward(self) -> None:
         """Raise `WARD_LINK_DOWN` once the broker has been out of reach for its limit.
 
@@ -570,6 +604,7 @@ class Daemon:
         while True:
             await asyncio.sleep(period)
             self._ward_check()
+            self._storage_check()
 
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
         if self.metrics is not None:

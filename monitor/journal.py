@@ -25,12 +25,15 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
+from monitor.storage import StorageHealth, is_storage_error
 from monitor.vocabulary import Param, Sample
+
+_T = TypeVar("_T")
 
 __all__ = ["Input", "Journal", "SessionRecord"]
 
@@ -133,6 +136,9 @@ class Journal:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         self._keep_s = keep_days * _DAY_S
+        # a full or failing disk: writes are skipped (and retried at the next one) rather
+        # than stopping the bed; the daemon raises JOURNAL_FAILED while this says so
+        self.health = StorageHealth("journal")
         self._idle = self._meta("idle_mark")
         self._idle_seq = self._meta("idle_seq")
 
@@ -140,56 +146,77 @@ class Journal:
         """Close the database."""
         self._db.close()
 
+    def _write(self, what: str, write: Callable[[], _T], failed: _T) -> _T:
+        """Run one write; on a full or failing disk return `failed` instead (module docstring)."""
+        try:
+            result = write()
+        except sqlite3.OperationalError as exc:
+            if not is_storage_error(exc):
+                raise
+            self.health.failing(exc, what)
+            return failed
+        self.health.succeeded()
+        return result
+
     # ------------------------------------------------------------------ writing
 
     def record(self, kind: InputKind, t: float, data: Any) -> int:
-        """Append one input; return its id."""
-        cur = self._db.execute(
-            "INSERT INTO inputs (t, kind, data) VALUES (?, ?, ?)", (t, kind, json.dumps(data))
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        """Append one input; return its id (0 when the disk refused it)."""
+        text = json.dumps(data)
+
+        def write() -> int:
+            cur = self._db.execute(
+                "INSERT INTO inputs (t, kind, data) VALUES (?, ?, ?)", (t, kind, text)
+            )
+            return int(cur.lastrowid or 0)
+
+        return self._write("input", write, 0)
 
     def idle(self, input_id: int, seq: int) -> None:
         """The bed was idle after input `input_id`, its events numbered up to `seq`.
 
         A later restart replays from after it, numbering the events it regenerates from `seq`.
         """
-        if input_id != self._idle:
-            self._idle, self._idle_seq = input_id, seq
+        if input_id < 1 or input_id == self._idle:
+            return  # 0: that input never reached the disk; the mark stays where it was
+
+        def write() -> None:
             with self._db:
                 self._set_meta("idle_mark", input_id)
                 self._set_meta("idle_seq", seq)
+            self._idle, self._idle_seq = input_id, seq
+
+        self._write("idle mark", write, None)
 
     def session_opened(self, info: dict[str, Any], first_input: int) -> None:
         """Record a new session, which began with input `first_input`."""
-        self._db.execute(
+        self._write("session", lambda: self._db.execute(
             "INSERT OR REPLACE INTO sessions "
             "(session_id, patient_id, opened_t, first_input, info) VALUES (?, ?, ?, ?, ?)",
             (info["session_id"], info["patient_id"], info["opened_t"], first_input,
              json.dumps(info)),
-        )  # fmt: skip
+        ), None)  # fmt: skip
 
     def session_updated(self, info: dict[str, Any]) -> None:
         """Store the session's current information (steps, overrides, scores)."""
-        self._db.execute(
+        self._write("session", lambda: self._db.execute(
             "UPDATE sessions SET info = ? WHERE session_id = ?",
             (json.dumps(info), info["session_id"]),
-        )
+        ), None)  # fmt: skip
 
     def session_closed(self, session_id: str, t: float, last_input: int) -> None:
         """The session ended (discharge) at `t` with input `last_input`."""
-        self._db.execute(
+        self._write("session", lambda: self._db.execute(
             "UPDATE sessions SET closed_t = ?, last_input = ? WHERE session_id = ?",
             (t, last_input, session_id),
-        )
+        ), None)  # fmt: skip
 
     def answered(self, request_id: str, command: str, t: float, result: dict[str, Any]) -> None:
         """Keep the answer to the accepted `command` (canonical JSON) sent as `request_id`."""
-        self._db.execute(
+        self._write("answer", lambda: self._db.execute(
             "INSERT OR REPLACE INTO answers (request_id, command, t, result) VALUES (?, ?, ?, ?)",
             (request_id, command, t, json.dumps(result)),
-        )
+        ), None)  # fmt: skip
 
     def answer(self, request_id: str, command: str) -> dict[str, Any] | None:
         """The answer already given to this very `command` sent as `request_id`, if any."""
@@ -208,11 +235,15 @@ class Journal:
             "SELECT min(first_input) FROM sessions WHERE closed_t IS NULL"
         ).fetchone()[0]
         limit = self._idle if keep_from is None else min(self._idle, keep_from)
-        cur = self._db.execute(
-            "DELETE FROM inputs WHERE id <= ? AND t < ?", (limit, now - self._keep_s)
-        )
-        self._db.execute("DELETE FROM answers WHERE t < ?", (now - self._keep_s,))
-        return cur.rowcount
+
+        def write() -> int:
+            cur = self._db.execute(
+                "DELETE FROM inputs WHERE id <= ? AND t < ?", (limit, now - self._keep_s)
+            )
+            self._db.execute("DELETE FROM answers WHERE t < ?", (now - self._keep_s,))
+            return int(cur.rowcount)
+
+        return self._write("prune", write, 0)
 
     # ------------------------------------------------------------------ reading
 

@@ -10,6 +10,11 @@ least once).
 
 The writes are synchronous on the event loop on purpose: alarm events are rare (a few an hour),
 a commit takes about a millisecond, and an alarm must not be announced before it is durable.
+
+A full or failing disk (`monitor.storage`) must not keep an alarm from the ward: an event the
+disk refuses waits in memory, in `seq` order behind those on disk, and goes out like them; each
+later write tries to store the waiting ones first. Only a restart before the disk recovers loses
+them, which is what `JOURNAL_FAILED` tells the ward (issue 17, item 4).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from monitor.storage import StorageHealth, is_storage_error
 
 __all__ = ["Outbox", "OutboxEntry"]
 
@@ -60,19 +67,68 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.health = StorageHealth("outbox")
+        # events the disk refused, in seq order, all after those on disk
+        self._memory: list[OutboxEntry] = []
+        # delivered events whose deletion the disk refused: not to be sent again
+        self._delivered: set[int] = set()
+        self._last_seq = self._stored_last_seq()
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
-    @property
-    def last_seq(self) -> int:
-        """The highest `seq` ever appended (0 for a new outbox)."""
+    def _stored_last_seq(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         return int(row[0]) if row else 0
 
+    @property
+    def last_seq(self) -> int:
+        """The highest `seq` ever appended (0 for a new outbox)."""
+        return self._last_seq
+
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        stored = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return stored - len(self._delivered) + len(self._memory)
+
+    def _store(self, entry: OutboxEntry) -> None:
+        payload = entry.payload
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            text = json.dumps(payload)
+            self._db.execute("INSERT INTO outbox (seq, payload) VALUES (?, ?)", (entry.seq, text))
+            # the journal's permanent copy, in the same transaction: never one without the other
+            self._db.execute(
+                "INSERT INTO events (seq, t, session_id, code, state, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.seq, payload.get("t", 0.0), payload.get("session_id"),
+                 payload.get("code", ""), payload.get("state", ""), text),
+            )  # fmt: skip
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (entry.seq,),
+            )
+
+    def _retry(self) -> bool:
+        """Store the events waiting in memory and forget delivered ones; True if all went."""
+        try:
+            while self._memory:
+                self._store(self._memory[0])
+                self._memory.pop(0)
+            if self._delivered:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany(
+                        "DELETE FROM outbox WHERE seq = ?", [(s,) for s in self._delivered]
+                    )
+                self._delivered.clear()
+        except sqlite3.OperationalError as exc:
+            if not is_storage_error(exc):
+                raise
+            self.health.failing(exc, "retry")
+            return False
+        return True
 
     def append(self, seq: int, payload: dict[str, Any]) -> None:
         """Store one event durably (outbox and journal); `seq` must be above every earlier one.
@@ -82,37 +138,37 @@ class Outbox:
         """
         if seq <= self.last_seq:
             raise ValueError(f"seq {seq} does not follow {self.last_seq}")
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            text = json.dumps(payload)
-            self._db.execute("INSERT INTO outbox (seq, payload) VALUES (?, ?)", (seq, text))
-            # the journal's permanent copy, in the same transaction: never one without the other
-            self._db.execute(
-                "INSERT INTO events (seq, t, session_id, code, state, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (seq, payload.get("t", 0.0), payload.get("session_id"), payload.get("code", ""),
-                 payload.get("state", ""), text),
-            )  # fmt: skip
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (seq,),
-            )
+        self._last_seq = seq
+        entry = OutboxEntry(seq, payload)
+        self._memory.append(entry)
+        if self._retry():
+            self.health.succeeded()
 
     def peek(self, limit: int = 100) -> list[OutboxEntry]:
         """The oldest waiting events, in `seq` order."""
+        if (self._memory or self._delivered) and self._retry():
+            self.health.succeeded()
         rows = self._db.execute(
-            "SELECT seq, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, payload FROM outbox ORDER BY seq LIMIT ?", (limit + len(self._delivered),)
         ).fetchall()
-        return [OutboxEntry(int(seq), json.loads(payload)) for seq, payload in rows]
+        stored = [
+            OutboxEntry(int(seq), json.loads(payload))
+            for seq, payload in rows
+            if int(seq) not in self._delivered
+        ]
+        return (stored + self._memory)[:limit]
 
     def remove(self, seq: int) -> None:
         """Forget an event the broker has acknowledged."""
-        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self.remove_many([seq])
 
     def remove_many(self, seqs: list[int]) -> None:
         """Forget events the broker has acknowledged, in one transaction."""
-        if seqs:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        if not seqs:
+            return
+        gone = set(seqs)
+        in_memory = {e.seq for e in self._memory}
+        self._memory = [e for e in self._memory if e.seq not in gone]
+        self._delivered |= gone - in_memory
+        if self._retry():
+            self.health.succeeded()

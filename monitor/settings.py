@@ -174,6 +174,11 @@ class JournalSettings(_Model):
         gt=0,
         description="days of samples kept for export and reports (a course is two weeks)",
     )
+    min_free_mb: Number = Field(
+        default=200.0,
+        ge=0,
+        description="free space on the journal's file system below this: JOURNAL_SPACE_LOW",
+    )
 
 
 class AlarmsSettings(_Model):
