@@ -266,6 +266,11 @@ class Gateway:
             for link in links:
                 link.listeners.remove(check)
 
+    def patient_of(self, ward: str, bed: str) -> str | None:
+        """The patient of the bed's open session, as the gateway knows it."""
+        found = self._beds.get((ward, bed))
+        return None if found is None else found.patient_id
+
     def _q(self) -> Hl7Queue:
         assert self.queue is not None, "use the gateway as `async with`"
         return self.queue

@@ -387,7 +387,7 @@ def alarm_message(
     now: float,
     audio_paused: bool = False,
 ) -> str:
-    """A PCD-04 ORU^R40 for one alarm event: OBR-3 the alarm's identity and update, 7 facets.
+    """A PCD-04 ORU^R40 for one alarm event: OBR-3 `alarm_id^seq^bed EUI-64^EUI-64`, 7 facets.
 
     The mapping of Vigil's states (docs/hl7.md): active → start, acknowledged → update with
     alert-acknowledged, escalated → escalate, cleared → end (state inactive). `audio_paused`:
@@ -415,7 +415,9 @@ def alarm_message(
             [
                 "1",
                 f"{control_id}^{escape(header.application)}",
-                f"{update}^{alarm_id}^{bed.eui64}^EUI-64",
+                # the alarm's identity (ST, up to 199) first, then its update: Vigil's ids
+                # are longer than the 20 characters EI.2 allows
+                f"{alarm_id}^{update}^{bed.eui64}^EUI-64",
                 EVENT_ALARM,
                 "",
                 "",

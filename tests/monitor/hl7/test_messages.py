@@ -125,7 +125,7 @@ def test_vigil_states_map_onto_phase_state_and_inactivation(
     assert [r[5] for r in rows[2:5]] == [phase, alarm_state, inactivation]
     # the identity and the update count travel in OBR-3
     obr = next(s.split("|") for s in text.split("\r") if s.startswith("OBR"))
-    assert obr[3].split("^")[:2] == ["17", "a1b2c3d4"]
+    assert obr[3].split("^")[:2] == ["a1b2c3d4", "17"]
 
 
 def test_audio_pause_is_the_inactivation_state_of_an_unacknowledged_alarm() -> None:
