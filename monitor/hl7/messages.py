@@ -478,7 +478,7 @@ def alarm_message(
     else:
         inactivation = "enabled"
     state = "inactive" if event.state is AlarmState.CLEARED else "active"
-    for facet, (identifier, value) in enumerate(
+    for facet, (identifier, text) in enumerate(
         (
             (_PHASE, _PHASES[event.state]),
             (_STATE, state),
@@ -494,7 +494,7 @@ def alarm_message(
                 value_type="ST",
                 identifier=identifier,
                 sub_id=f"{base}.{facet}",
-                value=value,
+                value=text,
                 t=event.t,
             )
         )

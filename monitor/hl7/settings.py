@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -33,6 +34,7 @@ __all__ = [
     "GatewayConfig",
     "Hl7Settings",
     "MllpTls",
+    "check_gateway_main",
     "load_gateway_config",
     "parse_destination",
 ]
@@ -187,5 +189,39 @@ def load_gateway_config(
         queue = hl7.get("queue")
         if path is not None and isinstance(queue, str) and not Path(queue).is_absolute():
             hl7["queue"] = str(path.parent / queue)
+        tls = hl7.get("tls")
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = tls.get(key) if isinstance(tls, dict) else None
+            if path is not None and isinstance(value, str) and not Path(value).is_absolute():
+                tls[key] = str(path.parent / value)  # type: ignore[index]
     config: GatewayConfig = validate(GatewayConfig, data, file=file)
     return config
+
+
+def check_gateway_main(path: Path) -> int:
+    """`vigil check-config FILE` for a gateway file: every problem located; 0 if usable."""
+    try:
+        config = load_gateway_config(path)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)  # noqa: T201
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)  # noqa: T201
+        return 1
+    problems = []
+    h = config.hl7
+    for key in ("ca_file", "cert_file", "key_file"):
+        file = getattr(h.tls, key)
+        if file is not None and not file.exists():
+            problems.append(
+                ConfigProblem(file=str(path), key=f"hl7.tls.{key}", reason=f"{file}: no such file")
+            )
+    for p in problems:
+        print(p, file=sys.stderr)  # noqa: T201
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)  # noqa: T201
+        return 1
+    to = h.to or "(--to needed)"
+    print(  # noqa: T201
+        f"{path}: ok (hl7 gateway to {to}, ward {h.ward or '*'}, every {h.interval_s:g} s)"
+    )
+    return 0
