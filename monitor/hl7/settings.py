@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
+from monitor.metrics import MetricsListenError, parse_listen
 from monitor.settings import BrokerSettings, Number
 
 __all__ = [
@@ -153,7 +154,10 @@ class Hl7Settings(_Model):
     def _check_listen(cls, v: str | None) -> str | None:
         if not v:
             return None
-        parse_destination(v)
+        try:
+            parse_listen(v)  # port 0: any free port
+        except MetricsListenError:
+            raise ValueError(f"expected HOST:PORT, got {v!r}") from None
         return v
 
 

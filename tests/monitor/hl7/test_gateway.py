@@ -493,3 +493,36 @@ async def test_queued_messages_survive_a_gateway_restart_with_their_control_ids(
     assert len(set(received)) == 5
     assert received == sorted(received)
     assert check_delivery(receiver, {"b1": [1, 2, 3, 4, 5]}) == 0
+
+
+async def scrape(host: str, port: int) -> str:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        body = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return body.decode()
+
+
+async def test_queue_size_and_age_are_in_the_metrics(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    receiver = Receiver()  # away: the alarms wait
+    config = gateway_config(mqtt_broker, receiver, tmp_path, metrics_listen="127.0.0.1:0")
+    async with (
+        Gateway(config) as gw,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+    ):
+        await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
+        await publish_alarms(beds, ["b1"], 2)
+        await eventually(lambda: gw.queue is not None and gw.queue.count() == 2)
+        await asyncio.sleep(0.3)
+        address = gw.metrics_address
+        assert address is not None
+        text = await scrape(*address)
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("vigil_hl7_"))
+    assert lines['vigil_hl7_queue_messages{kind="alarm"}'] == "2.0"
+    assert lines['vigil_hl7_queue_messages{kind="vitals"}'] == "0.0"
+    assert float(lines['vigil_hl7_queue_oldest_age_seconds{kind="alarm"}']) >= 0.3
+    assert lines["vigil_hl7_link_up"] == "0.0"
