@@ -19,6 +19,7 @@ dotted key and the reason (`monitor.configfile.ConfigError`).
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 import sys
@@ -169,9 +170,16 @@ class GatewayConfig(_Model):
 
 
 def load_gateway_config(
-    path: Path | None, *, to: str | None = None, broker_url: str | None = None
+    path: Path | None,
+    *,
+    to: str | None = None,
+    broker_url: str | None = None,
+    environ: dict[str, str] | None = None,
 ) -> GatewayConfig:
     """Read and validate the gateway file (None: defaults); `to` and `broker_url` override it.
+
+    The broker password comes from `VIGIL_BROKER__PASSWORD`, as a bed's does, so it need not
+    be in the file.
 
     Raises:
         ConfigError: every located problem.
@@ -185,8 +193,12 @@ def load_gateway_config(
         )
     hl7 = data.setdefault("hl7", {})
     broker = data.setdefault("broker", {})
-    if isinstance(broker, dict) and broker_url is not None:
-        broker["url"] = broker_url
+    env = os.environ if environ is None else environ
+    if isinstance(broker, dict):
+        if broker_url is not None:
+            broker["url"] = broker_url
+        if env.get("VIGIL_BROKER__PASSWORD"):
+            broker["password"] = env["VIGIL_BROKER__PASSWORD"]
     if isinstance(hl7, dict):
         if to is not None:
             hl7["to"] = to

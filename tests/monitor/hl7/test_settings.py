@@ -14,7 +14,11 @@ from monitor.hl7.settings import load_gateway_config, parse_destination
 
 
 def test_defaults_are_those_of_the_issue() -> None:
-    config = load_gateway_config(None, to="engine:2575", broker_url="mqtt://b:1883")
+    config = load_gateway_config(
+        None, to="engine:2575", broker_url="mqtt://b:1883", environ={"VIGIL_BROKER__PASSWORD": "pw"}
+    )
+    assert config.broker.password is not None
+    assert config.broker.password.get_secret_value() == "pw"
     h = config.hl7
     assert (h.interval_s, h.ack_timeout_s, h.tls.enabled) == (60.0, 5.0, False)
     assert parse_destination(h.to or "") == ("engine", 2575)
