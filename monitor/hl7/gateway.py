@@ -61,7 +61,13 @@ from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
 from monitor.vocabulary import NIBP_PARAMS, Param, iso8601
 from monitor.ward import NO_DELAY, tls_context_for
-from monitor.wire import WireError, decode_alarm_event, decode_sample, decode_session
+from monitor.wire import (
+    WireError,
+    decode_alarm_event,
+    decode_sample,
+    decode_session,
+    decode_status,
+)
 
 __all__ = ["GATEWAY_BED", "LINK_DOWN", "AckError", "Gateway", "hl7_main", "parse_ack"]
 
@@ -109,6 +115,7 @@ class _Bed:
     bed: str
     patient_id: str | None = None
     audio_paused_until: float | None = None
+    online: bool | None = None
     latest: dict[Param, Observation] = field(default_factory=dict)
     reported: dict[Param, float] = field(default_factory=dict)
 
@@ -266,6 +273,10 @@ class Gateway:
             for link in links:
                 link.listeners.remove(check)
 
+    def beds(self) -> list[_Bed]:
+        """Every bed seen on the ward broker."""
+        return list(self._beds.values())
+
     def patient_of(self, ward: str, bed: str) -> str | None:
         """The patient of the bed's open session, as the gateway knows it."""
         found = self._beds.get((ward, bed))
@@ -301,9 +312,23 @@ class Gateway:
                 b = self._bed(ward, bed)
                 b.patient_id = session.patient_id
                 b.audio_paused_until = session.audio_paused_until
+            elif what == "status":
+                self._on_status(self._bed(ward, bed), payload)
         except WireError as exc:
             self.stats.bad_payloads += 1
             log.warning("event=hl7_bad_payload topic=%s error=%r", topic, str(exc))
+
+    def _on_status(self, b: _Bed, payload: bytes) -> None:
+        online = decode_status(payload).status == "online"
+        if online != b.online:
+            # a bed that is offline sends nothing: say so here, the receiver cannot tell
+            log.log(
+                logging.INFO if online else logging.WARNING,
+                "event=hl7_bed_%s bed=%s",
+                "online" if online else "offline",
+                b.key,
+            )
+        b.online = online
 
     def _on_alarm(self, b: _Bed, payload: bytes) -> None:
         event = decode_alarm_event(payload)
@@ -412,7 +437,7 @@ class Gateway:
         ward = h.ward or "+"
         async with self._client() as client:
             # the retained session before the alarms, so an alarm knows its patient
-            for what, qos in (("session", 1), ("alarms", 1), ("vitals", 0)):
+            for what, qos in (("status", 1), ("session", 1), ("alarms", 1), ("vitals", 0)):
                 await client.subscribe(f"{h.prefix}/{ward}/+/{what}", qos=qos, timeout=_PUBLISH_S)
                 raise_if_cancelled()
             if h.ward:
@@ -649,7 +674,16 @@ class _Collector:
         up.add_metric([], 1.0 if gw.mllp.state is LinkState.CONNECTED else 0.0)
         down = GaugeMetricFamily("vigil_hl7_link_down_alarm", "1 while HL7_LINK_DOWN is active.")
         down.add_metric([], 0.0 if gw.link_alarm is None else 1.0)
-        return [size, age, sent, refused, timeouts, up, down]
+        beds = GaugeMetricFamily(
+            "vigil_hl7_beds", "Beds seen on the ward broker, by status.", labels=["status"]
+        )
+        states = Counter(
+            "unknown" if b.online is None else "online" if b.online else "offline"
+            for b in gw.beds()
+        )
+        for status in ("online", "offline", "unknown"):
+            beds.add_metric([status], states[status])
+        return [size, age, sent, refused, timeouts, up, down, beds]
 
 
 async def _serve_until_signalled(config: GatewayConfig) -> None:

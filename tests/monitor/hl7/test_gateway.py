@@ -221,24 +221,32 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
         for s in samples:
             payload = {**s, "valid": True, "device_id": "mon1"}
             await nurse.publish(TOPIC, json.dumps(payload).encode(), qos=1)
-        await receiver.wait_for(lambda _: len(vitals()) >= 2, timeout=10)
+        await receiver.wait_for(
+            lambda _: sum(str(m).count("|NM|") for m in vitals()) >= 5, timeout=10
+        )
+        count_at_rest = len(vitals())
         await asyncio.sleep(1.2)  # two more intervals: nothing new, nothing sent
 
     reports = vitals()
-    assert len(reports) == 2
     for m in reports:
         validate(str(m))
         assert fields(m)["patient"] == "MRN777"
-    by_code = {row[3].split("^")[0]: row for m in reports for row in obx_rows(m) if row[2] == "NM"}
-    # the determination keeps its own time; HR and SpO2 theirs
+    codes = [[row[3].split("^")[0] for row in obx_rows(m) if row[2] == "NM"] for m in reports]
+    # each observation reported once (a tick may fall between HR and SpO2: 2 or 3 reports)
+    assert sorted(c for report in codes for c in report) == sorted(
+        ["147842", "150456", "150021", "150022", "150023"]
+    )
+    assert count_at_rest == len(reports)
+    # the determination went in a report of its own, not waiting for the interval
+    cuff = next(report for report in codes if "150021" in report)
+    assert sorted(cuff) == ["150021", "150022", "150023"]
+    rows = {row[3].split("^")[0]: row for m in reports for row in obx_rows(m) if row[2] == "NM"}
+    # the determination keeps its own time
     cuff_stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(cuff_t))
-    assert by_code["150021"][5] == "121"
-    assert by_code["150021"][14].startswith(cuff_stamp)
-    assert by_code["147842"][5] == "72"
-    assert by_code["150456"][5] == "97"
-    # the cuff report went alone and first: the determination did not wait for the interval
-    first = {row[3].split("^")[0] for row in obx_rows(reports[0]) if row[2] == "NM"}
-    assert first == {"150021", "150022", "150023"}
+    assert (rows["150021"][5], rows["150022"][5], rows["150023"][5]) == ("121", "79", "93")
+    assert rows["150021"][14].startswith(cuff_stamp)
+    assert rows["147842"][5] == "72"
+    assert rows["150456"][5] == "97"
 
 
 # ---------------------------------------------------------------------- the command line
@@ -423,7 +431,7 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
         return "AA"
 
     receiver = Receiver(policy)
-    config = gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=0.3)
+    config = gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=1.0)
     async with (
         receiver,
         Gateway(config) as gw,
@@ -433,8 +441,9 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 8, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
-    assert check_delivery(receiver, published) == 2
-    assert gw.stats.ack_timeouts == 2
+    # a loaded machine may time out more than the two ignored: more resends, never a loss
+    assert check_delivery(receiver, published) >= 2
+    assert gw.stats.ack_timeouts >= 2
     assert receiver.connections >= 3
 
 
@@ -515,8 +524,10 @@ async def test_queue_size_and_age_are_in_the_metrics(
         aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
+        await beds.publish("vigil/w1/b2/status", b'{"status": "offline", "ward": "w1"}', qos=1)
         await publish_alarms(beds, ["b1"], 2)
         await eventually(lambda: gw.queue is not None and gw.queue.count() == 2)
+        await eventually(lambda: any(b.online is False for b in gw.beds()))
         await asyncio.sleep(0.3)
         address = gw.metrics_address
         assert address is not None
@@ -526,3 +537,5 @@ async def test_queue_size_and_age_are_in_the_metrics(
     assert lines['vigil_hl7_queue_messages{kind="vitals"}'] == "0.0"
     assert float(lines['vigil_hl7_queue_oldest_age_seconds{kind="alarm"}']) >= 0.3
     assert lines["vigil_hl7_link_up"] == "0.0"
+    assert lines['vigil_hl7_beds{status="offline"}'] == "1.0"  # b2
+    assert lines['vigil_hl7_beds{status="unknown"}'] == "1.0"  # b1: alarms, no status yet
