@@ -414,7 +414,7 @@ class Gateway:
                 qos=1,
                 retain=True,
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             b.host,
             b.port,
             username=b.username,
@@ -431,6 +431,11 @@ class Gateway:
             timeout=self.config.hl7.connect_timeout_s,
             socket_options=NO_DELAY,
         )
+        # PUBACK only once the event is in the queue (`_receive`): paho's default acknowledges
+        # on arrival, and an event still in aiomqtt's queue when the gateway stops would be
+        # lost; unacknowledged, the broker hands it over again on the next connection
+        client._client.manual_ack_set(on=True)  # noqa: SLF001 - aiomqtt has no option for it
+        return client
 
     async def _serve_ward(self, connected: Callable[[], None]) -> None:
         h = self.config.hl7
@@ -464,6 +469,8 @@ class Gateway:
             payload = message.payload
             data = payload if isinstance(payload, bytes) else str(payload).encode()
             self.handle(str(message.topic), data)
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see `_client`
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         self._outgoing_wake.set()

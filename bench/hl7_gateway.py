@@ -1,6 +1,6 @@
 """Throughput of `vigil hl7` to a local MLLP receiver, and its CPU at a ward's load.
 
-    python bench/hl7.py [--beds 64] [--alarms 1000] [--vitals-s 10]
+    python bench/hl7_gateway.py [--beds 64] [--alarms 1000] [--vitals-s 10]
 
 What it does:
 1. Starts a real broker on a free loopback port (`tests.helpers.BrokerProcess`) and a
@@ -24,23 +24,17 @@ import argparse
 import asyncio
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# `python bench/hl7.py` puts this file's folder first on sys.path, where this file's name would
-# shadow the python-hl7 package the gateway imports
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import aiomqtt
 
-import aiomqtt  # noqa: E402 - after the path fix above
-
-from monitor.hl7.gateway import Gateway  # noqa: E402
-from monitor.hl7.settings import GatewayConfig  # noqa: E402
-from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority  # noqa: E402
-from tests.helpers import BrokerProcess  # noqa: E402
-from tests.monitor.hl7.receiver import Receiver  # noqa: E402
+from monitor.hl7.gateway import Gateway
+from monitor.hl7.settings import GatewayConfig
+from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
+from tests.helpers import BrokerProcess
+from tests.monitor.hl7.receiver import Receiver
 
 
 def cpu_s() -> float:
