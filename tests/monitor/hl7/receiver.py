@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 from collections.abc import Callable
 from typing import Self
 
@@ -27,8 +28,14 @@ def always_accept(_: hl7.Message) -> str | None:
 class Receiver:
     """An MLLP listener on a free loopback port; `received` holds every message in order."""
 
-    def __init__(self, policy: Policy = always_accept, port: int | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy = always_accept,
+        port: int | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
         self.port = free_port() if port is None else port
+        self._ssl = ssl
         self.policy = policy
         self.received: list[hl7.Message] = []
         self.raw: list[str] = []
@@ -43,7 +50,9 @@ class Receiver:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self._server = await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", self.port)
+        self._server = await hl7.mllp.start_hl7_server(
+            self._client, "127.0.0.1", self.port, ssl=self._ssl
+        )
 
     async def stop(self) -> None:
         """Stop listening and drop every connection (a receiver that goes away)."""

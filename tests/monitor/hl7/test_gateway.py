@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
+import ssl
 import sys
 import time
 from collections import defaultdict
@@ -34,6 +36,7 @@ from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priorit
 from tests.helpers import BrokerProcess, stop_process
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
+from tests.monitor.test_broker_security import make_certificates
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -539,3 +542,35 @@ async def test_queue_size_and_age_are_in_the_metrics(
     assert lines["vigil_hl7_link_up"] == "0.0"
     assert lines['vigil_hl7_beds{status="offline"}'] == "1.0"  # b2
     assert lines['vigil_hl7_beds{status="unknown"}'] == "1.0"  # b1: alarms, no status yet
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+async def test_mllp_over_tls_delivers_and_refuses_an_unknown_certificate(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    make_certificates(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    receiver = Receiver(ssl=server)
+    trusted = gateway_config(
+        mqtt_broker, receiver, tmp_path / "a",
+        tls={"enabled": True, "ca_file": str(tmp_path / "ca.crt")},
+    )  # fmt: skip
+    # the system's CAs only: the receiver's certificate is not one they vouch for
+    untrusted = gateway_config(
+        mqtt_broker, receiver, tmp_path / "b", tls={"enabled": True}, retry_max_s=0.2
+    )
+    async with (
+        receiver,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+    ):
+        async with Gateway(untrusted) as gw:
+            await eventually(lambda: gw.mllp.reconnects >= 2)
+            assert "CERTIFICATE_VERIFY_FAILED" in (gw.mllp.last_error or "")
+            assert gw.mllp.state is not LinkState.CONNECTED
+        assert receiver.received == []
+        async with Gateway(trusted) as gw:
+            await gw.connected(10)
+            published = await publish_alarms(beds, ["b1"], 2)
+            await receiver.wait_for(lambda r: len(r) >= 2, 20)
+    assert check_delivery(receiver, published) == 0
