@@ -152,8 +152,17 @@ class Hl7Queue:
         return None
 
     def delivered(self, row_id: int) -> None:
-        """The receiver accepted the message: it leaves the queue."""
-        self._db.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+        """The receiver accepted the message: it leaves the queue.
+
+        Not synced to disk on its own: a power cut that loses the delete sends the message again
+        with its control id, a duplicate the receiver can drop, never a loss. The next queued
+        message's commit (synced) makes it durable anyway.
+        """
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def failed(self, row_id: int, error: str) -> None:
         """One more failed attempt, and why; the message stays."""

@@ -574,3 +574,33 @@ async def test_mllp_over_tls_delivers_and_refuses_an_unknown_certificate(
             published = await publish_alarms(beds, ["b1"], 2)
             await receiver.wait_for(lambda r: len(r) >= 2, 20)
     assert check_delivery(receiver, published) == 0
+
+
+async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_again_whole(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    cut: list[bytes] = []
+
+    async def half_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # takes the first bytes of the frame and hangs up: the message is torn in two
+        cut.append(await reader.read(40))
+        writer.close()
+
+    torn = await asyncio.start_server(half_reader, "127.0.0.1", receiver.port)
+    async with (
+        Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+    ):
+        await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
+        published = await publish_alarms(beds, ["b1", "b2"], 2)
+        await eventually(lambda: len(cut) >= 1)
+        torn.close()
+        await torn.wait_closed()
+        async with receiver:
+            await receiver.wait_for(lambda r: len({fields(m)["control_id"] for m in r}) >= 4, 20)
+    assert cut[0].startswith(b"\x0bMSH|")
+    assert check_delivery(receiver, published) == 0
+    # the torn message is the first one delivered whole
+    assert ("\x0b" + receiver.raw[0]).encode().startswith(cut[0])
+    assert 0 < len(cut[0]) <= 40 < len(receiver.raw[0])
