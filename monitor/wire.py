@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from monitor.vocabulary import AlarmKind, AlarmState, Param, Phase, Priority
 
 __all__ = [
+    "WireActiveAlarm",
     "WireAlarmEvent",
     "WireBaseline",
     "WireError",
@@ -29,6 +30,7 @@ __all__ = [
     "WireSession",
     "WireSessionInfo",
     "WireStatus",
+    "decode_active_alarms",
     "decode_alarm_event",
     "decode_sample",
     "decode_session",
@@ -83,6 +85,23 @@ class WireAlarmEvent(_Wire):
     alarm_id: str | None = None
     session_id: str | None = None
     seq: int | None = None
+
+
+class WireActiveAlarm(_Wire):
+    """One entry of the retained `…/alarms/active` list (`BedCore.active_alarms`)."""
+
+    alarm_id: str | None = None
+    code: str
+    priority: Priority
+    kind: AlarmKind
+    state: Literal["active", "acknowledged"]
+    since: float
+    since_iso: str | None = None
+    param: str | None = None
+    value: float | None = None
+    limit: float | None = None
+    level: int | None = None
+    latched: bool = False
 
 
 class WireBaseline(_Wire):
@@ -196,6 +215,24 @@ def decode_session(payload: bytes | str) -> WireSession:
         WireError: not a session state JSON object.
     """
     return _decode(WireSession, payload, "session")
+
+
+def decode_active_alarms(payload: bytes | str) -> list[WireActiveAlarm]:
+    """A `…/alarms/active` payload: the bed's active alarms, highest priority first.
+
+    Raises:
+        WireError: not a JSON list of active alarms.
+    """
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WireError(f"active alarms: not JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise WireError(f"active alarms: expected a JSON list, got {type(data).__name__}")
+    return [
+        _decode(WireActiveAlarm, json.dumps(item), f"active alarms[{i}]")
+        for i, item in enumerate(data)
+    ]
 
 
 def decode_status(payload: bytes | str) -> WireStatus:

@@ -508,7 +508,22 @@ class Gateway:
                 f"waiting, the oldest for {now - (oldest or now):.0f} s",
             )
             log.error("event=hl7_link_down waiting=%d error=%r", waiting, self.mllp.last_error)
-            self._announce(self.link_alarm, active=[self.link_alarm])
+            entry = {
+                "alarm_id": self.link_alarm["alarm_id"],
+                "code": LINK_DOWN,
+                "priority": "medium",
+                "kind": "technical",
+                "state": "active",
+                "since": now,
+                "since_iso": iso8601(now),
+                "param": None,
+                "value": None,
+                "limit": None,
+                "level": None,
+                "latched": False,
+            }
+            # the same shape as a bed's retained list (`BedCore.active_alarms`)
+            self._announce(self.link_alarm, active=[entry])
         elif not late and self.link_alarm is not None:
             cleared = self._link_event(
                 "cleared",

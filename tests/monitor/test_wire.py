@@ -21,6 +21,7 @@ from monitor.vocabulary import (
 )
 from monitor.wire import (
     WireError,
+    decode_active_alarms,
     decode_alarm_event,
     decode_sample,
     decode_session,
@@ -73,6 +74,22 @@ def test_the_session_payload_of_a_real_bed_core() -> None:
     assert wire.patient_id == "MRN9"
     assert wire.session is not None
     assert wire.session.weight_kg == 70.0
+
+
+def test_the_active_alarm_list_of_a_real_bed_core() -> None:
+    core = BedCore(load_policy(), ward="w1", bed="b3")
+    assert decode_active_alarms(json.dumps(core.active_alarms())) == []
+    t = 1_767_225_600.0
+    for i in range(15):  # HR 150 for 15 s: TACHY_SEVERE (10 s) is active
+        core.samples([Sample(t + i, Param.HR, 150.0, True, "mon1")])
+        core.tick(t + i + 0.5)
+    active = decode_active_alarms(json.dumps(core.active_alarms()).encode())
+    assert "TACHY_SEVERE" in [a.code for a in active]
+    assert all(a.state == "active" and a.since >= t for a in active)
+    with pytest.raises(WireError, match="expected a JSON list"):
+        decode_active_alarms(b"{}")
+    with pytest.raises(WireError, match=r"active alarms\[0\]: priority"):
+        decode_active_alarms(b'[{"code": "X", "kind": "technical", "state": "active", "since": 1}]')
 
 
 def test_status_birth_will_and_bare_words() -> None:

@@ -33,6 +33,7 @@ from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
 from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
+from monitor.wire import decode_active_alarms
 from tests.helpers import BrokerProcess, stop_process
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
@@ -373,6 +374,14 @@ async def test_receiver_down_for_a_while_loses_nothing_and_raises_hl7_link_down(
             "active",
             "technical",
         )
+        # what a console that connects now finds: the retained list, in a bed's own shape
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="late") as late:
+            await late.subscribe("vigil/w1/hl7/alarms/active", qos=1)
+            async with asyncio.timeout(10):
+                message = await anext(aiter(late.messages))
+            assert isinstance(message.payload, bytes)
+            [active] = decode_active_alarms(message.payload)
+            assert (active.code, active.alarm_id) == ("HL7_LINK_DOWN", down["alarm_id"])
         await asyncio.sleep(max(0.0, outage_s - 1.0))
         assert gw.queue is not None
         assert gw.queue.count() == 12
