@@ -172,7 +172,9 @@ class Gateway:
         self._wake = asyncio.Event()
         self._outgoing: deque[tuple[str, bytes, bool]] = deque()
         self._outgoing_wake = asyncio.Event()
-        self._retry = Backoff(base=h.retry_base_s, cap=h.retry_max_s)
+        # a bed whose message was refused waits (its messages only, so the others go on and
+        # its own stay in order): bed -> (its backoff, monotonic time it may send again)
+        self._held: dict[str, tuple[Backoff, float]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: MetricsServer | None = None
@@ -577,11 +579,14 @@ class Gateway:
             log.info("event=hl7_connected to=%s:%d tls=%s", self.host, self.port, bool(context))
             decoder = MllpDecoder()
             while True:
-                message = self._q().head()
+                now = time.monotonic()
+                held = {bed for bed, (_, until) in self._held.items() if until > now}
+                message = self._q().head(skip=held)
                 if message is None:
                     self._wake.clear()
+                    wait = min([until - now for _, until in self._held.values()] + [_POLL_S])
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_POLL_S):
+                        async with asyncio.timeout(max(0.0, wait)):
                             await self._wake.wait()
                     continue
                 await self._send(reader, writer, decoder, message)
@@ -622,11 +627,17 @@ class Gateway:
         if code in ACCEPTED:
             q.delivered(message.id)
             self.stats.sent[message.kind] += 1
-            self._retry.reset()
+            self._held.pop(message.bed, None)
             return
         self.stats.refused[code or "?"] += 1
         q.failed(message.id, f"{code}: {text}")
-        delay = self._retry.next()
+        h = self.config.hl7
+        backoff, _ = self._held.get(message.bed) or (
+            Backoff(base=h.retry_base_s, cap=h.retry_max_s),
+            0.0,
+        )
+        delay = backoff.next()
+        self._held[message.bed] = (backoff, time.monotonic() + delay)
         log.error(
             "event=hl7_refused control_id=%s kind=%s bed=%s ack=%s error=%r attempts=%d "
             "retry_in_s=%.2f",
@@ -638,7 +649,6 @@ class Gateway:
             message.attempts + 1,
             delay,
         )
-        await asyncio.sleep(delay)
 
     async def _ack_for(
         self, reader: asyncio.StreamReader, decoder: MllpDecoder, control_id: str

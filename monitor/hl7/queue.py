@@ -7,7 +7,8 @@ twice even after deletes, behind a tag drawn once when the file is created. A me
 again after a lost ACK keeps its control id, so a receiver can drop the duplicate.
 
 Order: alarms before vitals; within a kind, in the order queued, which keeps each bed's
-messages in order.
+messages in order. A bed whose message is refused can be passed over (`head(skip=…)`) so the
+other beds' messages go on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -40,6 +41,10 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
 CREATE TABLE IF NOT EXISTS event_keys (key TEXT PRIMARY KEY, t REAL NOT NULL);
 """
+_HEAD = (
+    "SELECT id, kind, bed, queued_t, control_id, payload, attempts FROM messages "
+    "WHERE kind = ? AND bed NOT IN"
+)
 
 
 class Kind(StrEnum):
@@ -131,14 +136,16 @@ class Hl7Queue:
             raise
         return control_id
 
-    def head(self) -> QueuedMessage | None:
-        """The next message to send: the oldest alarm, else the oldest vitals."""
+    def head(self, *, skip: Collection[str] = ()) -> QueuedMessage | None:
+        """The next message to send: the oldest alarm, else the oldest vitals.
+
+        Beds in `skip` (waiting after a refusal) are passed over, all their messages.
+        """
+        beds = sorted(skip)
+        # placeholders only: no text of ours reaches the SQL
+        query = f"{_HEAD} ({','.join('?' * len(beds))}) ORDER BY id LIMIT 1"
         for kind in (Kind.ALARM, Kind.VITALS):
-            row = self._db.execute(
-                "SELECT id, kind, bed, queued_t, control_id, payload, attempts FROM messages "
-                "WHERE kind = ? ORDER BY id LIMIT 1",
-                (kind.value,),
-            ).fetchone()
+            row = self._db.execute(query, (kind.value, *beds)).fetchone()
             if row is not None:
                 return QueuedMessage(
                     id=row[0],

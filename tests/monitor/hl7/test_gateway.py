@@ -325,12 +325,12 @@ def alarm_payload(bed: str, seq: int, state: AlarmState = AlarmState.ACTIVE) -> 
     return json.dumps(event.to_json()).encode()
 
 
-def check_delivery(receiver: Receiver, published: dict[str, list[int]]) -> int:
+def check_delivery(received: list[hl7.Message], published: dict[str, list[int]]) -> int:
     """Nothing lost, in order per bed, duplicates only as resends; the number of duplicates."""
     seen: dict[str, list[int]] = defaultdict(list)
     control_of: dict[tuple[str, int], str] = {}
     text_of: dict[str, str] = {}
-    for m in receiver.received:
+    for m in received:
         f = fields(m)
         validate(f["text"])
         seq = int(f["obr3"].split("^")[1])
@@ -341,7 +341,7 @@ def check_delivery(receiver: Receiver, published: dict[str, list[int]]) -> int:
     for bed, seqs in published.items():
         assert sorted(set(seen[bed])) == seqs, f"{bed}: lost {set(seqs) - set(seen[bed])}"
         assert seen[bed] == sorted(seen[bed]), f"{bed} out of order: {seen[bed]}"
-    return len(receiver.received) - len(control_of)
+    return len(received) - len(control_of)
 
 
 async def publish_alarms(
@@ -394,7 +394,7 @@ async def test_receiver_down_for_a_while_loses_nothing_and_raises_hl7_link_down(
             await receiver.wait_for(lambda r: len({fields(m)["control_id"] for m in r}) >= 18, 20)
     for bed, seqs in published_after.items():
         published[bed] += seqs
-    assert check_delivery(receiver, published) == 0
+    assert check_delivery(receiver.received, published) == 0
     assert gw.mllp.reconnects >= 1
 
 
@@ -424,7 +424,7 @@ async def test_answers_ae_are_logged_and_retried_until_accepted(
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 10, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
-    assert check_delivery(receiver, published) == 4
+    assert check_delivery(receiver.received, published) == 4
     assert gw.stats.refused["AE"] == 4
     assert sum(gw.stats.sent.values()) == 6
     assert caplog.text.count("event=hl7_refused") == 4
@@ -454,7 +454,7 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
         await receiver.wait_for(lambda r: len(r) >= 8, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
     # a loaded machine may time out more than the two ignored: more resends, never a loss
-    assert check_delivery(receiver, published) >= 2
+    assert check_delivery(receiver.received, published) >= 2
     assert gw.stats.ack_timeouts >= 2
     assert receiver.connections >= 3
 
@@ -484,7 +484,7 @@ async def test_receiver_closing_with_a_message_unanswered_loses_nothing(
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
         await receiver.wait_for(lambda r: len(r) >= 11, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
-    assert check_delivery(receiver, published) == 2
+    assert check_delivery(receiver.received, published) == 2
     assert receiver.connections >= 3
 
 
@@ -513,7 +513,7 @@ async def test_queued_messages_survive_a_gateway_restart_with_their_control_ids(
     assert received[:3] == before
     assert len(set(received)) == 5
     assert received == sorted(received)
-    assert check_delivery(receiver, {"b1": [1, 2, 3, 4, 5]}) == 0
+    assert check_delivery(receiver.received, {"b1": [1, 2, 3, 4, 5]}) == 0
 
 
 async def scrape(host: str, port: int) -> str:
@@ -582,7 +582,7 @@ async def test_mllp_over_tls_delivers_and_refuses_an_unknown_certificate(
             await gw.connected(10)
             published = await publish_alarms(beds, ["b1"], 2)
             await receiver.wait_for(lambda r: len(r) >= 2, 20)
-    assert check_delivery(receiver, published) == 0
+    assert check_delivery(receiver.received, published) == 0
 
 
 async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_again_whole(
@@ -609,7 +609,40 @@ async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_agai
         async with receiver:
             await receiver.wait_for(lambda r: len({fields(m)["control_id"] for m in r}) >= 4, 20)
     assert cut[0].startswith(b"\x0bMSH|")
-    assert check_delivery(receiver, published) == 0
+    assert check_delivery(receiver.received, published) == 0
     # the torn message is the first one delivered whole
     assert ("\x0b" + receiver.raw[0]).encode().startswith(cut[0])
     assert 0 < len(cut[0]) <= 40 < len(receiver.raw[0])
+
+
+async def test_a_bed_whose_messages_are_always_refused_does_not_stop_the_ward(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    def policy(message: hl7.Message) -> str | None:
+        # e.g. a bed the engine has no record of: every message of b1 is rejected
+        return "AR" if fields(message)["bed"] == "b1" else "AA"
+
+    receiver = Receiver(policy)
+    async with (
+        receiver,
+        Gateway(gateway_config(mqtt_broker, receiver, tmp_path, retry_max_s=0.3)) as gw,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+    ):
+        await gw.connected(10)
+        published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
+        await eventually(lambda: sum(gw.stats.sent.values()) == 6, 20)
+        await eventually(lambda: gw.stats.refused["AR"] >= 3, 20)
+        assert gw.queue is not None
+        assert gw.queue.count() == 3  # b1's wait, none lost
+        held = gw.queue.head()
+        assert held is not None
+        assert held.bed == "w1/b1"
+        assert held.attempts >= 3
+    b1 = [
+        int(fields(m)["obr3"].split("^")[1]) for m in receiver.received if fields(m)["bed"] == "b1"
+    ]
+    # only b1's first message is tried again and again: its later ones wait behind it
+    assert set(b1) == {1}
+    del published["b1"]
+    others = [m for m in receiver.received if fields(m)["bed"] != "b1"]
+    assert check_delivery(others, published) == 0

@@ -108,3 +108,24 @@ def test_a_failing_builder_queues_nothing(tmp_path: Path) -> None:
     assert len(q) == 0
     assert q.enqueue(Kind.VITALS, "b1", str, key="k") is not None
     q.close()
+
+
+def test_a_held_bed_is_passed_over_whole(tmp_path: Path) -> None:
+    q = Hl7Queue(tmp_path / "q.sqlite")
+    q.enqueue(Kind.ALARM, "w1/b1", lambda _: "b1 alarm")
+    q.enqueue(Kind.VITALS, "w1/b1", lambda _: "b1 vitals")
+    q.enqueue(Kind.VITALS, "w1/b2", lambda _: "b2 vitals")
+    q.enqueue(Kind.ALARM, "w1/b3", lambda _: "b3 alarm")
+    held = q.head(skip={"w1/b1"})
+    assert held is not None
+    assert held.payload == "b3 alarm"
+    q.delivered(held.id)
+    nxt = q.head(skip={"w1/b1"})
+    assert nxt is not None
+    assert nxt.payload == "b2 vitals"  # never b1's vitals before b1's alarm
+    q.delivered(nxt.id)
+    assert q.head(skip={"w1/b1"}) is None
+    first = q.head()
+    assert first is not None
+    assert first.payload == "b1 alarm"
+    q.close()
