@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import time
 import uuid
@@ -69,7 +70,7 @@ from monitor.wire import (
     decode_status,
 )
 
-__all__ = ["GATEWAY_BED", "LINK_DOWN", "AckError", "Gateway", "hl7_main", "parse_ack"]
+__all__ = ["GATEWAY_BED", "LINK_DOWN", "AckError", "Gateway", "QueueError", "hl7_main", "parse_ack"]
 
 log = logging.getLogger("vigil.hl7")
 
@@ -81,6 +82,10 @@ ACCEPTED = frozenset({"AA", "CA"})
 _POLL_S = 0.5
 _PUBLISH_S = 10.0
 _CANCEL_RETRY_S = 0.5
+
+
+class QueueError(RuntimeError):
+    """The queue file cannot be opened (its folder is missing or not writable)."""
 
 
 class AckError(ValueError):
@@ -184,7 +189,10 @@ class Gateway:
 
     async def __aenter__(self) -> Self:
         h = self.config.hl7
-        self.queue = Hl7Queue(h.queue, now=self._now)
+        try:
+            self.queue = Hl7Queue(h.queue, now=self._now)
+        except (OSError, sqlite3.Error) as exc:
+            raise QueueError(f"cannot open the queue {h.queue}: {exc}") from exc
         if h.metrics_listen:
             metrics = Metrics(version=version("vigil"))
             metrics.registry.register(_Collector(self))
@@ -200,18 +208,28 @@ class Gateway:
         cap = h.retry_max_s
         self._tasks = [
             tg.create_task(
-                supervise(self.mllp, self._serve_mllp, errors=errors,
-                          backoff=Backoff(base=h.retry_base_s, cap=cap), now=self._now),
+                supervise(
+                    self.mllp,
+                    self._serve_mllp,
+                    errors=errors,
+                    backoff=Backoff(base=h.retry_base_s, cap=cap),
+                    now=self._now,
+                ),
                 name="hl7.mllp",
             ),
             tg.create_task(
-                supervise(self.ward_link, self._serve_ward, errors=errors,
-                          backoff=Backoff(base=h.retry_base_s, cap=cap), now=self._now),
+                supervise(
+                    self.ward_link,
+                    self._serve_ward,
+                    errors=errors,
+                    backoff=Backoff(base=h.retry_base_s, cap=cap),
+                    now=self._now,
+                ),
                 name="hl7.ward",
             ),
             tg.create_task(self._report_loop(), name="hl7.vitals"),
             tg.create_task(self._watch_loop(), name="hl7.watch"),
-        ]  # fmt: skip
+        ]
         log.info(
             "event=hl7_started to=%s:%d ward=%s queued=%d",
             self.host,
@@ -448,9 +466,14 @@ class Gateway:
                 await client.subscribe(f"{h.prefix}/{ward}/+/{what}", qos=qos, timeout=_PUBLISH_S)
                 raise_if_cancelled()
             if h.ward:
-                status = {"status": "online", "ward": h.ward, "bed": GATEWAY_BED,
-                          "version": version("vigil"), "t": self._now(),
-                          "time": iso8601(self._now())}  # fmt: skip
+                status = {
+                    "status": "online",
+                    "ward": h.ward,
+                    "bed": GATEWAY_BED,
+                    "version": version("vigil"),
+                    "t": self._now(),
+                    "time": iso8601(self._now()),
+                }
                 await client.publish(
                     f"{h.prefix}/{h.ward}/{GATEWAY_BED}/status",
                     json.dumps(status).encode(),
@@ -460,8 +483,11 @@ class Gateway:
                 )
                 raise_if_cancelled()
             connected()
-            log.info("event=hl7_ward_connected broker=%s:%d", self.config.broker.host,
-                     self.config.broker.port)  # fmt: skip
+            log.info(
+                "event=hl7_ward_connected broker=%s:%d",
+                self.config.broker.host,
+                self.config.broker.port,
+            )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="hl7.ward.receive")
                 tg.create_task(self._publish(client), name="hl7.ward.publish")
@@ -691,8 +717,9 @@ class _Collector:
             oldest = None if q is None else q.oldest_t(kind)
             size.add_metric([kind.value], count)
             age.add_metric([kind.value], 0.0 if oldest is None else max(0.0, now - oldest))
-        sent = CounterMetricFamily("vigil_hl7_sent", "HL7 messages accepted (AA/CA).",
-                                   labels=["kind"])  # fmt: skip
+        sent = CounterMetricFamily(
+            "vigil_hl7_sent", "HL7 messages accepted (AA/CA).", labels=["kind"]
+        )
         for kind in Kind:
             sent.add_metric([kind.value], gw.stats.sent[kind])
         refused = CounterMetricFamily(
@@ -752,6 +779,9 @@ def hl7_main(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_until_signalled(config))
     except MetricsListenError as exc:
+        print(f"vigil hl7: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except QueueError as exc:
         print(f"vigil hl7: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     return 0

@@ -302,6 +302,22 @@ async def test_vigil_hl7_refuses_a_bad_config_with_a_located_error(tmp_path: Pat
     assert "Traceback" not in text
 
 
+async def test_vigil_hl7_says_why_it_cannot_open_its_queue(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = tmp_path / "hl7.toml"
+    config.write_text(f'[hl7]\nqueue = "{blocker}/q.sqlite"\nmetrics_listen = ""\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "hl7", "--broker", "mqtt://127.0.0.1:1",
+        "--to", "127.0.0.1:9", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert f"vigil hl7: cannot open the queue {blocker}/q.sqlite" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 # ---------------------------------------------------------------------- faults
 
 
