@@ -83,3 +83,11 @@ def test_parse_ack_reads_msa_and_err() -> None:
     assert "207" in text
     with pytest.raises(ValueError, match="not an ACK"):
         parse_ack(b"MSH|^~\\&|E\rPID|1")
+
+
+def test_the_shipped_example_is_valid() -> None:
+    example = Path(__file__).parents[3] / "config" / "hl7.example.toml"
+    config = load_gateway_config(example, environ={})
+    assert config.hl7.to == "engine.hospital.example:2575"
+    assert config.hl7.ward == "w1"
+    assert config.hl7.interval_s == 60.0
