@@ -1,6 +1,6 @@
 """Throughput of `vigil hl7` to a local MLLP receiver, and its CPU at a ward's load.
 
-    python bench/hl7_gateway.py [--beds 64] [--alarms 1000] [--vitals-s 10]
+    python bench/hl7_gateway.py [--beds 64] [--alarms 1000] [--vitals-s 10] [--interval-s 1]
 
 What it does:
 1. Starts a real broker on a free loopback port (`tests.helpers.BrokerProcess`) and a
@@ -11,8 +11,9 @@ What it does:
    them, and times until the receiver has every one: PCD-04 messages per second, end to end
    (MQTT in, SQLite queue, MLLP out, ACK back, one message in flight at a time).
 4. Steady state: every bed publishes HR, SpO2, PR and RR once a second for `--vitals-s` seconds
-   with the report interval at 1 s (60 times the default rate, so a short run shows the cost
-   of the default's minute), and prints the process CPU time per wall second.
+   with the report interval at `--interval-s` (1 s by default: 60 times the default rate, so a
+   short run shows the cost of the default's minute), and prints the process CPU time per wall
+   second.
 
 Figures are the whole process's (gateway, receiver and publishing client in one loop), so they
 are an upper bound on the gateway's own share.
@@ -62,7 +63,7 @@ def alarm(bed: str, seq: int) -> bytes:
     return json.dumps(event.to_json()).encode()
 
 
-async def run(beds: int, alarms: int, vitals_s: float, tmp: Path) -> None:
+async def run(beds: int, alarms: int, vitals_s: float, interval_s: float, tmp: Path) -> None:
     with BrokerProcess(tmp / "broker") as broker:
         async with Receiver() as receiver:
             config = GatewayConfig.model_validate(
@@ -72,7 +73,7 @@ async def run(beds: int, alarms: int, vitals_s: float, tmp: Path) -> None:
                         "ward": "w1",
                         "queue": str(tmp / "q.sqlite"),
                         "metrics_listen": None,
-                        "interval_s": 1.0,
+                        "interval_s": interval_s,
                     },
                     "broker": {
                         "url": broker.url,
@@ -119,7 +120,8 @@ async def run(beds: int, alarms: int, vitals_s: float, tmp: Path) -> None:
                 wall, cpu = time.perf_counter() - start, cpu_s() - cpu0
                 sent = len(receiver.received) - before
                 print(
-                    f"steady: {beds} beds x 4 params at 1 Hz, PCD-01 every 1 s: {sent} reports "
+                    f"steady: {beds} beds x 4 params at 1 Hz, PCD-01 every {interval_s:g} s: "
+                    f"{sent} reports "
                     f"in {wall:.1f} s, CPU {cpu / wall:.0%} of one core (with the publisher)"
                 )
 
@@ -129,9 +131,12 @@ def main() -> None:
     parser.add_argument("--beds", type=int, default=64)
     parser.add_argument("--alarms", type=int, default=1000)
     parser.add_argument("--vitals-s", type=float, default=10.0)
+    parser.add_argument(
+        "--interval-s", type=float, default=1.0, help="PCD-01 interval (the default is 60)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-hl7-") as tmp:
-        asyncio.run(run(args.beds, args.alarms, args.vitals_s, Path(tmp)))
+        asyncio.run(run(args.beds, args.alarms, args.vitals_s, args.interval_s, Path(tmp)))
 
 
 if __name__ == "__main__":

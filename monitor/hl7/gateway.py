@@ -688,6 +688,11 @@ class Gateway:
                 return "AE", str(exc)
             if acked == control_id:
                 return code, text
+            if not acked:
+                # one message is in flight, so an ACK that names none can only be its own; a
+                # receiver that leaves MSA-2 empty would otherwise never be heard
+                log.warning("event=hl7_ack_without_control_id expected=%s", control_id)
+                return code, text
             log.warning("event=hl7_stale_ack control_id=%s expected=%s", acked, control_id)
 
 

@@ -29,6 +29,7 @@ from monitor.clock import SimulatedClock
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
+from monitor.hl7.mllp import MllpDecoder, MllpError, frame, read_message
 from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
@@ -662,3 +663,34 @@ async def test_a_bed_whose_messages_are_always_refused_does_not_stop_the_ward(
     del published["b1"]
     others = [m for m in receiver.received if fields(m)["bed"] != "b1"]
     assert check_delivery(others, published) == 0
+
+
+async def test_an_ack_that_names_no_control_id_is_taken_for_the_message_in_flight(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    got: list[bytes] = []
+
+    async def careless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # an engine that answers AA but leaves MSA-2 empty
+        decoder = MllpDecoder()
+        try:
+            while True:
+                got.append(await read_message(reader, decoder))
+                writer.write(frame("MSH|^~\\&|E|H|||20250101||ACK|1|P|2.6\rMSA|AA|"))
+                await writer.drain()
+        except MllpError:
+            writer.close()
+
+    server = await asyncio.start_server(careless, "127.0.0.1", receiver.port)
+    async with (
+        server,
+        Gateway(gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=2.0)) as gw,
+        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+    ):
+        await gw.connected(10)
+        await publish_alarms(beds, ["b1"], 3)
+        await eventually(lambda: sum(gw.stats.sent.values()) == 3)
+        server.close()
+    assert len(got) == 3
+    assert gw.stats.ack_timeouts == 0
