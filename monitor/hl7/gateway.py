@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import signal
@@ -39,7 +40,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
-import hl7
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -98,6 +98,8 @@ def parse_ack(raw: bytes) -> tuple[str, str, str]:
     Raises:
         AckError: not an HL7 message with an MSA segment.
     """
+    import hl7  # noqa: PLC0415 - the optional extra, checked by `hl7_main`
+
     text = raw.decode("utf-8", errors="replace").replace("\r\n", "\r").replace("\n", "\r")
     try:
         message = hl7.parse(text.strip("\r"))
@@ -771,6 +773,14 @@ async def _serve_until_signalled(config: GatewayConfig) -> None:
 
 def hl7_main(args: argparse.Namespace) -> int:
     """`vigil hl7 --broker URL --to HOST:PORT [--config FILE]`."""
+    try:
+        importlib.import_module("hl7")
+    except ImportError:
+        print(  # noqa: T201
+            "vigil hl7 needs python-hl7, an optional extra: pip install 'vigil[hl7]'",
+            file=sys.stderr,
+        )
+        return 2
     setup_logging()
     try:
         config = load_gateway_config(args.config, to=args.to, broker_url=args.broker)

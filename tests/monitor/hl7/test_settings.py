@@ -91,3 +91,15 @@ def test_the_shipped_example_is_valid() -> None:
     assert config.hl7.to == "engine.hospital.example:2575"
     assert config.hl7.ward == "w1"
     assert config.hl7.interval_s == 60.0
+
+
+def test_vigil_hl7_without_the_extra_says_how_to_install_it() -> None:
+    # `sys.modules[name] = None` makes `import name` fail as if it were not installed
+    code = (
+        "import sys; sys.modules['hl7'] = None; from monitor.cli import main; "
+        "sys.exit(main(['hl7', '--broker', 'mqtt://127.0.0.1:1', '--to', '127.0.0.1:9']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "pip install 'vigil[hl7]'" in done.stderr
+    assert "Traceback" not in done.stderr
