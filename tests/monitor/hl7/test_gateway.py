@@ -69,17 +69,17 @@ def gateway_config(
     )
 
 
-def bed_settings(broker: BrokerProcess, tmp_path: Path) -> Settings:
+def bed_settings(broker: BrokerProcess, tmp_path: Path, bed: str = "b1") -> Settings:
     return Settings.model_validate(
         {
-            "bed": {"ward": "w1", "bed": "b1"},
+            "bed": {"ward": "w1", "bed": bed},
             "broker": {
                 "url": broker.url,
                 "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
             },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "journal": {"path": str(tmp_path / f"journal-{bed}.sqlite")},
             "metrics": {"enabled": False},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
+            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": f"{TOPIC}/{bed}"}],
         }
     )
 
@@ -152,7 +152,7 @@ async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_
                 while not until():
                     sample = {"t": clock.now(), "param": "HR", "value": hr, "valid": True,
                               "device_id": "mon1"}  # fmt: skip
-                    await nurse.publish(TOPIC, json.dumps(sample).encode(), qos=1)
+                    await nurse.publish(f"{TOPIC}/b1", json.dumps(sample).encode(), qos=1)
                     await asyncio.sleep(0.1)
 
         # HR 150 for 10 s (1 real second at 10x): TACHY_SEVERE, latching
@@ -225,7 +225,7 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
         ]
         for s in samples:
             payload = {**s, "valid": True, "device_id": "mon1"}
-            await nurse.publish(TOPIC, json.dumps(payload).encode(), qos=1)
+            await nurse.publish(f"{TOPIC}/b1", json.dumps(payload).encode(), qos=1)
         await receiver.wait_for(
             lambda _: sum(str(m).count("|NM|") for m in vitals()) >= 5, timeout=10
         )
@@ -257,12 +257,24 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
 # ---------------------------------------------------------------------- the command line
 
 
-async def test_vigil_hl7_command_forwards_published_alarms_and_stops_on_sigterm(
+async def open_session(nurse: aiomqtt.Client, bed: str, patient: str) -> None:
+    opening = {
+        "cmd": "open_session", "request_id": f"open-{bed}", "user": "ann",
+        "patient_id": patient, "weight_kg": 80.0, "concentration_mg_per_ml": 10.0,
+        "checklist": dict.fromkeys(Checklist.model_fields, False),
+    }  # fmt: skip
+    await nurse.publish(f"vigil/w1/{bed}/cmd", json.dumps(opening).encode(), qos=1)
+    result = await next_json(nurse, f"vigil/w1/{bed}/cmd/result")
+    assert result["ok"] is True, result
+
+
+async def test_vigil_hl7_command_reports_two_bed_daemons_and_stops_on_sigterm(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
     config = tmp_path / "hl7.toml"
     config.write_text(
         '[hl7]\nward = "w1"\nfacility = "CLINIC"\nqueue = "q.sqlite"\nmetrics_listen = ""\n'
+        "interval_s = 0.5\n"
         f'[broker]\nprotocol = "{"5" if mqtt_broker.implementation == "mosquitto" else "3.1.1"}"\n'
     )
     proc = await asyncio.create_subprocess_exec(
@@ -271,20 +283,69 @@ async def test_vigil_hl7_command_forwards_published_alarms_and_stops_on_sigterm(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="bed") as bed:
+        async with (
+            Daemon(bed_settings(mqtt_broker, tmp_path, "b1"), load_policy()) as bed1,
+            Daemon(bed_settings(mqtt_broker, tmp_path, "b2"), load_policy()) as bed2,
+            aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        ):
+            await bed1.connected(10)
+            await bed2.connected(10)
             # the gateway announces itself on the ward once subscribed
+            await nurse.subscribe("vigil/w1/hl7/status", qos=1)
+            assert (await next_json(nurse, "vigil/w1/hl7/status", 20))["status"] == "online"
+            await nurse.subscribe("vigil/w1/+/cmd/result", qos=1)
+            await open_session(nurse, "b1", "MRN-ONE")
+            await open_session(nurse, "b2", "MRN-TWO")
+            # the retained session reaches the gateway before the vitals: give it a moment
+            await asyncio.sleep(0.5)
+            for bed, hr in (("b1", 61.0), ("b2", 62.0)):
+                sample = {"t": time.time(), "param": "HR", "value": hr, "valid": True,
+                          "device_id": "mon1"}  # fmt: skip
+                await nurse.publish(f"{TOPIC}/{bed}", json.dumps(sample).encode(), qos=1)
+            await receiver.wait_for(
+                lambda r: {fields(m)["bed"] for m in r if "ORU^R01" in str(m)} >= {"b1", "b2"},
+                timeout=20,
+            )
+    finally:
+        status = await stop_process(proc)
+        output = (await proc.stdout.read()).decode() if proc.stdout else ""
+    assert status == 0, output
+    assert "event=hl7_started" in output
+    reports = {fields(m)["bed"]: m for m in receiver.received if "ORU^R01" in str(m)}
+    for bed, patient, hr in (("b1", "MRN-ONE", "61"), ("b2", "MRN-TWO", "62")):
+        validate(str(reports[bed]))
+        assert fields(reports[bed])["patient"] == patient
+        [row] = [r for r in obx_rows(reports[bed]) if r[3].startswith("147842^")]
+        assert row[5] == hr
+    assert (tmp_path / "q.sqlite").exists()
+
+
+async def test_vigil_hl7_command_forwards_published_alarms(
+    mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
+) -> None:
+    config = tmp_path / "hl7.toml"
+    protocol = "5" if mqtt_broker.implementation == "mosquitto" else "3.1.1"
+    config.write_text(
+        '[hl7]\nward = "w1"\nqueue = "q.sqlite"\nmetrics_listen = ""\n'
+        f'[broker]\nprotocol = "{protocol}"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "hl7", "--broker", mqtt_broker.url,
+        "--to", receiver.to, "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="bed") as bed:
             await bed.subscribe("vigil/w1/hl7/status", qos=1)
             assert (await next_json(bed, "vigil/w1/hl7/status", 20))["status"] == "online"
             for seq in range(1, 6):
                 await bed.publish("vigil/w1/b2/alarms", alarm_payload("b2", seq), qos=1)
             await receiver.wait_for(lambda r: len(r) >= 5, timeout=20)
     finally:
-        status = await stop_process(proc)
-        output = (await proc.stdout.read()).decode() if proc.stdout else ""
-    assert status == 0, output
-    assert "event=hl7_started" in output
+        assert await stop_process(proc) == 0
+        assert proc.stdout is not None
+        await proc.stdout.read()
     assert [int(fields(m)["obr3"].split("^")[1]) for m in receiver.received] == [1, 2, 3, 4, 5]
-    assert (tmp_path / "q.sqlite").exists()
 
 
 async def test_vigil_hl7_refuses_a_bad_config_with_a_located_error(tmp_path: Path) -> None:
