@@ -1,5 +1,8 @@
 """`vigil check-config FILE`: every problem with file, key and reason; exit 1 on any.
 
+A file with an `[hl7]` section and no `[bed]` is a `vigil hl7` gateway config, checked by
+`monitor.hl7.settings.check_gateway_main`.
+
 Warnings (a serial port that is not there now) go to stderr too but do not fail the check: a
 USB adapter may be plugged in after the config is written, and the driver keeps trying to open
 its port until it appears.
