@@ -195,6 +195,10 @@ class Gateway:
             self.queue = Hl7Queue(h.queue, now=self._now)
         except (OSError, sqlite3.Error) as exc:
             raise QueueError(f"cannot open the queue {h.queue}: {exc}") from exc
+        # an HL7_LINK_DOWN raised before a restart is still on the ward: it must clear, once
+        # the queue has caught up, with its own alarm id
+        noted = self.queue.note("link_alarm")
+        self.link_alarm = None if noted is None else json.loads(noted)
         if h.metrics_listen:
             metrics = Metrics(version=version("vigil"))
             metrics.registry.register(_Collector(self))
@@ -538,6 +542,7 @@ class Gateway:
                 f"waiting, the oldest for {now - (oldest or now):.0f} s",
             )
             log.error("event=hl7_link_down waiting=%d error=%r", waiting, self.mllp.last_error)
+            self._q().set_note("link_alarm", json.dumps(self.link_alarm))
             entry = {
                 "alarm_id": self.link_alarm["alarm_id"],
                 "code": LINK_DOWN,
@@ -554,7 +559,8 @@ class Gateway:
             }
             # the same shape as a bed's retained list (`BedCore.active_alarms`)
             self._announce(self.link_alarm, active=[entry])
-        elif not late and self.link_alarm is not None:
+        elif not late and self.link_alarm is not None and self._wards:
+            # (after a restart with no ward configured, wait to know where to say it)
             cleared = self._link_event(
                 "cleared",
                 now,
@@ -562,6 +568,7 @@ class Gateway:
                 message=f"HL7 link to {self.host}:{self.port} delivering again",
             )
             self.link_alarm = None
+            self._q().set_note("link_alarm", None)
             log.info("event=hl7_link_up")
             self._announce(cleared, active=[])
 

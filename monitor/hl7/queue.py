@@ -201,6 +201,18 @@ class Hl7Queue:
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def note(self, name: str) -> str | None:
+        """A value the gateway keeps across restarts (its active HL7_LINK_DOWN), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"note:{name}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_note(self, name: str, value: str | None) -> None:
+        """Keep `value` under `name` (None: forget it)."""
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (f"note:{name}",))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{name}", value))
+
     def next_number(self, name: str) -> int:
         """A counter kept in the file (the gateway's own alarm `seq`): 1, 2, … across restarts."""
         self._db.execute("BEGIN IMMEDIATE")

@@ -758,3 +758,24 @@ async def test_an_ack_that_names_no_control_id_is_taken_for_the_message_in_fligh
         server.close()
     assert len(got) == 3
     assert gw.stats.ack_timeouts == 0
+
+
+async def test_hl7_link_down_raised_before_a_restart_clears_after_it_with_its_id(
+    mqtt_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    receiver = Receiver()  # away during the first run
+    config = gateway_config(mqtt_broker, receiver, tmp_path, link_down_s=0.5)
+    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="ward") as ward:
+        await ward.subscribe("vigil/w1/hl7/alarms", qos=1)
+        async with Gateway(config) as gw:
+            await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
+            await publish_alarms(ward, ["b1"], 1)
+            down = await next_json(ward, "vigil/w1/hl7/alarms")
+            assert down["state"] == "active"
+        async with receiver, Gateway(config) as gw:
+            cleared = await next_json(ward, "vigil/w1/hl7/alarms")
+            assert gw.link_alarm is None
+    assert (cleared["code"], cleared["state"]) == ("HL7_LINK_DOWN", "cleared")
+    assert cleared["alarm_id"] == down["alarm_id"]
+    assert cleared["seq"] > down["seq"]
+    assert len(receiver.received) == 1
