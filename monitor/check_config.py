@@ -1,5 +1,8 @@
 """`vigil check-config FILE`: every problem with file, key and reason; exit 1 on any.
 
+A file with an `[hl7]` section and no `[bed]` is a `vigil hl7` gateway config, checked by
+`monitor.hl7.settings.check_gateway_main`.
+
 Warnings (a serial port that is not there now) go to stderr too but do not fail the check: a
 USB adapter may be plugged in after the config is written, and the driver keeps trying to open
 its port until it appears.
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from alarms.policy import load_policy
 from drivers import DRIVERS
-from monitor.configfile import ConfigError, ConfigProblem
+from monitor.configfile import ConfigError, ConfigProblem, read_toml
 from monitor.settings import MqttDriver, Settings, load_settings
 
 __all__ = ["check_config", "check_config_main", "config_warnings"]
@@ -63,8 +66,21 @@ def config_warnings(path: Path, settings: Settings) -> list[ConfigProblem]:
     return warnings
 
 
+def _is_gateway_file(path: Path) -> bool:
+    """A `vigil hl7` file: an `[hl7]` section and no `[bed]` (unreadable: not decided here)."""
+    try:
+        data = read_toml(path)
+    except ConfigError:
+        return False
+    return "hl7" in data and "bed" not in data
+
+
 def check_config_main(args: argparse.Namespace) -> int:
     """Print the verdict; exit status 0 when the config can be used, else 1."""
+    if _is_gateway_file(args.file):
+        from monitor.hl7.settings import check_gateway_main  # noqa: PLC0415 - only for [hl7]
+
+        return check_gateway_main(args.file)
     settings, problems = check_config(args.file)
     # warnings need valid settings; an invalid file gets its problems only
     warnings = [] if settings is None else config_warnings(args.file, settings)

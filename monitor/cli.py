@@ -29,6 +29,7 @@ _HANDLERS: dict[str, str] = {
     "watch": "monitor.watch:watch_main",
     "report": "monitor.report:report_main",
     "sessions": "monitor.export:sessions_main",
+    "hl7": "monitor.hl7.gateway:hl7_main",
 }
 
 
@@ -147,6 +148,18 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = sub.add_parser("sessions", help="the sessions in a bed's journal: id, patient, phase")
     p.add_argument("--config", type=Path, default=None, help="bed config naming the journal")
     p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
+
+
+def _add_hl7(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`vigil hl7`: the ward's HL7 v2 gateway (monitor/hl7)."""
+    p = sub.add_parser(
+        "hl7", help="ward gateway: IHE PCD-01 vitals and PCD-04 alarms over MLLP to the hospital"
+    )
+    p.add_argument(
+        "--broker", required=True, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
+    )
+    p.add_argument("--to", default=None, metavar="HOST:PORT", help="the HL7 receiver (MLLP)")
+    p.add_argument("--config", type=Path, default=None, help="gateway config ([hl7] section)")
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -300,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bed config whose [journal] path is read (default /etc/vigil/bed.toml)",
     )
     source.add_argument("--journal", type=Path, default=None, help="the journal (SQLite) itself")
+    _add_hl7(sub)
     return parser
 
 

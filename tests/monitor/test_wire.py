@@ -1,0 +1,121 @@
+"""monitor/wire.py reads what the bed publishes: its own producers' payloads, and bad ones."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from alarms.policy import load_policy
+from monitor.commands import Checklist, parse_command
+from monitor.session import BedCore
+from monitor.vocabulary import (
+    AlarmEvent,
+    AlarmKind,
+    AlarmState,
+    Param,
+    Phase,
+    Priority,
+    Sample,
+)
+from monitor.wire import (
+    WireError,
+    decode_active_alarms,
+    decode_alarm_event,
+    decode_sample,
+    decode_session,
+    decode_status,
+)
+
+
+def test_a_sample_as_the_bed_publishes_it() -> None:
+    sample = Sample(1.5, Param.SPO2, 97.0, True, "mon1", unit="%", mdc=150456, reason=None)
+    wire = decode_sample(json.dumps({**sample.to_json(), "vendor": "x"}).encode())
+    assert (wire.t, wire.param, wire.value, wire.number, wire.unit, wire.mdc) == (
+        1.5, Param.SPO2, 97.0, 97.0, "%", 150456,
+    )  # fmt: skip
+    assert wire.model_extra == {"vendor": "x"}
+    invalid = Sample(2.0, Param.HR, math.nan, False, "mon1", reason="sensor off")
+    wire = decode_sample(json.dumps(invalid.to_json()))
+    assert (wire.value, wire.number, wire.valid, wire.reason) == (None, None, False, "sensor off")
+
+
+def test_an_alarm_event_as_the_bed_publishes_it() -> None:
+    event = AlarmEvent(
+        t=10.0, code="DESAT", priority=Priority.MEDIUM, kind=AlarmKind.PHYSIOLOGICAL,
+        state=AlarmState.ACKNOWLEDGED, param="SPO2", value=89.0, limit=92.0,
+        phase=Phase.INFUSION, message="low", user="ann", bed="b1", alarm_id="a1",
+        session_id="s1", seq=7,
+    )  # fmt: skip
+    wire = decode_alarm_event(json.dumps(event.to_json()).encode())
+    assert wire.state is AlarmState.ACKNOWLEDGED
+    assert (wire.alarm_id, wire.seq, wire.user, wire.bed) == ("a1", 7, "ann", "b1")
+    replayed = AlarmEvent(
+        t=1.0, code="X", priority=Priority.LOW, kind=AlarmKind.TECHNICAL,
+        state=AlarmState.CLEARED, param=None, value=None, limit=None, phase=Phase.NONE,
+        message="",
+    )  # fmt: skip
+    assert decode_alarm_event(json.dumps(replayed.to_json())).seq is None
+
+
+def test_the_session_payload_of_a_real_bed_core() -> None:
+    core = BedCore(load_policy(), ward="w1", bed="b3")
+    assert decode_session(json.dumps(core.session_state(5.0))).patient_id is None
+    opening = {
+        "cmd": "open_session", "request_id": "r", "user": "ann", "patient_id": "MRN9",
+        "weight_kg": 70.0, "concentration_mg_per_ml": 10.0,
+        "checklist": dict.fromkeys(Checklist.model_fields, False),
+    }  # fmt: skip
+    outcome = core.command(parse_command(json.dumps(opening).encode()), 6.0)
+    assert outcome.ok, outcome.error
+    wire = decode_session(json.dumps(core.session_state(7.0)))
+    assert wire.phase is Phase.PRE
+    assert wire.patient_id == "MRN9"
+    assert wire.session is not None
+    assert wire.session.weight_kg == 70.0
+
+
+def test_the_active_alarm_list_of_a_real_bed_core() -> None:
+    core = BedCore(load_policy(), ward="w1", bed="b3")
+    assert decode_active_alarms(json.dumps(core.active_alarms())) == []
+    t = 1_767_225_600.0
+    for i in range(15):  # HR 150 for 15 s: TACHY_SEVERE (10 s) is active
+        core.samples([Sample(t + i, Param.HR, 150.0, True, "mon1")])
+        core.tick(t + i + 0.5)
+    active = decode_active_alarms(json.dumps(core.active_alarms()).encode())
+    assert "TACHY_SEVERE" in [a.code for a in active]
+    assert all(a.state == "active" and a.since >= t for a in active)
+    with pytest.raises(WireError, match="expected a JSON list"):
+        decode_active_alarms(b"{}")
+    with pytest.raises(WireError, match=r"active alarms\[0\]: priority"):
+        decode_active_alarms(b'[{"code": "X", "kind": "technical", "state": "active", "since": 1}]')
+
+
+def test_status_birth_will_and_bare_words() -> None:
+    birth = {"status": "online", "ward": "w1", "bed": "b1", "version": "0.1", "devices": ["m"],
+             "t": 1.0, "time": "x"}  # fmt: skip
+    assert decode_status(json.dumps(birth)).devices == ["m"]
+    assert decode_status(b"offline").status == "offline"
+    assert decode_status(b'{"status": "OFFLINE", "ward": "w1"}').status == "offline"
+
+
+@pytest.mark.parametrize(
+    ("decode", "payload", "reason"),
+    [
+        (decode_sample, b"not json", "sample: not JSON"),
+        (decode_sample, b"[]", "expected a JSON object, got list"),
+        (decode_sample, b'{"t": 1, "param": "BLOOD", "value": 1, "valid": true, "device_id": "m"}',
+         "param"),
+        (decode_alarm_event, b'{"t": 1, "code": "X"}', "priority: Field required"),
+        (decode_session, b'{"t": 1, "phase": "later"}', "phase"),
+        (decode_status, b'{"status": "sleeping"}', "status"),
+        (decode_sample, b"\xff\xfe", "not JSON"),
+    ],
+)  # fmt: skip
+def test_bad_payloads_raise_wire_error_saying_why(
+    decode: object, payload: bytes, reason: str
+) -> None:
+    assert callable(decode)
+    with pytest.raises(WireError, match=reason):
+        decode(payload)
