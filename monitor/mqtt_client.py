@@ -104,7 +104,7 @@ def session_options(protocol: aiomqtt.ProtocolVersion, expiry_s: int) -> dict[st
     """
     persistent = expiry_s > 0
     if protocol is aiomqtt.ProtocolVersion.V5:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped
         properties.SessionExpiryInterval = expiry_s
         return {"clean_start": not persistent, "properties": properties}
     return {"clean_session": not persistent}

@@ -40,10 +40,9 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from monitor import mqtt_client
 from monitor.configfile import ConfigError
 from monitor.hl7.messages import (
     METRICS,
@@ -428,10 +427,7 @@ class Gateway:
         b = self.config.broker
         h = self.config.hl7
         v5 = b.protocol == "5"
-        properties = None
-        if v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = 7 * 86400
+        protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
         will = None
         if h.ward:
             will = aiomqtt.Will(
@@ -447,10 +443,9 @@ class Gateway:
             password=b.password.get_secret_value() if b.password else None,
             # fixed, so the broker keeps the subscriptions and the alarm events meanwhile
             identifier=b.client_id or f"vigil-hl7-{h.ward or 'all'}",
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if v5 else False,
-            clean_start=False if v5 else 3,  # 3: paho's MQTT_CLEAN_START_FIRST_ONLY
-            properties=properties,
+            protocol=protocol,
+            # the broker keeps the subscriptions and the alarm events for a week meanwhile
+            **mqtt_client.session_options(protocol, 7 * 86400),
             will=will,
             keepalive=b.keepalive_s,
             tls_context=tls_context_for(b),
