@@ -35,7 +35,7 @@ from monitor.settings import Settings
 from monitor.supervisor import LinkState
 from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.wire import decode_active_alarms
-from tests.helpers import BrokerProcess, stop_process
+from tests.helpers import BrokerProcess, mosquitto_path, stop_process
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
 from tests.monitor.test_broker_security import make_certificates
@@ -569,6 +569,10 @@ async def test_receiver_closing_with_a_message_unanswered_loses_nothing(
     assert receiver.connections >= 3
 
 
+# a gateway restart relies on the broker keeping its persistent session, which the embedded
+# amqtt broker does not do
+@pytest.mark.mosquitto_only
+@pytest.mark.skipif(mosquitto_path() is None, reason="a persistent session needs mosquitto")
 async def test_queued_messages_survive_a_gateway_restart_with_their_control_ids(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
@@ -634,6 +638,8 @@ async def test_queue_size_and_age_are_in_the_metrics(
     assert lines['vigil_hl7_beds{status="unknown"}'] == "1.0"  # b1: alarms, no status yet
 
 
+@pytest.mark.mosquitto_only
+@pytest.mark.skipif(mosquitto_path() is None, reason="a persistent session needs mosquitto")
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 async def test_mllp_over_tls_delivers_and_refuses_an_unknown_certificate(
     mqtt_broker: BrokerProcess, tmp_path: Path
@@ -760,6 +766,10 @@ async def test_an_ack_that_names_no_control_id_is_taken_for_the_message_in_fligh
     assert gw.stats.ack_timeouts == 0
 
 
+# a gateway restart relies on the broker keeping its persistent session, which the embedded
+# amqtt broker does not do
+@pytest.mark.mosquitto_only
+@pytest.mark.skipif(mosquitto_path() is None, reason="a persistent session needs mosquitto")
 async def test_hl7_link_down_raised_before_a_restart_clears_after_it_with_its_id(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
