@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,13 +69,23 @@ class Backoff:
     """Full-jitter exponential backoff, capped (aiomqtt v3 and aioesphomeapi, style-study P9).
 
     The n-th delay is uniform in [0, min(cap, base * 2**n)]; `reset` after a good connection.
+    While `urgent()` says something waits that must not (an alarm in the outbox), the cap is
+    `urgent_cap`: the link is back within about a second of the broker (issue 17, item 9).
     """
 
     def __init__(
-        self, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+        self,
+        *,
+        base: float = 0.5,
+        cap: float = 30.0,
+        urgent_cap: float = 1.0,
+        urgent: Callable[[], bool] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._base = base
         self._cap = cap
+        self._urgent_cap = min(urgent_cap, cap)
+        self._urgent = urgent
         self._attempt = 0
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -84,7 +95,8 @@ class Backoff:
 
     def next(self) -> float:
         """The next delay in seconds."""
-        ceiling = min(self._cap, self._base * 2 ** min(self._attempt, 30))
+        cap = self._urgent_cap if self._urgent is not None and self._urgent() else self._cap
+        ceiling = min(cap, self._base * 2 ** min(self._attempt, 30))
         self._attempt += 1
         return self._rng.uniform(0.0, ceiling)
 
@@ -110,16 +122,22 @@ async def supervise(
     errors: tuple[type[BaseException], ...],
     backoff: Backoff,
     now: Callable[[], float],
+    stable_s: float = 10.0,
 ) -> None:
     """Run `serve(connected)` forever, reconnecting with backoff after any of `errors`.
 
-    `serve` calls `connected()` once its connection is up (this resets the backoff), then serves
-    until it raises. Cancellation stops the loop and is re-raised; any other exception than
-    `errors` is a bug and propagates.
+    `serve` calls `connected()` once its connection is up, then serves until it raises. The
+    backoff starts again from its smallest delay only after a connection that lasted
+    `stable_s` (monotonic seconds): a peer that accepts the connection and drops it at once
+    (a broker refusing every alarm) is retried ever more slowly, not in a tight loop.
+    Cancellation stops the loop and is re-raised; any other exception than `errors` is a bug
+    and propagates.
     """
+    up_since: float | None = None
 
     def connected() -> None:
-        backoff.reset()
+        nonlocal up_since
+        up_since = time.monotonic()
         status.set(LinkState.CONNECTED, now())
 
     task = asyncio.current_task()
@@ -141,6 +159,9 @@ async def supervise(
                 first = matched.exceptions[0]
                 error = f"{type(first).__name__}: {first}"
                 _undo_stale_cancel(task, cancelling)
+            if up_since is not None and time.monotonic() - up_since >= stable_s:
+                backoff.reset()
+            up_since = None
             delay = backoff.next()
             status.reconnects += 1
             status.set(LinkState.BACKING_OFF, now(), error)

@@ -67,6 +67,7 @@ def make_client(
     *,
     identifier: str,
     will: aiomqtt.Will | None = None,
+    on_refused: Callable[[], None] | None = None,
 ) -> aiomqtt.Client:
     """An aiomqtt client for the ward broker of `settings` (TLS and credentials included)."""
     b = settings.broker
@@ -85,7 +86,7 @@ def make_client(
         socket_options=NO_DELAY,
         **mqtt_client.session_options(protocol, b.session_expiry_s),
     )
-    _refused_is_not_delivered(client)
+    _refused_is_not_delivered(client, on_refused)
     # a backlog goes out PIPELINE publishes at a time (`WardLink._publish_alarms`): expected,
     # not worth aiomqtt's warning at its default of 10 pending calls
     client.pending_calls_threshold = 2 * PIPELINE
@@ -93,7 +94,11 @@ def make_client(
 
 
 def connect_ward(
-    settings: Settings, *, identifier: str, will: aiomqtt.Will | None = None
+    settings: Settings,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    on_refused: Callable[[], None] | None = None,
 ) -> contextlib.AbstractAsyncContextManager[aiomqtt.Client]:
     """A connected client for the ward broker, in the version ``broker.protocol`` names.
 
@@ -102,11 +107,15 @@ def connect_ward(
     """
     return mqtt_client.connect(
         settings.broker.protocol,
-        functools.partial(make_client, settings, identifier=identifier, will=will),
+        functools.partial(
+            make_client, settings, identifier=identifier, will=will, on_refused=on_refused
+        ),
     )
 
 
-def _refused_is_not_delivered(client: aiomqtt.Client) -> None:
+def _refused_is_not_delivered(
+    client: aiomqtt.Client, on_refused: Callable[[], None] | None = None
+) -> None:
     """Make a PUBACK that refuses a publish fail the publish instead of confirming it.
 
     MQTT 5 lets the broker answer a QoS 1 publish with a failure reason (§3.4.2.1, e.g. 0x87
@@ -130,6 +139,8 @@ def _refused_is_not_delivered(client: aiomqtt.Client) -> None:
     ) -> None:
         if getattr(reason_code, "is_failure", False):
             log.error("event=publish_refused mid=%s reason=%r", mid, str(reason_code))
+            if on_refused is not None:
+                on_refused()
             c.disconnect()
             return
         assert confirm is not None
@@ -170,6 +181,12 @@ class WardLink:
         self._wake = asyncio.Event()
         self._state_dirty = True
         self._identifier = settings.client_id
+        # the broker refused an alarm since the last one it took (an ACL): reconnecting fast
+        # would not help
+        self._refused = False
+
+    def _note_refused(self) -> None:
+        self._refused = True
 
     def _log_link(self, status: LinkStatus) -> None:
         """Name the broker (host:port, never the credentials) once when the link fails.
@@ -240,7 +257,13 @@ class WardLink:
             self.status,
             self._serve,
             errors=(aiomqtt.MqttError, TimeoutError, OSError),
-            backoff=Backoff(cap=t.backoff_max_s),
+            # Alarms waiting: back within about a second of the broker, not after a backoff
+            # grown during the outage; a broker that refuses them is not hammered
+            # (issue 17, item 9).
+            backoff=Backoff(
+                cap=t.backoff_max_s,
+                urgent=lambda: self.pending_alarms > 0 and not self._refused,
+            ),
             now=self._clock.now,
         )
 
@@ -257,7 +280,9 @@ class WardLink:
         )
         # one client id for the bed, across reconnects and restarts: its persistent session
         # keeps the commands published while it was away (`session_options`)
-        async with connect_ward(self._settings, identifier=self._identifier, will=will) as client:
+        async with connect_ward(
+            self._settings, identifier=self._identifier, will=will, on_refused=self._note_refused
+        ) as client:
             try:
                 await self._birth_messages(client)
                 connected()
@@ -325,6 +350,8 @@ class WardLink:
                 raise result
             delivered.append(entry.seq)
         self._outbox.remove_many(delivered)  # only after PUBACK
+        if delivered:
+            self._refused = False
         # progress: the next wait is measured from now
         self._waiting_since = time.monotonic()
 

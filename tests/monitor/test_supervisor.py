@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 
 import pytest
@@ -54,3 +56,49 @@ async def test_backoff_is_capped_and_reset() -> None:
     assert all(0.0 <= d <= 4.0 for d in delays)
     backoff.reset()
     assert backoff.next() <= 1.0
+
+
+def test_backoff_stays_short_while_something_urgent_waits() -> None:
+    waiting = [True]
+    backoff = Backoff(base=0.5, cap=30.0, urgent_cap=1.0, urgent=lambda: waiting[0])
+    delays = [backoff.next() for _ in range(20)]  # an outage long enough to reach the cap
+    assert all(0.0 <= d <= 1.0 for d in delays)
+    waiting[0] = False
+    later = [backoff.next() for _ in range(50)]
+    assert max(later) > 1.0  # back to the full cap once nothing waits (50 draws up to 30 s)
+    assert all(d <= 30.0 for d in later)
+
+
+async def test_a_connection_dropped_at_once_does_not_reset_the_backoff() -> None:
+    """A peer that accepts and drops every connection is retried ever more slowly."""
+    seen: list[float] = []
+
+    class Recording(Backoff):
+        def next(self) -> float:
+            super().next()
+            seen.append(self._attempt)
+            return 0.0  # do not really wait
+
+    backoff = Recording(base=0.5, cap=30.0)
+    status = LinkStatus(name="t")
+    calls = 0
+
+    async def serve(connected: Callable[[], None]) -> None:
+        nonlocal calls
+        calls += 1
+        connected()
+        if calls == 6:
+            await asyncio.sleep(3600)  # stays up: the test stops here
+        raise OSError("dropped")
+
+    task = asyncio.create_task(
+        supervise(status, serve, errors=(OSError,), backoff=backoff, now=time.monotonic)
+    )
+    async with asyncio.timeout(5):
+        while calls < 6:  # noqa: ASYNC110 - the supervisor signals nothing to wait on
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # each quick drop counted as one more attempt: 1, 2, 3, 4, 5 (no reset at connect)
+    assert seen == [1, 2, 3, 4, 5]
