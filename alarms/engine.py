@@ -67,6 +67,9 @@ SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
     "JOURNAL_FAILED": (Priority.HIGH, AlarmKind.TECHNICAL),
     # free space on the journal's disk below `[journal] min_free_mb`: fix it before it is full
     "JOURNAL_SPACE_LOW": (Priority.LOW, AlarmKind.TECHNICAL),
+    # more samples arrive than the bed can take: some are shed (counted), so a run may be
+    # seen late or broken (issue 17, item 5); medium, as a lost data source is
+    "SAMPLES_SHED": (Priority.MEDIUM, AlarmKind.TECHNICAL),
 }
 
 
@@ -1191,7 +1194,7 @@ _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 # System alarms about the bed rather than the session: a discharge does not clear them.
 _BED_CONDITIONS = frozenset(
     {"DEVICE_DISCONNECTED", "WARD_LINK_DOWN", "DEVICE_CLOCK_OFF", "JOURNAL_FAILED",
-     "JOURNAL_SPACE_LOW"}
+     "JOURNAL_SPACE_LOW", "SAMPLES_SHED"}
 )  # fmt: skip
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 

@@ -62,6 +62,8 @@ SAMPLE_QUEUE_LEN = 4096
 CANCEL_RETRY_S = 0.5
 WARD_LINK_DOWN = "WARD_LINK_DOWN"
 DEVICE_CLOCK_OFF = "DEVICE_CLOCK_OFF"
+# real seconds without a sample shed before SAMPLES_SHED clears
+SHED_QUIET_S = 10.0
 # characters of a refusal's reason kept in the journal and sent back on …/cmd/result
 REFUSAL_TEXT_MAX = 500
 # Added to the longest alarm delay and the HR hold for the journal's idle mark lag (Bed).
@@ -114,6 +116,7 @@ class Bed:
         self.timekeeper = timekeeper or Timekeeper(max_ahead_s=5.0, max_behind_s=25.0)
         # devices whose clock is off, with their offset (s), while DEVICE_CLOCK_OFF is raised
         self._clocks_off: dict[str, float] = {}
+        self.lag_s = 0.0
         # Idle ticks of the current idle stretch, (t, input id, seq). The journal's idle mark
         # trails the present by `_idle_lag`: a run that began before the mark and still holds
         # would have raised its alarm within its delay, so replaying from the mark rebuilds
@@ -141,6 +144,8 @@ class Bed:
         if batch:
             now = self._clock.now()
             batch, changes = self.timekeeper.stamp(batch, now)
+            # how far behind its samples the bed is (the newest of the batch, bed seconds)
+            self.lag_s = max(0.0, now - max(s.t for s in batch))
             self._record("samples", now, samples_data(batch))
             self._emit(self.core.samples(batch), batch)
             if changes:
@@ -457,6 +462,9 @@ class Daemon:
         self._status_changed = asyncio.Event()
         self._status_phase = self.core.phase
         self._stopping = False
+        # samples shed so far, and when the last were (monotonic): SAMPLES_SHED
+        self._shed_seen = 0
+        self._shed_last = 0.0
         self._ready = asyncio.Event()
 
     def _make_metrics(self) -> Metrics:
@@ -466,6 +474,7 @@ class Daemon:
         metrics.watch_ward(self.ward)
         metrics.watch_sample_queue(self.bed.samples)
         metrics.watch_restamped(self.bed.timekeeper.restamped)
+        metrics.watch_lag(lambda: self.bed.lag_s)
         metrics.watch_active_alarms(
             lambda: [a.priority.value for a in self.core.engine.active.values()]
         )
@@ -560,6 +569,35 @@ class Daemon:
         elif active and since is None and not stalled:
             self.bed.condition(WARD_LINK_DOWN, active=False, message="ward broker reachable again")
 
+    def _shed_count(self) -> int:
+        """Samples shed so far: the drivers' full incoming queues and the bed's sample queue."""
+        shed = self.bed.samples.dropped
+        for driver in self.drivers:
+            shed += driver.stats.dropped.get("overload", 0)
+        return shed
+
+    def _shedding_check(self) -> None:
+        """`SAMPLES_SHED` while samples are being shed; cleared after `SHED_QUIET_S` without."""
+        shed = self._shed_count()
+        now = time.monotonic()
+        active = "SAMPLES_SHED" in self.core.engine.active
+        if shed > self._shed_seen:
+            new = shed - self._shed_seen
+            self._shed_seen, self._shed_last = shed, now
+            if not active:
+                log.warning("event=samples_shed n=%d lag_s=%.1f", new, self.bed.lag_s)
+                self.bed.condition(
+                    "SAMPLES_SHED",
+                    active=True,
+                    value=float(new),
+                    message=f"more samples than the bed can take: {new} shed "
+                    f"(the bed runs {self.bed.lag_s:.0f} s behind); check the monitors' rates",
+                )
+        elif active and now - self._shed_last >= SHED_QUIET_S:
+            self.bed.condition(
+                "SAMPLES_SHED", active=False, message=f"no sample shed for {SHED_QUIET_S:g} s"
+            )
+
     def _storage_check(self) -> None:
         """`JOURNAL_FAILED` while the disk refuses the journal or the outbox; low space warned.
 
@@ -605,6 +643,7 @@ class Daemon:
             await asyncio.sleep(period)
             self._ward_check()
             self._storage_check()
+            self._shedding_check()
 
     def _emit(self, events: list[AlarmEvent], samples: list[Sample]) -> None:
         if self.metrics is not None:

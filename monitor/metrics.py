@@ -131,6 +131,7 @@ class _LiveCollector:
         self.sample_queue: DroppedCount | None = None
         self.active_priorities: Callable[[], Iterable[str]] | None = None
         self.restamped: Mapping[tuple[str, str], int] | None = None
+        self.lag: Callable[[], float] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return self._families()[0]
@@ -139,6 +140,13 @@ class _LiveCollector:
         families, fill = self._families()
         fill()
         return families
+
+    def _fill_clock(self, restamped: CounterMetricFamily, lag: GaugeMetricFamily) -> None:
+        if self.lag is not None:
+            lag.add_metric([], self.lag())
+        if self.restamped is not None:
+            for (device, direction), n in sorted(self.restamped.items()):
+                restamped.add_metric([device, direction], n)
 
     def _families(self) -> tuple[list[Metric], Callable[[], None]]:
         frames = CounterMetricFamily(
@@ -185,9 +193,13 @@ class _LiveCollector:
             "by device and direction (ahead, behind).",
             labels=["device", "direction"],
         )
+        lag = GaugeMetricFamily(
+            "vigil_sample_lag_seconds",
+            "How far behind the newest sample of its last batch the bed processed it (bed s).",
+        )
         families: list[Metric] = [
             frames, dropped, connected, reconnects, broker, outbox, vitals_dropped,
-            queue_dropped, active, restamped,
+            queue_dropped, active, restamped, lag,
         ]  # fmt: skip
 
         def fill() -> None:
@@ -208,9 +220,7 @@ class _LiveCollector:
                 by_priority = Counter(self.active_priorities())
                 for p in Priority:
                     active.add_metric([p.value], by_priority[p.value])
-            if self.restamped is not None:
-                for (device, direction), n in sorted(self.restamped.items()):
-                    restamped.add_metric([device, direction], n)
+            self._fill_clock(restamped, lag)
 
         return families, fill
 
@@ -257,6 +267,10 @@ class Metrics:
     def watch_sample_queue(self, queue: DroppedCount) -> None:
         """Export the bed's sample-queue drops."""
         self._live.sample_queue = queue
+
+    def watch_lag(self, lag: Callable[[], float]) -> None:
+        """Export the bed's lag behind its samples."""
+        self._live.lag = lag
 
     def watch_restamped(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Export the samples re-stamped with the bed's time (`monitor.timekeeper`)."""

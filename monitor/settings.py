@@ -266,6 +266,10 @@ class MqttDriver(_DriverBase):
     kind: Literal["mqtt"]
     topic: str
     format: Literal["vigil", "vscapture"] = "vigil"
+    # Messages waiting in the client for the bed: beyond this the oldest are dropped and
+    # counted (`overload`), so a flooding monitor cannot build a backlog that delays every
+    # alarm behind it (issue 17, item 5).
+    max_queued: int = Field(default=1000, ge=10, le=1_000_000)
     broker_url: str | None = Field(
         default=None, description="another broker than [broker]; default the ward broker"
     )

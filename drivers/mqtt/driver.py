@@ -43,6 +43,7 @@ NOTE_DEVICE_ID_MISMATCH: Final = "device_id_mismatch"
 # A real drop: a retained message is the last value of some earlier moment, replayed by the
 # broker because we subscribed, not a reading of now (MQTT 3.1.1 §3.3.1.3 sets RETAIN only then).
 DROP_RETAINED: Final = "retained"
+DROP_OVERLOAD: Final = "overload"  # shed from a full incoming queue (`_shedding_queue`)
 
 # The subscription QoS: the broker keeps QoS 1 messages for us in flight, QoS 0 it may lose.
 _QOS: Final = 1
@@ -198,6 +199,8 @@ class MqttMonitorDriver:
             # samples go straight to the alarm engine: no Nagle delay on our ACKs and requests
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             logger=_log,
+            queue_type=_shedding_queue(self._stats),
+            max_queued_incoming_messages=self._settings.max_queued,
             **mqtt_client.session_options(
                 protocol, broker.session_expiry_s if self._persistent else 0
             ),
@@ -238,6 +241,25 @@ class MqttMonitorDriver:
         return decode_vscapture(
             payload, device_id=self._settings.device_id, received_t=self._clock.now()
         )
+
+
+def _shedding_queue(stats: DriverStats) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """The incoming queue of aiomqtt, bounded: when full the oldest message goes, counted.
+
+    aiomqtt discards the *newest* message of a full queue with only a log line; here the
+    newest samples are kept (they are what the alarms are judged on now) and every message
+    shed is counted under `overload` (ARCHITECTURE.md: samples may be dropped under overload,
+    bounded and counted).
+    """
+
+    class SheddingQueue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if self.full():
+                self.get_nowait()
+                stats.drop(DROP_OVERLOAD)
+            super().put_nowait(item)
+
+    return SheddingQueue
 
 
 def _cancelling() -> bool:
