@@ -29,6 +29,7 @@ _HANDLERS: dict[str, str] = {
     "watch": "monitor.watch:watch_main",
     "report": "monitor.report:report_main",
     "sessions": "monitor.export:sessions_main",
+    "evaluate": "monitor.evaluate_cli:evaluate_main",
 }
 
 
@@ -136,6 +137,57 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--journal", type=Path, default=None, help="the journal file itself")
 
 
+def _add_cohort_options(p: argparse.ArgumentParser) -> None:
+    """`vigil simulate cohort`: a synthetic cohort of sessions (simulators/cohort.py)."""
+    cohort = p.add_argument_group("cohort (vigil simulate cohort --sessions N --out DIR)")
+    cohort.add_argument("--sessions", type=int, default=None, metavar="N", help="sessions")
+    cohort.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder to write")
+    cohort.add_argument(
+        "--per-file", type=int, default=1, metavar="K", help="sessions per recording (default 1)"
+    )
+    cohort.add_argument("--params", type=Path, default=None, help="cohort parameters (TOML)")
+    cohort.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter, e.g. sys_rise.mean=10 (repeatable)",
+    )
+
+
+def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`vigil evaluate`: the alarm burden of a policy over recordings (monitor/evaluate_cli.py)."""
+    p = sub.add_parser(
+        "evaluate", help="the alarm burden of a policy over a cohort of recordings (HTML, JSON, CSV)"
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="recordings or folders")
+    p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
+    p.add_argument(
+        "--out", type=Path, default=Path("report.html"), help="HTML report (default report.html)"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: the machine's cores)"
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="CODE.field=a:b:step",
+        help="replay once per value of a rule's numeric field (repeatable), "
+        "e.g. BP_HIGH.dia=100:120:5 or BP_CRISIS.when[1].sys=190,200,210",
+    )
+    p.add_argument(
+        "--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on a Dask cluster"
+    )
+    p.add_argument(
+        "--detect-window",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="an annotated event is detected if its alarm is active within S s (default 600)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -163,10 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenario to simulate (default: %(default)s)",
     )
 
-    p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
-    p.add_argument("device", help="device to simulate, e.g. mqtt-monitor")
+    p = sub.add_parser(
+        "simulate",
+        help="a device simulator speaking the device's real protocol, or a cohort of recordings",
+    )
+    p.add_argument(
+        "device", help="device to simulate, e.g. mqtt-monitor; or cohort (recordings to files)"
+    )
     p.add_argument("--scenario", default="normal-session", help="scenario (default: %(default)s)")
-    target = p.add_mutually_exclusive_group(required=True)
+    # not required by argparse: `cohort` writes files; simulate_main names the missing target
+    target = p.add_mutually_exclusive_group()
     target.add_argument("--mqtt", metavar="URL", help="broker URL (MQTT monitors)")
     target.add_argument("--serial", metavar="PORT", help="serial port (serial monitors)")
     target.add_argument(
@@ -219,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="real seconds a silence or an unplug lasts (default %(default)s)",
     )
+    _add_cohort_options(p)
 
     p = sub.add_parser("replay", help="alarm events for a recording, one JSON object per line")
     p.add_argument("file", type=Path, help="recording CSV (t,param,value)")
@@ -272,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="bed config whose [journal] path is read (default /etc/vigil/bed.toml)",
     )
     source.add_argument("--journal", type=Path, default=None, help="the journal (SQLite) itself")
+
+    _add_evaluate(sub)
     return parser
 
 
