@@ -158,7 +158,7 @@ def _add_cohort_options(p: argparse.ArgumentParser) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil evaluate`: the alarm burden of a policy over recordings (monitor/evaluate_cli.py)."""
     p = sub.add_parser(
-        "evaluate", help="the alarm burden of a policy over a cohort of recordings (HTML, JSON, CSV)"
+        "evaluate", help="the alarm burden of a policy over a cohort of recordings (HTML, JSON)"
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="recordings or folders")
     p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
@@ -188,7 +188,7 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per subcommand
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="vigil",

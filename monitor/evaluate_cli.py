@@ -12,12 +12,13 @@ sweep, a bad policy, matplotlib missing for the HTML).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,32 +53,48 @@ def _sessions(results: list[FileResult]) -> tuple[list[SessionResult], int, int]
     return sessions, sum(r.outside for r in results), sum(r.rows for r in results)
 
 
-def evaluate_main(args: argparse.Namespace) -> int:
-    """Run `vigil evaluate`; return the exit status."""
+@dataclass(frozen=True)
+class _Plan:
+    policy: Policy
+    files: list[Path]
+    sweeps: list[Sweep]
+    jobs: int
+
+
+def _plan(args: argparse.Namespace) -> _Plan | str:  # noqa: PLR0911 - one return per check
+    """What to run, or why it cannot be (a usage error)."""
     try:
         policy = load_policy(args.config)
     except ConfigError as exc:
-        return _fail(f"bad policy:\n{exc}", 2)
+        return f"bad policy:\n{exc}"
     missing = [p for p in args.paths if not p.exists()]
     if missing:
-        return _fail(f"{missing[0]}: no such file or folder", 2)
+        return f"{missing[0]}: no such file or folder"
     files = recordings_under(list(args.paths))
     if not files:
-        return _fail("no recordings (*.csv, *.parquet) under " + ", ".join(map(str, args.paths)), 2)
+        return "no recordings (*.csv, *.parquet) under " + ", ".join(map(str, args.paths))
     try:
         sweeps = [parse_sweep(text, policy) for text in args.sweep]
     except SweepError as exc:
-        return _fail(f"--sweep {exc}", 2)
+        return f"--sweep {exc}"
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
-        return _fail("--jobs must be at least 1", 2)
+        return "--jobs must be at least 1"
+    if not args.detect_window >= 0:
+        return "--detect-window must be 0 or more"
     if args.out.suffix.lower() not in {".html", ".htm"}:
-        return _fail(f"--out {args.out}: the report is HTML (.html)", 2)
-    try:
-        import matplotlib  # noqa: F401, PLC0415 - the optional extra, checked before the work
-    except ImportError:
-        return _fail("the HTML report needs matplotlib: pip install 'vigil[report]'", 2)
+        return f"--out {args.out}: the report is HTML (.html)"
+    if importlib.util.find_spec("matplotlib") is None:
+        return "the HTML report needs matplotlib: pip install 'vigil[report]'"
+    return _Plan(policy, files, sweeps, jobs)
 
+
+def evaluate_main(args: argparse.Namespace) -> int:
+    """Run `vigil evaluate`; return the exit status."""
+    plan = _plan(args)
+    if isinstance(plan, str):
+        return _fail(plan, 2)
+    policy, files, sweeps, jobs = plan.policy, plan.files, plan.sweeps, plan.jobs
     policies: list[Policy] = [policy, *(v for sw in sweeps for v in sw.policies)]
     tasks = [(f, pol) for pol in policies for f in files]
     progress = Progress(len(tasks), label=_PROG)
@@ -103,9 +120,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
     block = burden_block(sessions, codes, args.detect_window)
     sweep_docs = _sweep_docs(sweeps, results, codes, args.detect_window)
     doc = document(
-        command=shlex.join(["vigil", "evaluate", *sys.argv[2:]])
-        if sys.argv[1:2] == ["evaluate"]
-        else "vigil evaluate " + shlex.join(map(str, args.paths)),
+        command=_command_line(args),
         policy=str(args.config or default_policy_path()),
         recordings=n,
         sessions=sessions,
@@ -119,7 +134,9 @@ def evaluate_main(args: argparse.Namespace) -> int:
             "scheduler": args.scheduler,
             "replays": len(tasks),
             "elapsed_s": round(elapsed, 3),
-            "sessions_per_s": round(len(sessions) * len(policies) / elapsed, 2) if elapsed else None,
+            "sessions_per_s": round(len(sessions) * len(policies) / elapsed, 2)
+            if elapsed
+            else None,
         },
     )
     try:
@@ -128,6 +145,14 @@ def evaluate_main(args: argparse.Namespace) -> int:
         return _fail(f"{args.out}: {exc.strerror or exc}", 1)
     _print_table(doc)
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as it was typed (for the report), from `sys.argv` when it is this one."""
+    argv = sys.argv[1:]
+    if "evaluate" in argv:
+        return shlex.join(["vigil", *argv[argv.index("evaluate") :]])
+    return shlex.join(["vigil", "evaluate", *map(str, args.paths)])
 
 
 def _sweep_docs(
@@ -164,8 +189,10 @@ def _print_table(doc: dict[str, Any]) -> None:
         f"{doc['sessions']} sessions in {doc['recordings']} recordings; "
         "share of sessions with >= 1 activation [95 % Wilson], activations per session"
     )
-    print(f"{'alarm':<24} {'share %':>8} {'95 % interval':>15} {'mean':>7} {'med':>4} "
-          f"{'p90':>5} {'max':>4} {'time/session':>13}")
+    print(
+        f"{'alarm':<24} {'share %':>8} {'95 % interval':>15} {'mean':>7} {'med':>4} "
+        f"{'p90':>5} {'max':>4} {'time/session':>13}"
+    )
     for r in doc["burden"]:
         if r["scope"] != "session" or (r["group"] == "code" and not r["with_alarm"]):
             continue

@@ -83,7 +83,7 @@ class Normal(_Model):
 class CohortParams(_Model):
     """Every parameter of the cohort; defaults and sources in docs/evaluate.md."""
 
-    # timeline (PROTOCOL.md), seconds
+    # The timeline of PROTOCOL.md, in seconds.
     pre_s: Annotated[int, Field(ge=60)] = 600
     infusion_s: Annotated[int, Field(ge=60)] = 2400
     post_s: Annotated[int, Field(ge=60)] = 7200
@@ -94,19 +94,19 @@ class CohortParams(_Model):
     cuff_lead_s: Annotated[int, Field(ge=1)] = 30
     session_spacing_s: Annotated[int, Field(ge=1)] = 14400
     start: Annotated[int, Field(ge=0)] = DEFAULT_START
-    # baselines [U]
+    # Baselines: assumptions, marked U in the docs.
     sys0: Normal = Normal(mean=125.0, sd=14.0)
     dia0: Normal = Normal(mean=78.0, sd=9.0)
     hr0: Normal = Normal(mean=72.0, sd=11.0)
     spo2_0: Normal = Normal(mean=97.5, sd=1.0)
-    # the rise at its peak: Yale [S12]; HR mean [S11]
+    # The rise at its peak: Yale for BP (S12), the meta-analysis for the HR mean (S11).
     sys_rise: Normal = Normal(mean=16.0, sd=11.2)
     dia_rise: Normal = Normal(mean=11.0, sd=8.45)
     rise_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.7
     hr_rise: Normal = Normal(mean=4.1, sd=6.0)
     peak_s: Annotated[int, Field(ge=1)] = 2400
     recovery_tau_s: Positive = 1800.0
-    # noise [U]
+    # Noise: assumptions.
     cuff_sd: NonNegative = 4.0
     hr_drift_sd: NonNegative = 2.0
     hr_noise_sd: NonNegative = 1.5
@@ -114,7 +114,7 @@ class CohortParams(_Model):
     spo2_drift_sd: NonNegative = 0.7
     spo2_noise_sd: NonNegative = 0.4
     drift_width_s: Annotated[int, Field(ge=1, le=3600)] = 120
-    # failures and episodes [U]
+    # Failures and episodes: assumptions.
     cuff_failure_p: Probability = 0.03
     probe_off_per_h: NonNegative = 0.5
     probe_off_mean_s: Positive = 20.0
@@ -123,7 +123,7 @@ class CohortParams(_Model):
     desat_per_h: NonNegative = 0.01
     desat_depth: Normal = Normal(mean=8.0, sd=3.0)
     desat_mean_s: Positive = 60.0
-    # what counts as a true event (the annotations)
+    # What counts as a true event in the annotations.
     true_sys: Positive = 180.0
     true_dia: Positive = 110.0
     true_spo2: Positive = 92.0
@@ -162,9 +162,7 @@ def load_params(path: Path | None, overrides: list[str]) -> CohortParams:
     for text in overrides:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(
-                [ConfigProblem(file="--set", key=text, reason="expected KEY=VALUE")]
-            )
+            raise ConfigError([ConfigProblem(file="--set", key=text, reason="expected KEY=VALUE")])
         value = _toml_value(raw.strip(), key.strip())
         node = data
         *parents, leaf = key.strip().split(".")
@@ -237,11 +235,13 @@ def _episodes(
     return [(int(s), int(min(hi, s + d))) for s, d in zip(starts, lengths, strict=True)]
 
 
-def _course(x: npt.NDArray[np.float64], peak: float, tau: float) -> npt.NDArray[np.float64]:
+def _course(x: npt.NDArray[np.float64], p: CohortParams) -> npt.NDArray[np.float64]:
     """The rise's shape at `x` seconds after infusion start: 0 before, 1 at the peak."""
+    peak, tau = float(p.peak_s), p.recovery_tau_s
     up = np.sin(np.pi / 2 * np.clip(x, 0.0, peak) / peak) ** 2
     down = np.exp(-np.maximum(x - peak, 0.0) / tau)
-    return np.where(x < 0, 0.0, np.where(x <= peak, up, down))
+    out: npt.NDArray[np.float64] = np.where(x < 0, 0.0, np.where(x <= peak, up, down))
+    return out
 
 
 def cuff_offsets(p: CohortParams) -> npt.NDArray[np.int64]:
@@ -258,8 +258,6 @@ def simulate_session(p: CohortParams, seed: int, index: int) -> SessionData:
     """Session `index` of the cohort `seed` (deterministic; see the module docstring)."""
     rng = np.random.default_rng([seed, index])
     t0 = p.start + index * p.session_spacing_s
-    n = p.length_s  # samples at offsets 0 .. length - 1; discharge at `length`
-    t_inf, t_stop = p.pre_s, p.pre_s + p.infusion_s
     sys0 = rng.normal(p.sys0.mean, p.sys0.sd)
     dia0 = rng.normal(p.dia0.mean, p.dia0.sd)
     hr0 = rng.normal(p.hr0.mean, p.hr0.sd)
@@ -269,12 +267,39 @@ def simulate_session(p: CohortParams, seed: int, index: int) -> SessionData:
     d_sys = p.sys_rise.mean + p.sys_rise.sd * z1
     d_dia = p.dia_rise.mean + p.dia_rise.sd * (rho * z1 + math.sqrt(1 - rho * rho) * z2)
     d_hr = rng.normal(p.hr_rise.mean, p.hr_rise.sd)
+    shape = _course(np.arange(p.length_s, dtype=np.float64) - p.pre_s, p)
+    events: list[tuple[int, str]] = []
+    continuous = _continuous(rng, p, hr0 + d_hr * shape, spo2_0, t0, events)
+    cuffs = cuff_offsets(p)
+    c_shape = _course(cuffs.astype(np.float64) - p.pre_s, p)
+    k = len(cuffs)
+    sys_m = np.rint(sys0 + d_sys * c_shape + rng.normal(0.0, p.cuff_sd, k))
+    dia_m = np.rint(dia0 + d_dia * c_shape + rng.normal(0.0, p.cuff_sd, k))
+    mean_m = np.rint(dia_m + (sys_m - dia_m) / 3.0)
+    failed = rng.random(k) < p.cuff_failure_p
+    for col in (sys_m, dia_m, mean_m):
+        col[failed] = np.nan
+    # the noise-free curve reaching the limits, second by second
+    curve = (sys0 + d_sys * shape >= p.true_sys) | (dia0 + d_dia * shape >= p.true_dia)
+    curve[: p.pre_s] = False
+    if curve.any():
+        events.append((t0 + int(np.argmax(curve)), "BP_HIGH"))
+    events.sort()
+    return _assemble(p, t0, continuous, cuffs, np.column_stack([sys_m, dia_m, mean_m]), events)
 
-    x = np.arange(n, dtype=np.float64) - t_inf
-    shape = _course(x, float(p.peak_s), p.recovery_tau_s)
+
+def _continuous(
+    rng: np.random.Generator,
+    p: CohortParams,
+    hr_mean: npt.NDArray[np.float64],
+    spo2_0: float,
+    t0: int,
+    events: list[tuple[int, str]],
+) -> npt.NDArray[np.float64]:
+    """HR, PR, SpO2 per second as three columns (NaN: no value); desaturations to `events`."""
+    n = p.length_s
     hr = (
-        hr0
-        + d_hr * shape
+        hr_mean
         + _smooth(rng, n, p.hr_drift_sd, p.drift_width_s)
         + rng.normal(0.0, p.hr_noise_sd, n)
     )
@@ -284,61 +309,42 @@ def simulate_session(p: CohortParams, seed: int, index: int) -> SessionData:
         + _smooth(rng, n, p.spo2_drift_sd, p.drift_width_s)
         + rng.normal(0.0, p.spo2_noise_sd, n)
     )
-    events: list[tuple[int, str]] = []
-    for start, end in _episodes(rng, t_inf, t_stop + p.post_s, p.desat_per_h, p.desat_mean_s):
+    t_stop = p.pre_s + p.infusion_s
+    for start, end in _episodes(rng, p.pre_s, t_stop + p.post_s, p.desat_per_h, p.desat_mean_s):
         depth = max(0.0, rng.normal(p.desat_depth.mean, p.desat_depth.sd))
         length = end - start
-        dip = depth * np.sin(np.pi * np.arange(length) / length) ** 2
-        spo2[start:end] -= dip
+        spo2[start:end] -= depth * np.sin(np.pi * np.arange(length) / length) ** 2
         if spo2_0 - depth < p.true_spo2:
             events.append((t0 + start, "DESAT"))
-    hr_r, pr_r = np.rint(hr), np.rint(pr)
-    spo2_r = np.clip(np.rint(spo2), 0.0, 100.0)
+    out = np.column_stack([np.rint(hr), np.rint(pr), np.clip(np.rint(spo2), 0.0, 100.0)])
     for start, end in _episodes(rng, 0, n, p.probe_off_per_h, p.probe_off_mean_s):
-        spo2_r[start:end] = np.nan
-        pr_r[start:end] = np.nan
+        out[start:end, 1:] = np.nan  # the oximeter gives neither PR nor SpO2
     for start, end in _episodes(rng, 0, n, p.leads_off_per_h, p.leads_off_mean_s):
-        hr_r[start:end] = np.nan
+        out[start:end, 0] = np.nan
+    return out
 
-    cuffs = cuff_offsets(p)
-    c_shape = _course(cuffs.astype(np.float64) - t_inf, float(p.peak_s), p.recovery_tau_s)
-    true_sys, true_dia = sys0 + d_sys * c_shape, dia0 + d_dia * c_shape
-    k = len(cuffs)
-    sys_m = np.rint(true_sys + rng.normal(0.0, p.cuff_sd, k))
-    dia_m = np.rint(true_dia + rng.normal(0.0, p.cuff_sd, k))
-    mean_m = np.rint(dia_m + (sys_m - dia_m) / 3.0)
-    failed = rng.random(k) < p.cuff_failure_p
-    for col in (sys_m, dia_m, mean_m):
-        col[failed] = np.nan
-    # the noise-free curve reaching the limits, second by second
-    curve = (sys0 + d_sys * shape >= p.true_sys) | (dia0 + d_dia * shape >= p.true_dia)
-    curve[:t_inf] = False
-    if curve.any():
-        events.append((t0 + int(np.argmax(curve)), "BP_HIGH"))
-    events.sort()
 
-    # rows: at one second a step first, then HR, PR, SPO2, then a determination
-    sec = np.arange(n, dtype=np.int64)
+def _assemble(
+    p: CohortParams,
+    t0: int,
+    continuous: npt.NDArray[np.float64],
+    cuffs: npt.NDArray[np.int64],
+    nibp: npt.NDArray[np.float64],
+    events: list[tuple[int, str]],
+) -> SessionData:
+    """The rows in recording order: at one second a step, then HR, PR, SPO2, then NIBP."""
+    n, k = p.length_s, len(cuffs)
+    t_inf, t_stop = p.pre_s, p.pre_s + p.infusion_s
     steps = np.array([0, t_inf, t_stop, n], dtype=np.int64)
-    t = np.concatenate([steps, np.repeat(sec, 3), np.repeat(cuffs, 3)])
+    t = np.concatenate([steps, np.repeat(np.arange(n, dtype=np.int64), 3), np.repeat(cuffs, 3)])
     order_key = np.concatenate(
         [np.zeros(4), np.tile([1.0, 2.0, 3.0], n), np.tile([4.0, 5.0, 6.0], k)]
     )
     code = np.concatenate(
-        [
-            np.full(4, _EVENT_ROW),
-            np.tile([0, 1, 2], n),
-            np.tile([3, 4, 5], k),
-        ]
+        [np.full(4, _EVENT_ROW), np.tile([0, 1, 2], n), np.tile([3, 4, 5], k)]
     ).astype(np.int8)
-    value = np.concatenate(
-        [
-            np.arange(4, dtype=np.float64),
-            np.column_stack([hr_r, pr_r, spo2_r]).ravel(),
-            np.column_stack([sys_m, dia_m, mean_m]).ravel(),
-        ]
-    )
-    # values out of any monitor's display range become missing, as a monitor shows dashes
+    value = np.concatenate([np.arange(4, dtype=np.float64), continuous.ravel(), nibp.ravel()])
+    # a reading no display could show is no value, as a monitor shows dashes
     value[(code < _EVENT_ROW) & ((value < 0) | (value > 999))] = np.nan
     order = np.lexsort((order_key, t))
     return SessionData(t[order] + t0, code[order], value[order], events)
@@ -433,7 +439,9 @@ def simulate_cohort(
     written: list[Path] = []
     for f in range(files):
         first = f * per_file
-        batch = [simulate_session(p, seed, i) for i in range(first, min(sessions, first + per_file))]
+        batch = [
+            simulate_session(p, seed, i) for i in range(first, min(sessions, first + per_file))
+        ]
         path = out / f"session-{f + 1:0{digits}d}.csv"
         write_sessions(batch, path)
         written.append(path)
@@ -473,7 +481,9 @@ def simulate_cohort_main(args: argparse.Namespace) -> int:
         print(f"{prog}: give --sessions N and --out DIR", file=sys.stderr)
         return 2
     if args.mqtt or args.serial or args.pty:
-        print(f"{prog}: a cohort is written to files: no --mqtt, --serial or --pty", file=sys.stderr)
+        print(
+            f"{prog}: a cohort is written to files: no --mqtt, --serial or --pty", file=sys.stderr
+        )
         return 2
     if args.sessions < 1 or args.per_file < 1:
         print(f"{prog}: --sessions and --per-file must be at least 1", file=sys.stderr)

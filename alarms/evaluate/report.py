@@ -39,7 +39,7 @@ __all__ = [
 
 TIMING_BIN_MIN = 5
 _PRIORITY_COLOURS = {"high": "#c62828", "medium": "#f9a825", "low": "#00838f"}
-_BURDEN_FIELDS = [f for f in BurdenRow.__dataclass_fields__]
+_BURDEN_FIELDS = list(BurdenRow.__dataclass_fields__)
 
 
 def burden_block(
@@ -70,9 +70,7 @@ def _distribution(sessions: Sequence[SessionResult]) -> dict[str, list[int]]:
     """Sessions by number of activations: `counts[k]` sessions had k (any, per priority)."""
     out: dict[str, list[int]] = {}
     for name in ("any", *(p.value for p in Priority)):
-        per = [
-            sum(1 for a in s.activations if name in {"any", a.priority.value}) for s in sessions
-        ]
+        per = [sum(1 for a in s.activations if name in {"any", a.priority.value}) for s in sessions]
         out[name] = np.bincount(np.asarray(per, dtype=np.int64), minlength=1).tolist()
     return out
 
@@ -104,7 +102,7 @@ def _timing(sessions: Sequence[SessionResult]) -> dict[str, Any]:
     }
 
 
-def document(
+def document(  # noqa: PLR0913 - keyword-only, one per part of the document
     *,
     command: str,
     policy: str,
@@ -180,7 +178,9 @@ def _figure(w: float, h: float) -> Figure:
 
 def _code_chart(doc: dict[str, Any]) -> str:
     rows = [
-        r for r in doc["burden"] if r["group"] == "code" and r["scope"] == "session" and r["with_alarm"]
+        r
+        for r in doc["burden"]
+        if r["group"] == "code" and r["scope"] == "session" and r["with_alarm"]
     ]
     priority = _code_priorities(doc)
     fig = _figure(8.5, max(2.2, 0.42 * len(rows) + 1.2))
@@ -189,7 +189,7 @@ def _code_chart(doc: dict[str, Any]) -> str:
         ax.text(0.5, 0.5, "no alarm in any session", ha="center", va="center")
         ax.set_axis_off()
         return _png(fig)
-    rows = rows[::-1]
+    rows.reverse()  # the first code at the top
     y = np.arange(len(rows))
     share = np.array([r["share"] for r in rows]) * 100
     lo = share - np.array([r["share_low"] for r in rows]) * 100
@@ -200,7 +200,7 @@ def _code_chart(doc: dict[str, Any]) -> str:
     for yi, r in zip(y, rows, strict=True):
         ax.text(
             r["share_high"] * 100 + 0.3,
-            yi,
+            float(yi),
             f"{r['share'] * 100:.1f} %  ({r['mean']:.2f}/session)",
             va="center",
             fontsize=8,
@@ -247,7 +247,12 @@ def _timing_chart(doc: dict[str, Any]) -> str:
         c = np.asarray(counts, dtype=np.float64)
         x = first + step * np.arange(len(c)) + step / 2
         ax.bar(
-            x, c, step * 0.9, bottom=bottom, label=name, color=_PRIORITY_COLOURS.get(name, "#455a64")
+            x,
+            c,
+            step * 0.9,
+            bottom=bottom,
+            label=name,
+            color=_PRIORITY_COLOURS.get(name, "#455a64"),
         )
         bottom = c if bottom is None else bottom + c
     ax.axvline(0, color="#333", lw=1, ls="--")
@@ -361,7 +366,7 @@ def _sweep_section(sw: dict[str, Any]) -> str:
             f"<td>{a['mean']:.3f}</td><td>{sens}</td></tr>"
         )
     return (
-        f"<h3>{e(sw['target'])}</h3><img alt=\"sweep {e(sw['target'])}\" "
+        f'<h3>{e(sw["target"])}</h3><img alt="sweep {e(sw["target"])}" '
         f'src="data:image/png;base64,{_sweep_chart(sw)}"><table><tr><th>value</th>'
         f"<th>{e(sw['code'])}: sessions with &ge; 1 %</th><th>{e(sw['code'])} per session</th>"
         "<th>any alarm: sessions %</th><th>any alarm per session</th><th>sensitivity %</th></tr>"

@@ -1,5 +1,4 @@
-"""Replaying many recordings with one or more policies: in this process, on local worker
-processes, or on a Dask distributed cluster.
+"""Replaying many recordings with one or more policies, here, on local processes or on Dask.
 
 The unit of work is one (policy, recording) pair, `evaluate_file`. Results come back in the
 order of the tasks whatever order they finish in, so the statistics (which sum in that order)
@@ -93,7 +92,9 @@ def run_tasks(
     return [r for r in results if r is not None]
 
 
-def _on_dask(tasks: Sequence[Task], scheduler: str, step: Callable[[int], None]) -> list[FileResult]:
+def _on_dask(
+    tasks: Sequence[Task], scheduler: str, step: Callable[[int], None]
+) -> list[FileResult]:
     try:
         distributed: Any = importlib.import_module("distributed")
     except ImportError:

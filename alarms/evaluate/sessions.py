@@ -49,8 +49,10 @@ _STEP_CODE: Final[dict[int, SessionEvent]] = {
 
 @dataclass(frozen=True, slots=True)
 class Activation:
-    """One alarm activation: from its `active` event at `t` to `end` (its clearing or the end
-    of its session; `cleared` says which)."""
+    """One alarm activation: from its `active` event at `t` to `end`.
+
+    `end` is its clearing, or the end of its session (`cleared` says which).
+    """
 
     code: str
     priority: Priority
@@ -87,7 +89,11 @@ class SessionResult:
         inf = self.infusion_start if self.infusion_start is not None else self.end
         stop = self.infusion_stop if self.infusion_stop is not None else self.end
         inf, stop = min(inf, self.end), min(max(stop, inf), self.end)
-        spans = {Phase.PRE: (self.start, inf), Phase.INFUSION: (inf, stop), Phase.POST: (stop, self.end)}
+        spans = {
+            Phase.PRE: (self.start, inf),
+            Phase.INFUSION: (inf, stop),
+            Phase.POST: (stop, self.end),
+        }
         return {p: s for p, s in spans.items() if s[1] > s[0]}
 
 
@@ -239,30 +245,24 @@ def _sessions(batch: Rows) -> list[tuple[float, float | None, float | None, floa
     out: list[tuple[float, float | None, float | None, float, bool]] = []
     if len(batch) == 0:
         return out
-    last_t = float(np.max(batch.t))
-    cur: list[float | None] | None = None
-
-    def close(end: float, *, discharged: bool) -> None:
-        assert cur is not None
-        start = cur[0]
-        assert start is not None
-        out.append((start, cur[1], cur[2], end, discharged))
-
+    start: float | None = None
+    inf: float | None = None
+    stop: float | None = None
     for k in np.flatnonzero(np.isin(batch.what, list(_STEP_CODE))):
         step, t = _STEP_CODE[int(batch.what[k])], float(batch.t[k])
         if step is SessionEvent.SESSION_START:
-            if cur is not None:
-                close(t, discharged=False)
-            cur = [t, None, None]
-        elif cur is None:
+            if start is not None:
+                out.append((start, inf, stop, t, False))
+            start, inf, stop = t, None, None
+        elif start is None:
             continue
-        elif step is SessionEvent.INFUSION_START and cur[1] is None:
-            cur[1] = t
-        elif step is SessionEvent.INFUSION_STOP and cur[1] is not None and cur[2] is None:
-            cur[2] = t
         elif step is SessionEvent.DISCHARGE:
-            close(t, discharged=True)
-            cur = None
-    if cur is not None:
-        close(last_t, discharged=False)
+            out.append((start, inf, stop, t, True))
+            start = None
+        elif step is SessionEvent.INFUSION_START and inf is None:
+            inf = t
+        elif step is SessionEvent.INFUSION_STOP and inf is not None and stop is None:
+            stop = t
+    if start is not None:
+        out.append((start, inf, stop, float(np.max(batch.t)), False))
     return out

@@ -28,7 +28,9 @@ from monitor.configfile import problems_from
 
 __all__ = ["Sweep", "SweepError", "parse_sweep"]
 
-_TARGET = re.compile(r"^(?P<code>[A-Za-z][A-Za-z0-9_]*)\.(?:when\[(?P<i>\d+)\]\.)?(?P<field>[a-z0-9_]+)$")
+_TARGET = re.compile(
+    r"^(?P<code>[A-Za-z][A-Za-z0-9_]*)\.(?:when\[(?P<i>\d+)\]\.)?(?P<field>[a-z0-9_]+)$"
+)
 _MAX_VALUES = 200
 
 
@@ -136,9 +138,7 @@ def _set_rule(
         return data
     hit = [i for i, c in enumerate(clauses) if getattr(c, field, None) is not None]
     if not hit or field == "consecutive":
-        raise SweepError(
-            f"no clause of {code} sets {field!r} (name one: {code}.when[i].{field})"
-        )
+        raise SweepError(f"no clause of {code} sets {field!r} (name one: {code}.when[i].{field})")
     for i in hit:
         data["when"][i][field] = value
     return data
@@ -153,9 +153,7 @@ def parse_sweep(text: str, policy: Policy) -> Sweep:
     target, sep, values_text = text.partition("=")
     m = _TARGET.match(target.strip())
     if not sep or m is None:
-        raise SweepError(
-            f"{text!r}: expected CODE.field=a:b:step (e.g. BP_HIGH.dia=100:120:5)"
-        )
+        raise SweepError(f"{text!r}: expected CODE.field=a:b:step (e.g. BP_HIGH.dia=100:120:5)")
     code, field = m["code"], m["field"]
     clause = int(m["i"]) if m["i"] is not None else None
     values = _values(values_text.strip())
