@@ -138,5 +138,5 @@ def test_folders_are_searched_and_annotations_skipped(tmp_path: Path) -> None:
 def test_an_annotation_file_needs_its_header(tmp_path: Path, text: str) -> None:
     path = tmp_path / "x.events.csv"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ValueError, match="x.events.csv:1: bad header: expected t,code"):
+    with pytest.raises(ValueError, match=r"x\.events\.csv:1: bad header: expected t,code"):
         read_events(path)
