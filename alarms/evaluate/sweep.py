@@ -163,7 +163,7 @@ def parse_sweep(text: str, policy: Policy) -> Sweep:
         try:
             variant = Policy.model_validate(data)
         except ValidationError as exc:
-            reasons = "; ".join(str(p) for p in problems_from(exc, data, file="sweep"))
+            reasons = "; ".join(p.reason for p in problems_from(exc, data, file="sweep"))
             raise SweepError(f"{target.strip()}={v:g}: {reasons}") from None
         if problems := variant.problems():
             raise SweepError(f"{target.strip()}={v:g}: " + "; ".join(r for _, r in problems))

@@ -74,7 +74,7 @@ def test_baselines_and_the_rise_follow_their_parameters() -> None:
 
 def test_failures_and_dropouts_happen_at_their_rates() -> None:
     n = 200
-    p, sessions = _cohort(n, cuff_failure_p=0.1, probe_off_per_h=2.0, probe_off_mean_s=30.0)
+    _, sessions = _cohort(n, cuff_failure_p=0.1, probe_off_per_h=2.0, probe_off_mean_s=30.0)
     dets = np.concatenate([_column(s, 3)[1] for s in sessions])
     failed = np.isnan(dets).mean()
     assert abs(failed - 0.1) < 4 * math.sqrt(0.1 * 0.9 / len(dets))
@@ -101,7 +101,11 @@ def test_the_timeline_is_the_protocols(tmp_path: Path) -> None:
     assert hr == list(range(10500))  # 1 Hz, no gap (a leads-off episode leaves empty values)
     # at one second: the step first, then HR, PR, SPO2
     assert [r.what for r in rows[:4]] == [
-        SessionEvent.SESSION_START, Param.HR, Param.PR, Param.SPO2]
+        SessionEvent.SESSION_START,
+        Param.HR,
+        Param.PR,
+        Param.SPO2,
+    ]
 
 
 def test_a_seed_draws_the_same_cohort_whatever_the_packing(tmp_path: Path) -> None:
@@ -136,12 +140,36 @@ def test_the_command_writes_a_manifest_that_draws_it_again(
     def run(*argv: str) -> int:
         return simulate_main(build_parser().parse_args(["simulate", "cohort", *argv]))
 
-    assert run("--sessions", "2", "--seed", "5", "--out", str(tmp_path / "a"),
-               "--set", "post_s=1800", "--set", "session_spacing_s=6000") == 0
+    assert (
+        run(
+            "--sessions",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / "a"),
+            "--set",
+            "post_s=1800",
+            "--set",
+            "session_spacing_s=6000",
+        )
+        == 0
+    )
     assert "2 sessions (seed 5) in 2 files" in capsys.readouterr().err
     manifest = tmp_path / "a" / "cohort.toml"
-    assert run("--sessions", "2", "--seed", "5", "--out", str(tmp_path / "b"),
-               "--params", str(manifest)) == 0
+    assert (
+        run(
+            "--sessions",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / "b"),
+            "--params",
+            str(manifest),
+        )
+        == 0
+    )
     for name in ("session-00001.csv", "session-00002.csv", "session-00002.events.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert run("--sessions", "2") == 2

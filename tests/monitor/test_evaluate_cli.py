@@ -1,0 +1,183 @@
+"""`vigil evaluate` end to end: identical results whatever the parallelism (in process, local
+processes, a Dask LocalCluster of worker processes), sweeps, the report in a real browser, and
+usage errors."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing.resource_tracker
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from monitor.cli import main
+from simulators.cohort import CohortParams, simulate_cohort
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 short sessions, two per file, with a large BP rise so that BP alarms fire."""
+    out = tmp_path_factory.mktemp("cohort")
+    params = CohortParams.model_validate(
+        {
+            "post_s": 1800,
+            "session_spacing_s": 6000,
+            "sys_rise": {"mean": 45.0, "sd": 15.0},
+            "dia_rise": {"mean": 25.0, "sd": 10.0},
+            "desat_per_h": 1.0,
+        }
+    )
+    simulate_cohort(params, sessions=8, seed=4, out=out, per_file=2)
+    return out
+
+
+@pytest.fixture
+def resource_tracker() -> Iterator[None]:
+    """Stop multiprocessing's resource tracker after the test.
+
+    Starting processes with `spawn` (the local pool, Dask's nannies) starts one tracker process
+    per parent, kept until that parent exits: a `vigil evaluate` run ends with its process, but
+    pytest's process lives on, and the leak check would count the tracker as the test's.
+    """
+    yield
+    getattr(multiprocessing.resource_tracker, "_resource_tracker")._stop()  # noqa: B009
+
+
+def _evaluate(out: Path, *argv: str) -> int:
+    return main(["evaluate", *argv, "--out", str(out)])
+
+
+def _stable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without what depends on how it was run."""
+    return {k: v for k, v in doc.items() if k not in {"run", "command"}}
+
+
+@pytest.mark.usefixtures("resource_tracker")
+def test_results_are_identical_whatever_the_parallelism(
+    cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distributed import LocalCluster  # noqa: PLC0415 - the evaluate extra
+
+    assert _evaluate(tmp_path / "j1" / "r.html", str(cohort), "--jobs", "1") == 0
+    assert _evaluate(tmp_path / "j2" / "r.html", str(cohort), "--jobs", "2") == 0
+    with LocalCluster(  # type: ignore[no-untyped-call]
+        processes=True,
+        n_workers=2,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert _evaluate(tmp_path / "dask" / "r.html", str(cohort), "--scheduler", address) == 0
+    docs = [json.loads((tmp_path / d / "r.json").read_text()) for d in ("j1", "j2", "dask")]
+    assert _stable(docs[0]) == _stable(docs[1]) == _stable(docs[2])
+    csvs = [(tmp_path / d / "r.csv").read_bytes() for d in ("j1", "j2", "dask")]
+    assert csvs[0] == csvs[1] == csvs[2]
+    assert docs[2]["run"]["scheduler"] == address
+    assert (docs[0]["run"]["jobs"], docs[1]["run"]["jobs"]) == (1, 2)
+    # the cohort is what it was drawn to be: 8 sessions, all discharged, alarms raised
+    first = docs[0]
+    assert (first["sessions"], first["discharged"], first["recordings"]) == (8, 8, 4)
+    anyr = next(r for r in first["burden"] if r["name"] == "any" and r["scope"] == "session")
+    assert anyr["with_alarm"] > 0
+    out = capsys.readouterr().out
+    assert "8 sessions in 4 recordings" in out
+
+
+def _burden(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in doc["burden"] if r["name"] == name and r["scope"] == "session")
+
+
+def test_a_sweep_replays_once_per_value(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert (
+        _evaluate(
+            out,
+            str(cohort),
+            "--jobs",
+            "1",
+            "--sweep",
+            "BP_HIGH.dia=100:120:10",
+            "--sweep",
+            "DESAT.delay_s=5,60",
+        )
+        == 0
+    )
+    doc = json.loads(out.with_suffix(".json").read_text())
+    dia, delay = doc["sweeps"]
+    assert [p["value"] for p in dia["points"]] == [100.0, 110.0, 120.0]
+    assert (dia["target"], dia["code"]) == ("BP_HIGH.dia", "BP_HIGH")
+    shares = [
+        next(r for r in p["burden"] if r["name"] == "BP_HIGH")["with_alarm"] for p in dia["points"]
+    ]
+    # a higher limit never raises more sessions' alarms; 110 is the policy's own value
+    assert shares[0] >= shares[1] >= shares[2]
+    assert shares[1] == _burden(doc, "BP_HIGH")["with_alarm"]
+    assert shares[0] > shares[2]
+    # the cohort's annotations give the sensitivity of each variant
+    assert dia["points"][0]["detection"]["events"] > 0
+    delays = [next(r for r in p["burden"] if r["name"] == "DESAT") for p in delay["points"]]
+    assert delays[0]["mean"] >= delays[1]["mean"]
+    rows = out.with_suffix(".sweep.csv").read_text().splitlines()
+    assert rows[0].startswith("sweep,target,value,group,name,scope,sessions,with_alarm,share")
+    assert sum(1 for r in rows if ",BP_HIGH.dia,120.0,code,BP_HIGH," in r) == 1
+    assert out.read_text().count('alt="sweep ') == 2
+
+
+def test_the_report_renders_in_a_browser(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert _evaluate(out, str(cohort), "--jobs", "1", "--sweep", "BP_HIGH.dia=100:120:10") == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,1400",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            out.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    img = imread(str(shot))[..., :3]
+    assert img.shape[:2] == (1400, 1100)
+    non_white = np.any(img < 0.9, axis=2)
+    assert non_white.mean() > 0.03  # text, tables and the first chart
+    # the burden chart's bars: priority colours (medium amber) are on the page
+    amber = (img[..., 0] > 0.9) & (img[..., 1] > 0.6) & (img[..., 1] < 0.75) & (img[..., 2] < 0.3)
+    assert amber.sum() > 500
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_usage_errors(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    assert _evaluate(out, str(tmp_path / "nothing")) == 2
+    assert "nothing: no such file or folder" in capsys.readouterr().err
+    assert _evaluate(out, str(tmp_path)) == 2
+    assert "no recordings" in capsys.readouterr().err
+    assert _evaluate(out, str(cohort), "--sweep", "BP_HIGH.dia=5") == 2
+    assert "--sweep BP_HIGH.dia=5: Input should be greater than or equal to 10" in (
+        capsys.readouterr().err
+    )
+    assert _evaluate(tmp_path / "r.png", str(cohort)) == 2
+    assert "the report is HTML" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,param,value\n1,HR,70\n0,HR,70\n", encoding="utf-8")
+    assert _evaluate(out, str(bad)) == 1
+    err = capsys.readouterr().err
+    assert err == f"vigil evaluate: {bad}:3: time 0.0 is earlier than the row before it\n"
+    assert not out.exists()
