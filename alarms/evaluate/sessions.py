@@ -118,6 +118,10 @@ def read_rows(path: Path) -> Rows:
         RecordingError: a bad line, with file and line.
         OSError: the file cannot be read.
     """
+    if path.suffix.lower() == ".parquet":
+        raise RecordingError(
+            str(path), 1, "Parquet recordings need the columnar reader, not in this version"
+        )
     rows = read_recording(_text_lines(path), file=str(path))
     return Rows.of((r.t, r.what, r.value, not math.isnan(r.value)) for r in rows)
 
