@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing.resource_tracker
+import os
+import pty
+import select
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +185,57 @@ def test_usage_errors(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err == f"vigil evaluate: {bad}:3: time 0.0 is earlier than the row before it\n"
     assert not out.exists()
+
+
+def test_progress_is_shown_on_a_terminal_only(cohort: Path, tmp_path: Path) -> None:
+    main_fd, term_fd = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "evaluate",
+                str(cohort),
+                "--jobs",
+                "1",
+                "--out",
+                str(tmp_path / "t" / "r.html"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=term_fd,
+            check=True,
+            timeout=60,
+        )
+        os.close(term_fd)
+        seen = b""
+        while select.select([main_fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(main_fd)
+    assert b"\rvigil evaluate: 4/4 recordings replayed (" in seen
+    assert b"8 sessions in 4 recordings" in proc.stdout
+    # not a terminal: no progress
+    piped = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "evaluate",
+            str(cohort),
+            "--jobs",
+            "1",
+            "--out",
+            str(tmp_path / "p" / "r.html"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert piped.stderr == b""
