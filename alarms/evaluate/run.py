@@ -72,6 +72,10 @@ def run_tasks(
 
     `scheduler` (a Dask scheduler address, `tcp://host:8786`) sends the tasks to that cluster;
     otherwise `jobs` > 1 runs them on that many local processes, and 1 in this process.
+
+    Raises:
+        RuntimeError: Dask is not installed, or `scheduler` is not an address.
+        OSError: the scheduler cannot be reached (in 30 s).
     """
     step = progress or (lambda _n: None)
     if scheduler is not None:
@@ -102,7 +106,11 @@ def _on_dask(
             "--scheduler needs Dask distributed: pip install 'vigil[evaluate]'"
         ) from None
     results: list[FileResult | None] = [None] * len(tasks)
-    with distributed.Client(scheduler, timeout=30) as client:
+    try:
+        client = distributed.Client(scheduler, timeout=30)
+    except ValueError as exc:  # not an address Dask knows how to reach
+        raise RuntimeError(f"--scheduler {scheduler}: {exc}") from None
+    with client:
         futures = client.map(_one, list(tasks), pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         for fut in distributed.as_completed(futures):

@@ -179,6 +179,8 @@ def test_usage_errors(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert _evaluate(tmp_path / "r.png", str(cohort)) == 2
     assert "the report is HTML" in capsys.readouterr().err
+    assert _evaluate(out, str(cohort), "--scheduler", "foo://bar") == 2
+    assert "--scheduler foo://bar: unknown address scheme 'foo'" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("t,param,value\n1,HR,70\n0,HR,70\n", encoding="utf-8")
     assert _evaluate(out, str(bad)) == 1
