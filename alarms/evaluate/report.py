@@ -54,7 +54,19 @@ def burden_block(
         "timing": _timing(sessions),
         "detection": [asdict(d) for d in det],
         "code_priorities": _code_priority(sessions),
+        "crossed": _crossed(sessions),
     }
+
+
+def _crossed(sessions: Sequence[SessionResult]) -> dict[str, dict[str, int]]:
+    """Activations per code by the reading that crossed (`BP_HIGH`: SYS or DIA)."""
+    out: dict[str, dict[str, int]] = {}
+    for s in sessions:
+        for a in s.activations:
+            per = out.setdefault(a.code, {})
+            key = a.param or "-"
+            per[key] = per.get(key, 0) + 1
+    return {code: dict(sorted(per.items())) for code, per in out.items()}
 
 
 def _code_priority(sessions: Sequence[SessionResult]) -> dict[str, str]:
@@ -348,6 +360,25 @@ def _detection_table(rows: list[dict[str, Any]], window_s: float) -> str:
     )
 
 
+def _crossed_table(crossed: dict[str, dict[str, int]]) -> str:
+    rows = [
+        f"<tr><td>{html.escape(code)}</td><td>"
+        + ", ".join(
+            f"{html.escape(p)} {n} ({n / sum(per.values()) * 100:.0f} %)" for p, n in per.items()
+        )
+        + "</td></tr>"
+        for code, per in crossed.items()
+        if len(per) > 1
+    ]
+    if not rows:
+        return ""
+    return (
+        "<table><caption>which reading crossed the limit, for alarms on more than one"
+        "</caption><tr><th>alarm</th><th>activations by reading</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
 def _opt(x: float | None) -> str:
     return "&ndash;" if x is None else f"{x:.0f}"
 
@@ -412,6 +443,7 @@ counted.</p>
 <h2>Burden by alarm</h2>
 <img alt="burden by code" src="data:image/png;base64,{_code_chart(doc)}">
 {_burden_table(rows, "session", caption="whole sessions")}
+{_crossed_table(doc.get("crossed", {}))}
 <h2>Distribution per session</h2>
 <img alt="activations per session" src="data:image/png;base64,{_distribution_chart(doc)}">
 <h2>When alarms fire</h2>

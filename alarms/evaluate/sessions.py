@@ -60,6 +60,7 @@ class Activation:
     t: float
     end: float
     cleared: bool
+    param: str | None = None  # the reading that crossed (`NIBP_SYS` or `NIBP_DIA`, `SPO2`, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ class _Open:
     priority: Priority
     phase: Phase
     t: float
+    param: str | None
 
 
 def evaluate_file(path: Path, policy: Policy) -> FileResult:
@@ -228,14 +230,18 @@ def evaluate_file(path: Path, policy: Policy) -> FileResult:
                 outside += 1
                 continue
             k = max(0, bisect.bisect_right(starts, ev.t) - 1)
-            open_[ev.code] = _Open(k, ev.code, ev.priority, ev.phase, ev.t)
+            open_[ev.code] = _Open(k, ev.code, ev.priority, ev.phase, ev.t, ev.param)
         elif ev.state is AlarmState.CLEARED and ev.code in open_:
             o = open_.pop(ev.code)
             end = min(ev.t, spans[o.session][3])
-            done[o.session].append(Activation(o.code, o.priority, o.phase, o.t, end, cleared=True))
+            done[o.session].append(
+                Activation(o.code, o.priority, o.phase, o.t, end, cleared=True, param=o.param)
+            )
     for o in open_.values():
         end = spans[o.session][3]
-        done[o.session].append(Activation(o.code, o.priority, o.phase, o.t, end, cleared=False))
+        done[o.session].append(
+            Activation(o.code, o.priority, o.phase, o.t, end, cleared=False, param=o.param)
+        )
     sessions = []
     for k, (start, inf, stop, end, discharged) in enumerate(spans):
         acts = tuple(sorted(done[k], key=lambda a: (a.t, a.code)))

@@ -93,6 +93,11 @@ def test_results_are_identical_whatever_the_parallelism(
     assert (first["sessions"], first["discharged"], first["recordings"]) == (8, 8, 4)
     anyr = next(r for r in first["burden"] if r["name"] == "any" and r["scope"] == "session")
     assert anyr["with_alarm"] > 0
+    # every BP_HIGH activation names the reading that crossed
+    bp_high = next(r for r in first["burden"] if r["name"] == "BP_HIGH" and r["scope"] == "session")
+    crossed = first["crossed"]["BP_HIGH"]
+    assert set(crossed) <= {"NIBP_SYS", "NIBP_DIA"}
+    assert sum(crossed.values()) == round(bp_high["mean"] * 8) > 0
     out = capsys.readouterr().out
     assert "8 sessions in 4 recordings" in out
 

@@ -71,12 +71,28 @@ def test_sessions_are_cut_at_session_start_and_discharge(tmp_path: Path) -> None
     assert first.discharged
     # BP_HIGH at the 185/100 determination, cleared at the next one (150/90)
     assert first.activations == (
-        Activation("BP_HIGH", Priority.MEDIUM, Phase.INFUSION, T0 + 900, T0 + 1200, cleared=True),
+        Activation(
+            "BP_HIGH",
+            Priority.MEDIUM,
+            Phase.INFUSION,
+            T0 + 900,
+            T0 + 1200,
+            cleared=True,
+            param="NIBP_SYS",  # 185 >= 180; the DIA 100 is under 110
+        ),
     )
     assert (second.start, second.infusion_start, second.end) == (T0 + 2200, None, T0 + 3000)
     # DESAT_CRITICAL (< 85 for 5 s, every phase) at 2705, latched: the discharge clears it
     assert second.activations == (
-        Activation("DESAT_CRITICAL", Priority.HIGH, Phase.PRE, T0 + 2705, T0 + 3000, cleared=True),
+        Activation(
+            "DESAT_CRITICAL",
+            Priority.HIGH,
+            Phase.PRE,
+            T0 + 2705,
+            T0 + 3000,
+            cleared=True,
+            param="SPO2",
+        ),
     )
     # TACHY_SEVERE at 2110 (>= 140 for 10 s) in phase none: outside any session
     assert result.outside == 1
@@ -93,7 +109,15 @@ def test_a_session_without_discharge_ends_at_the_last_row(tmp_path: Path) -> Non
     # TACHY_SEVERE now rises in post of the first session (no discharge): latched, never cleared
     tachy = [a for a in first.activations if a.code == "TACHY_SEVERE"]
     assert tachy == [
-        Activation("TACHY_SEVERE", Priority.HIGH, Phase.POST, T0 + 2110, T0 + 2200, cleared=False)
+        Activation(
+            "TACHY_SEVERE",
+            Priority.HIGH,
+            Phase.POST,
+            T0 + 2110,
+            T0 + 2200,
+            cleared=False,
+            param="HR",
+        )
     ]
 
 
