@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import bisect
 import csv
+import importlib
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy
-from alarms.replay import RecordingError, _text_lines, read_recording
+from alarms.replay import RecordingError
 from monitor.vocabulary import AlarmState, Phase, Priority, SessionEvent
 
 __all__ = [
@@ -112,18 +114,24 @@ class FileResult:
 def read_rows(path: Path) -> Rows:
     """The whole recording at `path` as one batch of rows.
 
-    The one place `vigil evaluate` reads a recording, so the reader can be swapped (a
-    columnar one) without touching the rest.
+    The one place `vigil evaluate` reads a recording. With the columnar reader
+    (`alarms.recording_io`, CSV and Parquet) present it is used; without it, CSV is read with the
+    replay's line-by-line reader and Parquet is refused. Looked up by name, so this module works
+    with either and a merge needs no edit here.
 
     Raises:
         RecordingError: a bad line, with file and line.
         OSError: the file cannot be read.
     """
+    if importlib.util.find_spec("alarms.recording_io") is not None:
+        batch: Rows = importlib.import_module("alarms.recording_io").read_all(path)
+        return batch
     if path.suffix.lower() == ".parquet":
         raise RecordingError(
             str(path), 1, "Parquet recordings need the columnar reader, not in this version"
         )
-    rows = read_recording(_text_lines(path), file=str(path))
+    replay: Any = importlib.import_module("alarms.replay")
+    rows = replay.read_recording(replay._text_lines(path), file=str(path))  # noqa: SLF001
     return Rows.of((r.t, r.what, r.value, not math.isnan(r.value)) for r in rows)
 
 

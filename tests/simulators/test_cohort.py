@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alarms.replay import _text_lines, read_recording
+from alarms.engine import Rows
+from alarms.evaluate.sessions import read_rows
 from monitor.cli import build_parser
 from monitor.configfile import ConfigError
 from monitor.vocabulary import Param, SessionEvent
@@ -84,27 +85,31 @@ def test_failures_and_dropouts_happen_at_their_rates() -> None:
     assert abs(np.isnan(spo2).mean() / expected - 1) < 0.2
 
 
+def _code(what: Param | SessionEvent) -> int:
+    return int(Rows.of([(0.0, what, math.nan, True)]).what[0])
+
+
 def test_the_timeline_is_the_protocols(tmp_path: Path) -> None:
     (path,) = simulate_cohort(CohortParams(), sessions=1, seed=3, out=tmp_path)
-    rows = list(read_recording(_text_lines(path), file=str(path)))
-    t0 = rows[0].t
-    steps = [(r.t - t0, r.what) for r in rows if isinstance(r.what, SessionEvent)]
-    assert steps == [
-        (0, SessionEvent.SESSION_START),
-        (600, SessionEvent.INFUSION_START),
-        (3000, SessionEvent.INFUSION_STOP),
-        (10500, SessionEvent.DISCHARGE),
-    ]
-    cuffs = sorted({r.t - t0 for r in rows if r.what is Param.NIBP_SYS})
+    rows = read_rows(path)  # the reader vigil evaluate uses
+    t = rows.t - rows.t[0]
+    steps = {e: t[rows.what == _code(e)].tolist() for e in SessionEvent}
+    assert steps == {
+        SessionEvent.SESSION_START: [0],
+        SessionEvent.INFUSION_START: [600],
+        SessionEvent.INFUSION_STOP: [3000],
+        SessionEvent.DISCHARGE: [10500],
+    }
+    cuffs = t[rows.what == _code(Param.NIBP_SYS)].tolist()
     assert cuffs == [60, 360, *range(870, 3000, 300), *range(3870, 10200, 900)]
-    hr = [r.t - t0 for r in rows if r.what is Param.HR]
+    hr = t[rows.what == _code(Param.HR)].tolist()
     assert hr == list(range(10500))  # 1 Hz, no gap (a leads-off episode leaves empty values)
     # at one second: the step first, then HR, PR, SPO2
-    assert [r.what for r in rows[:4]] == [
-        SessionEvent.SESSION_START,
-        Param.HR,
-        Param.PR,
-        Param.SPO2,
+    assert rows.what[:4].tolist() == [
+        _code(SessionEvent.SESSION_START),
+        _code(Param.HR),
+        _code(Param.PR),
+        _code(Param.SPO2),
     ]
 
 

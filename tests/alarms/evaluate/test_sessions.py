@@ -3,6 +3,9 @@ ALARMS.md)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,11 +132,6 @@ def test_bad_recordings_and_annotations_are_located(tmp_path: Path) -> None:
     events_path(good).write_text("t,code\n1767225900,BP_HIGH\nsoon,DESAT\n", encoding="utf-8")
     err = evaluate_file(good, load_policy()).error
     assert err == f"{events_path(good)}:3: time 'soon' is not a number"
-    parquet = tmp_path / "archive.parquet"
-    parquet.write_bytes(b"PAR1")
-    assert evaluate_file(parquet, load_policy()).error == (
-        f"{parquet}:1: Parquet recordings need the columnar reader, not in this version"
-    )
     missing = tmp_path / "none.csv"
     assert evaluate_file(missing, load_policy()).error == f"{missing}: No such file or directory"
 
@@ -161,6 +159,24 @@ def test_folders_are_searched_and_annotations_skipped(tmp_path: Path) -> None:
         "b/2.csv",
         "b/3.parquet",
     ]
+
+
+def test_parquet_is_read_by_the_columnar_reader_or_refused_by_name(tmp_path: Path) -> None:
+    """Parquet needs `alarms.recording_io`; `read_rows` uses it whenever it is installed."""
+    path = _write(tmp_path / "r.csv", _two_sessions())
+    parquet = tmp_path / "r.parquet"
+    if importlib.util.find_spec("alarms.recording_io") is None:
+        parquet.write_bytes(b"PAR1")
+        assert evaluate_file(parquet, load_policy()).error == (
+            f"{parquet}:1: Parquet recordings need the columnar reader, not in this version"
+        )
+        return
+    recording_io = importlib.import_module("alarms.recording_io")
+    recording_io.write_parquet(recording_io.read_all(path), parquet)
+    from_csv = evaluate_file(path, load_policy()).sessions
+    from_parquet = evaluate_file(parquet, load_policy()).sessions
+    assert [replace(s, file="") for s in from_parquet] == [replace(s, file="") for s in from_csv]
+    assert len(from_csv) == 2
 
 
 @pytest.mark.parametrize("text", ["t,when\n", ""])
