@@ -279,7 +279,7 @@ def _timing_chart(doc: dict[str, Any]) -> str:
 
 
 def _sweep_chart(sw: dict[str, Any]) -> str:
-    fig = _figure(8.5, 3.4)
+    fig = _figure(8.5, 3.8)
     ax = fig.add_subplot()
     values = [p["value"] for p in sw["points"]]
     for name, colour in ((sw["code"], "#6a1b9a"), ("any", "#455a64")):
@@ -297,14 +297,17 @@ def _sweep_chart(sw: dict[str, Any]) -> str:
     ax.set_ylabel("sessions with >= 1 activation (%)")
     ax.set_title(f"Sweep {sw['target']}: burden against the value")
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
     if all(p.get("detection") for p in sw["points"]):
         ax2 = ax.twinx()
         sens = [p["detection"]["sensitivity"] * 100 for p in sw["points"]]
         ax2.plot(values, sens, "s--", color="#2e7d32", label=f"{sw['code']}: sensitivity (%)")
-        ax2.set_ylabel("sensitivity (%)")
+        ax2.set_ylabel("sensitivity to annotated events (%)")
         ax2.set_ylim(0, 105)
-        ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left", fontsize=8)
+        more = ax2.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    # below the axes: inside, it would hide the points it explains
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     return _png(fig)
 
 
