@@ -21,13 +21,14 @@ import csv
 import importlib
 import importlib.util
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from alarms.engine import AlarmEngine, Rows
+from alarms.engine import SYSTEM_ALARMS, AlarmEngine, Rows
 from alarms.policy import Policy
 from alarms.replay import RecordingError
 from monitor.vocabulary import AlarmState, Phase, Priority, SessionEvent
@@ -141,8 +142,11 @@ def events_path(recording: Path) -> Path:
     return recording.with_name(stem + ".events.csv")
 
 
-def read_events(path: Path) -> list[TrueEvent]:
+def read_events(path: Path, codes: Collection[str] | None = None) -> list[TrueEvent]:
     """The annotations in `path` (`t,code`); none when the file does not exist.
+
+    With `codes`, an event naming another alarm code is refused (a typo would otherwise never
+    be detected, silently).
 
     Raises:
         RecordingError: a bad line, with file and line.
@@ -168,9 +172,12 @@ def read_events(path: Path) -> list[TrueEvent]:
             t = float(fields[0])
         except ValueError:
             raise RecordingError(str(path), line, f"time {fields[0]!r} is not a number") from None
-        if not math.isfinite(t) or not fields[1].strip():
+        code = fields[1].strip()
+        if not math.isfinite(t) or not code:
             raise RecordingError(str(path), line, "expected a finite time and an alarm code")
-        out.append(TrueEvent(t, fields[1].strip()))
+        if codes is not None and code not in codes:
+            raise RecordingError(str(path), line, f"{code!r} is not an alarm code of the policy")
+        out.append(TrueEvent(t, code))
     return out
 
 
@@ -220,7 +227,7 @@ def evaluate_file(path: Path, policy: Policy) -> FileResult:
     name = str(path)
     try:
         batch = read_rows(path)
-        truth = read_events(events_path(path))
+        truth = read_events(events_path(path), {*policy.codes(), *SYSTEM_ALARMS})
     except RecordingError as exc:
         return FileResult(name, error=str(exc))
     except OSError as exc:

@@ -132,6 +132,9 @@ def test_bad_recordings_and_annotations_are_located(tmp_path: Path) -> None:
     events_path(good).write_text("t,code\n1767225900,BP_HIGH\nsoon,DESAT\n", encoding="utf-8")
     err = evaluate_file(good, load_policy()).error
     assert err == f"{events_path(good)}:3: time 'soon' is not a number"
+    events_path(good).write_text("t,code\n1767225900,BP_HIHG\n", encoding="utf-8")
+    err = evaluate_file(good, load_policy()).error
+    assert err == f"{events_path(good)}:2: 'BP_HIHG' is not an alarm code of the policy"
     missing = tmp_path / "none.csv"
     assert evaluate_file(missing, load_policy()).error == f"{missing}: No such file or directory"
 
