@@ -5,8 +5,9 @@ The arguments are parsed by `monitor.cli` (`_add_evaluate`); this module runs th
 Replays every recording under PATH with the policy (and each sweep variant), and writes the
 alarm burden as `--out` (HTML) with `.json` and `.csv` beside it (`.sweep.csv` too when there are
 sweeps). A short table goes to stdout. Exit status: 0 done; 1 a recording, an annotation file or
-an output could not be used (file and line named); 2 a usage error (no recordings, a bad
-sweep, a bad policy, matplotlib missing for the HTML).
+an output could not be used (file and line named), or the scheduler cannot be reached; 2 a
+usage error (no recordings, a bad sweep, a bad policy, matplotlib missing for the HTML); 130
+interrupted (Ctrl-C), with nothing written.
 """
 
 from __future__ import annotations
@@ -89,6 +90,23 @@ def _plan(args: argparse.Namespace) -> _Plan | str:  # noqa: PLR0911 - one retur
     return _Plan(policy, files, sweeps, jobs)
 
 
+def _replay(
+    tasks: list[tuple[Path, Policy]], jobs: int, scheduler: str | None
+) -> list[FileResult] | tuple[str, int]:
+    """Every task's result in order, or (why not, exit status)."""
+    progress = Progress(len(tasks), label=_PROG)
+    try:
+        return run_tasks(tasks, jobs=jobs, scheduler=scheduler, progress=progress.step)
+    except KeyboardInterrupt:
+        return "interrupted: nothing written", 130
+    except RuntimeError as exc:
+        return str(exc), 2
+    except OSError as exc:
+        return f"scheduler {scheduler}: {exc}", 1
+    finally:
+        progress.close()
+
+
 def evaluate_main(args: argparse.Namespace) -> int:
     """Run `vigil evaluate`; return the exit status."""
     plan = _plan(args)
@@ -97,17 +115,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     policy, files, sweeps, jobs = plan.policy, plan.files, plan.sweeps, plan.jobs
     policies: list[Policy] = [policy, *(v for sw in sweeps for v in sw.policies)]
     tasks = [(f, pol) for pol in policies for f in files]
-    progress = Progress(len(tasks), label=_PROG)
     started = time.perf_counter()
-    try:
-        results = run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, progress=progress.step)
-    except RuntimeError as exc:
-        progress.close()
-        return _fail(str(exc), 2)
-    except OSError as exc:
-        progress.close()
-        return _fail(f"scheduler {args.scheduler}: {exc}", 1)
-    progress.close()
+    results = _replay(tasks, jobs, args.scheduler)
+    if isinstance(results, tuple):
+        return _fail(*results)
     elapsed = time.perf_counter() - started
     errors = [r.error for r in results if r.error is not None]
     if errors:

@@ -12,11 +12,14 @@ installed (`pip install 'vigil[evaluate]'`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,24 @@ class Progress:
             sys.stderr.flush()
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (an ignored signal stays ignored in a child).
+
+    Ctrl-C is the parent's to handle: it cancels what is queued and lets the running tasks end,
+    so no worker dies mid-task or prints a traceback of its own, even one still starting up.
+    The pool starts its workers as tasks are submitted, so submitting happens in here.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _one(task: Task) -> FileResult:
     return evaluate_file(*task)
 
@@ -89,10 +110,16 @@ def run_tasks(
     results: list[FileResult | None] = [None] * len(tasks)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_one, task): i for i, task in enumerate(tasks)}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            step(1)
+        with _workers_ignore_ctrl_c():
+            futures = {pool.submit(_one, task): i for i, task in enumerate(tasks)}
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                step(1)
+        except BaseException:
+            # Ctrl-C or a worker lost: drop the queued tasks rather than run them all first
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [r for r in results if r is not None]
 
 

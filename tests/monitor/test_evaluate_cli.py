@@ -10,6 +10,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -246,3 +247,53 @@ def test_progress_is_shown_on_a_terminal_only(cohort: Path, tmp_path: Path) -> N
         timeout=60,
     )
     assert piped.stderr == b""
+
+
+def test_ctrl_c_stops_the_workers_and_writes_nothing(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    main_fd, term_fd = pty.openpty()
+    proc = subprocess.Popen(  # a long sweep: 60 variants of 4 recordings
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "evaluate",
+            str(cohort),
+            "--jobs",
+            "2",
+            "--sweep",
+            "TACHY.delay_s=1:60:1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=term_fd,
+        start_new_session=True,
+    )
+    os.close(term_fd)
+    seen = b""
+    try:
+        while b"recordings replayed" not in seen:
+            assert select.select([main_fd], [], [], 30)[0], seen
+            seen += os.read(main_fd, 4096)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        proc.communicate(timeout=30)
+        while select.select([main_fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(main_fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    text = seen.decode()
+    assert text.endswith("vigil evaluate: interrupted: nothing written\r\n"), text
+    assert "Traceback" not in text
+    assert not out.exists()
+    assert not out.with_suffix(".json").exists()
