@@ -22,6 +22,7 @@ _HANDLERS: dict[str, str] = {
     "demo": "monitor.demo:demo_main",
     "simulate": "simulators.cli:simulate_main",
     "replay": "alarms.replay:replay_main",
+    "evaluate": "monitor.evaluate_cli:evaluate_main",
     "decode": "drivers.decode:decode_main",
     "export": "monitor.export:export_main",
     "cmd": "monitor.remote:cmd_main",
@@ -29,7 +30,6 @@ _HANDLERS: dict[str, str] = {
     "watch": "monitor.watch:watch_main",
     "report": "monitor.report:report_main",
     "sessions": "monitor.export:sessions_main",
-    "evaluate": "monitor.evaluate_cli:evaluate_main",
 }
 
 
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)
+    _add_evaluate(sub)
 
     p = sub.add_parser(
         "report", help="one journaled session as a chart and its facts (PNG or HTML)"
@@ -334,7 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="bed config whose [journal] path is read (default /etc/vigil/bed.toml)",
     )
     source.add_argument("--journal", type=Path, default=None, help="the journal (SQLite) itself")
-    _add_evaluate(sub)
     return parser
 
 
