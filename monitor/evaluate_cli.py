@@ -3,11 +3,11 @@
 The arguments are parsed by `monitor.cli` (`_add_evaluate`); this module runs the command.
 
 Replays every recording under PATH with the policy (and each sweep variant), and writes the
-alarm burden as `--out` (HTML) with `.json` and `.csv` beside it (`.sweep.csv` too when there are
-sweeps). A short table goes to stdout. Exit status: 0 done; 1 a recording, an annotation file or
-an output could not be used (file and line named), or the scheduler cannot be reached; 2 a
-usage error (no recordings, a bad sweep, a bad policy, matplotlib missing for the HTML); 130
-interrupted (Ctrl-C), with nothing written.
+alarm burden as `--out` (HTML) with `.json`, `.csv` and `.sessions.csv` beside it (`.sweep.csv`
+too when there are sweeps). A short table goes to stdout. Exit status: 0 done; 1 a recording,
+an annotation file or an output could not be used (file and line named), or the scheduler
+cannot be reached; 2 a usage error (no recordings, a bad sweep, a bad policy, matplotlib
+missing for the HTML); 130 interrupted (Ctrl-C), with nothing written.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from alarms.evaluate.report import (
     document,
     render_html,
     write_csv,
+    write_sessions_csv,
     write_sweep_csv,
 )
 from alarms.evaluate.run import Progress, run_tasks
@@ -152,6 +153,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
     )
     try:
         _write(doc, args.out)
+        write_sessions_csv(sessions, codes, args.out.with_suffix(".sessions.csv"))
     except OSError as exc:
         return _fail(f"{args.out}: {exc.strerror or exc}", 1)
     _print_table(doc)

@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from alarms.evaluate.sessions import SessionResult
 from alarms.evaluate.stats import SCOPES, BurdenRow, DetectionRow, burden, detection
-from monitor.vocabulary import Priority
+from monitor.vocabulary import Priority, iso8601
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,6 +35,7 @@ __all__ = [
     "document",
     "render_html",
     "write_csv",
+    "write_sessions_csv",
     "write_sweep_csv",
 ]
 
@@ -151,6 +153,34 @@ def write_csv(doc: dict[str, Any], path: Path) -> None:
         w.writeheader()
         for row in doc["burden"]:
             w.writerow(row)
+
+
+def write_sessions_csv(sessions: Sequence[SessionResult], codes: Sequence[str], path: Path) -> None:
+    """One row per session, to find the sessions behind a figure.
+
+    Where it is, when it ran (ISO 8601 with offset), and its activations, in all and per code.
+    """
+    seen = list(codes)
+    for s in sessions:
+        seen += [a.code for a in s.activations if a.code not in seen]
+    head = ["file", "session", "start", "minutes", "infused", "discharged", "activations", *seen]
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(head)
+        for s in sessions:
+            per = Counter(a.code for a in s.activations)
+            w.writerow(
+                [
+                    s.file,
+                    s.index,
+                    iso8601(s.start),
+                    f"{(s.end - s.start) / 60:.1f}",
+                    int(s.infusion_start is not None),
+                    int(s.discharged),
+                    len(s.activations),
+                    *(per.get(c, 0) for c in seen),
+                ]
+            )
 
 
 def write_sweep_csv(doc: dict[str, Any], path: Path) -> None:

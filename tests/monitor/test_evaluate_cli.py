@@ -99,6 +99,24 @@ def test_results_are_identical_whatever_the_parallelism(
     crossed = first["crossed"]["BP_HIGH"]
     assert set(crossed) <= {"NIBP_SYS", "NIBP_DIA"}
     assert sum(crossed.values()) == round(bp_high["mean"] * 8) > 0
+    # one row per session, in order, to find the sessions behind a figure
+    rows = (tmp_path / "j1" / "r.sessions.csv").read_text().splitlines()
+    head = rows[0].split(",")
+    assert head[:7] == [
+        "file",
+        "session",
+        "start",
+        "minutes",
+        "infused",
+        "discharged",
+        "activations",
+    ]
+    assert head[7:9] == ["BP_PRE_GATE", "BP_HIGH"]  # the policy's codes, in its order
+    assert [r.split(",")[1] for r in rows[1:]] == ["0", "1"] * 4
+    assert rows[1].split(",")[2] == "2026-01-01T00:00:00.000+00:00"
+    per_session = [int(r.split(",")[6]) for r in rows[1:]]
+    assert sum(per_session) == round(anyr["mean"] * 8)
+    assert sum(int(r.split(",")[8]) for r in rows[1:]) == sum(crossed.values())
     out = capsys.readouterr().out
     assert "8 sessions in 4 recordings" in out
 
