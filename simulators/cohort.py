@@ -40,6 +40,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -414,13 +415,18 @@ def format_rows(t: npt.NDArray[np.int64], code: npt.NDArray[np.int8], value: Any
     return m[keep].tobytes()
 
 
-def write_sessions(sessions: list[SessionData], path: Path) -> None:
-    """One recording CSV holding `sessions` in order, and its `.events.csv` beside it."""
-    t = np.concatenate([s.t for s in sessions])
-    code = np.concatenate([s.code for s in sessions])
-    value = np.concatenate([s.value for s in sessions])
-    path.write_bytes(b"t,param,value\n" + format_rows(t, code, value))
-    lines = ["t,code"] + [f"{et},{ec}" for s in sessions for et, ec in s.events]
+def write_sessions(sessions: Iterable[SessionData], path: Path) -> None:
+    """One recording CSV holding `sessions` in order, and its `.events.csv` beside it.
+
+    Drawn and formatted a session at a time: memory stays that of one session whatever the
+    packing.
+    """
+    lines = ["t,code"]
+    with path.open("wb") as f:
+        f.write(b"t,param,value\n")
+        for s in sessions:
+            f.write(format_rows(s.t, s.code, s.value))
+            lines += [f"{et},{ec}" for et, ec in s.events]
     events_path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -439,9 +445,9 @@ def simulate_cohort(
     written: list[Path] = []
     for f in range(files):
         first = f * per_file
-        batch = [
+        batch = (
             simulate_session(p, seed, i) for i in range(first, min(sessions, first + per_file))
-        ]
+        )
         path = out / f"session-{f + 1:0{digits}d}.csv"
         write_sessions(batch, path)
         written.append(path)
