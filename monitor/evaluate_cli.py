@@ -128,6 +128,10 @@ def evaluate_main(args: argparse.Namespace) -> int:
     n = len(files)
     base = results[:n]
     sessions, outside, rows = _sessions(base)
+    if not sessions:
+        return _fail(
+            f"no session in {n} recording(s): a session opens at an EVENT,session_start row", 1
+        )
     codes = policy.codes()
     block = burden_block(sessions, codes, args.detect_window)
     sweep_docs = _sweep_docs(sweeps, results, codes, args.detect_window)

@@ -205,6 +205,12 @@ def test_usage_errors(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "the report is HTML" in capsys.readouterr().err
     assert _evaluate(out, str(cohort), "--scheduler", "foo://bar") == 2
     assert "--scheduler foo://bar: unknown address scheme 'foo'" in capsys.readouterr().err
+    raw = tmp_path / "raw.csv"
+    raw.write_text("t,param,value\n1,HR,70\n2,HR,71\n", encoding="utf-8")
+    assert _evaluate(out, str(raw)) == 1
+    assert "no session in 1 recording(s): a session opens at an EVENT,session_start row" in (
+        capsys.readouterr().err
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("t,param,value\n1,HR,70\n0,HR,70\n", encoding="utf-8")
     assert _evaluate(out, str(bad)) == 1
