@@ -2,11 +2,12 @@
 
 Each session follows PROTOCOL.md's timeline (offsets from its `session_start`): `pre` for
 `pre_s` (10 min), `infusion` for `infusion_s` (40 min), `post` for `post_s` (120 min), then the
-`discharge` row `discharge_delay_s` later, so the 2-h discharge check (ALARMS.md Reading 11) has
-run. HR, PR and SpO2 arrive at 1 Hz on whole seconds; a cuff determination (`NIBP_SYS`,
-`NIBP_DIA`, `NIBP_MEAN` at one `t`) is taken at each `pre_cuff_s` offset, every
-`infusion_cuff_interval_s` in the infusion and every `post_cuff_interval_s` after it, each
-`cuff_lead_s` before its interval mark (so no determination shares its instant with a step).
+`discharge` row `discharge_delay_s` later (or uniformly up to `discharge_delay_max_s`), so the
+2-h discharge check (ALARMS.md Reading 11) has run. HR, PR and SpO2 arrive at 1 Hz on whole
+seconds; a cuff determination (`NIBP_SYS`, `NIBP_DIA`, `NIBP_MEAN` at one `t`) is taken at
+each `pre_cuff_s` offset, every `infusion_cuff_interval_s` in the infusion and every
+`post_cuff_interval_s` after it, each `cuff_lead_s` before its interval mark (so no
+determination shares its instant with a step).
 
 What is drawn per session, and where each default comes from (docs/evaluate.md has the table;
 `[U]` marks an assumption no source in the project's research gives):
@@ -89,6 +90,8 @@ class CohortParams(_Model):
     infusion_s: Annotated[int, Field(ge=60)] = 2400
     post_s: Annotated[int, Field(ge=60)] = 7200
     discharge_delay_s: Annotated[int, Field(ge=1)] = 300
+    # None: every discharge `discharge_delay_s` after the check; else uniform up to this [U]
+    discharge_delay_max_s: Annotated[int, Field(ge=1)] | None = None
     pre_cuff_s: tuple[Annotated[int, Field(ge=1)], ...] = (60, 360)
     infusion_cuff_interval_s: Annotated[int, Field(ge=60)] = 300
     post_cuff_interval_s: Annotated[int, Field(ge=60)] = 900
@@ -137,6 +140,10 @@ class CohortParams(_Model):
             raise ValueError("pre_cuff_s offsets must be distinct and in increasing order")
         if self.cuff_lead_s >= min(self.infusion_cuff_interval_s, self.post_cuff_interval_s):
             raise ValueError("cuff_lead_s must be shorter than the cuff intervals")
+        if self.discharge_delay_max_s is not None and (
+            self.discharge_delay_max_s < self.discharge_delay_s
+        ):
+            raise ValueError("discharge_delay_max_s must be at least discharge_delay_s")
         if self.session_spacing_s < self.length_s:
             raise ValueError(
                 f"session_spacing_s must be at least a session's length ({self.length_s} s)"
@@ -145,8 +152,9 @@ class CohortParams(_Model):
 
     @property
     def length_s(self) -> int:
-        """From `session_start` to `discharge`."""
-        return self.pre_s + self.infusion_s + self.post_s + self.discharge_delay_s
+        """From `session_start` to the latest `discharge`."""
+        delay = self.discharge_delay_max_s or self.discharge_delay_s
+        return self.pre_s + self.infusion_s + self.post_s + delay
 
 
 def load_params(path: Path | None, overrides: list[str]) -> CohortParams:
@@ -268,9 +276,14 @@ def simulate_session(p: CohortParams, seed: int, index: int) -> SessionData:
     d_sys = p.sys_rise.mean + p.sys_rise.sd * z1
     d_dia = p.dia_rise.mean + p.dia_rise.sd * (rho * z1 + math.sqrt(1 - rho * rho) * z2)
     d_hr = rng.normal(p.hr_rise.mean, p.hr_rise.sd)
-    shape = _course(np.arange(p.length_s, dtype=np.float64) - p.pre_s, p)
+    delay = p.discharge_delay_s
+    if p.discharge_delay_max_s is not None and p.discharge_delay_max_s > delay:
+        # drawn only when asked for, so the default cohort's draws stay as they were
+        delay = int(rng.integers(delay, p.discharge_delay_max_s + 1))
+    n = p.pre_s + p.infusion_s + p.post_s + delay
+    shape = _course(np.arange(n, dtype=np.float64) - p.pre_s, p)
     events: list[tuple[int, str]] = []
-    continuous = _continuous(rng, p, hr0 + d_hr * shape, spo2_0, t0, events)
+    continuous = _continuous(rng, p, n, hr0 + d_hr * shape, spo2_0, t0, events)
     cuffs = cuff_offsets(p)
     c_shape = _course(cuffs.astype(np.float64) - p.pre_s, p)
     k = len(cuffs)
@@ -286,19 +299,20 @@ def simulate_session(p: CohortParams, seed: int, index: int) -> SessionData:
     if curve.any():
         events.append((t0 + int(np.argmax(curve)), "BP_HIGH"))
     events.sort()
-    return _assemble(p, t0, continuous, cuffs, np.column_stack([sys_m, dia_m, mean_m]), events)
+    nibp = np.column_stack([sys_m, dia_m, mean_m])
+    return _assemble(p, t0, n, continuous, cuffs, nibp, events)
 
 
 def _continuous(
     rng: np.random.Generator,
     p: CohortParams,
+    n: int,
     hr_mean: npt.NDArray[np.float64],
     spo2_0: float,
     t0: int,
     events: list[tuple[int, str]],
 ) -> npt.NDArray[np.float64]:
     """HR, PR, SpO2 per second as three columns (NaN: no value); desaturations to `events`."""
-    n = p.length_s
     hr = (
         hr_mean
         + _smooth(rng, n, p.hr_drift_sd, p.drift_width_s)
@@ -328,13 +342,14 @@ def _continuous(
 def _assemble(
     p: CohortParams,
     t0: int,
+    n: int,
     continuous: npt.NDArray[np.float64],
     cuffs: npt.NDArray[np.int64],
     nibp: npt.NDArray[np.float64],
     events: list[tuple[int, str]],
 ) -> SessionData:
     """The rows in recording order: at one second a step, then HR, PR, SPO2, then NIBP."""
-    n, k = p.length_s, len(cuffs)
+    k = len(cuffs)
     t_inf, t_stop = p.pre_s, p.pre_s + p.infusion_s
     steps = np.array([0, t_inf, t_stop, n], dtype=np.int64)
     t = np.concatenate([steps, np.repeat(np.arange(n, dtype=np.int64), 3), np.repeat(cuffs, 3)])
@@ -475,6 +490,8 @@ def _write_manifest(p: CohortParams, *, sessions: int, seed: int, per_file: int,
     for key, value in p.model_dump().items():
         if isinstance(value, dict):
             tables += ["", f"[{key}]"] + [f"{k} = {_toml_text(v)}" for k, v in value.items()]
+        elif value is None:
+            lines.append(f"# {key}: not set")  # TOML has no null; absent is the default
         else:
             lines.append(f"{key} = {_toml_text(value)}")
     (out / "cohort.toml").write_text("\n".join(lines + tables) + "\n", encoding="utf-8")

@@ -177,6 +177,38 @@ def test_the_command_writes_a_manifest_that_draws_it_again(
     )
     for name in ("session-00001.csv", "session-00002.csv", "session-00002.events.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # a discharge drawn between 5 and 20 min after the 2-h check
+    assert (
+        run(
+            "--sessions",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / "c"),
+            "--set",
+            "discharge_delay_max_s=1200",
+            "--set",
+            "session_spacing_s=12000",
+        )
+        == 0
+    )
+    again = tmp_path / "c" / "cohort.toml"
+    assert (
+        run("--sessions", "3", "--seed", "5", "--out", str(tmp_path / "d"), "--params", str(again))
+        == 0
+    )
+    ends = []
+    for i in (1, 2, 3):
+        rows = (tmp_path / "c" / f"session-0000{i}.csv").read_text().splitlines()
+        first, last = int(rows[1].split(",")[0]), rows[-1].split(",")
+        assert last[1:] == ["EVENT", "discharge"]
+        ends.append(int(last[0]) - first - 10200)
+        assert (tmp_path / "d" / f"session-0000{i}.csv").read_bytes() == (
+            tmp_path / "c" / f"session-0000{i}.csv"
+        ).read_bytes()
+    assert all(300 <= e <= 1200 for e in ends)
+    assert len(set(ends)) > 1
     assert run("--sessions", "2") == 2
     assert "give --sessions N and --out DIR" in capsys.readouterr().err
     assert run("--sessions", "2", "--out", str(tmp_path), "--set", "cuff_sd=-1") == 2
