@@ -155,6 +155,21 @@ def test_a_sweep_replays_once_per_value(cohort: Path, tmp_path: Path) -> None:
     assert dia["points"][0]["detection"]["events"] > 0
     delays = [next(r for r in p["burden"] if r["name"] == "DESAT") for p in delay["points"]]
     assert delays[0]["mean"] >= delays[1]["mean"]
+    # the variant at 120 is the policy file with 120 in it, evaluated on its own
+    shipped = Path(__file__).resolve().parents[2] / "config" / "alarms.toml"
+    text = shipped.read_text(encoding="utf-8")
+    old = "when = [{ consecutive = 1, sys = 180.0, dia = 110.0 }]"
+    assert text.count(old) == 1
+    policy = tmp_path / "dia120.toml"
+    policy.write_text(text.replace(old, old.replace("110.0", "120.0")), encoding="utf-8")
+    other = tmp_path / "dia120" / "r.html"
+    assert _evaluate(other, str(cohort), "--jobs", "1", "--config", str(policy)) == 0
+    alone = json.loads(other.with_suffix(".json").read_text())
+    at_120 = next(r for r in dia["points"][2]["burden"] if r["name"] == "BP_HIGH")
+    assert _burden(alone, "BP_HIGH") == at_120
+    assert _burden(alone, "any") == next(
+        r for r in dia["points"][2]["burden"] if r["name"] == "any"
+    )
     rows = out.with_suffix(".sweep.csv").read_text().splitlines()
     assert rows[0].startswith("sweep,target,value,group,name,scope,sessions,with_alarm,share")
     assert sum(1 for r in rows if ",BP_HIGH.dia,120.0,code,BP_HIGH," in r) == 1
