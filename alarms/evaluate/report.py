@@ -281,8 +281,8 @@ def _distribution_chart(doc: dict[str, Any]) -> str:
 
 def _timing_chart(doc: dict[str, Any]) -> str:
     timing = doc["timing"]
-    fig = _figure(8.5, 3.2)
-    ax = fig.add_subplot()
+    fig = _figure(8.5, 5.6)
+    ax, by_code = fig.subplots(2, 1, sharex=True)
     bottom: np.ndarray | None = None
     first, step = timing["first_min"], timing["bin_min"]
     for name, counts in timing["by_priority"].items():
@@ -297,14 +297,23 @@ def _timing_chart(doc: dict[str, Any]) -> str:
             color=_PRIORITY_COLOURS.get(name, "#455a64"),
         )
         bottom = c if bottom is None else bottom + c
-    ax.axvline(0, color="#333", lw=1, ls="--")
+    # the codes that fire most, each on its own line: which alarm comes when
+    top = sorted(timing["by_code"].items(), key=lambda kv: -sum(kv[1]))[:6]
+    for code, counts in top:
+        c = np.asarray(counts, dtype=np.float64)
+        x = first + step * np.arange(len(c)) + step / 2
+        by_code.plot(x, c, marker=".", label=code)
+    for a in (ax, by_code):
+        a.axvline(0, color="#333", lw=1, ls="--")
+        a.grid(axis="y", alpha=0.3)
+        a.set_ylabel("activations")
     ax.text(0.5, 1.0, " infusion start", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
-    ax.set_xlabel(f"minutes since infusion start ({step}-minute bins)")
-    ax.set_ylabel("activations")
-    ax.set_title("When in the session alarms fire")
+    by_code.set_xlabel(f"minutes since infusion start ({step}-minute bins)")
+    ax.set_title("When in the session alarms fire: by priority, and the most frequent codes")
     if timing["by_priority"]:
-        ax.legend(title="priority")
-    ax.grid(axis="y", alpha=0.3)
+        ax.legend(title="priority", fontsize=8)
+    if top:
+        by_code.legend(fontsize=7, ncols=2)
     return _png(fig)
 
 
