@@ -137,6 +137,8 @@ def document(  # noqa: PLR0913 - keyword-only, one per part of the document
         "recordings": recordings,
         "sessions": len(sessions),
         "discharged": sum(1 for s in sessions if s.discharged),
+        "first_start": iso8601(min(s.start for s in sessions)) if sessions else None,
+        "last_end": iso8601(max(s.end for s in sessions)) if sessions else None,
         "rows": rows,
         "activations_outside_sessions": outside,
         "detect_window_s": window_s,
@@ -476,7 +478,8 @@ def render_html(doc: dict[str, Any]) -> str:
 <h1>Alarm burden of a policy over a cohort</h1>
 <p>Policy <code>{e(doc["policy"])}</code> replayed through Vigil's alarm engine over
 <b>{doc["sessions"]}</b> sessions ({doc["discharged"]} discharged) in {doc["recordings"]}
-recording(s), {doc["rows"]:,} rows. Command: <code>{e(doc["command"])}</code></p>
+recording(s), {doc["rows"]:,} rows, from {e(str(doc["first_start"]))} to
+{e(str(doc["last_end"]))}. Command: <code>{e(doc["command"])}</code></p>
 <p class="note">Decision support, not a certified device. Replay has no nurse: a latching alarm
 stays active until the discharge clears it, so its time in alarm is an upper bound.
 Shares are of sessions with at least one activation, with 95&nbsp;% Wilson intervals.

@@ -92,6 +92,11 @@ def test_results_are_identical_whatever_the_parallelism(
     # the cohort is what it was drawn to be: 8 sessions, all discharged, alarms raised
     first = docs[0]
     assert (first["sessions"], first["discharged"], first["recordings"]) == (8, 8, 4)
+    # sessions 6000 s apart from 2026-01-01, the last one 5100 s long
+    assert (first["first_start"], first["last_end"]) == (
+        "2026-01-01T00:00:00.000+00:00",
+        "2026-01-01T13:05:00.000+00:00",
+    )
     anyr = next(r for r in first["burden"] if r["name"] == "any" and r["scope"] == "session")
     assert anyr["with_alarm"] > 0
     # every BP_HIGH activation names the reading that crossed
