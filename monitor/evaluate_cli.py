@@ -180,15 +180,17 @@ def _sweep_docs(
     k = n  # the first n results are the base policy's
     out: list[dict[str, Any]] = []
     for sw in sweeps:
+        # a shared constant (general.*) belongs to no one code: its burden is every alarm's
+        shown = sw.code if sw.code in codes else "any"
         points = []
         for value in sw.values:
             sessions, _, _ = _sessions(results[k : k + n])
             k += n
             rows = [r for r in burden(sessions, codes) if r.scope == "session"]
-            keep = [asdict(r) for r in rows if r.group != "code" or r.name == sw.code]
-            det = detection_of(detection(sessions, window_s), sw.code)
+            keep = [asdict(r) for r in rows if r.group != "code" or r.name == shown]
+            det = detection_of(detection(sessions, window_s), shown)
             points.append({"value": value, "burden": keep, "detection": det})
-        out.append({"sweep": sw.text, "target": sw.target, "code": sw.code, "points": points})
+        out.append({"sweep": sw.text, "target": sw.target, "code": shown, "points": points})
     return out
 
 

@@ -323,7 +323,8 @@ def _sweep_chart(sw: dict[str, Any]) -> str:
     fig = _figure(8.5, 3.8)
     ax = fig.add_subplot()
     values = [p["value"] for p in sw["points"]]
-    for name, colour in ((sw["code"], "#6a1b9a"), ("any", "#455a64")):
+    lines = [(sw["code"], "#6a1b9a")] + ([("any", "#455a64")] if sw["code"] != "any" else [])
+    for name, colour in lines:
         rows = [next(r for r in p["burden"] if r["name"] == name) for p in sw["points"]]
         share = np.array([r["share"] for r in rows]) * 100
         ax.plot(values, share, "o-", color=colour, label=f"{name}: sessions with >= 1 (%)")

@@ -142,11 +142,16 @@ def test_a_sweep_replays_once_per_value(cohort: Path, tmp_path: Path) -> None:
             "BP_HIGH.dia=100:120:10",
             "--sweep",
             "DESAT.delay_s=5,60",
+            "--sweep",
+            "general.run_gap_s=2,5",
         )
         == 0
     )
     doc = json.loads(out.with_suffix(".json").read_text())
-    dia, delay = doc["sweeps"]
+    dia, delay, gap = doc["sweeps"]
+    # a shared constant is drawn against every alarm's burden
+    assert (gap["target"], gap["code"]) == ("general.run_gap_s", "any")
+    assert [p["detection"] for p in gap["points"]] == [None, None]
     assert [p["value"] for p in dia["points"]] == [100.0, 110.0, 120.0]
     assert (dia["target"], dia["code"]) == ("BP_HIGH.dia", "BP_HIGH")
     shares = [
@@ -178,7 +183,7 @@ def test_a_sweep_replays_once_per_value(cohort: Path, tmp_path: Path) -> None:
     rows = out.with_suffix(".sweep.csv").read_text().splitlines()
     assert rows[0].startswith("sweep,target,value,group,name,scope,sessions,with_alarm,share")
     assert sum(1 for r in rows if ",BP_HIGH.dia,120.0,code,BP_HIGH," in r) == 1
-    assert out.read_text().count('alt="sweep ') == 2
+    assert out.read_text().count('alt="sweep ') == 3
 
 
 def test_the_report_renders_in_a_browser(cohort: Path, tmp_path: Path) -> None:
