@@ -21,7 +21,7 @@ import csv
 import importlib
 import importlib.util
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +31,7 @@ import numpy as np
 from alarms.engine import SYSTEM_ALARMS, AlarmEngine, Rows
 from alarms.policy import Policy
 from alarms.replay import RecordingError
-from monitor.vocabulary import AlarmState, Phase, Priority, SessionEvent
+from monitor.vocabulary import AlarmEvent, AlarmState, Phase, Priority, SessionEvent
 
 __all__ = [
     "Activation",
@@ -40,6 +40,7 @@ __all__ = [
     "TrueEvent",
     "evaluate_file",
     "events_path",
+    "read_batches",
     "read_events",
     "read_rows",
     "recordings_under",
@@ -136,6 +137,22 @@ def read_rows(path: Path) -> Rows:
     return Rows.of((r.t, r.what, r.value, not math.isnan(r.value)) for r in rows)
 
 
+def read_batches(path: Path) -> Iterator[Rows]:
+    """The recording at `path` in batches, in order.
+
+    Streamed in blocks by the columnar reader where it is installed (memory bounded whatever the
+    file's size), else one whole batch.
+
+    Raises:
+        RecordingError: a bad line, with file and line (possibly after earlier batches).
+        OSError: the file cannot be read.
+    """
+    if importlib.util.find_spec("alarms.recording_io") is not None:
+        yield from importlib.import_module("alarms.recording_io").read_recording(path)
+    else:
+        yield read_rows(path)
+
+
 def events_path(recording: Path) -> Path:
     """`NAME.events.csv` beside the recording `NAME.csv` (or `NAME.parquet`)."""
     stem = recording.name.removesuffix(".csv").removesuffix(".parquet")
@@ -226,15 +243,13 @@ def evaluate_file(path: Path, policy: Policy) -> FileResult:
     """
     name = str(path)
     try:
-        batch = read_rows(path)
         truth = read_events(events_path(path), {*policy.codes(), *SYSTEM_ALARMS})
+        events, steps, rows, last_t = _replay(path, policy)
     except RecordingError as exc:
         return FileResult(name, error=str(exc))
     except OSError as exc:
         return FileResult(name, error=f"{name}: {exc.strerror or exc}")
-    engine = AlarmEngine(policy)
-    events = engine.rows(batch) + engine.flush()
-    spans = _sessions(batch)
+    spans = _spans(steps, last_t)
     starts = [s[0] for s in spans]
     open_: dict[str, _Open] = {}
     done: list[list[Activation]] = [[] for _ in spans]
@@ -262,19 +277,42 @@ def evaluate_file(path: Path, policy: Policy) -> FileResult:
         acts = tuple(sorted(done[k], key=lambda a: (a.t, a.code)))
         mine = tuple(e for e in truth if start <= e.t <= end)
         sessions.append(SessionResult(name, k, start, inf, stop, end, discharged, acts, mine))
-    return FileResult(name, tuple(sessions), outside, len(batch))
+    return FileResult(name, tuple(sessions), outside, rows)
 
 
-def _sessions(batch: Rows) -> list[tuple[float, float | None, float | None, float, bool]]:
+def _replay(
+    path: Path, policy: Policy
+) -> tuple[list[AlarmEvent], list[tuple[float, SessionEvent]], int, float]:
+    """The events, the session steps, the number of rows and the last time of a recording."""
+    engine = AlarmEngine(policy)
+    events: list[AlarmEvent] = []
+    steps: list[tuple[float, SessionEvent]] = []
+    rows, last_t = 0, -math.inf
+    for batch in read_batches(path):
+        events += engine.rows(batch)
+        steps += _steps(batch)
+        rows += len(batch)
+        if len(batch):
+            last_t = max(last_t, float(np.max(batch.t)))
+    events += engine.flush()
+    return events, steps, rows, last_t
+
+
+def _steps(batch: Rows) -> list[tuple[float, SessionEvent]]:
+    """The session steps of a batch, in order."""
+    idx = np.flatnonzero(np.isin(batch.what, list(_STEP_CODE)))
+    return [(float(batch.t[k]), _STEP_CODE[int(batch.what[k])]) for k in idx]
+
+
+def _spans(
+    steps: list[tuple[float, SessionEvent]], last_t: float
+) -> list[tuple[float, float | None, float | None, float, bool]]:
     """(start, infusion start, infusion stop, end, discharged) of each session, in order."""
     out: list[tuple[float, float | None, float | None, float, bool]] = []
-    if len(batch) == 0:
-        return out
     start: float | None = None
     inf: float | None = None
     stop: float | None = None
-    for k in np.flatnonzero(np.isin(batch.what, list(_STEP_CODE))):
-        step, t = _STEP_CODE[int(batch.what[k])], float(batch.t[k])
+    for t, step in steps:
         if step is SessionEvent.SESSION_START:
             if start is not None:
                 out.append((start, inf, stop, t, False))
@@ -289,5 +327,5 @@ def _sessions(batch: Rows) -> list[tuple[float, float | None, float | None, floa
         elif step is SessionEvent.INFUSION_STOP and inf is not None and stop is None:
             stop = t
     if start is not None:
-        out.append((start, inf, stop, float(np.max(batch.t)), False))
+        out.append((start, inf, stop, last_t, False))
     return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from alarms.engine import Rows
+from alarms.evaluate import sessions as sessions_module
 from alarms.evaluate.sessions import (
     Activation,
     evaluate_file,
@@ -188,3 +191,22 @@ def test_an_annotation_file_needs_its_header(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=r"x\.events\.csv:1: bad header: expected t,code"):
         read_events(path)
+
+
+def test_a_recording_read_in_blocks_gives_the_same_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columnar reader streams a big file in blocks: the cut must not depend on them."""
+    path = _write(tmp_path / "r.csv", _two_sessions())
+    whole = evaluate_file(path, load_policy())
+    batch = sessions_module.read_rows(path)
+
+    def in_blocks(_path: Path) -> Iterator[Rows]:
+        # blocks that split a determination and fall on both session starts
+        for a, b in ((0, 1), (1, 2700), (2700, 6601), (6601, len(batch))):
+            yield Rows(batch.t[a:b], batch.what[a:b], batch.value[a:b], batch.valid[a:b])
+
+    monkeypatch.setattr(sessions_module, "read_batches", in_blocks)
+    blocks = evaluate_file(path, load_policy())
+    assert blocks == whole
+    assert len(blocks.sessions) == 2
