@@ -22,6 +22,7 @@ _HANDLERS: dict[str, str] = {
     "demo": "monitor.demo:demo_main",
     "simulate": "simulators.cli:simulate_main",
     "replay": "alarms.replay:replay_main",
+    "evaluate": "monitor.evaluate_cli:evaluate_main",
     "decode": "drivers.decode:decode_main",
     "export": "monitor.export:export_main",
     "cmd": "monitor.remote:cmd_main",
@@ -56,6 +57,67 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _add_cohort_options(p: argparse.ArgumentParser) -> None:
+    """`vigil simulate cohort`: a synthetic cohort of sessions (simulators/cohort.py)."""
+    cohort = p.add_argument_group("cohort (vigil simulate cohort --sessions N --out DIR)")
+    cohort.add_argument("--sessions", type=int, default=None, metavar="N", help="sessions")
+    cohort.add_argument("--out", type=Path, default=None, metavar="DIR", help="folder to write")
+    cohort.add_argument(
+        "--per-file", type=int, default=1, metavar="K", help="sessions per recording (default 1)"
+    )
+    cohort.add_argument("--params", type=Path, default=None, help="cohort parameters (TOML)")
+    cohort.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter, e.g. sys_rise.mean=10 (repeatable)",
+    )
+
+
+def _simulate_target(p: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """The simulate parser's --mqtt/--serial/--pty group, and the cohort options beside it.
+
+    Not required by argparse: `vigil simulate cohort` writes files instead, and
+    `simulate_main` names the missing target of a device.
+    """
+    _add_cohort_options(p)
+    return p.add_mutually_exclusive_group()
+
+
+def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`vigil evaluate`: the alarm burden of a policy over recordings (monitor/evaluate_cli.py)."""
+    p = sub.add_parser(
+        "evaluate", help="the alarm burden of a policy over a cohort of recordings (HTML, JSON)"
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="recordings or folders")
+    p.add_argument("--config", type=Path, default=None, help="alarm policy TOML (default: shipped)")
+    p.add_argument(
+        "--out", type=Path, default=Path("report.html"), help="HTML report (default report.html)"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: the machine's cores)"
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="CODE.field=a:b:step",
+        help="replay once per value of a rule's numeric field (repeatable), "
+        "e.g. BP_HIGH.dia=100:120:5 or BP_CRISIS.when[1].sys=190,200,210",
+    )
+    p.add_argument(
+        "--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on a Dask cluster"
+    )
+    p.add_argument(
+        "--detect-window",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="an annotated event is detected if its alarm is active within S s (default 600)",
+    )
 
 
 def _add_broker_credentials(p: argparse.ArgumentParser) -> None:
@@ -166,7 +228,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
     p.add_argument("device", help="device to simulate, e.g. mqtt-monitor")
     p.add_argument("--scenario", default="normal-session", help="scenario (default: %(default)s)")
-    target = p.add_mutually_exclusive_group(required=True)
+    target = _simulate_target(p)
     target.add_argument("--mqtt", metavar="URL", help="broker URL (MQTT monitors)")
     target.add_argument("--serial", metavar="PORT", help="serial port (serial monitors)")
     target.add_argument(
@@ -299,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a bed config; exit 1 on any problem")
     p.add_argument("file", type=Path)
+    _add_evaluate(sub)
 
     p = sub.add_parser(
         "report", help="one journaled session as a chart and its facts (PNG or HTML)"

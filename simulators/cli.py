@@ -248,6 +248,10 @@ async def _run(
 
 def simulate_main(args: argparse.Namespace) -> int:
     """`vigil simulate`: run the device simulator `args` describe; return the exit status."""
+    if args.device == "cohort":
+        cohort = importlib.import_module("simulators.cohort")
+        status: int = cohort.simulate_cohort_main(args)
+        return status
     if (problem := _usage_error(args)) is not None:
         _say(problem)
         return EXIT_USAGE
