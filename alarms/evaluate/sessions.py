@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import bisect
 import csv
-import importlib
-import importlib.util
 import math
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
+from alarms import recording_io
 from alarms.engine import SYSTEM_ALARMS, AlarmEngine, Rows
 from alarms.policy import Policy
-from alarms.replay import RecordingError
+from alarms.recording_io import RecordingError
 from monitor.vocabulary import AlarmEvent, AlarmState, Phase, Priority, SessionEvent
 
 __all__ = [
@@ -114,43 +113,23 @@ class FileResult:
 
 
 def read_rows(path: Path) -> Rows:
-    """The whole recording at `path` as one batch of rows.
-
-    The one place `vigil evaluate` reads a recording. With the columnar reader
-    (`alarms.recording_io`, CSV and Parquet) present it is used; without it, CSV is read with the
-    replay's line-by-line reader and Parquet is refused. Looked up by name, so this module works
-    with either and a merge needs no edit here.
+    """The whole recording at `path` (CSV or Parquet) as one batch of rows.
 
     Raises:
         RecordingError: a bad line, with file and line.
         OSError: the file cannot be read.
     """
-    if importlib.util.find_spec("alarms.recording_io") is not None:
-        batch: Rows = importlib.import_module("alarms.recording_io").read_all(path)
-        return batch
-    if path.suffix.lower() == ".parquet":
-        raise RecordingError(
-            str(path), 1, "Parquet recordings need the columnar reader, not in this version"
-        )
-    replay: Any = importlib.import_module("alarms.replay")
-    rows = replay.read_recording(replay._text_lines(path), file=str(path))  # noqa: SLF001
-    return Rows.of((r.t, r.what, r.value, not math.isnan(r.value)) for r in rows)
+    return recording_io.read_all(path)
 
 
 def read_batches(path: Path) -> Iterator[Rows]:
-    """The recording at `path` in batches, in order.
-
-    Streamed in blocks by the columnar reader where it is installed (memory bounded whatever the
-    file's size), else one whole batch.
+    """The recording at `path` in batches, in order, streamed in blocks (memory bounded).
 
     Raises:
         RecordingError: a bad line, with file and line (possibly after earlier batches).
         OSError: the file cannot be read.
     """
-    if importlib.util.find_spec("alarms.recording_io") is not None:
-        yield from importlib.import_module("alarms.recording_io").read_recording(path)
-    else:
-        yield read_rows(path)
+    yield from recording_io.read_recording(path)
 
 
 def events_path(recording: Path) -> Path:
