@@ -7,12 +7,18 @@ cites (`docs/ALARMS.md`, any `*.md` path) must be in the repository, so a reader
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
+
+from alarms.engine import SYSTEM_ALARMS
+from monitor.cli import build_parser
+from monitor.commands import _CMD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,3 +160,44 @@ def test_ci_runs_the_tests_from_a_clone_with_nothing_beside_it(tmp_path: Path) -
     assert not ran_in.is_relative_to(tmp_path)
     assert first_run[1:] == [ran_in.name], "the clone must have nothing beside it"
     assert not ran_in.exists(), "the clone is removed afterwards"
+
+
+def _codes(node: object) -> set[str]:
+    """Every `code = "..."` anywhere in a parsed policy file."""
+    if isinstance(node, dict):
+        found = {node["code"]} if isinstance(node.get("code"), str) else set()
+        return found.union(*(_codes(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_codes(v) for v in node))
+    return set()
+
+
+def test_docs_describe_every_rule_of_the_shipped_policy() -> None:
+    policy = tomllib.loads(_text(ROOT / "config" / "alarms.toml"))
+    codes = _codes(policy)
+    assert len(codes) >= 15  # the file's rules, as parsed
+    alarms = _text(ROOT / "docs" / "ALARMS.md")
+    undocumented = sorted(c for c in codes if f"| `{c}` |" not in alarms)
+    assert not undocumented, "rules of config/alarms.toml missing from docs/ALARMS.md"
+    architecture = _text(ROOT / "docs" / "ARCHITECTURE.md")
+    assert all(f"`{code}`" in architecture for code in SYSTEM_ALARMS)
+
+
+def test_precise_readings_keep_their_numbers() -> None:
+    """Code cites "docs/ALARMS.md Reading 5": the list is numbered 1 to 15, in order."""
+    alarms = _text(ROOT / "docs" / "ALARMS.md")
+    section = alarms.split("## Precise reading", 1)[1]
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, flags=re.MULTILINE)]
+    assert numbers == list(range(1, 16))
+
+
+def test_docs_list_every_command_line_tool_and_nurse_command() -> None:
+    architecture = _text(ROOT / "docs" / "ARCHITECTURE.md")
+    parser = build_parser()
+    tools = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert tools.choices
+    missing = [name for name in tools.choices if f"`vigil {name}" not in architecture]
+    assert not missing, "commands missing from docs/ARCHITECTURE.md"
+    commands = architecture.split("## Commands", 1)[1]
+    missing = sorted(name for name in _CMD_NAMES if f"| `{name}` |" not in commands)
+    assert not missing, "nurse commands missing from docs/ARCHITECTURE.md"
