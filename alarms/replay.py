@@ -1,6 +1,6 @@
 """`vigil replay`: a recording CSV in, alarm events out, through the live daemon's engine.
 
-The recording format is ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a
+The recording format is docs/ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a
 parameter of the vocabulary or `EVENT` (then `value` is a session step); an empty value or `nan`
 is an invalid sample; rows are in time order.
 """
@@ -106,7 +106,7 @@ def _parse_row(fields: list[str], file: str, line: int) -> Row:
 
 
 def replay(rows: Iterable[Row], policy: Policy) -> Iterator[AlarmEvent]:
-    """The alarm events of a recording, in order (ALARMS.md "Precise reading" 1).
+    """The alarm events of a recording, in order (docs/ALARMS.md "Precise reading" 1).
 
     The rows go to `AlarmEngine.rows` in one batch: the same entry point the live daemon uses.
     """

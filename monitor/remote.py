@@ -1,6 +1,6 @@
 """`vigil cmd CMD [KEY=VALUE ...]`: send one nurse command to a bed and print its result.
 
-The command goes to the bed's `…/cmd` topic as ARCHITECTURE.md describes (``cmd``, a fresh
+The command goes to the bed's `…/cmd` topic as docs/ARCHITECTURE.md describes (``cmd``, a fresh
 ``request_id``, ``user``, the fields), QoS 1; the answer is the `…/cmd/result` message with the
 same ``request_id``, printed as JSON on stdout. The bed is named by ``--config`` (a bed config:
 its broker and prefix, as on the bedside box) or ``--broker URL --bed PREFIX``.
