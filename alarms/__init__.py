@@ -1,1 +1,1 @@
-"""The numpy alarm core: policy, engine, replay (clinical/ALARMS.md)."""
+"""The numpy alarm core: policy, engine, replay (docs/ALARMS.md)."""

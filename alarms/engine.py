@@ -1,4 +1,4 @@
-"""The alarm engine: clinical/ALARMS.md applied to an ordered stream of rows and ticks.
+"""The alarm engine: docs/ALARMS.md applied to an ordered stream of rows and ticks.
 
 One engine watches one bed. It is pure: the same rows give the same events, whether they come
 live from the drivers or from `vigil replay`. Feed it rows in time order with `row(...)` (each row
@@ -48,7 +48,7 @@ HRE = "HRE"
 # Technical alarms about the bedside system itself, not the patient: the daemon sees their
 # conditions (a monitor unplugged, the ward broker unreachable), the engine keeps them with the
 # policy's alarms so that acknowledgement, `alarms/active` and the outbox treat them alike.
-# Medium, as a lost data source is in ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
+# Medium, as a lost data source is in docs/ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
 # monitor unplugged before a session opens is worth fixing before it does.
 SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
     "DEVICE_DISCONNECTED": (Priority.MEDIUM, AlarmKind.TECHNICAL),
@@ -56,7 +56,7 @@ SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
     # the daemon was not running for a while during a session (a crash, a power cut): latched
     # until a nurse acknowledges that the bed went unwatched (issue 4, recovery)
     "MONITORING_GAP": (Priority.MEDIUM, AlarmKind.TECHNICAL),
-    # PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
+    # docs/PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
     "INFUSION_LONG": (Priority.LOW, AlarmKind.ADVISORY),
     # a monitor's clock is off the bed's: its samples are re-stamped with the bed's time
     # (monitor/timekeeper.py), so monitoring goes on, but the clock wants setting
@@ -100,7 +100,7 @@ class ActiveAlarm:
 
 @dataclass(frozen=True)
 class Baseline:
-    """Baseline taken at infusion start (ALARMS.md "Baseline"); None where it cannot be had."""
+    """Baseline taken at infusion start (docs/ALARMS.md "Baseline"); None where it cannot be had."""
 
     t: float
     sys0: float | None
@@ -142,7 +142,7 @@ def _median(values: list[float]) -> float | None:
 
 
 class AlarmEngine:
-    """ALARMS.md for one bed, one moment at a time."""
+    """docs/ALARMS.md for one bed, one moment at a time."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -1280,7 +1280,7 @@ class Rows:
 
     @functools.cached_property
     def in_range(self) -> np.ndarray:
-        """Values inside the physiological range of their parameter (ALARMS.md)."""
+        """Values inside the physiological range of their parameter (docs/ALARMS.md)."""
         with np.errstate(invalid="ignore"):
             inside: np.ndarray = (self.value >= _PARAM_LO[self.what]) & (
                 self.value <= _PARAM_HI[self.what]

@@ -1,7 +1,7 @@
 """The alarm policy as data: `config/alarms.toml` read into validated, frozen models.
 
 The numbers, priorities and phase sets are data; the semantics they plug into (runs, delays,
-determinations, timed alarms) are clinical/ALARMS.md and live in `alarms.core`. A policy that makes
+determinations, timed alarms) are docs/ALARMS.md and live in `alarms.core`. A policy that makes
 no sense is refused at start-up with the file, key and reason (`monitor.configfile.ConfigError`).
 """
 
@@ -59,7 +59,7 @@ class _Model(BaseModel):
 
 
 class General(_Model):
-    """Timing constants shared by every rule (ALARMS.md "Run semantics", "Alarm system")."""
+    """Timing constants shared by every rule (docs/ALARMS.md "Run semantics", "Alarm system")."""
 
     run_gap_s: PositiveSeconds = 5.0
     clear_after_s: Seconds = 5.0
@@ -76,7 +76,7 @@ def _phases_nonempty(phases: frozenset[Phase]) -> frozenset[Phase]:
 
 
 class ContinuousRule(_Model):
-    """`signal op limit` held on every sample for `delay_s` (ALARMS.md "Run semantics")."""
+    """`signal op limit` held on every sample for `delay_s` (docs/ALARMS.md "Run semantics")."""
 
     code: Annotated[str, Field(pattern=_CODE)]
     priority: Priority
@@ -135,7 +135,7 @@ class DeterminationClause(_Model):
 
 
 class DeterminationRule(_Model):
-    """A rule evaluated at each cuff determination (ALARMS.md "Determination rules")."""
+    """A rule evaluated at each cuff determination (docs/ALARMS.md "Determination rules")."""
 
     code: Annotated[str, Field(pattern=_CODE)]
     priority: Priority
@@ -155,7 +155,7 @@ class DeterminationRule(_Model):
 
 
 class NoDataRule(_Model):
-    """No valid sample of `params` for `after_s` (ALARMS.md Reading 2)."""
+    """No valid sample of `params` for `after_s` (docs/ALARMS.md Reading 2)."""
 
     code: Annotated[str, Field(pattern=_CODE)]
     priority: Priority
@@ -173,7 +173,7 @@ class NoDataRule(_Model):
 
 
 class NibpOverdueRule(_Model):
-    """No determination for too long (ALARMS.md Reading 10)."""
+    """No determination for too long (docs/ALARMS.md Reading 10)."""
 
     code: Annotated[str, Field(pattern=_CODE)] = "NIBP_OVERDUE"
     priority: Priority = Priority.MEDIUM
@@ -182,7 +182,7 @@ class NibpOverdueRule(_Model):
 
 
 class DischargeRule(_Model):
-    """Vitals back near baseline before discharge (ALARMS.md Reading 11)."""
+    """Vitals back near baseline before discharge (docs/ALARMS.md Reading 11)."""
 
     code: Annotated[str, Field(pattern=_CODE)] = "DISCHARGE_NOT_READY"
     priority: Priority = Priority.LOW
@@ -192,7 +192,7 @@ class DischargeRule(_Model):
 
 
 class BaselineRule(_Model):
-    """Baseline taken at infusion start (ALARMS.md "Baseline")."""
+    """Baseline taken at infusion start (docs/ALARMS.md "Baseline")."""
 
     code: Annotated[str, Field(pattern=_CODE)] = "BASELINE_INCOMPLETE"
     priority: Priority = Priority.LOW

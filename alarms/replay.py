@@ -43,7 +43,7 @@ class Row:
 
 
 def replay(rows: Iterable[Row], policy: Policy) -> Iterator[AlarmEvent]:
-    """The alarm events of a recording, in order (ALARMS.md "Precise reading" 1).
+    """The alarm events of a recording, in order (docs/ALARMS.md "Precise reading" 1).
 
     The rows go to `AlarmEngine.rows` in one batch: the same entry point the live daemon uses.
     """

@@ -1,4 +1,4 @@
-"""Device drivers: one subpackage per protocol, reached through a lazy registry (style-study P5).
+"""Device drivers: one subpackage per protocol, reached through a lazy registry (docs/DESIGN.md P5).
 
 `DRIVERS` maps a config `kind` to ``"module:Class"``; `create_driver` imports the module only
 when a bed's config uses that kind, so a bed without serial monitors never imports serial code.

@@ -2,7 +2,7 @@
 
 A driver *has* a transport (a serial port, an MQTT subscription) and a sans-I/O codec. `run`
 streams samples into a sink until it is cancelled, or raises `DeviceError` when the device is
-lost. A driver never loops to reconnect: the supervisor owns reconnection (style-study P9).
+lost. A driver never loops to reconnect: the supervisor owns reconnection (docs/DESIGN.md P9).
 """
 
 from __future__ import annotations

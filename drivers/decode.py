@@ -2,7 +2,7 @@
 
 Each serial codec has ``decode_capture(data, *, device_id) -> (samples, stats)``: sans-I/O, the
 capture's own time stamps (a capture has no live clock). The samples go to stdout as Sample
-JSON lines (ARCHITECTURE.md); a summary goes to stderr: frames, samples, and every drop with
+JSON lines (docs/ARCHITECTURE.md); a summary goes to stderr: frames, samples, and every drop with
 its reason, so an engineer sees at once whether a capture is the protocol they think it is.
 
 Exit status: 0 when at least one frame decoded, 1 when none did (wrong device, wrong baud rate,

@@ -1,7 +1,7 @@
 """Samples as every codec builds them: the device's verdict, the range check, units, MDC code.
 
-Pure functions (style-study P1). A codec calls `judged` for every value it decodes, so all
-devices mark missing and out-of-range values the same way (ALARMS.md "Vocabulary"), which
+Pure functions (docs/DESIGN.md P1). A codec calls `judged` for every value it decodes, so all
+devices mark missing and out-of-range values the same way (docs/ALARMS.md "Vocabulary"), which
 keeps a live session and its replay identical.
 """
 

@@ -5,13 +5,13 @@ sans-I/O codec and a `LinkProtocol`: one object per connection that turns receiv
 samples and replies, and says what to send at start and on each timer tick (a request, a poll,
 a keep-alive). `SerialDriver` *has* the transport (pyserial-asyncio-fast) and runs any
 `LinkProtocol` over it, so the device folders hold no I/O of their own beyond naming their line
-settings (style-study P1, P7).
+settings (docs/DESIGN.md P1, P7).
 
 Liveness: a device is connected once a valid frame arrives (`DriverStats.frames` moves) and
 lost when no valid frame arrived for its quiet time; garbage does not count as data. Loss,
 a port that vanishes or cannot be opened, a write that flow control holds past
 ``timeouts.serial_write_s``, and a protocol that ends its session (`ProtocolError`) all raise
-`DeviceError`; the supervisor reconnects (style-study P9).
+`DeviceError`; the supervisor reconnects (docs/DESIGN.md P9).
 """
 
 from __future__ import annotations

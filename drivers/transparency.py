@@ -3,7 +3,7 @@
 A frame's special bytes (its flags, and the escape byte itself) are sent as the escape byte
 followed by the byte XOR 0x20; a receiver undoes it. Philips IntelliVue MIB/RS232 escapes
 C0, C1 and 7D; the GE S/5 computer interface escapes 7E and 7D (clearing bit 5 of a byte that
-has it set is the same XOR). Pure functions (style-study P1).
+has it set is the same XOR). Pure functions (docs/DESIGN.md P1).
 """
 
 from __future__ import annotations

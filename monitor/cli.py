@@ -1,4 +1,4 @@
-"""`vigil`: the command line (ARCHITECTURE.md "CLI").
+"""`vigil`: the command line (docs/ARCHITECTURE.md "CLI").
 
 Each subcommand lives in its own module and is imported only when used, so `vigil replay` does not
 pay for the MQTT stack and a broken optional extra breaks only its own command.

@@ -1,6 +1,6 @@
 """One injectable clock, used everywhere a time is read or waited for.
 
-`t` in Vigil is epoch seconds UTC (ARCHITECTURE.md "Data flow"). Simulations run faster than real
+`t` is epoch seconds UTC (docs/ARCHITECTURE.md "Data flow"). Simulations run faster than real
 time by sharing one `SimulatedClock`; tests drive a `ManualClock` and never sleep for real.
 """
 

@@ -1,4 +1,4 @@
-"""Nurse commands on `…/cmd` (ARCHITECTURE.md "MQTT"), validated at the edge.
+"""Nurse commands on `…/cmd` (docs/ARCHITECTURE.md "MQTT"), validated at the edge.
 
 A command is a JSON object `{"cmd": NAME, "request_id": str, "user": str, ...}`. `parse_command`
 turns a payload into a typed command, or raises `CommandRejectedError` with a reason for the
@@ -51,7 +51,7 @@ class _Cmd(BaseModel):
     user: _TEXT
 
 
-# PROTOCOL.md "One session" step 1. Every item must be answered: an unanswered item is not a "no".
+# docs/PROTOCOL.md step 1. Every item must be answered: an unanswered item is not a "no".
 ABSOLUTE_CONTRAINDICATIONS = (
     "uncontrolled_hypertension",
     "severe_cardiovascular_disease",
@@ -160,7 +160,7 @@ class OpenSession(_Cmd):
 
     cmd: Literal["open_session"]
     patient_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    # The weight range is checked by the session (PROTOCOL.md: refused outside 30-250 kg) so the
+    # The weight range is checked by the session (docs/PROTOCOL.md: refused out of 30-250 kg) so the
     # refusal carries the clinical reason rather than a schema message.
     weight_kg: float
     concentration_mg_per_ml: Annotated[float, Field(gt=0, le=100)]
@@ -228,7 +228,7 @@ class Ack(_Cmd):
 
 
 class AudioPause(_Cmd):
-    """Pause the audible alarm signal (ALARMS.md: 120 s)."""
+    """Pause the audible alarm signal (docs/ALARMS.md: 120 s)."""
 
     cmd: Literal["audio_pause"]
 

@@ -1,6 +1,6 @@
 """The course of infusions one patient receives: counting, schedule checks, response to treatment.
 
-PROTOCOL.md "Course": six infusions over two consecutive weeks, three a week; response is a fall
+docs/PROTOCOL.md "Course": six infusions in two consecutive weeks, three a week; response is a fall
 of at least 30 % of a validated PTSD score (CAPS-5, PCL-5 or IES-R) from its baseline; a
 maintenance plan is due before the course ends, since responders lose response after a median of
 27.5 days. Pure functions over the journal's session records (`monitor.journal`).
@@ -26,10 +26,10 @@ __all__ = [
     "course_summary",
 ]
 
-COURSE_INFUSIONS: Final = 6  # PROTOCOL.md: six infusions ...
+COURSE_INFUSIONS: Final = 6  # docs/PROTOCOL.md: six infusions ...
 PER_WEEK: Final = 3  # ... three a week
 COURSE_DAYS: Final = 14.0  # ... over two consecutive weeks
-RESPONSE_FALL: Final = 0.30  # PROTOCOL.md: >= 30 % fall from baseline
+RESPONSE_FALL: Final = 0.30  # docs/PROTOCOL.md: >= 30 % fall from baseline
 MAINTENANCE_FROM: Final = 5  # the plan is due before the course ends
 RESPONSE_SCALES: Final = frozenset({"CAPS-5", "PCL-5", "IES-R"})
 _DAY_S: Final = 86400.0

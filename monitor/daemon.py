@@ -2,12 +2,12 @@
 
 One `Daemon` per bed owns one TaskGroup with named tasks: the drivers (each under the
 supervisor), the bed loop (samples and 1 s ticks into the alarm engine), and the ward link. Data
-flow is ARCHITECTURE.md "Data flow"; nothing on the alarm path blocks.
+flow is docs/ARCHITECTURE.md "Data flow"; nothing on the alarm path blocks.
 
 SIGTERM or SIGINT cancels the group: the ward link publishes `offline`, every task is cancelled
 and awaited, and the process exits 0.
 
-Under systemd (`Type=notify`, ecosystem.md §3.1) the daemon sends `READY=1` once the bed has
+Under systemd (`Type=notify`, sd_notify(3)) the daemon sends `READY=1` once the bed has
 processed its first tick, `STATUS=` on every phase or link change, `WATCHDOG=1` only while the
 bed keeps processing ticks, and `STOPPING=1` when shutdown begins.
 """
@@ -98,7 +98,7 @@ class Bed:
 
     Everything that touches the `BedCore` runs in this one loop or in a synchronous call from
     the ward link (commands), so there is never a race; queued samples are processed before a
-    command or a tick is applied, which keeps rows in time order (ALARMS.md Reading 1).
+    command or a tick is applied, which keeps rows in time order (docs/ALARMS.md Reading 1).
     """
 
     def __init__(
@@ -120,7 +120,7 @@ class Bed:
         # Idle ticks of the current idle stretch, (t, input id, seq). The journal's idle mark
         # trails the present by `_idle_lag`: a run that began before the mark and still holds
         # would have raised its alarm within its delay, so replaying from the mark rebuilds
-        # every run, hold and clearing timer that matters (ALARMS.md "Run semantics", the HR
+        # every run, hold and clearing timer that matters (docs/ALARMS.md "Run semantics", the HR
         # hold of Reading 5).
         self._idle_ticks: deque[tuple[float, int, int]] = deque()
         self._pruned_at = -math.inf
@@ -270,7 +270,7 @@ class Bed:
         result = outcome.result_json()
         if outcome.ok and cmd.cmd in {"open_session", "record_score"}:
             # shown to the nurse at once: which infusion of the course this is, and the
-            # response so far (PROTOCOL.md "Course")
+            # response so far (docs/PROTOCOL.md "Course")
             result["course"] = self.course(now)
         if self._journal is not None and outcome.ok:
             self._journal.answered(cmd.request_id, canonical, now, result)
@@ -342,7 +342,7 @@ class Bed:
                     self.tick(tick)
 
     async def _ticks(self) -> None:
-        # ALARMS.md Reading 1: ticks on whole epoch seconds. Each is applied a little after its
+        # docs/ALARMS.md Reading 1: ticks on whole epoch seconds. Each is applied a little after its
         # second (the grace) so samples stamped just before it are processed first.
         while True:
             tick = math.floor(self._clock.now()) + 1.0

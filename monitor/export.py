@@ -1,7 +1,7 @@
 """`vigil export SESSION --csv`: a session from the journal as a recording CSV.
 
 The recording is what the bed's alarm core saw: every sample the session's journal holds, in
-time order, and the session steps at the times the nurse's commands made them (ARCHITECTURE.md
+time order, and the session steps at the times the nurse's commands made them (docs/ARCHITECTURE.md
 "Recording CSV"). `vigil replay` of the file gives the session's physiological and protocol
 alarms; acknowledgements, system alarms (a monitor unplugged, the broker away) and the timing
 of live ticks are not in a recording, so events that depend on them can differ.

@@ -1,7 +1,7 @@
 """The bed's journal: every input the alarm core processed, in order, so a restart can resume.
 
 The alarm core is deterministic: the same inputs in the same order give the same state and the
-same events (ARCHITECTURE.md "Data flow"). So the journal keeps the inputs, not snapshots of
+same events (docs/ARCHITECTURE.md "Data flow"). So the journal keeps the inputs, not snapshots of
 state: each batch of samples, each tick, each command (with the time it was judged at) and
 each system condition, in the order the bed loop applied them. After a crash (`kill -9`, power
 loss) the daemon replays them into a fresh core (`resume`), which then has the phase, baseline,
@@ -11,7 +11,7 @@ time. Alarm events themselves are kept for ever in the `events` table, written i
 transaction (`monitor.outbox`), so no event the bed announced is lost or written twice.
 
 Replay starts after the last *idle mark*: the last tick at which the bed had no session and no
-active alarm, when nothing the core remembers can matter to what comes next (ALARMS.md windows
+active alarm, when nothing the core remembers can matter to what comes next (docs/ALARMS.md windows
 are at most the 300 s baseline window, which only looks at the session's own `pre` phase).
 
 Same SQLite file as the outbox, its own connection, WAL with `synchronous=NORMAL`: a commit is

@@ -1,6 +1,6 @@
 """The Prometheus endpoint: what the daemon counts, and a small asyncio HTTP responder for it.
 
-Names follow reference/ecosystem.md §3.3: the `vigil_` prefix, base units (seconds), `_total`
+Names follow docs/DESIGN.md "Metrics": the `vigil_` prefix, base units (seconds), `_total`
 on counters, `_info` for build metadata, and low-cardinality labels only (device ids, link
 names, parameters, alarm codes and priorities, which are all bounded by the config and the
 policy; never patient data or clinical values).

@@ -16,5 +16,5 @@ def shipped_config_dir() -> Path:
 
 
 def default_policy_path() -> Path:
-    """The default alarm policy (clinical/ALARMS.md as data)."""
+    """The default alarm policy (docs/ALARMS.md as data)."""
     return shipped_config_dir() / "alarms.toml"

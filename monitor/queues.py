@@ -1,7 +1,7 @@
 """The sample queue of the alarm path, with its drop policy stated and kept.
 
 `SampleQueue` is bounded: when it is full the *oldest* sample is dropped and counted (samples may
-be lost under overload, ARCHITECTURE.md "Data flow"). Alarm events never go through it: they wait
+be lost under overload, docs/ARCHITECTURE.md "Data flow"). Alarm events never use it: they wait
 in the ward link's outbox until the broker has them.
 """
 

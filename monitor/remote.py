@@ -1,6 +1,6 @@
 """`vigil cmd CMD [KEY=VALUE ...]`: send one nurse command to a bed and print its result.
 
-The command goes to the bed's `…/cmd` topic as ARCHITECTURE.md describes (``cmd``, a fresh
+The command goes to the bed's `…/cmd` topic as docs/ARCHITECTURE.md describes (``cmd``, a fresh
 ``request_id``, ``user``, the fields), QoS 1; the answer is the `…/cmd/result` message with the
 same ``request_id``, printed on stdout for a person (`format_result`: one fact a line, the dose
 and the pump rate on their own, times as ISO 8601 with the offset) or, with ``--json``, as the

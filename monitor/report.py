@@ -13,7 +13,7 @@ Times are shown in one time zone (the machine's, unless the caller passes `tz`):
 as ISO 8601 with their offset, the chart's x axis as minutes since the session opened, its
 label naming the clock time and offset of minute 0.
 
-Baseline: the journal's session record does not keep the alarm engine's baseline (ALARMS.md
+Baseline: the journal's session record does not keep the alarm engine's baseline (docs/ALARMS.md
 "Baseline"). When a record has one (a ``baseline`` object with ``sys0``, ``dia0``, ``hr0``,
 ``spo2_0``) it is shown as the session baseline; otherwise the report recomputes the same
 medians from the journaled samples (SYS/DIA: every `pre` determination; HR, SpO2: the last
@@ -71,7 +71,7 @@ HONESTY: Final = "Decision support, not a certified medical device"
 INSTALL_HINT: Final = "pip install 'vigil[report]'"
 PRIORITY_COLOURS: Final = {"high": "#d62728", "medium": "#f39c12", "low": "#17becf"}
 PHASE_COLOURS: Final = {"pre": "#9e9e9e", "infusion": "#ab47bc", "post": "#42a5f5"}
-BASELINE_WINDOW_S: Final = 300.0  # ALARMS.md "Baseline": HR0, SPO2_0 over the last 300 s of pre
+BASELINE_WINDOW_S: Final = 300.0  # docs/ALARMS.md "Baseline": HR0, SPO2_0 on the last 300 s of pre
 _DPI: Final = 110
 # the overrides a discharge can go through on, and how the discharge decision names each
 _DISCHARGE_OVERRIDES: Final = {

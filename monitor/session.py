@@ -1,7 +1,7 @@
 """One bed's state: the alarm engine, the infusion session, and the nurse commands that steer it.
 
 `BedCore` is pure (no I/O, no clock of its own): the daemon hands it samples, ticks and commands
-with their times and publishes what comes back. Commands follow clinical/PROTOCOL.md; a command
+with their times and publishes what comes back. Commands follow docs/PROTOCOL.md; a command
 that is not allowed now is refused with a reason and changes nothing.
 """
 
@@ -40,10 +40,10 @@ __all__ = ["BedCore", "CommandOutcome", "OverrideRecord", "SessionInfo"]
 
 _Result = tuple[str | None, list["AlarmEvent"], dict[str, Any] | None]
 
-DOSE_MG_PER_KG = 0.5  # PROTOCOL.md "Course": ketamine 0.5 mg/kg IV ...
+DOSE_MG_PER_KG = 0.5  # docs/PROTOCOL.md "Course": ketamine 0.5 mg/kg IV ...
 INFUSION_MIN = 40.0  # ... over 40 minutes
-WEIGHT_RANGE_KG = (30.0, 250.0)  # PROTOCOL.md: a weight outside 30-250 kg is refused
-OBSERVATION_S = 7200.0  # PROTOCOL.md step 4: at least 120 min of observation
+WEIGHT_RANGE_KG = (30.0, 250.0)  # docs/PROTOCOL.md: a weight outside 30-250 kg is refused
+OBSERVATION_S = 7200.0  # docs/PROTOCOL.md step 4: at least 120 min of observation
 # issue 4: a reminder when the infusion runs past 45 min (5 min over the plan)
 INFUSION_REMINDER_S = 45 * 60.0
 INFUSION_LONG = "INFUSION_LONG"

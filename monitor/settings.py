@@ -1,4 +1,4 @@
-"""The bed configuration: TOML at the edge, typed models inside (ARCHITECTURE.md "Config file").
+"""The bed config: TOML at the edge, typed models inside (docs/ARCHITECTURE.md "Config file").
 
 Load with `load_settings(path)`. Environment variables `VIGIL_<SECTION>__<KEY>` override the file
 (e.g. `VIGIL_BROKER__URL`, `VIGIL_BROKER__PASSWORD`), so secrets need not live in the file. Every
@@ -182,12 +182,12 @@ class JournalSettings(_Model):
 
 
 class AlarmsSettings(_Model):
-    """The alarm policy file (clinical/ALARMS.md as data)."""
+    """The alarm policy file (docs/ALARMS.md as data)."""
 
     policy: Path = Field(default_factory=default_policy_path)
     # Live ticks wait this long (real seconds; scaled by a simulated clock's speed) past each
     # whole second for samples stamped just before it, so a sample in flight is not overtaken
-    # by the tick (ALARMS.md "Precise reading" 1).
+    # by the tick (docs/ALARMS.md "Precise reading" 1).
     tick_grace_s: Number = Field(default=0.2, ge=0.0, le=1.0)
     # A sample whose own time is further than this ahead of, or behind, the bed's clock (bed
     # seconds) is re-stamped with the bed's time and DEVICE_CLOCK_OFF raised

@@ -1,4 +1,4 @@
-"""The one owner of reconnection (style-study P9): explicit states, capped jittered backoff.
+"""The one owner of reconnection (docs/DESIGN.md P9): explicit states, capped jittered backoff.
 
 Drivers and the ward link raise when their connection is lost; they never loop or sleep to
 reconnect. `supervise` runs a connect-and-serve coroutine again and again, backing off between
@@ -66,7 +66,7 @@ def raise_if_cancelled() -> None:
 
 
 class Backoff:
-    """Full-jitter exponential backoff, capped (aiomqtt v3 and aioesphomeapi, style-study P9).
+    """Full-jitter exponential backoff, capped (aiomqtt v3 and aioesphomeapi, docs/DESIGN.md P9).
 
     The n-th delay is uniform in [0, min(cap, base * 2**n)]; `reset` after a good connection.
     While `urgent()` says something waits that must not (an alarm in the outbox), the cap is

@@ -1,6 +1,6 @@
 """The fixed vocabulary of Vigil: parameters, phases, samples, alarm events.
 
-Every other module speaks these words (ARCHITECTURE.md "Data flow", clinical/ALARMS.md
+Every other module speaks these words (docs/ARCHITECTURE.md "Data flow", docs/ALARMS.md
 "Vocabulary"). Times are epoch seconds UTC as floats everywhere inside; conversion to ISO 8601
 with an offset happens only at the edges (`iso8601`).
 """
@@ -33,7 +33,7 @@ __all__ = [
 
 
 class Param(StrEnum):
-    """A physiological parameter (ALARMS.md "Vocabulary")."""
+    """A physiological parameter (docs/ALARMS.md "Vocabulary")."""
 
     HR = "HR"  # ECG heart rate, /min
     PR = "PR"  # pulse rate from the oximeter, /min
@@ -51,7 +51,7 @@ class Param(StrEnum):
 NIBP_PARAMS: Final = frozenset({Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN})
 CONTINUOUS_PARAMS: Final = frozenset(set(Param) - NIBP_PARAMS)
 
-# ALARMS.md "Vocabulary": a value outside these ranges is an invalid sample, not a value.
+# docs/ALARMS.md "Vocabulary": a value outside these ranges is an invalid sample, not a value.
 PHYSIOLOGICAL_RANGE: Final[dict[Param, tuple[float, float]]] = {
     Param.HR: (20.0, 300.0),
     Param.PR: (20.0, 300.0),
@@ -81,7 +81,7 @@ UNITS: Final[dict[Param, str]] = {
     Param.ETCO2: "mm[Hg]",
 }
 
-# IEEE 11073-10101 numeric codes (partition * 65536 + term), reference/ecosystem.md §1.1.
+# IEEE 11073-10101 numeric codes (partition * 65536 + term), docs/ARCHITECTURE.md "Sample JSON".
 MDC_CODES: Final[dict[Param, int]] = {
     Param.HR: 147842,  # MDC_ECG_HEART_RATE
     Param.PR: 149530,  # MDC_PULS_OXIM_PULS_RATE
@@ -104,7 +104,7 @@ def in_range(param: Param, value: float) -> bool:
 
 
 class Phase(StrEnum):
-    """Session phase (ALARMS.md "Phases")."""
+    """Session phase (docs/ALARMS.md "Phases")."""
 
     NONE = "none"
     PRE = "pre"
@@ -171,7 +171,7 @@ class Sample:
         return self.valid and in_range(self.param, self.value)
 
     def to_json(self) -> dict[str, Any]:
-        """The Sample JSON object of ARCHITECTURE.md (NaN becomes null)."""
+        """The Sample JSON object of docs/ARCHITECTURE.md (NaN becomes null)."""
         out: dict[str, Any] = {
             "t": self.t,
             "param": self.param.value,
@@ -190,7 +190,7 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class AlarmEvent:
-    """A state change of one alarm (ARCHITECTURE.md "Alarm event JSON").
+    """A state change of one alarm (docs/ARCHITECTURE.md "Alarm event JSON").
 
     The live fields (`bed`, `alarm_id`, `session_id`, `seq`) are added by the daemon; replay
     leaves them unset.

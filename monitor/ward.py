@@ -1,6 +1,6 @@
 """The link to the ward broker: publishes status, vitals, alarms and state; receives commands.
 
-Topics and payloads are ARCHITECTURE.md "MQTT" under the bed prefix `vigil/<ward>/<bed>`:
+Topics and payloads are docs/ARCHITECTURE.md "MQTT" under the bed prefix `vigil/<ward>/<bed>`:
 - `status`: retained QoS 1 JSON `{"status": "online", ...birth info}` published on every
   (re)connect, and the Last Will `{"status": "offline", ...}` (retained) if the bed dies. A clean
   shutdown publishes `offline` itself, since a clean DISCONNECT suppresses the will.
@@ -301,7 +301,7 @@ class WardLink:
 
     async def _birth_messages(self, client: aiomqtt.Client) -> None:
         # Re-publish birth and every retained state on each CONNACK, never before it
-        # (reference/ecosystem.md §2.1: zigbee2mqtt #4854, #3625).
+        # (docs/DESIGN.md "MQTT conventions": zigbee2mqtt #4854, #3625).
         t = self._settings.timeouts.publish_s
         await client.publish(
             f"{self.prefix}/status", self._payload_status("online"), qos=1, retain=True, timeout=t
@@ -364,7 +364,7 @@ class WardLink:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # alarms first: they outrank vitals (style-study P12)
+            # alarms first: they outrank vitals (docs/DESIGN.md P12)
             # the backlog of a broken link or of a restart first, in seq order, then live ones
             while entries := self._outbox.peek(PIPELINE):
                 await self._publish_alarms(client, entries)

@@ -4,12 +4,12 @@ Reuses `drivers.ge_s5.codec` (the driver's de-framer to read requests, its recor
 encoders to answer), so the simulator and the driver agree by construction on the format; the
 driver's decoder is tested separately on records built by hand from the documented layout.
 
-What the monitor does (research ge_s5.md §6): nothing until a valid displayed-values request
+What the monitor does (docs/ge_s5.md §6): nothing until a valid displayed-values request
 arrives ([CI] §3-5); then one record every ``tx_ival`` seconds of scenario time; a stop request
 (``tx_ival`` 0) ends it; a single-shot request (``tx_ival`` -1) is answered at once unless the
 previous request came less than 5 s before. Only the BASIC class is served.
 
-NIBP (ge_s5.md §4.4, §7.1): the NIBP group shows the scenario's latest determination with the
+NIBP (docs/ge_s5.md §4.4, §7.1): the NIBP group shows the scenario's latest determination with the
 label's "measuring" bit clear and its "data older than 60 s" bit clear until 60 s after the
 determination, then set; before the first determination the values are DATA_INVALID. This is
 what the driver's `NibpTracker` reads as one new determination per scenario determination.

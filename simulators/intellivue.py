@@ -2,9 +2,9 @@
 
 Reuses `drivers.intellivue.framing` and `drivers.intellivue.messages`, so the simulator and the
 driver agree by construction on the layouts; the codec's tests check those layouts against
-messages written by hand from the guide (research intellivue.md), not against this simulator.
+messages written by hand from the guide (docs/intellivue.md), not against this simulator.
 
-Behaviour (research §9, reduced to what a numerics client needs):
+Behaviour (docs/intellivue.md §9, reduced to what a numerics client needs):
 
 - an association request (any ``0D`` message) is answered with an association response and the
   MDS Create Event Report (invoke id 1, as VSCaptureMP expects), whatever the state before;
@@ -69,7 +69,7 @@ __all__ = ["LINE", "IntelliVueSide"]
 
 LINE: LineSettings = IntelliVueDriver.line
 
-# What the monitor grants (research §2.2 constructed AARE): a server, warm start, min poll
+# What the monitor grants (docs/intellivue.md §2.2 constructed AARE): a server, warm start, min poll
 # period 0.5 s, MTU 1000 (the RS232 maximum), NU_1SEC | RTSA; no object support profile.
 _GRANTED: Final = UserInfo(
     system_type=0x00800000,  # SYST_SERVER

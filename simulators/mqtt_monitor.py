@@ -1,13 +1,13 @@
 """A bedside monitor that publishes its numerics over MQTT, playing a scenario in (simulated) time.
 
-Each `Sample` of the scenario goes to the sample topic as the Sample JSON of ARCHITECTURE.md
+Each `Sample` of the scenario goes to the sample topic as the Sample JSON of docs/ARCHITECTURE.md
 (what the daemon's `kind = "mqtt"`, `format = "vigil"` driver reads), at the moment the clock
 reaches its `t`. Continuous parameters go at QoS 0, like any 1 Hz vital-sign stream where the
 next reading replaces a lost one; a cuff determination comes once every 5-15 min and is not
 repeated, so its three samples go at QoS 1.
 
 With a bed prefix, the simulator also plays the nurse: each session step of the scenario is sent
-as a command on `<prefix>/cmd` (ARCHITECTURE.md "MQTT", QoS 1), so a daemon watching that bed
+as a command on `<prefix>/cmd` (docs/ARCHITECTURE.md "MQTT", QoS 1), so a daemon watching that bed
 walks through the session phases with the samples.
 """
 
@@ -50,7 +50,7 @@ _DEFAULT_PORT: Final = 1883
 _CONNECT_TIMEOUT_S: Final = 10.0
 _USER: Final = "simulator"
 
-# The nurse command for each session step (ARCHITECTURE.md "MQTT", `…/cmd`).
+# The nurse command for each session step (docs/ARCHITECTURE.md "MQTT", `…/cmd`).
 _COMMANDS: Final = {
     SessionEvent.SESSION_START: "open_session",
     SessionEvent.INFUSION_START: "start_infusion",

@@ -1,4 +1,4 @@
-"""Write scenario items as a recording CSV, the input of `vigil replay` (ARCHITECTURE.md).
+"""Write scenario items as a recording CSV, the input of `vigil replay` (docs/ARCHITECTURE.md).
 
 The format: header `t,param,value`; one row per sample (`param` from the vocabulary) and one per
 session step (`param` `EVENT`, `value` the step's name); an invalid sample or one without a value

@@ -1,24 +1,24 @@
 """Simulated infusion sessions: the vital signs a bedside monitor would send, and the session steps.
 
 A scenario is a list of `Sample`s and `Step`s in time order (`build_scenario`). Every scenario
-follows one session timeline (PROTOCOL.md "One session, step by step"), given as offsets from the
+follows one session timeline (docs/PROTOCOL.md "One session"), given as offsets from the
 session start `t0` (epoch seconds UTC):
 
 | offset s | step / readings |
 |---|---|
 | 0 | `session_start` (phase `pre`) |
-| 60, 360 | the two baseline cuff determinations, 5 min apart (PROTOCOL.md step 2) |
-| 600 | `infusion_start`: 40 min infusion (PROTOCOL.md step 3) |
+| 60, 360 | the two baseline cuff determinations, 5 min apart (docs/PROTOCOL.md step 2) |
+| 600 | `infusion_start`: 40 min infusion (docs/PROTOCOL.md step 3) |
 | 870, 1170, ..., 2970 | cuff every 5 min during the infusion (8 determinations) |
-| 3000 | `infusion_stop`: at least 120 min observation (PROTOCOL.md step 4) |
+| 3000 | `infusion_stop`: at least 120 min observation (docs/PROTOCOL.md step 4) |
 | 3870, 4770, ..., 10170 | cuff every 15 min in `post` (8 determinations) |
-| 10500 | `discharge`, 300 s after the discharge check at stop + 7200 s (ALARMS.md reading 11) |
+| 10500 | `discharge`, 300 s after the discharge check at stop+7200 s (docs/ALARMS.md reading 11) |
 
 `HR`, `PR` and `SPO2` arrive at 1 Hz on whole offsets from 0 to 10499 s, so no gap reaches the
-5 s run limit or the 30 s no-data limit of ALARMS.md. Each cuff determination is three samples
+5 s run limit or the 30 s no-data limit of docs/ALARMS.md. Each cuff determination is three samples
 with one `t` (`NIBP_SYS`, `NIBP_DIA`, `NIBP_MEAN`, in that order), and each lands 30 s before its
 interval mark: no determination then shares its instant with a session step, so its phase never
-depends on row order (ALARMS.md "Precise reading" 1). At one `t`, a step comes first, then `HR`,
+depends on row order (docs/ALARMS.md Reading 1). At one `t`, a step comes first, then `HR`,
 `PR`, `SPO2`, then the determination.
 
 Values are rounded to integers as a monitor displays them. The noise comes from a
@@ -27,7 +27,7 @@ scenario promises holds for every seed, not just on average: HR a slow drift wit
 plus beat-to-beat noise within +/-2 /min; SpO2 a smooth wander within +/-1.4 % around 97.5 (so
 96 to 99 at rest); cuff SYS and DIA each within +/-2 mmHg of the scenario's curve.
 
-The three scenarios are documented with the alarms of the default policy (ALARMS.md) that they
+The three scenarios are documented with the alarms of the default policy (docs/ALARMS.md) that they
 are designed to produce, and at which offset; `t_inf` below is the infusion start (`t0 + 600`).
 """
 
@@ -72,15 +72,15 @@ class Step:
 ScenarioItem: TypeAlias = Sample | Step
 ScenarioBuilder: TypeAlias = Callable[..., list[ScenarioItem]]
 
-# The session timeline, offsets in seconds from the session start (PROTOCOL.md).
+# The session timeline, offsets in seconds from the session start (docs/PROTOCOL.md).
 INFUSION_START_OFFSET: Final = 600  # 10 min of `pre` for two determinations 5 min apart
 INFUSION_STOP_OFFSET: Final = INFUSION_START_OFFSET + 40 * 60  # "0.5 mg/kg IV over 40 minutes"
-# ALARMS.md reading 11: the discharge check runs at stop + 7200 s; discharge comes 300 s later.
+# docs/ALARMS.md reading 11: the discharge check runs at stop + 7200 s; discharge comes 300 s later.
 DISCHARGE_OFFSET: Final = INFUSION_STOP_OFFSET + 120 * 60 + 300
 
-_PRE_DETERMINATIONS: Final = (60, 360)  # PROTOCOL.md step 2: at least two, ideally 5 min apart
-_INFUSION_CUFF_INTERVAL: Final = 300  # PROTOCOL.md step 3: cuff BP every 5 min
-_POST_CUFF_INTERVAL: Final = 900  # PROTOCOL.md step 4: cuff BP every 15 min
+_PRE_DETERMINATIONS: Final = (60, 360)  # docs/PROTOCOL.md step 2: at least two, ideally 5 min apart
+_INFUSION_CUFF_INTERVAL: Final = 300  # docs/PROTOCOL.md step 3: cuff BP every 5 min
+_POST_CUFF_INTERVAL: Final = 900  # docs/PROTOCOL.md step 4: cuff BP every 15 min
 # Each determination lands this long before its interval mark, so that the last infusion one
 # (at 40 min) does not coincide with `infusion_stop` and its phase is unambiguous.
 _CUFF_LEAD: Final = 30
@@ -133,7 +133,7 @@ class _Patient:
     d_spo2: _Curve = ((0.0, 0.0),)
 
 
-# The usual response to 0.5 mg/kg over 40 min (SOURCES.md 1.5): rise through the infusion, peak
+# The usual response to 0.5 mg/kg over 40 min (docs/SOURCES.md 1.5): rise through the infusion, peak
 # at 30-40 min, back to baseline within about 1.5-2 h. Fraction of the peak effect.
 _USUAL_RESPONSE: Final[_Curve] = (
     (0.0, 0.0),
@@ -158,7 +158,7 @@ def _scaled(curve: _Curve, peak: float) -> _Curve:
     return tuple((minute, peak * fraction) for minute, fraction in curve)
 
 
-# Peak effect: SOURCES.md 1.5, between the meta-analysis (+12.6/+8.5 mmHg, HR +4.1 [S11]) and
+# Peak effect: docs/SOURCES.md 1.5, between the meta-analysis (+12.6/+8.5 mmHg, HR +4.1 [S11]) and
 # the Yale cohort (+16.0/+11.0 mmHg [S12]).
 _USUAL_PATIENT: Final = _Patient(
     hr=68.0,
@@ -339,9 +339,9 @@ def normal_session(*, t0: float, seed: int, device_id: str = "mon1") -> list[Sce
     """An uneventful session: designed to raise no alarm at all under the default policy.
 
     Patient at rest 68 /min, 120/78 mmHg, SpO2 97.5 +/- 1.4 (96-99). Ketamine adds the usual
-    response (SOURCES.md 1.5): peak +14/+9 mmHg and +4 /min at 35 min of infusion, back to
+    response (docs/SOURCES.md 1.5): peak +14/+9 mmHg and +4 /min at 35 min of infusion, back to
     baseline 160 min after the infusion start. Worst cases over every seed, against each row of
-    ALARMS.md:
+    docs/ALARMS.md:
 
     - Baseline: SYS0 = mean of two pre readings of 120 +/- 2, so 118 to 122; HR0 66 to 70.
     - `BP_PRE_GATE`: pre readings at most 122/80, below 140/90.

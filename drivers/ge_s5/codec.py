@@ -1,28 +1,28 @@
 """Sans-I/O codec for the GE Datex-Ohmeda S/5 computer interface (DRI records over RS-232).
 
 Sources: GE "S/5 Computer Interface Specification" M1017617 12th ed. ([CI]) and "S/5 DRI
-Specification" 8005313 12th ed. ([DRI]), summarised byte by byte in research ge_s5.md (cited
-below as ge_s5.md §N) and reference/devices.md §2.3. All integers are little-endian.
+Specification" 8005313 12th ed. ([DRI]), summarised byte by byte in docs/ge_s5.md (cited
+below as docs/ge_s5.md §N) and docs/devices.md §2.3. All integers are little-endian.
 
-Framing (ge_s5.md §1.2, [CI] p.3-4)::
+Framing (docs/ge_s5.md §1.2, [CI] p.3-4)::
 
     7E | escaped( record [r_len bytes] + checksum [1 byte] ) | 7E
 
 Every frame has its own start and end flag (frames arrive back to back as ``... 7E 7E ...``).
 0x7E and 0x7D inside are sent as ``7D 5E`` and ``7D 5D``. The checksum is the 8-bit sum of the
 unescaped record bytes and is escaped like any other byte. `FrameDecoder` treats every flag as a
-boundary, so it resynchronises at the first flag after any damage (ge_s5.md §1.3).
+boundary, so it resynchronises at the first flag after any damage (docs/ge_s5.md §1.3).
 
 A record is a 40-byte header (``r_len``, ``r_nbr``, ``dri_level``, ``plug_id``, ``r_time``,
-reserved, ``r_maintype``, eight subrecord descriptors) and a data area (ge_s5.md §2). This codec
+reserved, ``r_maintype``, 8 subrecord descriptors) and a data area (docs/ge_s5.md §2). This codec
 speaks the physiological database (PHDB, ``r_maintype`` 0): the host's request subrecord
-(ge_s5.md §5) and the monitor's 278-byte displayed-values subrecord of the BASIC class
-(ge_s5.md §3.3, §4.1), from which it decodes ECG heart rate, invasive pressures labelled ART (or
+(docs/ge_s5.md §5) and the monitor's 278-byte displayed-values subrecord of the BASIC class
+(docs/ge_s5.md §3.3 §4.1), from which it decodes ECG heart rate, invasive pressures labelled ART (or
 ABP), NIBP, SpO2 and its pulse rate. Values at or below -32001 are the monitor's special values
-(ge_s5.md §4.2) and become invalid samples whose reason names them.
+(docs/ge_s5.md §4.2) and become invalid samples whose reason names them.
 
 NIBP is sent in every record and stays displayed for minutes, so `NibpTracker` decides which
-record carries a *new* cuff determination (ge_s5.md §7.3). Sample times come from the monitor's
+record carries a *new* cuff determination (docs/ge_s5.md §7.3). Sample times come from the monitor's
 ``r_time``, anchored to the daemon clock once per connection, so records 5 s apart give samples
 exactly 5 s apart (`GeS5Link`).
 """
@@ -90,7 +90,7 @@ __all__ = [
     "request_stop",
 ]
 
-# Framing (ge_s5.md §1.2, §8).
+# Framing (docs/ge_s5.md §1.2, §8).
 FLAG: Final = 0x7E
 ESC: Final = 0x7D
 _FRAMING: Final = frozenset({FLAG, ESC})  # the bytes sent escaped ([CI] p.3)
@@ -101,13 +101,13 @@ MAX_RECORD: Final = HEADER_SIZE + 1450
 MAX_PAYLOAD: Final = MAX_RECORD + 1
 MAX_ESCAPED: Final = 2 * MAX_PAYLOAD
 
-# Main types and PHDB subrecord types (ge_s5.md §2, §3.1).
+# Main types and PHDB subrecord types (docs/ge_s5.md §2, §3.1).
 MT_PHDB: Final = 0
 SR_REQUEST: Final = 0
 SR_DISPL: Final = 1
 SR_EOL: Final = 0xFF
 _N_DESC: Final = 8
-# Smallest body of each PHDB subrecord type: request 9, dri_phdb 278, aux info 114 (ge_s5.md §3).
+# Smallest body of a PHDB subrecord type: request 9, dri_phdb 278, aux info 114 (docs/ge_s5.md §3).
 _SR_SIZE: Final[Mapping[int, int]] = MappingProxyType({0: 9, 1: 278, 2: 278, 3: 278, 4: 114})
 PHDB_SIZE: Final = 278
 _CLASS_SIZE: Final = 270
@@ -133,23 +133,23 @@ _OTHER_SPECIAL: Final = "ge_special"
 INACTIVE: Final = "ge_inactive"  # the module exists but its measurement is off
 HR_NOT_ECG: Final = "ge_hr_not_ecg"  # the monitor takes HR from a pressure or pleth channel
 
-# Group header status bits common to all groups ([DRI] Table 3-8, ge_s5.md §4.3).
+# Group header status bits common to all groups ([DRI] Table 3-8, docs/ge_s5.md §4.3).
 STATUS_EXISTS: Final = 0x1
 STATUS_ACTIVE: Final = 0x2
-# ECG status bits 3-6: the HR source; 1 ECG, 9 ECG (Mortara) ([DRI] Table 3-10, ge_s5.md §4.4).
+# ECG status bits 3-6: the HR source; 1 ECG, 9 ECG (Mortara) ([DRI] Table 3-10, docs/ge_s5.md §4.4).
 _HR_SOURCE_SHIFT: Final = 3
 _HR_SOURCE_MASK: Final = 0xF
 ECG_HR_SOURCES: Final = frozenset({1, 9})
 # IBP label codes that name an arterial line: 1 ART, 8 ABP ([DRI] Table 3-16).
 ART_LABELS: Final = frozenset({1, 8})
-# NIBP status lives in the label word ([DRI] Table 3-18, ge_s5.md §4.4).
+# NIBP status lives in the label word ([DRI] Table 3-18, docs/ge_s5.md §4.4).
 NIBP_AUTO: Final = 1 << 3
 NIBP_MEASURING: Final = 1 << 5
 NIBP_CALIBRATING: Final = 1 << 7
 NIBP_OLD: Final = 1 << 8  # the last measurement ended more than 60 s ago
 
 # BASIC class layout: group name, offset in the 270-byte class, number of i16 values after its
-# 6-byte header (ge_s5.md §4.1). Groups this codec does not read are written as absent.
+# 6-byte header (docs/ge_s5.md §4.1). Groups this codec does not read are written as absent.
 _BASIC_GROUPS: Final[tuple[tuple[str, int, int], ...]] = (
     ("ecg", 0, 5),  # hr, st1, st2, st3, imp_rr
     ("p1", 16, 4),  # sys, dia, mean, hr
@@ -211,7 +211,7 @@ class Subrecord:
 
 @dataclass(frozen=True, slots=True)
 class DriRecord:
-    """A PHDB record with a valid checksum and consistent descriptors (ge_s5.md §2)."""
+    """A PHDB record with a valid checksum and consistent descriptors (docs/ge_s5.md §2)."""
 
     r_nbr: int
     dri_level: int
@@ -222,7 +222,7 @@ class DriRecord:
 
 @dataclass(frozen=True, slots=True)
 class PhdbRequest:
-    """A host's transmission request (ge_s5.md §5): record type, interval, class bit field."""
+    """A host's transmission request (docs/ge_s5.md §5): record type, interval, class bit field."""
 
     rcrd_type: int  # 1 displayed, 2 10-s trend, 3 60-s trend
     tx_ival: int  # s; -1 once, 0 stop
@@ -295,7 +295,7 @@ def _unescape(raw: bytes) -> bytes | None:
 
 
 def encode_frame(record: bytes) -> bytes:
-    """`record` with its checksum, escaped, between flags ([CI] p.3-4, ge_s5.md §1.2).
+    """`record` with its checksum, escaped, between flags ([CI] p.3-4, docs/ge_s5.md §1.2).
 
     The checksum is the sum of the unescaped record bytes modulo 256 and is escaped too.
     """
@@ -362,7 +362,7 @@ class FrameDecoder:
 
     `feed` takes any chunk and returns the records of the frames it completed; it never raises.
     Every valid PHDB record counts in ``stats.frames``; every other non-empty stretch between
-    flags counts once in ``stats.dropped`` by `DropReason` (ge_s5.md §1.3). Bytes before the
+    flags counts once in ``stats.dropped`` by `DropReason` (docs/ge_s5.md §1.3). Bytes before the
     first flag are such a stretch: a connection opened mid-frame drops that frame's tail.
     """
 
@@ -420,11 +420,11 @@ def _descriptors(subrecords: list[tuple[int, int]]) -> bytes:
 
 
 def encode_request(rcrd_type: int, tx_ival: int, class_bf: int, *, dri_level: int = 0) -> bytes:
-    """The 49-byte PHDB request record ([CI] §3 and Appendix A, ge_s5.md §5.1), unframed.
+    """The 49-byte PHDB request record ([CI] §3 and Appendix A, docs/ge_s5.md §5.1), unframed.
 
     `tx_ival`: seconds between automatic transmissions (at least 5 for displayed values), -1
     for one transmission, 0 to stop. `class_bf`: 0 BASIC, | 0x2 EXT1, | 0x4 EXT2, | 0x8 EXT3.
-    The official vectors send ``dri_level`` 0, as this does by default (ge_s5.md §6.4).
+    The official vectors send ``dri_level`` 0, as this does by default (docs/ge_s5.md §6.4).
     """
     body = _REQUEST.pack(rcrd_type, tx_ival, class_bf, 0)
     head = _header(HEADER_SIZE + len(body), r_nbr=0, dri_level=dri_level, r_time=0, maintype=0)
@@ -465,7 +465,7 @@ def displayed_basic(record: DriRecord) -> BasicValues | None:
     """The BASIC class of the first displayed-values subrecord in `record`, if there is one.
 
     The class is read from ``cl_drilvl_subt`` bits 8-11, never from the subrecord's position
-    (ge_s5.md §3.2).
+    (docs/ge_s5.md §3.2).
     """
     for sub in record.subrecords:
         if sub.sr_type != SR_DISPL:
@@ -503,7 +503,7 @@ def _basic_body(basic: BasicValues) -> bytes:
 def encode_displayed_record(
     basic: BasicValues, *, r_time: int, r_nbr: int = 0, dri_level: int = DRI_LEVEL_05
 ) -> bytes:
-    """A PHDB record with one BASIC displayed-values subrecord, unframed (ge_s5.md §6.8).
+    """A PHDB record with one BASIC displayed-values subrecord, unframed (docs/ge_s5.md §6.8).
 
     40-byte header (r_len 318, descriptor (0, 1), end of list) and the 278-byte subrecord:
     time (``basic.time``, or `r_time` when 0), the 270-byte class, marker 0, reserved 0 and
@@ -578,7 +578,7 @@ def basic_samples(
 
 @dataclass
 class NibpTracker:
-    """Finds the record that carries a new cuff determination (ge_s5.md §7.3; UNCERTAIN there).
+    """Finds the record that carries a new cuff determination (docs/ge_s5.md §7.3; UNCERTAIN there).
 
     The monitor sends the last determination in every record for as long as it is displayed,
     so a value is new only at a transition. A record carries a new determination when the NIBP
@@ -637,11 +637,11 @@ class GeS5Link:
     `start` asks for BASIC displayed values every `interval_s` seconds (5, the minimum;
     [CI] p.7). The monitor then sends a record every `interval_s` seconds without further
     requests; `timer` repeats the request when no record arrived for max(3 x interval, 15) s
-    since the last request (ge_s5.md §6.6; a repeat within 5 s is ignored by the monitor).
+    since the last request (docs/ge_s5.md §6.6; a repeat within 5 s is ignored by the monitor).
 
     Sample times: the first record of the connection anchors ``offset = now - r_time``; every
     record's samples are stamped ``r_time + offset``, so records 5 s apart give samples exactly
-    5 s apart whatever the receive jitter (ALARMS.md breaks a run on a gap over 5 s). When
+    5 s apart whatever the receive jitter (docs/ALARMS.md breaks a run on a gap over 5 s). When
     ``r_time + offset`` is more than `RETIME_S` from `now` (the monitor's clock was set), the
     offset is re-anchored and ``retimed`` counted; the samples are still delivered. A record
     whose time is earlier than the previous record's is dropped (``time_backwards``).

@@ -14,7 +14,7 @@ class GeS5Driver(SerialDriver):
     """A GE Datex-Ohmeda S/5 or CARESCAPE monitor's computer interface (`kind = "ge-s5"`).
 
     19200 bit/s, 8 data bits, even parity, 1 stop bit, RTS/CTS handshake, not configurable on
-    the monitor ([CI] p.3; reference/devices.md §2.3). The link asks for displayed values every
+    the monitor ([CI] p.3; docs/devices.md §2.3). The link asks for displayed values every
     5 s, the fastest the monitor sends them, so 15 s without a valid record is three missed
     records: the cable is out, the monitor is off or has dropped the request.
 

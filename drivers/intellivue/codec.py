@@ -1,6 +1,6 @@
 """Sans-I/O IntelliVue Data Export client: the session, and numerics as Vigil samples.
 
-Session (guide "Association", "Poll Data Request"; research intellivue.md §2-§9)::
+Session (guide "Association", "Poll Data Request"; docs/intellivue.md §2-§9)::
 
     host                                   monitor
     association request (0D)  -------->
@@ -97,7 +97,7 @@ class Expected:
 
 
 # physio id (partition SCADA) -> Vigil parameter. Matched by table, not by arithmetic: the
-# pleth pulse rate 0x4822 is MDC_PULS_OXIM_PULS_RATE by meaning only (research §7.4).
+# pleth pulse rate 0x4822 is MDC_PULS_OXIM_PULS_RATE by meaning only (docs/intellivue.md §7.4).
 NUMERICS_MAP: Final[Mapping[int, Expected]] = MappingProxyType(
     {
         0x4182: Expected(Param.HR, NOM_DIM_BEAT_PER_MIN),  # NOM_ECG_CARD_BEAT_RATE
@@ -113,7 +113,7 @@ NUMERICS_MAP: Final[Mapping[int, Expected]] = MappingProxyType(
 )
 
 # MeasurementState bits of the high octet: any of them makes the value unusable (guide
-# "MeasurementState": valid only if the first octet is 0; research §7.2). In this order the
+# "MeasurementState": valid only if the high octet is 0; docs/intellivue.md §7.2). In this order the
 # first one set is the sample's reason. TEST and DEMO data are not the patient's.
 STATE_BITS: Final[tuple[tuple[int, str], ...]] = (
     (0x8000, "invalid"),

@@ -18,7 +18,7 @@ __all__ = ["IntelliVueDriver"]
 class IntelliVueDriver(SerialDriver):
     """A Philips IntelliVue monitor's MIB/RS232 port (`[[drivers]] kind = "intellivue"`).
 
-    115200 bit/s, 8 data bits, no parity, 1 stop bit, no handshake (research intellivue.md §1;
+    115200 bit/s, 8 data bits, no parity, 1 stop bit, no handshake (docs/intellivue.md §1;
     VSCaptureMP, PERSEUS and OpenICE agree). The driver associates, then polls numerics every
     second of daemon time (`timer_s`); the monitor answers every poll, so ten seconds without a
     valid frame means the cable, the port or the association is gone (the monitor's own

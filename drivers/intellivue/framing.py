@@ -1,4 +1,4 @@
-"""Sans-I/O MIB/RS232 framing of IntelliVue Data Export (reference/devices.md §2.4).
+"""Sans-I/O MIB/RS232 framing of IntelliVue Data Export (docs/devices.md §2.4).
 
 One frame carries one Data Export or association message (the *user data*)::
 
@@ -10,13 +10,13 @@ and counts the user data only. The FCS is the PPP FCS-16 (RFC 1662, the catalogu
 CRC-16/X-25) over header and user data, sent low byte first. Between BOF and EOF, header,
 user data and FCS alike, every ``C0``, ``C1`` and ``7D`` is sent as ``7D`` and the byte XOR
 0x20; length and FCS are computed on the bytes before that escaping (Philips Data Export
-Interface Programming Guide, "MIB/RS232 transport"; research intellivue.md §1, from VSCaptureMP
+Interface Programming Guide, "MIB/RS232 transport"; docs/intellivue.md §1, from VSCaptureMP
 ``Class3.cs``, PERSEUS ``RS232.py`` and OpenICE ``RS232Adapter.java``, which agree).
 
 `FrameDecoder` never raises: whatever it cannot use it drops and counts by `DropReason`, and it
 resynchronises at the next ``C0``. Valid frames are not counted here: the link counts messages.
 
-Tolerance: VSCaptureMP escapes only the user data, not the header or the FCS (research §1.3).
+Tolerance: VSCaptureMP escapes only the user data, not header or FCS (docs/intellivue.md §1.3).
 A frame that fails as sent is retried read that way when its header or FCS holds a ``7D``, and
 a ``C1`` right after ``11 01 hh`` is taken as the length's low byte (a frame cannot end there).
 An unescaped ``C0`` is always a new frame, and an unescaped ``C1`` in an FCS ends the frame early:
@@ -54,7 +54,7 @@ HEADER: Final = b"\x11\x01"
 _SPECIAL: Final = frozenset({BOF, EOF, ESC})
 
 # The guide caps a message on MIB/RS232 at 1000 bytes of command (the largest MTU it
-# negotiates, research §1.3). The association request VSCaptureMP sends (and this driver)
+# negotiates, docs/intellivue.md §1.3). The association request VSCaptureMP sends (and this driver)
 # offers 1456, so a monitor that honoured that is still read; headers come on top.
 MAX_USER_DATA: Final = 1500
 # Escaping at most doubles a frame: header, user data and FCS.

@@ -3,7 +3,7 @@
 Pure functions and frozen dataclasses over the *user data* of one frame (`framing`). All
 multi-byte fields are big-endian. Sources: Philips Data Export Interface Programming Guide
 ("Session headers", "Remote Operation headers", "Poll Data Request/Result", "Attribute Data
-Types"), as transcribed in research intellivue.md §2-§7 with VSCaptureMP, PERSEUS, OpenICE and
+Types"), as transcribed in docs/intellivue.md §2-§7 with VSCaptureMP, PERSEUS, OpenICE and
 Intellivue-api agreeing on every layout used here.
 
 The first byte of the user data names the message (guide "Session Headers")::
@@ -12,7 +12,7 @@ The first byte of the user data names the message (guide "Session Headers")::
     09 release request       0A release response       19 abort
     E1 Data Export command (session id 0xE100)
 
-A Data Export command is nested, each level with its own length (research §4)::
+A Data Export command is nested, each level with its own length (docs/intellivue.md §4)::
 
     SPpdu    session_id 0xE100, p_context_id
     ROapdus  ro_type (ROIV 1, RORS 2, ROER 3, ROLRS 5), length
@@ -121,7 +121,7 @@ RORLS_LAST: Final = 3
 NO_SUCH_ACTION: Final = 9
 
 # Object classes (partition NOM_PART_OBJ = 1), attribute ids, actions, events (guide
-# "Nomenclature"; research §3-§7, VSCaptureMP Class2.cs and OpenICE agree).
+# "Nomenclature"; docs/intellivue.md §3-§7, VSCaptureMP Class2.cs and OpenICE agree).
 NOM_PART_OBJ: Final = 1
 NOM_MOC_VMS_MDS: Final = 0x0021
 NOM_MOC_VMO_METRIC_NU: Final = 0x0006
@@ -305,7 +305,7 @@ class _Reader:
 class UserInfo:
     """MDSEUserInfoStd (guide "Association Request/Response"), the fields this driver sets.
 
-    Defaults are the values of the association request VSCaptureMP sends over serial (research
+    Defaults are those of the association request VSCaptureMP sends over serial (docs/intellivue.md
     §2.1): a client (SYST_CLIENT), cold start, min poll period 0.5 s, MTUs 1456, poll profile
     extensions NU_1SEC | RTSA | ENUM | NU_PRIO_LIST, and its MDIB object support profile.
     """
@@ -360,13 +360,13 @@ class UserInfo:
         )
 
 
-# Session parameters of AARQ and AARE: fixed (OpenICE AssociationProtocolImpl; research §2.1)
+# Session parameters of AARQ, AARE: fixed (OpenICE AssociationProtocolImpl; docs/intellivue.md §2.1)
 _SESSION_PARAMS: Final = bytes.fromhex(
     "05 08 13 01 00 16 01 02 80 00"  # parameter 0x05, 8 bytes
     "14 02 00 02"  # parameter 0x14, 2 bytes: 0x0002
 )
 # The presentation PDU's fixed ASN.1 (BER, indefinite lengths) up to the user information,
-# AARQ as VSCaptureMP and OpenICE AssociationConnectImpl send it (research §2.1): CP-type SET,
+# AARQ as VSCaptureMP, OpenICE AssociationConnectImpl send (docs/intellivue.md §2.1): CP-type SET,
 # mode normal, presentation context list {1: ACSE 2.1.1 (`51 01`), 2: the Data Export abstract
 # syntax 1.2.840.10004.2.1.0.0.0.2.1 (`2A 86 48 CE 14 02 01 00 00 00 02 01`)}, then the AARQ
 # APDU (`60`) naming application context ...0.3.1, and its user information EXTERNAL (`BE 80
@@ -379,7 +379,7 @@ _AARQ_PRESENTATION: Final = bytes.fromhex(
     "61 80 30 80 02 01 01 A0 80 60 80 A1 80 06 0C 2A 86 48 CE 14 02 01 00 00 00 03 01 00 00"
     "BE 80 28 80 06 0C 2A 86 48 CE 14 02 01 00 00 00 01 01 02 01 02 81"
 )
-# The AARE's, as OpenICE AssociationAcceptImpl sends it and accepts from monitors (research
+# The AARE's as OpenICE AssociationAcceptImpl sends it and accepts from monitors (docs/intellivue.md
 # §2.2): the accepted presentation context 2, the AARE APDU (`61`) with result 0 (`A2 03 02 01
 # 00`) and source diagnostic 0, then the user information EXTERNAL up to the `81` tag.
 _AARE_PRESENTATION: Final = bytes.fromhex(
@@ -396,7 +396,7 @@ _OCTET_ALIGNED: Final = bytes.fromhex("02 01 02 81")
 
 # Release request (FN_SPDU): LI 24, presentation `C1` LI 22, fully encoded data for context 1,
 # RLRQ APDU (`62`) with reason normal (`80 01 00`), end-of-contents (VSCaptureMP rlrq_msg,
-# PERSEUS ReleaseReq, OpenICE AssociationFinishImpl; research §2.3).
+# PERSEUS ReleaseReq, OpenICE AssociationFinishImpl; docs/intellivue.md §2.3).
 RELEASE_REQUEST: Final = bytes.fromhex(
     "09 18 C1 16 61 80 30 80 02 01 01 A0 80 62 80 80 01 00 00 00 00 00 00 00 00 00"
 )
@@ -666,7 +666,7 @@ def poll_request(invoke_id: int, poll_number: int, *, attr_group: int = 0) -> by
 def mds_create_event(*, invoke_id: int, event_time: int, abs_time: bytes, rel_time: int) -> bytes:
     """The MDS Create Event Report a monitor sends after its association response.
 
-    Attributes: NOM_ATTR_TIME_ABS and NOM_ATTR_TIME_REL (clients read both, research §3) and
+    Attributes: NOM_ATTR_TIME_ABS, NOM_ATTR_TIME_REL (clients read both, docs/intellivue.md §3) and
     NOM_ATTR_VMS_MDS_STAT = operating.
     """
     attrs = _attribute_list(
@@ -741,7 +741,7 @@ def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
 
     One RORS if it fits; else linked parts (ROLRS first, middle..., last), an observation
     each at least, and a closing RORS with an empty PollInfoList (guide "Linked results";
-    research §6.2). One context only.
+    docs/intellivue.md §6.2). One context only.
     """
     observations = result.observations
     context_id = result.contexts[0].context_id if result.contexts else 0

@@ -1,6 +1,6 @@
 """Sans-I/O codec for the Masimo "ASCII 1" serial output (Radical-5/7, Rad-8, Rad-87).
 
-The monitor sends one ASCII line a second, ended by CR LF (reference/devices.md §2.1)::
+The monitor sends one ASCII line a second, ended by CR LF (docs/devices.md §2.1)::
 
     02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-%
     DESAT=-- PIDELTA=+-- PVI=012 ALARM=0000 EXC=000800

@@ -13,7 +13,7 @@ __all__ = ["MasimoDriver"]
 class MasimoDriver(SerialDriver):
     """A Masimo pulse oximeter on a serial port (`[[drivers]] kind = "masimo"`).
 
-    9600 bit/s, 8 data bits, no parity, 1 stop bit, no handshake (reference/devices.md §2.1;
+    9600 bit/s, 8 data bits, no parity, 1 stop bit, no handshake (docs/devices.md §2.1;
     Rad-87 operator's manual). The monitor sends a line every second, so five seconds without a
     valid line means it is unplugged, off, or set to another output mode (ASCII 2 is the Rad-8
     default).

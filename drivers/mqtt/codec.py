@@ -1,18 +1,18 @@
 """Sans-I/O codec for monitors that publish over MQTT: payload bytes in, `Sample`s out.
 
-Two payload formats (`[[drivers]] format`, ARCHITECTURE.md "Config file"):
+Two payload formats (`[[drivers]] format`, docs/ARCHITECTURE.md "Config file"):
 
-- ``vigil``: one Sample JSON object per message (ARCHITECTURE.md "Sample JSON line").
+- ``vigil``: one Sample JSON object per message (docs/ARCHITECTURE.md "Sample JSON line").
 - ``vscapture``: the numeric export of VSCaptureMP (Philips IntelliVue), one JSON list of
   ``{Timestamp, Relativetimestamp, SystemLocalTime, PhysioID, Value, DeviceID}`` per poll
   (xeonfusion/VSCaptureMP ``Class1.cs`` ``ReadNumericObservationValue`` and
-  ``ExportNumValListToMQTT``; reference/ecosystem.md §2.4).
+  ``ExportNumValListToMQTT``; docs/devices.md §1).
 
-Contract (style-study P1, P2): pure functions of their arguments, no I/O, no asyncio. Decoding
+Contract (docs/DESIGN.md P1, P2): pure functions of their arguments, no I/O, no asyncio. Decoding
 never raises on any payload: everything it cannot use is dropped and reported, one reason per
 rejected item (`DropReason`), so the driver counts it and goes on with the next message.
 
-A sample whose value lies outside the physiological range (ALARMS.md "Vocabulary") is *kept*,
+A sample whose value lies outside the physiological range (docs/ALARMS.md "Vocabulary") is *kept*,
 marked ``valid=False`` with ``reason="out_of_range"``, and counted in
 `DecodeResult.out_of_range`: the alarm core treats it as an invalid sample, which breaks runs,
 and keeping it means a live session and its replay see the same samples.
@@ -140,7 +140,7 @@ _VIGIL_REQUIRED: Final = ("t", "param", "value", "valid", "device_id")
 
 
 def decode_vigil(payload: bytes, *, device_id: str) -> DecodeResult:
-    """Decode one Sample JSON object, or a JSON array of them (ARCHITECTURE.md "Sample JSON").
+    """Decode one Sample JSON object, or a JSON array of them (docs/ARCHITECTURE.md "Sample JSON").
 
     Required: ``t`` (number, epoch seconds, 0 <= t <= MAX_T), ``param`` (a `Param` name),
     ``value`` (number or null), ``valid`` (bool), ``device_id`` (str). Optional: ``unit`` and

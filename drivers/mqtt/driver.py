@@ -1,9 +1,9 @@
 """The MQTT driver: a monitor that publishes its numerics to an MQTT broker.
 
 The driver *has* a transport, one `aiomqtt.Client` per `run`, and decodes every message with
-the sans-I/O `drivers.mqtt.codec` (style-study P1, P7). It never reconnects by itself: when the
+the sans-I/O `drivers.mqtt.codec` (docs/DESIGN.md P1, P7). It never reconnects by itself: when the
 broker cannot be reached, or the connection is lost, `run` raises `DeviceError` and the
-supervisor decides when to try again (style-study P9).
+supervisor decides when to try again (docs/DESIGN.md P9).
 """
 
 from __future__ import annotations

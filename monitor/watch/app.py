@@ -64,7 +64,7 @@ KEEPALIVE_S: Final = 10
 BACKOFF_CAP_S: Final = 10.0
 # Commands waiting for the link; a nurse cannot type faster than this drains.
 OUTGOING_MAX: Final = 32
-# The retained and live topics the console reads (ARCHITECTURE.md "MQTT").
+# The retained and live topics the console reads (docs/ARCHITECTURE.md "MQTT").
 _TOPICS: Final = ("status", "session", "vitals", "alarms", "alarms/active", "cmd/result")
 # Terminal control: alternate screen and hidden cursor; home, clear to end of line / screen.
 _ENTER: Final = "\x1b[?1049h\x1b[?25l"
@@ -264,7 +264,7 @@ class Watch:
 
     async def _serve(self, connected: Callable[[], None]) -> None:
         # Commands typed before this connection are not sent late: a nurse acts on what the
-        # screen shows now (style-study P11, never auto-resend a command with side effects).
+        # screen shows now (docs/DESIGN.md P11, never auto-resend a command with side effects).
         while not self._outgoing.empty():
             stale = self._outgoing.get_nowait()
             self.view.send_failed(stale.request_id, "the broker link was lost before sending")

@@ -6,7 +6,7 @@ every message it receives (`handle(topic, payload, now, retained=)`), every key 
 what `render(now, height=, width=)` returns and rings the bell `take_bells()` times. `now` is the
 console's clock (epoch seconds); `retained` says the broker replayed a stored message.
 
-What the console reads (ARCHITECTURE.md "MQTT", under `vigil/<ward>/<bed>`):
+What the console reads (docs/ARCHITECTURE.md "MQTT", under `vigil/<ward>/<bed>`):
 - `status` (retained): `{"status": "online" | "offline", ...}`; the Last Will says `offline`.
 - `session` (retained): `phase`, `audio_paused_until` (bed clock, epoch seconds) and more.
 - `alarms/active` (retained): the bed's active alarms, the authority on what is active now.
@@ -437,7 +437,7 @@ class Bed:
 
     @property
     def prefix(self) -> str:
-        """The bed's topic prefix (ARCHITECTURE.md default `vigil/<ward>/<bed>`)."""
+        """The bed's topic prefix (docs/ARCHITECTURE.md default `vigil/<ward>/<bed>`)."""
         return f"vigil/{self.ward}/{self.bed}"
 
     def audio_paused(self, now: float) -> bool:
@@ -688,7 +688,7 @@ class WardView:
     def _maybe_ring(self, bed: Bed, alarm_id: str, priority: object, now: float) -> None:
         # IEC 60601-1-8: only a high-priority alarm calls for the station's audible signal here
         # (medium and low are seen on screen), once per alarm, and not while a nurse has paused
-        # the bed's audio (ALARMS.md: audio pause, 120 s).
+        # the bed's audio (docs/ALARMS.md: audio pause, 120 s).
         if priority != "high" or alarm_id in self._rung:
             return
         _remember(self._rung, alarm_id, None)
@@ -789,7 +789,7 @@ class WardView:
 
     def _command(self, bed: Bed, body: dict[str, Any], label: str, now: float) -> list[Outgoing]:
         # A command that cannot reach the bed is refused here, and said so, rather than queued:
-        # a late acknowledgement is worse than none the nurse knows about (style-study P11).
+        # a late acknowledgement is worse than none the nurse knows about (docs/DESIGN.md P11).
         if not self.connected:
             self.notice = f"{label}: not sent, the console is not connected to the broker"
             return []

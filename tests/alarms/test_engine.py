@@ -1,7 +1,7 @@
-"""ALARMS.md rule by rule, on small recordings pinned to the exact sample.
+"""docs/ALARMS.md rule by rule, on small recordings pinned to the exact sample.
 
 Each test writes its recording as rows `(offset_s, param_or_EVENT, value)` from T0 and states the
-expected events by reading ALARMS.md, never by running the engine first.
+expected events by reading docs/ALARMS.md, never by running the engine first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""clinical/examples/: `vigil replay` reproduces every expected event (ALARMS.md)."""
+"""tests/data/clinical/: `vigil replay` reproduces every expected event (docs/ALARMS.md)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from alarms.policy import load_policy
 from alarms.replay import replay_file
 
-# shared/ (read-only, kept current) lies beside the checkout, for developers and CI alike
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "clinical" / "examples"
+# Kept in the repository (its README names the readings each checks): a fresh clone tests alone
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "clinical"
 NAMES = ["surge", "desaturation", "no-data", "discharge"]
-# ALARMS.md "Precise reading" 15 and the examples README: exact in every event ...
+# docs/ALARMS.md "Precise reading" 15 and tests/data/clinical/README.md: exact in every event ...
 EXACT = ("t", "code", "priority", "kind", "state", "phase", "level")
 # ... and in active events also these
 EXACT_ACTIVE = ("param", "value", "limit")

@@ -1,7 +1,7 @@
-"""The alarm policy as data: the shipped `config/alarms.toml` is ALARMS.md's table, and a policy
+"""The policy as data: the shipped `config/alarms.toml` is docs/ALARMS.md's table, and a policy
 that makes no sense is refused with the file, the dotted key and the reason.
 
-The expected table below is copied from clinical/ALARMS.md ("Table", "Precise reading"), not from
+The expected table below is copied from docs/ALARMS.md ("Table", "Precise reading"), not from
 the TOML file.
 """
 
@@ -23,7 +23,7 @@ SESSION = frozenset({Phase.PRE, Phase.INFUSION, Phase.POST})
 
 
 class Cont(NamedTuple):
-    """One continuous row of ALARMS.md's table."""
+    """One continuous row of docs/ALARMS.md's table."""
 
     priority: Priority
     signal: str
@@ -34,7 +34,7 @@ class Cont(NamedTuple):
     phases: frozenset[Phase]
 
 
-# ALARMS.md "Table": TACHY ... DESAT_CRITICAL (all physiological).
+# docs/ALARMS.md "Table": TACHY ... DESAT_CRITICAL (all physiological).
 CONTINUOUS: dict[str, Cont] = {
     "TACHY": Cont(Priority.MEDIUM, "HRE", ">=", 120, 20, False, INF_POST),
     "TACHY_SEVERE": Cont(Priority.HIGH, "HRE", ">=", 140, 10, True, ALL),
@@ -45,12 +45,12 @@ CONTINUOUS: dict[str, Cont] = {
     "DESAT_CRITICAL": Cont(Priority.HIGH, "SPO2", "<", 85, 5, True, ALL),
 }
 
-# A determination clause as (consecutive, sys, dia, sys_ratio, hre_ratio); ALARMS.md "Table".
+# A determination clause as (consecutive, sys, dia, sys_ratio, hre_ratio); docs/ALARMS.md "Table".
 Clause = tuple[int, float | None, float | None, float | None, float | None]
 
 
 class Det(NamedTuple):
-    """One determination row of ALARMS.md's table."""
+    """One determination row of docs/ALARMS.md's table."""
 
     priority: Priority
     latching: bool
@@ -327,7 +327,7 @@ def test_bad_priority(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("limit", ["101.0", "49.0"])
 def test_limit_outside_the_physiological_range(tmp_path: Path, limit: str) -> None:
-    # SpO2 50-100 (ALARMS.md "Vocabulary")
+    # SpO2 50-100 (docs/ALARMS.md "Vocabulary")
     p = one_problem(tmp_path, DESAT_RULE.replace("limit = 92.0", f"limit = {limit}"))
     assert p.key in {"continuous[0]", "continuous[0].limit"}
     assert limit in p.reason

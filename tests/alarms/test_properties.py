@@ -6,7 +6,7 @@ that come and go, invalid samples (empty, NaN or outside the physiological range
 both sides of every continuous limit. Times are multiples of 0.25 s, so every difference the
 policy compares (gap 5 s, delays) is exact.
 
-The checks recompute, independently of the engine, what clinical/ALARMS.md says about the
+The checks recompute, independently of the engine, what docs/ALARMS.md says about the
 recording: the effective heart rate `HRE` (Reading 5), runs ("Run semantics", Reading 4).
 """
 
@@ -26,7 +26,7 @@ from monitor.vocabulary import AlarmEvent, AlarmState, Param, Phase, SessionEven
 T0 = 1767225600.0
 POLICY = load_policy()
 RULES = {r.code: r for r in POLICY.continuous}
-GAP = 5.0  # ALARMS.md "Run semantics": a gap over 5 s breaks a run
+GAP = 5.0  # docs/ALARMS.md "Run semantics": a gap over 5 s breaks a run
 CLEAR_AFTER = 5.0  # Reading 4
 HR_HOLD = 10.0  # Reading 5
 
@@ -152,7 +152,7 @@ def holds(rule: ContinuousRule, value: float) -> bool:
 
 @dataclass(frozen=True)
 class Sig:
-    """One sample of a signal as ALARMS.md sees it."""
+    """One sample of a signal as docs/ALARMS.md sees it."""
 
     t: float
     value: float
@@ -199,7 +199,7 @@ def run_start(samples: list[Sig], i: int, rule: ContinuousRule) -> float | None:
 def model_transitions(
     rows: list[Row], rule: ContinuousRule
 ) -> list[tuple[float, str, float | None]]:
-    """(t, state, value) of `rule`'s active/cleared events, straight from ALARMS.md.
+    """(t, state, value) of `rule`'s active/cleared events, straight from docs/ALARMS.md.
 
     `value` is the crossing value of `active` events (exact, Reading 15); None for `cleared`
     (informative only).

@@ -1,6 +1,6 @@
 """config/recordings/: each simulator scenario as a recording, and the events it must give.
 
-The expected files were checked event by event against clinical/ALARMS.md (see
+The expected files were checked event by event against docs/ALARMS.md (see
 config/recordings/README.md). These tests pin the exact fields of "Precise reading" 15.
 """
 

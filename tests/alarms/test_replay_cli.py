@@ -1,6 +1,6 @@
 """`vigil replay FILE.csv [--config POLICY] [--summary]` as a user runs it: a child process.
 
-Recording format: ARCHITECTURE.md "Recording CSV". Expected events come from clinical/ALARMS.md.
+Recording format: docs/ARCHITECTURE.md "Recording CSV". Expected events come from docs/ALARMS.md.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def brief(stdout: str) -> list[tuple[float, str, str]]:
     return [(e["t"] - T0, e["code"], e["state"]) for e in events(stdout)]
 
 
-# ALARMS.md "Table" BASELINE_INCOMPLETE: no pre determination at infusion start (+1).
+# docs/ALARMS.md "Table" BASELINE_INCOMPLETE: no pre determination at infusion start (+1).
 BASELINE = (1.0, "BASELINE_INCOMPLETE", "active")
 
 

@@ -1,4 +1,4 @@
-"""`vigil check-config FILE` as a real process (ARCHITECTURE.md "CLI"): located errors, exit 1."""
+"""`vigil check-config FILE` run for real (docs/ARCHITECTURE.md "CLI"): located errors, exit 1."""
 
 from __future__ import annotations
 

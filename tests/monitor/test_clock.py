@@ -1,4 +1,4 @@
-"""The injectable clocks of monitor/clock.py (ARCHITECTURE.md "Data flow")."""
+"""The injectable clocks of monitor/clock.py (docs/ARCHITECTURE.md "Data flow")."""
 
 from __future__ import annotations
 

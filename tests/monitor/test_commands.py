@@ -1,4 +1,4 @@
-"""Nurse commands on `…/cmd` (ARCHITECTURE.md "MQTT"), parsed by monitor/commands.py.
+"""Nurse commands on `…/cmd` (docs/ARCHITECTURE.md "MQTT"), parsed by monitor/commands.py.
 
 A command either parses to its type or is refused with `CommandRejectedError` whose reason names
 the field at fault; nothing else may escape, whatever bytes arrive.

@@ -1,4 +1,4 @@
-"""monitor.course: PROTOCOL.md "Course" (six infusions, three a week, >= 30 % response)."""
+"""monitor.course: docs/PROTOCOL.md "Course" (six infusions, three a week, >= 30 % response)."""
 
 from __future__ import annotations
 

@@ -142,12 +142,12 @@ async def test_commands_are_answered_and_refusals_change_nothing(
                 "checklist": all_no(),
             }
         )
-        # PROTOCOL.md: 0.5 mg/kg; 40 mg at 10 mg/mL over 40 min is 6 mL/h
+        # docs/PROTOCOL.md: 0.5 mg/kg; 40 mg at 10 mg/mL over 40 min is 6 mL/h
         course = opened.pop("course")
         assert daemon.core.session is not None
         assert opened.pop("session_id") == daemon.core.session.session_id
         assert opened == {"request_id": "r", "ok": True, "dose_mg": 40.0, "rate_ml_per_h": 6.0}
-        # the patient's first infusion (PROTOCOL.md "Course": six over two weeks)
+        # the patient's first infusion (docs/PROTOCOL.md "Course": six over two weeks)
         assert (course["infusion_number"], course["of"], course["flags"]) == (1, 6, [])
         assert daemon.core.phase.value == "pre"
 

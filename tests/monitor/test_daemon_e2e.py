@@ -3,7 +3,7 @@
 The broker is the real one of the `mqtt_broker` fixture (mosquitto when installed). The daemon
 and the simulator share a simulated clock (same speed and anchor) so a three-hour scenario's
 desaturation arrives in seconds. The expected alarm time is computed here from the SpO2 samples
-the subscriber saw, by ALARMS.md "Run semantics", not by the engine under test.
+the subscriber saw, by docs/ALARMS.md "Run semantics", not by the engine under test.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def write_config(path: Path, broker: BrokerProcess, *, anchor: float) -> Path:
 
 
 def expected_desat_time(spo2: list[tuple[float, float | None]], infusion_t: float) -> float:
-    """ALARMS.md: run of SPO2 < 92 (no gap > 5 s, no invalid), active at first sample >= 15 s."""
+    """docs/ALARMS.md: run of SPO2 < 92 (gaps <= 5 s, all valid), active at first sample >= 15 s."""
     start: float | None = None
     last: float | None = None
     for t, v in spo2:

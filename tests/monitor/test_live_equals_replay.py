@@ -2,7 +2,7 @@
 
 The live side is the whole daemon in-process: samples published to a real broker, read by the
 MQTT driver, session steps sent as nurse commands, ticks from a `ManualClock` moved to each row's
-time (tick grace 0), so rows and ticks meet the engine in the order ALARMS.md Reading 1 gives.
+time (tick grace 0), so rows and ticks meet the engine in the order docs/ALARMS.md Reading 1 gives.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class Ward:
             self.outbox.append(event.seq, event.to_json())
 
     def until(self, t: float) -> None:
-        """Ticks on the whole seconds up to `t` (ALARMS.md Reading 1: before rows at `t`)."""
+        """Ticks on the whole seconds up to `t` (docs/ALARMS.md Reading 1: before rows at `t`)."""
         while self.next_tick <= t:
             self.bed.drain()
             self.clock.set(self.next_tick)
@@ -201,7 +201,7 @@ def test_report_data_matches_the_scenario(surge: tuple[Path, str]) -> None:
         (s.param, s.value) for s in samples if s.t < steps[SessionEvent.INFUSION_START]
     ]  # fmt: skip
     sys_pre = sorted(v for p, v in pre if p is Param.NIBP_SYS)
-    # the engine's own baseline, journaled with the session (ALARMS.md "Baseline": the median
+    # the engine's own baseline, journaled with the session (docs/ALARMS.md "Baseline": the median
     # of the pre determinations, here two)
     assert data.baseline.source == "session baseline"
     assert data.baseline.sys == sum(sys_pre) / 2

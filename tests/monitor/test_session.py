@@ -1,7 +1,7 @@
-"""BedCore (monitor/session.py) with the shipped policy: clinical/PROTOCOL.md step by step.
+"""BedCore (monitor/session.py) with the shipped policy: docs/PROTOCOL.md step by step.
 
 Times are explicit (no clock). Doses, rates, baselines and alarm orders are worked out by hand
-from PROTOCOL.md and ALARMS.md, never read back from the code under test.
+from docs/PROTOCOL.md and docs/ALARMS.md, never read back from the code under test.
 """
 
 from __future__ import annotations
@@ -515,7 +515,7 @@ def test_discharge_allowed_once_vitals_are_back(core: BedCore) -> None:
     to_post(core, last_hr=110.0)
     core.tick(STOP + 7200)
     assert "DISCHARGE_NOT_READY" in [a["code"] for a in core.active_alarms()]
-    # HR back to 70 and a determination in band clear it (ALARMS.md Reading 11)
+    # HR back to 70 and a determination in band clear it (docs/ALARMS.md Reading 11)
     events = core.samples(
         ordered(hr_spo2(STOP + 7300, STOP + 7330, 70.0, 98.0) + nibp(STOP + 7330, 122.0, 80.0))
     )
@@ -524,7 +524,7 @@ def test_discharge_allowed_once_vitals_are_back(core: BedCore) -> None:
 
 
 def test_discharge_sees_the_120_min_check_even_between_ticks(core: BedCore) -> None:
-    # The discharge check is due at stop + 7200 s (ALARMS.md Reading 11). A discharge command
+    # The discharge check is due at stop + 7200 s (docs/ALARMS.md Reading 11). A discharge command
     # ten seconds later must be judged on the state at its own time, whether or not the daemon's
     # tick for stop + 7200 happened to run first.
     to_post(core, last_hr=110.0)
@@ -689,7 +689,7 @@ def test_refused_command_does_not_advance_seq(core: BedCore) -> None:
 
 def test_audio_pause_lasts_the_policy_time(core: BedCore) -> None:
     outcome = ok(core.command(AudioPause(cmd="audio_pause", request_id="r", user=NURSE), T0))
-    assert outcome.detail == {"audio_paused_until": T0 + 120.0}  # ALARMS.md: 120 s
+    assert outcome.detail == {"audio_paused_until": T0 + 120.0}  # docs/ALARMS.md: 120 s
     assert core.session_state(T0 + 1)["audio_paused_until"] == T0 + 120.0
 
 

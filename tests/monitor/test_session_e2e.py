@@ -1,6 +1,6 @@
 """A whole session driven through a real `vigil run` by `vigil cmd`, over a real broker.
 
-Each refusal the protocol demands (PROTOCOL.md "One session, step by step") comes back on
+Each refusal the protocol demands (docs/PROTOCOL.md "One session, step by step") comes back on
 `…/cmd/result` with its reason and changes nothing: a weight outside 30-250 kg, an absolute
 contraindication, starting over `BP_PRE_GATE` without an override, an early discharge. The
 overrides that unlock them are recorded with who gave them and why; the journal holds the

@@ -1,4 +1,4 @@
-"""The bed config (monitor/settings.py, monitor/configfile.py): ARCHITECTURE.md "Config file".
+"""The bed config (monitor/settings.py, monitor/configfile.py): docs/ARCHITECTURE.md "Config file".
 
 Every refusal must say which file and which dotted key is at fault; the expected keys below are
 written from the file's layout, not read back from the loader.
@@ -106,7 +106,7 @@ def _field_names(model: Any) -> set[str]:
 
 
 def test_every_settings_key_is_shown_in_the_example() -> None:
-    # ARCHITECTURE.md: config/bed.example.toml ships with every key (commented or not)
+    # docs/ARCHITECTURE.md: config/bed.example.toml ships with every key (commented or not)
     text = uncommented(EXAMPLE.read_text(encoding="utf-8"))
     shown = set(re.findall(r"^([a-z_]+)\s*=", text, flags=re.MULTILINE))
     expected: set[str] = set()

@@ -1,4 +1,4 @@
-"""The recording CSV writer: format of ARCHITECTURE.md "Recording CSV", read back with `csv`."""
+"""The recording CSV writer: format of docs/ARCHITECTURE.md "Recording CSV", read back by `csv`."""
 
 from __future__ import annotations
 

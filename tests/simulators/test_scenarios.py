@@ -1,7 +1,7 @@
 """Scenario timelines, cadences, determinism and the physiology each scenario promises.
 
 These check the values a scenario emits against the limits its docstring reasons about
-(clinical/ALARMS.md), for many seeds; they do not run the alarm core.
+(docs/ALARMS.md), for many seeds; they do not run the alarm core.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from simulators.scenarios import (
     scenario_phases,
 )
 
-T0 = 1767225600.0  # 2026-01-01T00:00:00Z, as in clinical/examples
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z, as in tests/data/clinical/
 CONTINUOUS = (Param.HR, Param.PR, Param.SPO2)
 NAMES = ("normal-session", "hypertensive-surge", "desaturation")
 T_INF = T0 + INFUSION_START_OFFSET
@@ -67,7 +67,7 @@ def _determinations(items: tuple[ScenarioItem, ...]) -> list[tuple[float, float,
 
 
 def _baseline(items: tuple[ScenarioItem, ...]) -> tuple[float, float, float]:
-    """SYS0, DIA0 and HR0 as ALARMS.md "Baseline" defines them (HR stands in for HRE)."""
+    """SYS0, DIA0 and HR0 as docs/ALARMS.md "Baseline" defines them (HR stands in for HRE)."""
     pre = [d for d in _determinations(items) if d[0] < T_INF]
     t, hr = _series(items, Param.HR)
     window = hr[(t >= T_INF - 300) & (t <= T_INF)]
@@ -112,7 +112,7 @@ def test_steps_follow_the_protocol_timeline(name: str) -> None:
     assert phases[SessionEvent.INFUSION_START] - T0 == pytest.approx(600)  # about 10 min of pre
     assert phases[SessionEvent.INFUSION_STOP] - phases[SessionEvent.INFUSION_START] == 40 * 60
     observation = phases[SessionEvent.DISCHARGE] - phases[SessionEvent.INFUSION_STOP]
-    assert 120 * 60 < observation <= 130 * 60  # PROTOCOL.md step 4, plus a little margin
+    assert 120 * 60 < observation <= 130 * 60  # docs/PROTOCOL.md step 4, plus a little margin
     # The session opens before any reading and a step precedes the samples sharing its time.
     assert items[0] == steps[0]
     assert items[-1] == steps[-1]
@@ -132,7 +132,7 @@ def test_items_are_sorted_by_time(name: str) -> None:
 def test_continuous_parameters_at_one_hertz(name: str, param: Param) -> None:
     t, _ = _series(_items(name), param)
     # Every whole second from the session start to the last second before discharge: no gap
-    # approaches the 5 s run limit or the 30 s no-data limit (ALARMS.md).
+    # approaches the 5 s run limit or the 30 s no-data limit (docs/ALARMS.md).
     np.testing.assert_array_equal(t - T0, np.arange(DISCHARGE_OFFSET))
 
 
@@ -148,7 +148,7 @@ def test_determination_cadence_per_phase(name: str) -> None:
     infusion = [t for t in times if T_INF < t < T_STOP]
     post = [t for t in times if t > T_STOP]
     assert len(pre) + len(infusion) + len(post) == len(times)  # none at a step's instant
-    # PROTOCOL.md step 2: two baseline determinations 5 min apart.
+    # docs/PROTOCOL.md step 2: two baseline determinations 5 min apart.
     assert [t - T0 for t in pre] == [60, 360]
     # Step 3: every 5 min during the infusion, the first well inside NIBP_OVERDUE's 420 s.
     assert len(infusion) == 8

@@ -1,7 +1,7 @@
 """The GE S/5 codec: official request vectors, hand-built records, round trips, garbage, NIBP, time.
 
 Expected bytes and values are written by hand from the GE Computer Interface specification's
-Appendix A vectors (reference/devices.md, end) and the BASIC layout table of research ge_s5.md
+Appendix A vectors (docs/devices.md Appendix A) and the BASIC layout table of docs/ge_s5.md
 §4.1 (offsets in the 270-byte class: ecg 0, p1 16, p2 30, p3 44, p4 58, nibp 72, SpO2 118,
 p5 240, p6 254; record = 40-byte header + 4-byte time + class + marker, reserved, class word).
 """
@@ -42,7 +42,7 @@ from simulators.scenarios import Step, build_scenario
 
 # ---------------------------------------------------------------------------- official vectors
 
-# [CI] Appendix A, as listed at the end of reference/devices.md.
+# [CI] Appendix A, as listed in docs/devices.md Appendix A.
 DISPLAY_10S = bytes.fromhex(
     "7e 31 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 00"
     " 00 00 00 00 00 00 00 00 00 00 01 0a 00 0e 00 00 00 00 00 49 7e"
@@ -208,7 +208,7 @@ def test_encoder_puts_fields_at_the_documented_record_offsets() -> None:
     assert struct.unpack_from("<hBBHI", record, 0) == (318, 300 - 256, 11, 0, 0x65432100)
     assert record[10:16] == bytes(6)
     assert record[16:22] == bytes([0, 0, 1, 0, 0, 0xFF])
-    # ge_s5.md §4.1 column R (record offsets with BASIC first)
+    # docs/ge_s5.md §4.1 column R (record offsets with BASIC first)
     assert struct.unpack_from("<I", record, 40) == (0x65432100,)
     assert struct.unpack_from("<IHh", record, 44) == (ECG_ON, 0x0200, 72)
     assert struct.unpack_from("<IHhhh", record, 60) == (ON, 1, 12000, 8000, 9300)

@@ -1,6 +1,6 @@
 """IntelliVue framing and messages against the documented bytes; the session in memory.
 
-Expected bytes are the examples of research intellivue.md (VSCaptureMP's messages and frames
+Expected bytes are the examples of docs/intellivue.md (VSCaptureMP's messages and frames
 computed there with a second implementation of the FCS) or are written here with struct.pack
 from the guide's layout, never produced by the encoder under test.
 """
@@ -61,7 +61,7 @@ def hexb(text: str) -> bytes:
     return bytes.fromhex(" ".join(part for part in text.split() if not part.endswith(":")))
 
 
-# research §2.1: the association request VSCaptureMP sends over serial
+# docs/intellivue.md §2.1: the association request VSCaptureMP sends over serial
 AARQ = hexb("""
 0000: 0D FF 01 28 05 08 13 01 00 16 01 02 80 00 14 02
 0010: 00 02 C1 FF 01 16 31 80 A0 80 80 01 01 00 00 A2
@@ -83,17 +83,17 @@ AARQ = hexb("""
 0110: 00 00 00 01 00 01 00 36 00 00 00 01 00 00 00 00
 0120: 00 00 00 00 00 00 00 00 00 00 00 00
 """)
-# research §1.4: VSCaptureMP's single poll of numerics, on the wire
+# docs/intellivue.md §1.4: VSCaptureMP's single poll of numerics, on the wire
 POLL_WIRE = hexb(
     "C0 11 01 00 24 E1 00 00 02 00 01 00 1C 00 00 00 07 00 16 00 21 00 00 00 00"
     "00 00 00 00 0C 16 00 08 00 01 00 01 00 06 00 00 8E 95 C1"
 )
-# research §1.4: the release request, whose C1 is escaped
+# docs/intellivue.md §1.4: the release request, whose C1 is escaped
 RELEASE_WIRE = hexb(
     "C0 11 01 00 1A 09 18 7D E1 16 61 80 30 80 02 01 01 A0 80 62 80 80 01 00 00 00 00 00 00"
     "00 00 00 41 08 C1"
 )
-# research §3: an MDS Create Event Report and the result confirming it (invoke 1, time 0)
+# docs/intellivue.md §3: an MDS Create Event Report and the result confirming it (invoke 1, time 0)
 MDS_EVENT = hexb(
     "E1 00 00 02 00 01 00 38 00 01 00 01 00 32 00 21 00 00 00 00 00 12 34 56 0D 06 00 24"
     "00 21 00 00 00 00 00 03 00 1A 09 87 00 08 20 24 05 17 10 30 00 00 09 8F 00 04 00 12"
@@ -103,7 +103,7 @@ MDS_RESULT_WIRE = hexb(
     "C0 11 01 00 1C E1 00 00 02 00 02 00 14 00 01 00 01 00 0E 00 21 00 00 00 00 00 00 00 00"
     "0D 06 00 00 C3 09 C1"
 )
-# research §2.2: the constructed association response (server, warm start, MTU 1000)
+# docs/intellivue.md §2.2: the constructed association response (server, warm start, MTU 1000)
 AARE = hexb("""
 0000: 0E CF 05 08 13 01 00 16 01 02 80 00 14 02 00 02
 0010: C1 BF 31 80 A0 80 80 01 01 00 00 A2 80 A0 03 00
@@ -120,7 +120,7 @@ AARE = hexb("""
 00C0: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
 00D0: 00
 """)
-# research §6.3: a single poll result, HR 72, SpO2 98, pleth PR 72, NBP 120/80/93
+# docs/intellivue.md §6.3: a single poll result, HR 72, SpO2 98, pleth PR 72, NBP 120/80/93
 POLL_RESULT = hexb("""
 0000: E1 00 00 02 00 02 00 96 00 00 00 07 00 90 00 21
 0010: 00 00 00 00 0C 16 00 86 00 01 00 12 53 96 20 24
@@ -181,7 +181,7 @@ def test_header_and_fcs_are_escaped_too() -> None:
 
 
 def _unescaped_header_and_fcs(data: bytes) -> bytes:
-    """A frame as VSCaptureMP writes it: only the user data escaped (research §1.3)."""
+    """A frame as VSCaptureMP writes it: only the user data escaped (docs/intellivue.md §1.3)."""
     header = b"\x11\x01" + len(data).to_bytes(2, "big")
     fcs = fcs16(header + data).to_bytes(2, "little")
     return b"\xc0" + header + escape(data) + fcs + b"\xc1"
@@ -343,7 +343,7 @@ def test_float_round_trip(value: float) -> None:
 
 def test_association_request_is_vscapturemps_byte_for_byte() -> None:
     assert association_request() == AARQ
-    assert encode_frame(AARQ)[-3:] == b"\xf6\xfe\xc1"  # research §2.1: FCS F6 FE
+    assert encode_frame(AARQ)[-3:] == b"\xf6\xfe\xc1"  # docs/intellivue.md §2.1: FCS F6 FE
     request = parse_message(AARQ)
     assert isinstance(request, SessionMessage)
     assert request.kind is Session.CONNECT

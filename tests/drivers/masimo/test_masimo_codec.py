@@ -21,7 +21,7 @@ from drivers.masimo.codec import (
 )
 from monitor.vocabulary import Param
 
-# Layouts as reference/devices.md §2.1 describes them for each model, written by hand.
+# Layouts as docs/devices.md §2.1 describes them for each model, written by hand.
 RAD8 = (
     b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "
     b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800"
