@@ -1,8 +1,8 @@
 """Recording files in and out, as column batches for `AlarmEngine.rows`.
 
-The format is ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a parameter of
-the vocabulary or `EVENT` (then `value` is a session step); an empty value or `nan` is an invalid
-sample; rows are in time order. Archives may be Parquet with the same three columns (`t` a
+The format is docs/ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a
+parameter of the vocabulary or `EVENT` (then `value` is a session step); an empty value or `nan`
+is an invalid sample; rows are in time order. Archives may be Parquet with the same three columns (`t` a
 number, `param` text, `value` the same text as in the CSV, or a number when there are no `EVENT`
 rows).
 

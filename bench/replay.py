@@ -15,10 +15,10 @@ its last event and printing its own figures as JSON:
 - `engine`: what `vigil replay` runs: `alarms.recording_io.read_recording` in blocks, each block
   through `AlarmEngine.rows`, then `flush`;
 - `read`: the reading alone, to show the share of the engine's time that is I/O;
-- `plain`: ALARMS.md evaluated one sample at a time as it is first written: Python's `csv`, floats,
-  dicts and lists, no per-row objects and no numpy, the timed checks run on every whole-second
-  tick between rows (`plain_replay` below).
-`engine` and `plain` must give identical events, every exact field (ALARMS.md Reading 15: t,
+- `plain`: docs/ALARMS.md evaluated one sample at a time as it is first written: Python's `csv`,
+  floats, dicts and lists, no per-row objects and no numpy, the timed checks run on every
+  whole-second tick between rows (`plain_replay` below).
+`engine` and `plain` must give identical events, every exact field (docs/ALARMS.md Reading 15: t,
 code, priority, kind, state, phase, level, param, value, limit); the script fails otherwise.
 Figures are rows per second of the whole file, the reading included.
 
@@ -228,7 +228,7 @@ def read_worker(path: str, events_out: str | None) -> dict[str, Any]:
     return {"rows": rows, "seconds": time.perf_counter() - start, "events": 0}
 
 
-# ------------------------------------------------- ALARMS.md, one sample at a time, plainly
+# ------------------------------------------------- docs/ALARMS.md, one sample at a time, plainly
 
 
 def plain_worker(path: str, events_out: str | None) -> dict[str, Any]:
@@ -272,7 +272,7 @@ def _median(xs: list[float]) -> float | None:
 
 # Deliberately one flat function with closures: the plain loop as it is first written.
 def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]:  # noqa: C901, PLR0912, PLR0915
-    """ALARMS.md over the rows of `path`, with plain Python state; the rows and the events.
+    """docs/ALARMS.md over the rows of `path`, with plain Python state; the rows and the events.
 
     The policy comes in as the plain dict of `Policy.model_dump`. State is a handful of dicts
     and lists; an active alarm is a list [priority, kind, activated_t, param, value, limit,
@@ -421,7 +421,7 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
             elif not due_on and due_off and not a[6]:
                 clear(code, t, src, value)
 
-    def det_rule(  # noqa: C901 (the clauses of ALARMS.md, one after another)
+    def det_rule(  # noqa: C901 (the clauses of docs/ALARMS.md, one after another)
         r: dict[str, Any],
         t: float,
         s: float,

@@ -188,7 +188,7 @@ class Discharge(_Cmd):
 OverrideWhat = Literal[
     "bp_pre_gate", "early_discharge", "relative_contraindication", "discharge_without_vitals"
 ]
-# what each override lets through (PROTOCOL.md steps 1, 2 and 5); shown by `vigil cmd --help`.
+# what each override lets through (docs/PROTOCOL.md steps 1, 2 and 5); shown by `vigil cmd --help`.
 # The bed accepts one only while its gate is closed (`monitor.session`).
 OVERRIDE_MEANINGS: dict[str, str] = {
     "relative_contraindication": "open a session with a relative contraindication ticked",

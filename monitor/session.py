@@ -50,7 +50,7 @@ INFUSION_LONG = "INFUSION_LONG"
 _BP_GATE: Final = "BP_PRE_GATE"
 # the overrides a discharge can need, in the order its refusal names them
 _DISCHARGE_OVERRIDES: Final = ("discharge_without_vitals", "early_discharge")
-# PROTOCOL.md step 5: the bed must have vitals to judge a discharge by: HR and SpO2 flowing
+# docs/PROTOCOL.md step 5: the bed must have vitals to judge a discharge by: HR and SpO2 flowing
 # and a valid cuff determination at most 20 min old.
 NO_DATA_CODES: Final = ("SPO2_NO_DATA", "HR_NO_DATA")
 DETERMINATION_MAX_AGE_S: Final = 20 * 60.0
@@ -377,7 +377,7 @@ class BedCore:
             return f"discharge needs phase post (phase is {self.phase})", [], None
         waiting = self._unacknowledged_latched()
         if waiting:
-            # PROTOCOL.md step 5: a latched alarm is acknowledged first; no override skips that
+            # docs/PROTOCOL.md step 5: a latched alarm is acknowledged first; no override skips that
             return (
                 (
                     f"{', '.join(waiting)} latched and not acknowledged: acknowledge "

@@ -1,7 +1,7 @@
 """Typed models of the payloads a bed publishes on the ward broker, for the ward's readers.
 
 A ward-level program (the HL7 gateway, the central station, the nurse console) reads what the
-beds publish under `vigil/<ward>/<bed>/…` (ARCHITECTURE.md "MQTT"). These models say what each
+beds publish under `vigil/<ward>/<bed>/…` (docs/ARCHITECTURE.md "MQTT"). These models say what each
 payload holds, and each `decode_*` function turns the raw MQTT payload into one or raises
 `WireError` saying why not. They describe what the daemon publishes today: `Sample.to_json`
 and `AlarmEvent.to_json` (monitor/vocabulary.py), the birth and will of monitor/ward.py, and

@@ -1,9 +1,9 @@
 """`vigil simulate cohort`: a synthetic cohort of infusion sessions as recording CSVs.
 
-Each session follows PROTOCOL.md's timeline (offsets from its `session_start`): `pre` for
+Each session follows docs/PROTOCOL.md's timeline (offsets from its `session_start`): `pre` for
 `pre_s` (10 min), `infusion` for `infusion_s` (40 min), `post` for `post_s` (120 min), then the
 `discharge` row `discharge_delay_s` later (or uniformly up to `discharge_delay_max_s`), so the
-2-h discharge check (ALARMS.md Reading 11) has run. HR, PR and SpO2 arrive at 1 Hz on whole
+2-h discharge check (docs/ALARMS.md Reading 11) has run. HR, PR and SpO2 arrive at 1 Hz on whole
 seconds; a cuff determination (`NIBP_SYS`, `NIBP_DIA`, `NIBP_MEAN` at one `t`) is taken at
 each `pre_cuff_s` offset, every `infusion_cuff_interval_s` in the infusion and every
 `post_cuff_interval_s` after it, each `cuff_lead_s` before its interval mark (so no
@@ -85,7 +85,7 @@ class Normal(_Model):
 class CohortParams(_Model):
     """Every parameter of the cohort; defaults and sources in docs/evaluate.md."""
 
-    # The timeline of PROTOCOL.md, in seconds.
+    # The timeline of docs/PROTOCOL.md, in seconds.
     pre_s: Annotated[int, Field(ge=60)] = 600
     infusion_s: Annotated[int, Field(ge=60)] = 2400
     post_s: Annotated[int, Field(ge=60)] = 7200

@@ -2,7 +2,7 @@
 
 A recording may hold one session or many, back to back: a session opens at its
 `session_start` row and ends at its `discharge` row (or at the next `session_start`, or the
-recording's last row, whichever comes first; ALARMS.md Reading 14). The whole file goes through
+recording's last row, whichever comes first; docs/ALARMS.md Reading 14). The whole file goes through
 one `AlarmEngine.rows` batch, exactly as `vigil replay` would send it, and each alarm activation
 is then given to the session it happened in:
 - an activation (`active` event) in a session phase belongs to the latest session started at or

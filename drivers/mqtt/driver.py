@@ -248,7 +248,7 @@ def _shedding_queue(stats: DriverStats) -> type[asyncio.Queue[aiomqtt.Message]]:
 
     aiomqtt discards the *newest* message of a full queue with only a log line; here the
     newest samples are kept (they are what the alarms are judged on now) and every message
-    shed is counted under `overload` (ARCHITECTURE.md: samples may be dropped under overload,
+    shed is counted under `overload` (docs/ARCHITECTURE.md: samples may be dropped under overload,
     bounded and counted).
     """
 

@@ -1,4 +1,4 @@
-"""The three readings of ALARMS.md settled after the independent evaluation (5, 14 and 15).
+"""The three readings of docs/ALARMS.md settled after the independent evaluation (5, 14 and 15).
 
 Each recording is pinned to the sample; the expected events are worked out by hand from the
 reading, and both the per-row path and the batch path must give them.

@@ -88,7 +88,7 @@ class Ward:
         self.bed.drain()
 
     def acknowledge_latched(self, t: float) -> None:
-        """As the nurse must before a discharge (PROTOCOL.md step 5), by code at `t`."""
+        """As the nurse must before a discharge (docs/PROTOCOL.md step 5), by code at `t`."""
         for alarm in self.bed.core.active_alarms():
             if alarm["latched"] and alarm["state"] == "active":
                 ack = {"cmd": "ack", "request_id": "a", "user": "nurse.c", "code": alarm["code"]}

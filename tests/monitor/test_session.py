@@ -200,7 +200,7 @@ def to_post(core: BedCore, *, last_hr: float = 70.0) -> None:
 
 
 def observe(core: BedCore, until: float, *, hr: float = 70.0) -> list[AlarmEvent]:
-    """`post` as PROTOCOL.md step 4 has it, from STOP to `until`: HR and SpO2 every 5 s, a
+    """`post` as docs/PROTOCOL.md step 4 has it, from STOP to `until`: HR and SpO2 every 5 s, a
     determination (122/80) every 15 min, 30 s before each mark."""
     rows = hr_spo2(STOP + 1, until, hr, 97.0)
     marks = range(1, int((until - STOP) // 900) + 1)

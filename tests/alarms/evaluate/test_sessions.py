@@ -1,5 +1,5 @@
 """Recordings replayed through the real engine and cut into sessions (expected by hand, from
-ALARMS.md)."""
+docs/ALARMS.md)."""
 
 from __future__ import annotations
 
