@@ -2,9 +2,9 @@
 
 The format is docs/ARCHITECTURE.md "Recording CSV": header `t,param,value`; `param` is a
 parameter of the vocabulary or `EVENT` (then `value` is a session step); an empty value or `nan`
-is an invalid sample; rows are in time order. Archives may be Parquet with the same three columns (`t` a
-number, `param` text, `value` the same text as in the CSV, or a number when there are no `EVENT`
-rows).
+is an invalid sample; rows are in time order. Archives may be Parquet with the same three
+columns (`t` a number, `param` text, `value` the same text as in the CSV, or a number when there
+are no `EVENT` rows).
 
 Reading is columnar and streamed: the file is cut into blocks of whole lines (`block_size`
 bytes, 16 MiB by default), each block is parsed by pyarrow into arrays and checked with numpy,
