@@ -8,6 +8,9 @@ Fixtures:
 
 Marker `mosquitto_only`: the test needs mosquitto's persistence, ACL or config, which the embedded
 broker does not have; .ci/run's embedded-broker pass deselects these.
+Marker `broker_incidental`: a long end-to-end test whose subject is not the broker (serial
+monitors, the systemd watchdog, kill -9 recovery, live against replay): it runs once, on the
+default broker, and .ci/run's embedded-broker pass leaves it out to keep CI within its time.
 
 Checks applied to every test (failures are reported as errors at teardown):
 - a test that runs in its own event loop (the default, function loop scope) must leave no
@@ -51,6 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "mosquitto_only: needs mosquitto itself (persistence, ACL, TLS config): left out of the "
         "embedded-broker run of .ci/run (VIGIL_TEST_BROKER=embedded -m 'not mosquitto_only')",
+    )
+    config.addinivalue_line(
+        "markers",
+        "broker_incidental: a long end-to-end test whose subject is not the broker; left out of "
+        "the embedded-broker run of .ci/run",
     )
 
 

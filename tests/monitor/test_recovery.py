@@ -52,6 +52,7 @@ async def retained(client: aiomqtt.Client, topic: str, want: Any) -> Any:
     raise AssertionError("stream ended")
 
 
+@pytest.mark.broker_incidental
 @pytest.mark.timeout(150)
 async def test_kill_9_mid_infusion_and_the_session_comes_back(
     mqtt_broker: BrokerProcess, tmp_path: Path

@@ -70,6 +70,7 @@ async def nurse(client: aiomqtt.Client, clock: SimulatedClock, steps: list[Step]
         await client.publish(f"{PREFIX}/cmd", json.dumps(session_command(step.event)), qos=1)
 
 
+@pytest.mark.broker_incidental
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
 async def test_serial_monitor_to_ward_and_unplug(

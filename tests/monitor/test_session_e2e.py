@@ -116,6 +116,7 @@ async def cuff(client: aiomqtt.Client, sys_: float, dia: float) -> None:
         await client.publish(TOPIC, json.dumps(doc), qos=1)
 
 
+@pytest.mark.broker_incidental
 @pytest.mark.timeout(120)
 async def test_a_whole_session_with_every_refusal(
     mqtt_broker: BrokerProcess, tmp_path: Path

@@ -107,6 +107,7 @@ async def _wedge_bed_loop(daemon: Daemon) -> Callable[[], None] | None:
     raise AssertionError("could not park the bed loop")
 
 
+@pytest.mark.broker_incidental
 @pytest.mark.parametrize("stall", [_cancel_tick_task, _wedge_bed_loop], ids=["ticks", "loop"])
 async def test_watchdog_pings_only_while_the_core_ticks(
     closed_port_url: str,
