@@ -47,7 +47,7 @@ from monitor.recovery import resume
 from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore, SessionInfo
 from monitor.settings import Settings, load_settings
-from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
+from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
 from monitor.timekeeper import ClockChange, Timekeeper
 from monitor.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.ward import WardLink
@@ -756,22 +756,7 @@ class Daemon:
         Raises:
             TimeoutError: not within `timeout` seconds.
         """
-        ready = asyncio.Event()
-        links = [self.ward.status, *self.device_status.values()]
-
-        def check(_: object = None) -> None:
-            if all(s.state is LinkState.CONNECTED for s in links):
-                ready.set()
-
-        for link in links:
-            link.listeners.append(check)
-        try:
-            check()
-            async with asyncio.timeout(timeout):
-                await ready.wait()
-        finally:
-            for link in links:
-                link.listeners.remove(check)
+        await all_connected([self.ward.status, *self.device_status.values()], timeout)
 
     def status_line(self) -> str:
         """The `STATUS=` text: phase, ward link state, connected devices."""

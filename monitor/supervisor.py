@@ -11,11 +11,18 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Backoff", "LinkState", "LinkStatus", "raise_if_cancelled", "supervise"]
+__all__ = [
+    "Backoff",
+    "LinkState",
+    "LinkStatus",
+    "all_connected",
+    "raise_if_cancelled",
+    "supervise",
+]
 
 log = logging.getLogger("vigil.supervisor")
 
@@ -50,6 +57,29 @@ class LinkStatus:
             self.last_error = error
         for listener in self.listeners:
             listener(self)
+
+
+async def all_connected(links: Sequence[LinkStatus], timeout: float) -> None:  # noqa: ASYNC109 - a plain bound
+    """Wait until every one of `links` is connected at once.
+
+    Raises:
+        TimeoutError: not within `timeout` seconds.
+    """
+    ready = asyncio.Event()
+
+    def check(_: object = None) -> None:
+        if all(s.state is LinkState.CONNECTED for s in links):
+            ready.set()
+
+    for link in links:
+        link.listeners.append(check)
+    try:
+        check()
+        async with asyncio.timeout(timeout):
+            await ready.wait()
+    finally:
+        for link in links:
+            link.listeners.remove(check)
 
 
 def raise_if_cancelled() -> None:

@@ -58,7 +58,14 @@ from monitor.hl7.queue import Hl7Queue, Kind, QueuedMessage
 from monitor.hl7.settings import GatewayConfig, load_gateway_config, parse_destination
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
-from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
+from monitor.supervisor import (
+    Backoff,
+    LinkState,
+    LinkStatus,
+    all_connected,
+    raise_if_cancelled,
+    supervise,
+)
 from monitor.vocabulary import NIBP_PARAMS, Param, iso8601
 from monitor.ward import NO_DELAY, tls_context_for
 from monitor.wire import (
@@ -281,22 +288,7 @@ class Gateway:
         Raises:
             TimeoutError: not within `timeout` seconds.
         """
-        ready = asyncio.Event()
-        links = (self.mllp, self.ward_link)
-
-        def check(_: object = None) -> None:
-            if all(s.state is LinkState.CONNECTED for s in links):
-                ready.set()
-
-        for link in links:
-            link.listeners.append(check)
-        try:
-            check()
-            async with asyncio.timeout(timeout):
-                await ready.wait()
-        finally:
-            for link in links:
-                link.listeners.remove(check)
+        await all_connected((self.mllp, self.ward_link), timeout)
 
     def beds(self) -> list[_Bed]:
         """Every bed seen on the ward broker."""
