@@ -47,7 +47,14 @@ from monitor.recovery import resume
 from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore, SessionInfo
 from monitor.settings import Settings, load_settings
-from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
+from monitor.supervisor import (
+    Backoff,
+    LinkState,
+    LinkStatus,
+    all_connected,
+    cancel_until_done,
+    supervise,
+)
 from monitor.timekeeper import ClockChange, Timekeeper
 from monitor.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.ward import WardLink
@@ -733,14 +740,7 @@ class Daemon:
         assert self._group is not None
         # Leaving the block ends the daemon: its tasks run forever otherwise.
         self.stop()
-        # Python 3.11's wait_for can lose a cancellation that lands as its inner future
-        # completes (CPython gh-86296), and aiomqtt 2.x publishes through wait_for: cancel
-        # again until every task has ended.
-        pending = {t for t in self._tasks if not t.done()}
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
-            for task in pending:
-                task.cancel()
+        await cancel_until_done(self._tasks, CANCEL_RETRY_S)
         try:
             await self._group.__aexit__(exc_type, exc, tb)
         finally:

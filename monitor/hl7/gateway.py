@@ -63,6 +63,7 @@ from monitor.supervisor import (
     LinkState,
     LinkStatus,
     all_connected,
+    cancel_until_done,
     raise_if_cancelled,
     supervise,
 )
@@ -258,15 +259,10 @@ class Gateway:
         tb: TracebackType | None,
     ) -> None:
         assert self._group is not None
-        # Python 3.11's wait_for can lose a cancellation (CPython gh-86296) and aiomqtt awaits
-        # through it: cancel again until every task has ended
-        pending = {t for t in self._tasks if not t.done()}
-        for task in pending:
-            task.cancel()
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=_CANCEL_RETRY_S)
-            for task in pending:
+        for task in self._tasks:
+            if not task.done():
                 task.cancel()
+        await cancel_until_done(self._tasks, _CANCEL_RETRY_S)
         try:
             await self._group.__aexit__(exc_type, exc, tb)
         finally:
