@@ -474,7 +474,6 @@ class AlarmEngine:
 
     def _columns(self, rows: Rows) -> _Batch:
         """The batch as columns, from the state carried so far (`_Batch`)."""
-        engine = self
         n = len(rows)
         t, what, value = rows.t, rows.what, rows.value
         ok = rows.valid & rows.in_range
@@ -499,24 +498,22 @@ class AlarmEngine:
         off_start: dict[str, np.ndarray] = {}
         on_rows: dict[str, np.ndarray] = {}
         off_rows: dict[str, np.ndarray] = {}
-        for rule in engine.policy.continuous:
+        for rule in self.policy.continuous:
             s = streams[rule.signal]
-            on, off, hs, os_ = _runs(
-                s, rule, engine._runs[rule.code], clear_after=engine._clear_after
-            )
+            on, off, hs, os_ = _runs(s, rule, self._runs[rule.code], clear_after=self._clear_after)
             due_on[rule.code], due_off[rule.code] = on, off
             hold_start[rule.code], off_start[rule.code] = hs, os_
             on_rows[rule.code], off_rows[rule.code] = s.rows[on], s.rows[off]
         nd_valid: dict[str, np.ndarray] = {}
         nd_late: dict[str, np.ndarray] = {}
-        for nd in engine.policy.no_data:
+        for nd in self.policy.no_data:
             mask = np.zeros(n, dtype=bool)
             for p in nd.params:
                 if p in valid_mask:
                     mask |= valid_mask[p]
             valid = np.flatnonzero(mask)
             nd_valid[nd.code] = valid
-            carry = max(engine._last_valid_t.get(p, -math.inf) for p in nd.params)
+            carry = max(self._last_valid_t.get(p, -math.inf) for p in nd.params)
             # the last valid time strictly before each row
             last = np.full(n, -1, dtype=np.int64)
             last[valid] = valid
@@ -540,8 +537,7 @@ class AlarmEngine:
         value: np.ndarray,
         ok: np.ndarray,
     ) -> dict[str, _Stream]:
-        engine = self
-        gap = engine._gap
+        gap = self._gap
         out: dict[str, _Stream] = {}
         hr_code, pr_code = _CODE_OF[Param.HR], _CODE_OF[Param.PR]
         beat = np.flatnonzero((what == hr_code) | (what == pr_code))
@@ -549,14 +545,14 @@ class AlarmEngine:
         # Reading 5: HRE is the latest valid HR while it is at most `hr_hold_s` old, else the
         # PR row's own value; an HR row past the hold is no HRE sample (a valid HR row never
         # is: it is its own latest valid HR)
-        last = engine._last_valid_hr
+        last = self._last_valid_hr
         idx = np.where((bw == hr_code) & bok, np.arange(len(bt)), -1)
         np.maximum.accumulate(idx, out=idx)
         seen = idx >= 0
         safe = np.maximum(idx, 0)
         lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
         lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
-        from_hr = ~np.isnan(lvt) & (bt - lvt <= engine._hold)
+        from_hr = ~np.isnan(lvt) & (bt - lvt <= self._hold)
         keep = from_hr | (bw == pr_code)
         bt, bw, bv, bok = bt[keep], bw[keep], bv[keep], bok[keep]
         lvv, from_hr = lvv[keep], from_hr[keep]
@@ -567,10 +563,10 @@ class AlarmEngine:
             v=np.where(from_hr, lvv, bv),
             ok=from_hr | bok,
             src=np.where(from_hr, hr_code, bw),
-            last_t=engine._signal_last_t.get(HRE),
+            last_t=self._signal_last_t.get(HRE),
             gap=gap,
         )
-        for signal in engine._stream_signals:
+        for signal in self._stream_signals:
             if signal == HRE:
                 continue
             code = _CODE_OF[Param(signal)]
@@ -582,7 +578,7 @@ class AlarmEngine:
                 v=value[rows],
                 ok=ok[rows],
                 src=what[rows],
-                last_t=engine._signal_last_t.get(signal),
+                last_t=self._signal_last_t.get(signal),
                 gap=gap,
             )
         return out
