@@ -687,9 +687,11 @@ async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_agai
 ) -> None:
     receiver = Receiver()
     cut: list[bytes] = []
+    accepted: list[asyncio.StreamWriter] = []
 
     async def half_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # takes the first bytes of the frame and hangs up: the message is torn in two
+        accepted.append(writer)
         cut.append(await reader.read(40))
         writer.close()
 
@@ -703,6 +705,10 @@ async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_agai
         await eventually(lambda: len(cut) >= 1)
         torn.close()
         await torn.wait_closed()
+        # Python 3.11's Server.close() leaves accepted connections open: a reconnect the
+        # gateway made before the close would leak its socket
+        for writer in accepted:
+            writer.close()
         async with receiver:
             await receiver.wait_for(lambda r: len({fields(m)["control_id"] for m in r}) >= 4, 20)
     assert cut[0].startswith(b"\x0bMSH|")
