@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from drivers.base import DriverStats
-from drivers.serialport import LinkProtocol
+from drivers.link import LinkProtocol
 from simulators.capture import record_frames
 
 T0 = 1767225600.0

@@ -1,9 +1,11 @@
 """`vigil decode DEVICE FILE`: the samples in a raw capture of a monitor's output.
 
-Each serial codec has ``decode_capture(data, *, device_id) -> (samples, stats)``: sans-I/O, the
-capture's own time stamps (a capture has no live clock). The samples go to stdout as Sample
-JSON lines (docs/ARCHITECTURE.md); a summary goes to stderr: frames, samples, and every drop with
-its reason, so an engineer sees at once whether a capture is the protocol they think it is.
+Every device whose spec names a decoder (`drivers/<device>/spec.py`, listed in
+`drivers.registry`) can be decoded: ``decode_capture(data, *, device_id) -> (samples, stats)``,
+sans-I/O, the capture's own time stamps (a capture has no live clock). The samples go to stdout
+as Sample JSON lines (docs/ARCHITECTURE.md); a summary goes to stderr: frames, samples, and every
+drop with its reason, so an engineer sees at once whether a capture is the protocol they think
+it is.
 
 Exit status: 0 when at least one frame decoded, 1 when none did (wrong device, wrong baud rate,
 another output mode), 2 for a usage error (unknown device, unreadable file).
@@ -11,11 +13,13 @@ another output mode), 2 for a usage error (unknown device, unreadable file).
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
+
+from drivers.registry import SPECS
+from drivers.spec import load
 
 if TYPE_CHECKING:
     import argparse
@@ -25,12 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DECODERS", "decode_main"]
 
-# device (as `vigil simulate` names it) -> "module:function"; imported on use
-DECODERS: Final[dict[str, str]] = {
-    "masimo": "drivers.masimo.codec:decode_capture",
-    "ge-s5": "drivers.ge_s5.codec:decode_capture",
-    "intellivue": "drivers.intellivue.codec:decode_capture",
-}
+# kind -> "module:function", from the specs; imported on use
+DECODERS: Final[dict[str, str]] = {s.kind: s.decode for s in SPECS if s.decode is not None}
 
 Decoder = Callable[..., "tuple[list[Sample], DriverStats]"]
 
@@ -49,8 +49,7 @@ def decode_main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"vigil decode: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    module_name, _, func_name = target.partition(":")
-    decode: Decoder = getattr(importlib.import_module(module_name), func_name)
+    decode: Decoder = load(target)
     samples, stats = decode(data, device_id=args.device_id or args.device)
     out = sys.stdout
     for sample in samples:

@@ -1,11 +1,9 @@
-"""What the serial drivers share: line settings, the sans-I/O link contract, the async driver.
+"""The async serial driver: any device's `LinkProtocol` (drivers/link.py) over a serial port.
 
-Each serial device folder (`drivers/masimo`, `drivers/intellivue`, `drivers/ge_s5`) has a
-sans-I/O codec and a `LinkProtocol`: one object per connection that turns received bytes into
-samples and replies, and says what to send at start and on each timer tick (a request, a poll,
-a keep-alive). `SerialDriver` *has* the transport (pyserial-asyncio-fast) and runs any
-`LinkProtocol` over it, so the device folders hold no I/O of their own beyond naming their line
-settings (docs/DESIGN.md P1, P7).
+Each serial device folder (`drivers/masimo`, `drivers/intellivue`, ...) has a sans-I/O codec,
+a `LinkProtocol` and a spec naming its line settings and quiet time (`drivers/<device>/spec.py`).
+`SerialDriver` *has* the transport (pyserial-asyncio-fast) and runs the protocol over it, so the
+device folders hold no I/O of their own (docs/DESIGN.md P1, P7).
 
 Liveness: a device is connected once a valid frame arrives (`DriverStats.frames` moves) and
 lost when no valid frame arrived for its quiet time; garbage does not count as data. Loss,
@@ -19,38 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import serial
 import serial_asyncio_fast
 
 from drivers.base import DeviceError, DriverStats, nothing
+from drivers.link import ProtocolError, line_for
 from monitor.supervisor import raise_if_cancelled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from drivers.base import SampleSink
+    from drivers.link import LinkProtocol
+    from drivers.spec import DeviceSpec, SerialSettings
+    from kernel.settings import BrokerSettings, TimeoutSettings
     from monitor.clock import Clock
-    from monitor.settings import (
-        BrokerSettings,
-        GeS5Driver,
-        IntelliVueDriver,
-        MasimoDriver,
-        TimeoutSettings,
-    )
-    from monitor.vocabulary import Sample
 
-__all__ = [
-    "LineSettings",
-    "LinkProtocol",
-    "ProtocolError",
-    "Received",
-    "SerialDriver",
-    "line_for",
-]
+__all__ = ["SerialDriver"]
 
 _log = logging.getLogger("vigil.drivers")
 
@@ -58,68 +43,11 @@ _log = logging.getLogger("vigil.drivers")
 _READ_SIZE: Final = 4096
 
 
-class ProtocolError(Exception):
-    """The device ended or refused the session (e.g. released the association)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LineSettings:
-    """Serial line parameters (pyserial names and values)."""
-
-    baudrate: int
-    bytesize: Literal[5, 6, 7, 8] = 8
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    rtscts: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """What a chunk of received bytes gave: samples for the bed, bytes to send back."""
-
-    samples: tuple[Sample, ...] = ()
-    reply: bytes = b""
-
-
-def line_for(port: str, line: LineSettings) -> LineSettings:
-    """The settings to open `port` with: `line`, except on a pseudo-terminal.
-
-    A pty has no UART: parity and RTS/CTS mean nothing on it, and Linux refuses PARENB on one
-    (EINVAL from tcsetattr). A simulator on a pty (`vigil simulate … --pty`) therefore gets the
-    device's baud rate with 8N1 and no handshake; a real port always gets the device's settings.
-    """
-    if os.path.realpath(port).startswith("/dev/pts/"):
-        return LineSettings(baudrate=line.baudrate)
-    return line
-
-
-class LinkProtocol(Protocol):
-    """The sans-I/O session with one device, new for every connection.
-
-    Every method is pure computation on the object's state: no I/O, no clock reads (`now` is
-    the daemon clock's epoch seconds UTC, given by the caller). Counting goes to the
-    `DriverStats` the protocol was made with: ``frames`` for every valid frame (this is what
-    keeps the device alive), ``dropped`` by reason for everything discarded.
-    """
-
-    def start(self, now: float) -> bytes:
-        """Bytes to send once the port is open (a request, an association); may be empty."""
-        ...
-
-    def receive(self, data: bytes, now: float) -> Received:
-        """Feed received bytes (any split, any garbage); never raises except `ProtocolError`."""
-        ...
-
-    def timer(self, now: float) -> bytes:
-        """Called every `SerialDriver.timer_s` of daemon-clock time: bytes to send, if any."""
-        ...
-
-
 class SerialDriver:
     """Runs a device's `LinkProtocol` over a serial port; subclasses name the device.
 
-    A subclass sets `line` (the device's serial parameters), `quiet_s` (the protocol's quiet
-    time, overridden by the config's ``quiet_s``), `timer_s` and implements `protocol()`.
+    A subclass sets `spec` (its device spec: line settings and quiet time, the config's
+    ``quiet_s`` overriding the latter) and `timer_s`, and implements `protocol()`.
     ``port`` is any pyserial URL: a device path (``/dev/ttyUSB0``, a pty or its symlink) or
     ``socket://host:port`` for a serial-over-LAN terminal server.
 
@@ -127,15 +55,14 @@ class SerialDriver:
     samples, ``dropped`` by the codec's reasons.
     """
 
-    line: ClassVar[LineSettings]
-    quiet_s: ClassVar[float]
+    spec: ClassVar[DeviceSpec]
     # Daemon-clock seconds between `LinkProtocol.timer` calls; with a simulated clock this runs
     # faster in real time, as the simulated monitor does.
     timer_s: ClassVar[float] = 1.0
 
     def __init__(
         self,
-        settings: MasimoDriver | IntelliVueDriver | GeS5Driver,
+        settings: SerialSettings,
         /,
         *,
         broker: BrokerSettings,  # noqa: ARG002 - the registry's constructor contract
@@ -146,7 +73,8 @@ class SerialDriver:
         self._timeouts = timeouts
         self._clock = clock
         self._stats = DriverStats()
-        self._quiet_s = settings.quiet_s if settings.quiet_s is not None else self.quiet_s
+        assert self.spec.quiet_s is not None  # a serial device's spec names its quiet time
+        self._quiet_s = settings.quiet_s if settings.quiet_s is not None else self.spec.quiet_s
 
     @property
     def device_id(self) -> str:
@@ -178,7 +106,7 @@ class SerialDriver:
                 device ended the session.
         """
         where = f"{self.device_id}: port {self.port}"
-        line = line_for(self.port, self.line)
+        line = line_for(self.port, self.spec.serial_line)
         try:
             async with asyncio.timeout(self._timeouts.serial_write_s):
                 reader, writer = await serial_asyncio_fast.open_serial_connection(

@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "decode", help="samples decoded from a raw capture of a monitor, one JSON object per line"
     )
-    p.add_argument("device", help="masimo, intellivue or ge-s5")
+    p.add_argument("device", help="the device's kind, as in the config (docs/devices.md)")
     p.add_argument("file", type=Path, help="raw capture: the bytes the monitor sent")
     p.add_argument("--device-id", default=None, help="device_id in the samples (default: DEVICE)")
 

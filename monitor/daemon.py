@@ -32,8 +32,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from alarms.policy import Policy, load_policy
-from drivers import create_driver
 from drivers.base import DeviceError, Driver
+from drivers.registry import create_driver
 from monitor.clock import Clock, RealClock, SimulatedClock
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.configfile import ConfigError
@@ -424,7 +424,7 @@ class Daemon:
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
         # where each monitor is connected, in the words of its alarm message
         self._connection = {
-            d.device_id: "MQTT" if d.kind == "mqtt" else f"port {d.port}" for d in settings.drivers
+            d.device_id: d.connection() for d in settings.drivers
         }
         # a monitor down before a restart counts as down until it delivers again
         down = "DEVICE_DISCONNECTED" in self.core.engine.active

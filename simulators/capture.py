@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
-    from drivers.serialport import LinkProtocol
+    from drivers.link import LinkProtocol
     from monitor.vocabulary import Sample
     from simulators.serial_monitor import MonitorSide
 

@@ -1,8 +1,8 @@
 """`vigil simulate DEVICE --scenario NAME (--mqtt URL | --serial PORT)`: run one device simulator.
 
-The parser is `monitor.cli`'s; this module turns its namespace into a run. `DEVICES` maps each
-simulated device to its transport and its runner, so a new simulator (the serial monitors, in
-their own modules) is one table entry.
+The parser is `monitor.cli`'s; this module turns its namespace into a run. `DEVICES` is built
+from the device registry (`drivers.registry`): every device whose spec names a simulator can be
+simulated, with the line settings of its spec, so a new device needs nothing here.
 
 Output: one line on stderr when the simulator starts (what, where, how fast) and one when it ends
 (how much was sent). Exit status: 0 when the scenario has been played, or when stopped by
@@ -19,10 +19,12 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
 
+from drivers.registry import SPECS
+from drivers.spec import DeviceSpec, Transport, load
 from monitor.clock import RealClock, SimulatedClock
 from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
 from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
@@ -31,7 +33,6 @@ from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialS
 if TYPE_CHECKING:
     import argparse
 
-    from drivers.serialport import LineSettings
     from monitor.clock import Clock
 
 __all__ = ["DEVICES", "DeviceSimulator", "make_clock", "simulate_main"]
@@ -56,7 +57,7 @@ class DeviceSimulator:
     keeping `stats` current so a stopped run can still report.
     """
 
-    transport: Literal["mqtt", "serial"]
+    transport: Transport
     description: str
     run: Runner
 
@@ -76,18 +77,16 @@ async def _run_mqtt_monitor(args: argparse.Namespace, clock: Clock, stats: Publi
     )
 
 
-def _serial(side: str) -> Runner:
-    """The runner of the serial monitor whose side and line settings `side` names.
+def _serial(spec: DeviceSpec) -> Runner:
+    """The runner of the serial monitor of `spec`: its simulator's side, its line settings.
 
-    `side` is ``"module:Class"``; the module also has ``LINE``. Imported when run, so one
-    device's simulator never loads another's protocol.
+    The side is imported when run, so one device's simulator never loads another's protocol.
     """
 
     async def run(args: argparse.Namespace, clock: Clock, stats: PublishStats) -> int:
-        module_name, _, class_name = side.partition(":")
-        module = importlib.import_module(module_name)
-        make_side: Callable[[], MonitorSide] = getattr(module, class_name)
-        line: LineSettings = module.LINE
+        assert spec.simulator is not None
+        make_side: Callable[[], MonitorSide] = load(spec.simulator)
+        line = spec.serial_line
         serial_stats = SerialStats()
         monitor = SerialMonitor(
             make_side,
@@ -135,26 +134,17 @@ async def _play_with_faults(monitor: SerialMonitor, args: argparse.Namespace) ->
     await monitor.wait()
 
 
+def _simulator(spec: DeviceSpec) -> DeviceSimulator:
+    if spec.transport == "mqtt":
+        return DeviceSimulator("mqtt", spec.summary, _run_mqtt_monitor)
+    return DeviceSimulator(spec.transport, spec.summary, _serial(spec))
+
+
 DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
     {
-        "mqtt-monitor": DeviceSimulator(
-            "mqtt", "a monitor publishing Vigil Sample JSON over MQTT", _run_mqtt_monitor
-        ),
-        "masimo": DeviceSimulator(
-            "serial",
-            "a Masimo Radical-7 / Rad-8 pulse oximeter, ASCII 1 output",
-            _serial("simulators.masimo:MasimoSide"),
-        ),
-        "ge-s5": DeviceSimulator(
-            "serial",
-            "a GE Datex-Ohmeda S/5 monitor, computer interface (DRI displayed values)",
-            _serial("simulators.ge_s5:GeS5Side"),
-        ),
-        "intellivue": DeviceSimulator(
-            "serial",
-            "a Philips IntelliVue MP monitor, Data Export over MIB/RS232 (numerics polled)",
-            _serial("simulators.intellivue:IntelliVueSide"),
-        ),
+        spec.simulator_name: _simulator(spec)
+        for spec in SPECS
+        if spec.simulator is not None or spec.transport == "mqtt"
     }
 )
 

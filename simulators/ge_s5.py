@@ -43,14 +43,11 @@ from drivers.ge_s5.codec import (
     encode_frame,
     parse_request,
 )
-from drivers.ge_s5.driver import GeS5Driver
-from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
-__all__ = ["LINE", "GeS5Side"]
+__all__ = ["GeS5Side"]
 
-LINE: LineSettings = GeS5Driver.line
 
 _ON: Final = STATUS_EXISTS | STATUS_ACTIVE
 _ECG_STATUS: Final = _ON | (1 << 3)  # HR source 1: ECG ([DRI] Table 3-10)

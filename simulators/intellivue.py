@@ -35,7 +35,6 @@ from typing import Final
 
 from drivers.base import DriverStats
 from drivers.intellivue.codec import NOM_DIM_BEAT_PER_MIN, NOM_DIM_MMHG, NOM_DIM_PERCENT
-from drivers.intellivue.driver import IntelliVueDriver
 from drivers.intellivue.framing import BOF, EOF, ESC, FrameDecoder, encode_frame
 from drivers.intellivue.messages import (
     ABORT,
@@ -61,13 +60,11 @@ from drivers.intellivue.messages import (
     poll_results,
     remote_error,
 )
-from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
-__all__ = ["LINE", "IntelliVueSide"]
+__all__ = ["IntelliVueSide"]
 
-LINE: LineSettings = IntelliVueDriver.line
 
 # What the monitor grants (docs/intellivue.md §2.2 constructed AARE): a server, warm start, min poll
 # period 0.5 s, MTU 1000 (the RS232 maximum), NU_1SEC | RTSA; no object support profile.

@@ -14,14 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.masimo.codec import encode_line
-from drivers.masimo.driver import MasimoDriver
-from drivers.serialport import LineSettings
 from monitor.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
-__all__ = ["LINE", "MasimoSide"]
-
-LINE: LineSettings = MasimoDriver.line
+__all__ = ["MasimoSide"]
 
 
 @dataclass

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Final, Protocol, Self
 
 import serial_asyncio_fast
 
-from drivers.serialport import line_for
+from drivers.link import line_for
 from simulators.scenarios import Step, build_scenario
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from drivers.serialport import LineSettings
+    from drivers.link import LineSettings
     from monitor.clock import Clock
     from monitor.vocabulary import Sample
 

@@ -39,8 +39,8 @@ from typing import Final
 
 from drivers import transparency
 from drivers.base import DriverStats
+from drivers.link import Received
 from drivers.samples import judged
-from drivers.serialport import Received
 from monitor.vocabulary import Param, Sample
 
 __all__ = [

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from drivers.ge_s5.codec import GeS5Link, NibpTracker
-from drivers.serialport import LineSettings, SerialDriver
+from drivers.ge_s5.spec import SPEC
+from drivers.serialport import SerialDriver
+from drivers.spec import DeviceSpec
 
 __all__ = ["GeS5Driver"]
 
@@ -13,17 +15,14 @@ __all__ = ["GeS5Driver"]
 class GeS5Driver(SerialDriver):
     """A GE Datex-Ohmeda S/5 or CARESCAPE monitor's computer interface (`kind = "ge-s5"`).
 
-    19200 bit/s, 8 data bits, even parity, 1 stop bit, RTS/CTS handshake, not configurable on
-    the monitor ([CI] p.3; docs/devices.md §2.3). The link asks for displayed values every
-    5 s, the fastest the monitor sends them, so 15 s without a valid record is three missed
-    records: the cable is out, the monitor is off or has dropped the request.
+    Line settings (19200 8E1, RTS/CTS) and quiet time (three missed 5-s records):
+    `drivers/ge_s5/spec.py` (docs/devices.md §2.3).
 
     The NIBP determination tracker outlives connections: a determination already reported is
     not reported again after a reconnection (`NibpTracker`).
     """
 
-    line: ClassVar[LineSettings] = LineSettings(baudrate=19200, parity="E", rtscts=True)
-    quiet_s: ClassVar[float] = 15.0
+    spec: ClassVar[DeviceSpec] = SPEC
 
     _nibp: NibpTracker | None = None
 

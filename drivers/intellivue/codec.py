@@ -61,8 +61,8 @@ from drivers.intellivue.messages import (
     poll_request,
     time_stamp,
 )
+from drivers.link import ProtocolError, Received
 from drivers.samples import judged
-from drivers.serialport import ProtocolError, Received
 from monitor.vocabulary import NIBP_PARAMS, Param, Sample
 
 __all__ = [

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from drivers.intellivue.codec import CuffMemory, IntelliVueLink
-from drivers.serialport import LineSettings, SerialDriver
+from drivers.intellivue.spec import SPEC
+from drivers.serialport import SerialDriver
+from drivers.spec import DeviceSpec
 
 if TYPE_CHECKING:
+    from drivers.intellivue.spec import IntelliVueSettings
+    from kernel.settings import BrokerSettings, TimeoutSettings
     from monitor.clock import Clock
-    from monitor.settings import BrokerSettings, TimeoutSettings
-    from monitor.settings import IntelliVueDriver as IntelliVueSettings
 
 __all__ = ["IntelliVueDriver"]
 
@@ -18,18 +20,15 @@ __all__ = ["IntelliVueDriver"]
 class IntelliVueDriver(SerialDriver):
     """A Philips IntelliVue monitor's MIB/RS232 port (`[[drivers]] kind = "intellivue"`).
 
-    115200 bit/s, 8 data bits, no parity, 1 stop bit, no handshake (docs/intellivue.md §1;
-    VSCaptureMP, PERSEUS and OpenICE agree). The driver associates, then polls numerics every
-    second of daemon time (`timer_s`); the monitor answers every poll, so ten seconds without a
-    valid frame means the cable, the port or the association is gone (the monitor's own
-    association timeout is 10 s too).
+    Line settings (115200 8N1) and quiet time: `drivers/intellivue/spec.py`
+    (docs/intellivue.md §1). The driver associates, then polls numerics every second of daemon
+    time (`timer_s`).
 
     The last NIBP determination passed on is remembered across connections (`CuffMemory`), so a
     reconnect does not hand the alarm core the same cuff reading as a new one.
     """
 
-    line: ClassVar[LineSettings] = LineSettings(baudrate=115200)
-    quiet_s: ClassVar[float] = 10.0
+    spec: ClassVar[DeviceSpec] = SPEC
     timer_s: ClassVar[float] = 1.0
 
     def __init__(

@@ -37,8 +37,8 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
+from drivers.link import Received
 from drivers.samples import judged
-from drivers.serialport import Received
 from monitor.vocabulary import Param, Sample
 
 __all__ = [

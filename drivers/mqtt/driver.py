@@ -22,8 +22,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.base import DeviceError, DriverStats, nothing
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
+from drivers.mqtt.spec import MqttSettings
+from kernel.settings import BrokerSettings, TimeoutSettings
 from monitor import mqtt_client
-from monitor.settings import BrokerSettings, MqttDriver, TimeoutSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,7 +90,7 @@ class MqttMonitorDriver:
 
     def __init__(
         self,
-        settings: MqttDriver,
+        settings: MqttSettings,
         /,
         *,
         broker: BrokerSettings,
@@ -271,7 +272,7 @@ def _str_or_none(x: object | None) -> str | None:
     return None if x is None else str(x)
 
 
-def _driver_broker(settings: MqttDriver, ward: BrokerSettings) -> BrokerSettings:
+def _driver_broker(settings: MqttSettings, ward: BrokerSettings) -> BrokerSettings:
     """The broker this driver talks to (see `MqttMonitorDriver`, "Broker").
 
     Raises:

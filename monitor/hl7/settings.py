@@ -28,9 +28,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kernel.settings import BrokerSettings, Number
 from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
 from monitor.metrics import MetricsListenError, parse_listen
-from monitor.settings import BrokerSettings, Number
 
 __all__ = [
     "GatewayConfig",

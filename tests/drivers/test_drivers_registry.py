@@ -1,81 +1,110 @@
-"""drivers: the lazy registry of driver kinds."""
+"""drivers.registry: one spec per device, and everything that lists devices built from it."""
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
+import typing
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from drivers import DRIVERS, UnknownDriverError, create_driver
 from drivers.base import Driver
-from drivers.ge_s5.driver import GeS5Driver as GeS5SerialDriver
-from drivers.intellivue.driver import IntelliVueDriver as IntelliVueSerialDriver
-from drivers.masimo.driver import MasimoDriver as MasimoSerialDriver
+from drivers.decode import DECODERS
+from drivers.ge_s5.driver import GeS5Driver
+from drivers.intellivue.driver import IntelliVueDriver
+from drivers.masimo.driver import MasimoDriver
 from drivers.mqtt.driver import MqttMonitorDriver
+from drivers.mqtt.spec import MqttSettings
+from drivers.registry import KINDS, SPECS, DriverSettings, UnknownDriverError, create_driver
 from drivers.serialport import SerialDriver
+from drivers.spec import SerialSettings, load
+from kernel.settings import BrokerSettings, TimeoutSettings
 from monitor.clock import ManualClock
-from monitor.settings import (
-    _DRIVER_KINDS,
-    BrokerSettings,
-    GeS5Driver,
-    IntelliVueDriver,
-    MasimoDriver,
-    MqttDriver,
-    TimeoutSettings,
-)
+from simulators.cli import DEVICES
 
 BROKER = BrokerSettings(url="mqtt://127.0.0.1:1883")
 TIMEOUTS = TimeoutSettings()
 
 
 def test_mqtt_kind_creates_the_mqtt_driver() -> None:
-    settings = MqttDriver(kind="mqtt", device_id="mon1", topic="monitors/mon1/samples")
+    settings = MqttSettings(kind="mqtt", device_id="mon1", topic="monitors/mon1/samples")
     driver: Driver = create_driver(settings, broker=BROKER, timeouts=TIMEOUTS, clock=ManualClock())
     assert isinstance(driver, MqttMonitorDriver)
     assert driver.device_id == "mon1"
 
 
 def test_an_unknown_kind_is_a_clear_error() -> None:
-    mqtt = MqttDriver(kind="mqtt", device_id="x", topic="t")
+    mqtt = MqttSettings(kind="mqtt", device_id="x", topic="t")
     settings = mqtt.model_copy(update={"kind": "pager"})  # no config model allows this kind
     with pytest.raises(UnknownDriverError, match=r"no driver is registered for kind 'pager'") as e:
         create_driver(settings, broker=BROKER, timeouts=TIMEOUTS, clock=ManualClock())
     assert e.value.kind == "pager"
 
 
-def test_every_kind_the_config_accepts_has_a_driver() -> None:
-    assert set(DRIVERS) == set(_DRIVER_KINDS)
+def test_kinds_are_unique_and_each_spec_names_its_own_settings_model() -> None:
+    assert len(KINDS) == len(SPECS)
+    for spec in SPECS:
+        # the model's `kind` literal is the spec's kind, so the union picks this model
+        assert typing.get_args(spec.settings.model_fields["kind"].annotation) == (spec.kind,)
+
+
+def test_the_config_union_accepts_every_kind_and_refuses_others() -> None:
+    adapter: TypeAdapter[object] = TypeAdapter(DriverSettings)
+    for spec in SPECS:
+        fields: dict[str, object] = {
+            "kind": spec.kind,
+            "device_id": "d",
+            "port": "/dev/ttyUSB0",
+            "topic": "t",
+        }
+        needed = {k: v for k, v in fields.items() if k in spec.settings.model_fields}
+        for name, field in spec.settings.model_fields.items():
+            if field.is_required() and name not in needed:
+                needed[name] = "127.0.0.1" if name == "host" else 2575
+        assert type(adapter.validate_python(needed)) is spec.settings
+    with pytest.raises(ValidationError, match="does not match any of the expected tags"):
+        adapter.validate_python({"kind": "pager", "device_id": "d"})
 
 
 @pytest.mark.parametrize(
-    ("settings", "cls"),
-    [
-        (MasimoDriver(kind="masimo", device_id="spo2", port="/dev/ttyUSB0"), MasimoSerialDriver),
-        (GeS5Driver(kind="ge-s5", device_id="s5", port="/dev/ttyUSB2"), GeS5SerialDriver),
-        (
-            IntelliVueDriver(kind="intellivue", device_id="mp70", port="/dev/ttyUSB1"),
-            IntelliVueSerialDriver,
-        ),
-    ],
+    ("kind", "cls"),
+    [("masimo", MasimoDriver), ("ge-s5", GeS5Driver), ("intellivue", IntelliVueDriver)],
 )
-def test_serial_kinds_create_their_driver(
-    settings: MasimoDriver | IntelliVueDriver | GeS5Driver, cls: type[SerialDriver]
-) -> None:
+def test_serial_kinds_create_their_driver(kind: str, cls: type[SerialDriver]) -> None:
+    settings = TypeAdapter(DriverSettings).validate_python(
+        {"kind": kind, "device_id": "mon", "port": "/dev/ttyUSB0"}
+    )
+    assert isinstance(settings, SerialSettings)
     driver = create_driver(settings, broker=BROKER, timeouts=TIMEOUTS, clock=ManualClock())
     assert type(driver) is cls
-    assert (driver.device_id, driver.port) == (settings.device_id, settings.port)
+    assert (driver.device_id, driver.port) == ("mon", "/dev/ttyUSB0")
 
 
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
-def test_every_registered_target_exists(kind: str) -> None:
-    module_name, sep, class_name = DRIVERS[kind].partition(":")
-    assert sep == ":"
-    assert callable(getattr(importlib.import_module(module_name), class_name))
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
+def test_every_reference_of_a_spec_exists(spec: typing.Any) -> None:
+    for ref in (spec.driver, spec.link, spec.decode, spec.simulator):
+        if ref is not None:
+            assert callable(load(ref)), ref
+    if spec.transport == "serial":
+        assert spec.line is not None
+        assert spec.quiet_s is not None
+        assert spec.link is not None
+        assert spec.decode is not None
+
+
+def test_decode_and_simulate_list_the_registered_devices() -> None:
+    assert set(DECODERS) == {s.kind for s in SPECS if s.decode is not None}
+    assert set(DECODERS) >= {"masimo", "ge-s5", "intellivue"}
+    assert set(DEVICES) == {s.simulator_name for s in SPECS}
+    assert DEVICES["mqtt-monitor"].transport == "mqtt"
 
 
 def test_importing_the_registry_imports_no_driver() -> None:
-    code = "import sys, drivers; print(any(m.startswith('drivers.mqtt') for m in sys.modules))"
+    code = (
+        "import sys, drivers.registry; "
+        "print(sorted(m for m in sys.modules if m.endswith('.driver') or m.startswith('serial')"
+        " or m.startswith('aiomqtt')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

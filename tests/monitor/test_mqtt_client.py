@@ -16,10 +16,11 @@ import pytest
 
 from alarms.policy import load_policy
 from drivers.mqtt.driver import MqttMonitorDriver
+from drivers.mqtt.spec import MqttSettings as MqttDriver
 from monitor import mqtt_client
 from monitor.clock import RealClock
 from monitor.daemon import Daemon
-from monitor.settings import BrokerSettings, MqttDriver, Settings, TimeoutSettings
+from monitor.settings import BrokerSettings, Settings, TimeoutSettings
 from tests.helpers import BrokerImplementation, BrokerProcess, mosquitto_path
 
 if TYPE_CHECKING:

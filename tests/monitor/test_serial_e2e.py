@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.registry import spec_for
+from drivers.spec import DeviceSpec, load
 from monitor.clock import SimulatedClock
 from monitor.vocabulary import SessionEvent
 from simulators.mqtt_monitor import session_command
@@ -38,20 +39,18 @@ LEAD_S = 3.0
 @dataclass(frozen=True)
 class Case:
     kind: str
-    side: str  # module:Class; the module has LINE
     scenario: str
     alarm: str  # the scenario's designed alarm this device's parameters produce
 
+    @property
+    def spec(self) -> DeviceSpec:
+        return spec_for(self.kind)
+
 
 CASES = [
-    Case("masimo", "simulators.masimo:MasimoSide", "desaturation", "DESAT_CRITICAL"),
-    Case("ge-s5", "simulators.ge_s5:GeS5Side", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
-    Case(
-        "intellivue",
-        "simulators.intellivue:IntelliVueSide",
-        "hypertensive-surge",
-        "SYMPATHOMIMETIC_SURGE",
-    ),
+    Case("masimo", "desaturation", "DESAT_CRITICAL"),
+    Case("ge-s5", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
+    Case("intellivue", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
 ]
 
 
@@ -79,14 +78,13 @@ async def test_serial_monitor_to_ward_and_unplug(
     anchor = time.time()
     clock = SimulatedClock(speed=SPEED, anchor=anchor)
     t0 = clock.now() + LEAD_S * SPEED
-    module, _, name = case.side.partition(":")
-    side_module = importlib.import_module(module)
     link = tmp_path / "monitor.pty"
+    assert case.spec.simulator is not None
     monitor = SerialMonitor(
-        getattr(side_module, name),
+        load(case.spec.simulator),
         clock=clock,
         scenario=case.scenario,
-        line=side_module.LINE,
+        line=case.spec.serial_line,
         pty=link,
         seed=3,
         t0=t0,

@@ -14,15 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.masimo.spec import MasimoSettings as MasimoDriver
+from drivers.mqtt.spec import MqttSettings as MqttDriver
 from monitor.configfile import ConfigError, ConfigProblem
 from monitor.paths import shipped_config_dir
-from monitor.settings import (
-    MasimoDriver,
-    MqttDriver,
-    Settings,
-    load_settings,
-    parse_settings,
-)
+from monitor.settings import Settings, load_settings, parse_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"
 BED = '[bed]\nward = "w1"\nbed = "b3"\n'

@@ -23,11 +23,12 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.masimo.spec import SPEC as MASIMO
 from monitor.clock import SimulatedClock
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.vocabulary import SessionEvent
-from simulators.masimo import LINE, MasimoSide
+from simulators.masimo import MasimoSide
 from simulators.mqtt_monitor import session_command
 from simulators.scenarios import Step, build_scenario
 from simulators.serial_monitor import SerialMonitor
@@ -84,7 +85,13 @@ async def test_alarms_raised_during_a_30_s_outage_all_reach_the_ward_in_order(
     link = tmp_path / "ox.pty"
     broker = BrokerProcess(tmp_path / "broker", persistent=True)
     monitor = SerialMonitor(
-        MasimoSide, clock=clock, scenario="desaturation", line=LINE, pty=link, seed=3, t0=t0
+        MasimoSide,
+        clock=clock,
+        scenario="desaturation",
+        line=MASIMO.serial_line,
+        pty=link,
+        seed=3,
+        t0=t0,
     )
     received: list[dict[str, Any]] = []
     with broker:

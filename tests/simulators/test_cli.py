@@ -14,10 +14,10 @@ import aiomqtt
 import pytest
 
 from drivers.masimo.driver import MasimoDriver
+from drivers.masimo.spec import MasimoSettings
 from monitor.cli import build_parser
 from monitor.clock import RealClock, SimulatedClock
 from monitor.settings import BrokerSettings, TimeoutSettings
-from monitor.settings import MasimoDriver as MasimoSettings
 from monitor.vocabulary import Sample
 from simulators.cli import DEVICES, make_clock, simulate_main
 from simulators.mqtt_monitor import parse_broker_url

@@ -11,7 +11,10 @@ import pytest
 
 from drivers.base import DriverStats
 from drivers.ge_s5.codec import GeS5Link
+from drivers.ge_s5.spec import SPEC as GE_S5
+from drivers.intellivue.spec import SPEC as INTELLIVUE
 from drivers.masimo.codec import MasimoLink
+from drivers.masimo.spec import SPEC as MASIMO
 from monitor.clock import SimulatedClock
 from monitor.vocabulary import Param, Sample
 from simulators import ge_s5, intellivue, masimo
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from drivers.serialport import LineSettings
+    from drivers.link import LineSettings
     from simulators.serial_monitor import MonitorSide
 
 SPEED = 200.0
@@ -46,7 +49,7 @@ async def test_the_masimo_simulator_counts_the_spo2_and_pr_it_sent(tmp_path: Pat
         masimo.MasimoSide,
         clock=clock,
         scenario=SCENARIO,
-        line=masimo.LINE,
+        line=MASIMO.serial_line,
         pty=link,
         t0=t0,
         until=t0 + SECONDS,
@@ -79,7 +82,7 @@ async def test_the_masimo_simulator_counts_the_spo2_and_pr_it_sent(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("side", "line"),
-    [(ge_s5.GeS5Side, ge_s5.LINE), (intellivue.IntelliVueSide, intellivue.LINE)],
+    [(ge_s5.GeS5Side, GE_S5.serial_line), (intellivue.IntelliVueSide, INTELLIVUE.serial_line)],
     ids=["ge-s5", "intellivue"],
 )
 async def test_a_polled_monitor_nobody_polls_has_sent_no_samples(

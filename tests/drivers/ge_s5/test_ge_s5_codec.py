@@ -35,9 +35,9 @@ from drivers.ge_s5.codec import (
     request_displayed,
     request_stop,
 )
-from drivers.ge_s5.driver import GeS5Driver
+from drivers.ge_s5.spec import SPEC
 from monitor.vocabulary import Param, Sample
-from simulators.ge_s5 import LINE, GeS5Side
+from simulators.ge_s5 import GeS5Side
 from simulators.scenarios import Step, build_scenario
 
 # ---------------------------------------------------------------------------- official vectors
@@ -566,15 +566,15 @@ def test_link_requests_at_start_and_again_after_silence() -> None:
 
 
 def test_driver_line_settings() -> None:
-    assert GeS5Driver.line == LINE
-    assert (LINE.baudrate, LINE.bytesize, LINE.parity, LINE.stopbits, LINE.rtscts) == (
+    line = SPEC.serial_line
+    assert (line.baudrate, line.bytesize, line.parity, line.stopbits, line.rtscts) == (
         19200,
         8,
         "E",
         1,
         True,
     )
-    assert GeS5Driver.quiet_s == 15.0
+    assert SPEC.quiet_s == 15.0
 
 
 # ---------------------------------------------------------------------------- the simulator

@@ -51,7 +51,7 @@ from drivers.intellivue.messages import (
     poll_result,
     poll_results,
 )
-from drivers.serialport import ProtocolError
+from drivers.link import ProtocolError
 from monitor.vocabulary import Param, Sample
 from simulators.intellivue import IntelliVueSide
 

@@ -1,0 +1,38 @@
+"""GE Datex-Ohmeda S/5 computer interface's spec (docs/devices.md §2.3)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from drivers.link import LineSettings
+from drivers.spec import Contract, DeviceSpec, SerialSettings
+from monitor.vocabulary import NIBP_PARAMS, Param
+
+__all__ = ["SPEC", "GeS5Settings"]
+
+
+class GeS5Settings(SerialSettings):
+    """GE Datex-Ohmeda S/5 computer interface (19200 8E1, RTS/CTS)."""
+
+    kind: Literal["ge-s5"]
+
+
+SPEC = DeviceSpec(
+    kind="ge-s5",
+    summary="a GE Datex-Ohmeda S/5 monitor, computer interface (DRI displayed values)",
+    settings=GeS5Settings,
+    transport="serial",
+    driver="drivers.ge_s5.driver:GeS5Driver",
+    # 19200 bit/s, 8 data bits, even parity, 1 stop bit, RTS/CTS, not configurable on the
+    # monitor ([CI] p.3). The link asks for displayed values every 5 s, the fastest the monitor
+    # sends them, so 15 s without a valid record is three missed records.
+    line=LineSettings(baudrate=19200, parity="E", rtscts=True),
+    quiet_s=15.0,
+    link="drivers.ge_s5.codec:GeS5Link",
+    decode="drivers.ge_s5.codec:decode_capture",
+    simulator="simulators.ge_s5:GeS5Side",
+    # GE S/5's flags split a cut record's halves into frames that fail their length or checksum
+    contract=Contract(
+        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}), names_cut_frames=False
+    ),
+)

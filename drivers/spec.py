@@ -1,0 +1,113 @@
+"""A device's spec: everything Vigil knows about one kind of monitor, in one place.
+
+Each device folder has a ``spec.py`` with one `DeviceSpec`: its config `kind` and settings model,
+how it is reached (serial line settings, TCP, MQTT), its quiet time, and where its driver, its
+capture decoder, its sans-I/O link and its simulator live ("module:name", imported on use, so
+reading the registry imports no driver). `drivers.registry` lists the specs; the config's
+settings union, `vigil check-config`, `vigil decode`, `vigil simulate` and the contract suite
+(tests/drivers/test_contract.py) are built from that list (docs/devices.md "Adding a device").
+
+Pure: pydantic and dataclasses only (docs/DESIGN.md P5, P13).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from drivers.link import LineSettings
+from kernel.settings import ID_PATTERN, ConfigModel, Number
+from monitor.vocabulary import Param
+
+__all__ = [
+    "Contract",
+    "DeviceSpec",
+    "DriverSettingsBase",
+    "SerialSettings",
+    "Transport",
+    "load",
+]
+
+Transport = Literal["serial", "tcp", "mqtt"]
+
+
+class DriverSettingsBase(ConfigModel):
+    """What every `[[drivers]]` entry has; each device's model adds its `kind` literal."""
+
+    kind: str
+    device_id: Annotated[str, Field(pattern=ID_PATTERN)]
+
+    def connection(self) -> str:
+        """Where the device is connected, as an alarm message says it ("port /dev/ttyUSB0")."""
+        raise NotImplementedError
+
+
+class SerialSettings(DriverSettingsBase):
+    """A device on a serial port (or a pyserial URL such as ``socket://host:port``)."""
+
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
+    # A monitor silent this long is DEVICE_DISCONNECTED (the spec's quiet time by default).
+    quiet_s: Number | None = Field(default=None, gt=0)
+
+    def connection(self) -> str:
+        """Where the device is connected, as an alarm message says it."""
+        return f"port {self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """What the contract suite expects of a device driven by its simulator.
+
+    `params`: the parameters the simulator's stream carries (and the driver must deliver
+    intact). `names_cut_frames`: a frame cut short is counted as ``truncated`` (a framing that
+    sees a new frame begin before the old one ended); where the halves just fail a check, only
+    some drop reason is required.
+    """
+
+    params: frozenset[Param]
+    names_cut_frames: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One kind of device (see the module docstring). References are ``"module:name"``."""
+
+    kind: str
+    summary: str
+    settings: type[DriverSettingsBase]
+    transport: Transport
+    driver: str
+    contract: Contract
+    line: LineSettings | None = None
+    quiet_s: float | None = None
+    link: str | None = None  # a `LinkProtocol` class taking (device_id, stats)
+    decode: str | None = None  # decode_capture(data, *, device_id) -> (samples, stats)
+    simulator: str | None = None  # the simulator's `MonitorSide` class
+    simulate_as: str | None = None  # the `vigil simulate` name when it is not `kind`
+
+    @property
+    def serial_line(self) -> LineSettings:
+        """The line settings of a serial device.
+
+        Raises:
+            ValueError: the device is not on a serial line.
+        """
+        if self.line is None:
+            raise ValueError(f"{self.kind} is reached over {self.transport}, not a serial line")
+        return self.line
+
+    @property
+    def simulator_name(self) -> str:
+        """The name `vigil simulate` knows this device by."""
+        return self.simulate_as or self.kind
+
+
+def load(ref: str) -> Any:
+    """The object a ``"module:name"`` reference names, its module imported now."""
+    module_name, sep, name = ref.partition(":")
+    if not sep:
+        raise ValueError(f"not a module:name reference: {ref!r}")
+    return getattr(importlib.import_module(module_name), name)
