@@ -360,8 +360,12 @@ class AlarmEngine:
             if alarm is None:
                 if self.phase in rule.phases:
                     nxt = min(nxt, _after(b.on_rows[rule.code], k, nxt))
-            elif not alarm.latching or alarm.acknowledged:
+            elif not alarm.latching or alarm.acknowledged or alarm.condition:
                 nxt = min(nxt, _after(b.off_rows[rule.code], k, nxt))
+            else:
+                # latched, its condition over: the row where it returns matters, so that the
+                # next end is announced as `latched` again (docs/ALARMS.md "States")
+                nxt = min(nxt, _after(b.on_rows[rule.code], k, nxt))
         return nxt
 
     def _next_no_data(self, b: _Batch, k: int, nxt: int) -> int:
@@ -735,8 +739,19 @@ class AlarmEngine:
         if due_on:
             alarm.condition = True
         elif due_off:
+            ended = alarm.condition
             alarm.condition = False
-            if not alarm.latching or alarm.acknowledged:
+            if alarm.latching and not alarm.acknowledged:
+                if ended:
+                    out.append(
+                        self._latched(
+                            alarm,
+                            t,
+                            value=value,
+                            what=f"{name} back for {fmt(self._clear_after)} s",
+                        )
+                    )
+            else:
                 out.append(
                     self._clear(
                         rule.code,
@@ -818,19 +833,35 @@ class AlarmEngine:
             else:
                 alarm.condition = True
             return
-        if alarm is None:
-            return
+        if alarm is not None:
+            self._determination_ended(rule, alarm, det, out)
+
+    def _determination_ended(
+        self,
+        rule: DeterminationRule,
+        alarm: ActiveAlarm,
+        det: _Determination,
+        out: list[AlarmEvent],
+    ) -> None:
+        """A determination that no longer meets active `alarm`'s rule: clear it, or latch it."""
+        ended = alarm.condition
         alarm.condition = False
-        if not alarm.latching or alarm.acknowledged:
-            reading = det.sys if alarm.param == Param.NIBP_SYS else det.dia
-            median = None
-            for clause in rule.when:
-                if clause.hre_ratio is not None:
-                    median = self._hre_median(det.t, clause.hre_window_s)
-            text = f"NIBP {'SYS' if alarm.param == Param.NIBP_SYS else 'DIA'} {fmt(reading)}"
-            if median is not None:
-                text += f", median HRE {fmt(rule.when[0].hre_window_s)} s {fmt(median)}"
-            out.append(self._clear(rule.code, det.t, value=reading, message=text))
+        reading = det.sys if alarm.param == Param.NIBP_SYS else det.dia
+        side = "SYS" if alarm.param == Param.NIBP_SYS else "DIA"
+        if alarm.latching and not alarm.acknowledged:
+            if ended:
+                out.append(
+                    self._latched(alarm, det.t, value=reading, what=f"NIBP {side} {fmt(reading)}")
+                )
+            return
+        median = None
+        for clause in rule.when:
+            if clause.hre_ratio is not None:
+                median = self._hre_median(det.t, clause.hre_window_s)
+        text = f"NIBP {side} {fmt(reading)}"
+        if median is not None:
+            text += f", median HRE {fmt(rule.when[0].hre_window_s)} s {fmt(median)}"
+        out.append(self._clear(rule.code, det.t, value=reading, message=text))
 
     def _clause(
         self,
@@ -1169,6 +1200,21 @@ class AlarmEngine:
             message=message,
             level=level,
             user=user,
+        )
+
+    def _latched(self, alarm: ActiveAlarm, t: float, *, value: float, what: str) -> AlarmEvent:
+        """Announce that a latching alarm's condition has ended: it stays until acknowledged.
+
+        docs/ALARMS.md "States": the alarm is still active, latched; the ward (and the HL7
+        gateway's PCD-04 state facet) learns that the condition is over without the alarm
+        clearing.
+        """
+        return self._event(
+            alarm,
+            AlarmState.LATCHED,
+            t,
+            message=f"{alarm.code} latched: {what}; acknowledge to clear",
+            value=value,
         )
 
     def _clear(

@@ -50,6 +50,7 @@ from monitor.hl7.messages import (
     Header,
     alarm_message,
     eui64,
+    side_of,
     vitals_message,
 )
 from monitor.hl7.messages import Metric as Observation
@@ -67,7 +68,7 @@ from monitor.supervisor import (
     raise_if_cancelled,
     supervise,
 )
-from monitor.vocabulary import NIBP_PARAMS, Param, iso8601
+from monitor.vocabulary import NIBP_PARAMS, AlarmState, Param, iso8601
 from monitor.ward import NO_DELAY, tls_context_for
 from monitor.wire import (
     WireError,
@@ -132,6 +133,8 @@ class _Bed:
     online: bool | None = None
     latest: dict[Param, Observation] = field(default_factory=dict)
     reported: dict[Param, float] = field(default_factory=dict)
+    # alarm_id -> the side of its limit its start event showed (`side` of alarm_message)
+    sides: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -347,12 +350,25 @@ class Gateway:
         event = decode_alarm_event(payload)
         paused = b.audio_paused_until is not None and b.audio_paused_until > event.t
         context = b.context()
+        side = None
+        if event.alarm_id is not None:
+            if event.state is AlarmState.ACTIVE and side_of(event):
+                b.sides[event.alarm_id] = side_of(event)
+            side = b.sides.get(event.alarm_id)
+            if event.state is AlarmState.CLEARED:
+                b.sides.pop(event.alarm_id, None)
         key = f"{b.key}/{event.session_id}/{event.alarm_id}/{event.seq}/{event.state}/{event.t!r}"
         control_id = self._q().enqueue(
             Kind.ALARM,
             b.key,
             lambda cid: alarm_message(
-                self.header, context, event, control_id=cid, now=self._now(), audio_paused=paused
+                self.header,
+                context,
+                event,
+                control_id=cid,
+                now=self._now(),
+                audio_paused=paused,
+                side=side,
             ),
             key=key,
         )

@@ -38,6 +38,7 @@ __all__ = [
     "escape",
     "eui64",
     "hl7_time",
+    "side_of",
     "vitals_message",
 ]
 
@@ -140,6 +141,7 @@ _PHASES: Final[dict[AlarmState, str]] = {
     AlarmState.ACTIVE: "start",
     AlarmState.ACKNOWLEDGED: "update",
     AlarmState.ESCALATED: "escalate",
+    AlarmState.LATCHED: "update",
     AlarmState.CLEARED: "end",
 }
 _PRIORITIES: Final[dict[Priority, str]] = {
@@ -367,8 +369,8 @@ def _metric_of(param: str | None) -> MetricCode | None:
         return None
 
 
-def _direction(event: WireAlarmEvent) -> str:
-    """`L` below its limit, `H` above it, empty when the event has no value and limit."""
+def side_of(event: WireAlarmEvent) -> str:
+    """`L`: the event's value is below its limit, `H` above it; empty without value and limit."""
     if event.value is None or event.limit is None:
         return ""
     if event.value < event.limit:
@@ -386,17 +388,25 @@ def alarm_message(
     control_id: str,
     now: float,
     audio_paused: bool = False,
+    side: str | None = None,
 ) -> str:
     """A PCD-04 ORU^R40 for one alarm event: OBR-3 `alarm_id^seq^bed EUI-64^EUI-64`, 7 facets.
 
     The mapping of Vigil's states (docs/hl7.md): active → start, acknowledged → update with
-    alert-acknowledged, escalated → escalate, cleared → end (state inactive). `audio_paused`:
-    the bed's audio is paused now, reported as the inactivation state of an unacknowledged
-    alarm.
+    alert-acknowledged, escalated → escalate, latched → update with state latched (the
+    condition is over, the alarm stays until acknowledged), cleared → end (state inactive).
+
+    `audio_paused`: the bed's audio is paused now, reported as the inactivation state of an
+    unacknowledged alarm. `side`: which side of its limit the alarm is about (`L` below, `H`
+    above), as its start event showed it; later events carry the latest reading, which may be
+    back in range (a latched or cleared alarm), so the event identification must not come
+    from them. None: taken from this event's value.
     """
     metric = _metric_of(event.param)
     base = metric.path if metric is not None else _MDS[1]
-    direction = _direction(event)
+    direction = side if side is not None else side_of(event)
+    # the source's own abnormality: is this reading still beyond the limit?
+    beyond = direction if side_of(event) == direction else ""
     priority = _PRIORITIES[event.priority]
     alert_type = _TYPES[event.kind]
     alarm_id = escape(event.alarm_id or event.code)
@@ -456,7 +466,7 @@ def alarm_message(
                 value="" if value is None else _number(value),
                 units="" if value is None else metric.unit.field,
                 reference_range=escape(reference),
-                abnormal=direction,
+                abnormal=beyond,
                 t=event.t,
             )
         )
@@ -477,7 +487,9 @@ def alarm_message(
         inactivation = "audio-paused"
     else:
         inactivation = "enabled"
-    state = "inactive" if event.state is AlarmState.CLEARED else "active"
+    state = {AlarmState.CLEARED: "inactive", AlarmState.LATCHED: "latched"}.get(
+        event.state, "active"
+    )
     for facet, (identifier, text) in enumerate(
         (
             (_PHASE, _PHASES[event.state]),

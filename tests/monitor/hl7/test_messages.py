@@ -103,6 +103,28 @@ def test_pcd04_matches_the_golden_files_and_validates() -> None:
     validate(text)
 
 
+def test_pcd04_latched_matches_the_golden_file_and_validates() -> None:
+    # DESAT_SEVERE latches (config/alarms.toml): SpO2 is back at 95 %, the alarm stays until
+    # acknowledged. The event is still about SpO2 below 88 %, which the start event showed
+    # (side L); this reading is in range, so the source row has no abnormality flag.
+    latched = event(
+        t=T + 400,
+        code="DESAT_SEVERE",
+        priority="high",
+        state="latched",
+        value=95.0,
+        limit=88.0,
+        message="DESAT_SEVERE latched: SPO2 95 back for 5 s; acknowledge to clear",
+        alarm_id="a9b8",
+        seq=21,
+    )
+    text = alarm_message(
+        HEADER, BED, latched, control_id="V0000000100000000045", now=T + 401, side="L"
+    )
+    assert text == golden("pcd04_latched.hl7")
+    validate(text)
+
+
 def obx(text: str) -> list[list[str]]:
     return [s.split("|") for s in text.split("\r") if s.startswith("OBX")]
 
@@ -113,6 +135,7 @@ def obx(text: str) -> list[list[str]]:
         ("active", "start", "active", "enabled"),
         ("acknowledged", "update", "active", "alert-acknowledged"),
         ("escalated", "escalate", "active", "enabled"),
+        ("latched", "update", "latched", "enabled"),
         ("cleared", "end", "inactive", "enabled"),
     ],
 )
