@@ -30,7 +30,7 @@ from alarms.policy import (
     NoDataRule,
     Policy,
 )
-from monitor.vocabulary import (
+from kernel.vocabulary import (
     PHYSIOLOGICAL_RANGE,
     AlarmEvent,
     AlarmKind,

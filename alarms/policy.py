@@ -2,7 +2,7 @@
 
 The numbers, priorities and phase sets are data; the semantics they plug into (runs, delays,
 determinations, timed alarms) are docs/ALARMS.md and live in `alarms.core`. A policy that makes
-no sense is refused at start-up with the file, key and reason (`monitor.configfile.ConfigError`).
+no sense is refused at start-up with the file, key and reason (`kernel.configfile.ConfigError`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Annotated, Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
-from monitor.paths import default_policy_path
-from monitor.vocabulary import (
+from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.paths import default_policy_path
+from kernel.vocabulary import (
     CONTINUOUS_PARAMS,
     PHYSIOLOGICAL_RANGE,
     AlarmKind,

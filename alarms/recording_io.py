@@ -45,7 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from alarms.engine import _CODES, Rows
-from monitor.vocabulary import Param, SessionEvent
+from kernel.vocabulary import Param, Sample, ScenarioItem, SessionEvent, Step
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -574,7 +574,15 @@ def format_number(x: float) -> str:
     return repr(float(x))
 
 
-def _texts(rows: Rows | Iterable[RowLike]) -> Iterator[tuple[str, str, str]]:
+def _row(item: RowLike | ScenarioItem) -> RowLike:
+    if isinstance(item, Step):
+        return item.t, item.event, math.nan
+    if isinstance(item, Sample):
+        return item.t, item.param, item.value if item.valid else math.nan
+    return item
+
+
+def _texts(rows: Rows | Iterable[RowLike | ScenarioItem]) -> Iterator[tuple[str, str, str]]:
     """(t, param, value) texts of each row; a value that is NaN, infinite or invalid is empty."""
     if isinstance(rows, Rows):
         items: Iterable[RowLike] = (
@@ -588,7 +596,7 @@ def _texts(rows: Rows | Iterable[RowLike]) -> Iterator[tuple[str, str, str]]:
             )
         )
     else:
-        items = rows
+        items = map(_row, rows)
     for t, what, value in items:
         if isinstance(what, SessionEvent):
             yield format_number(t), EVENT, what.value
@@ -597,12 +605,14 @@ def _texts(rows: Rows | Iterable[RowLike]) -> Iterator[tuple[str, str, str]]:
 
 
 def write_recording(
-    rows: Rows | Iterable[RowLike], path_or_file: str | os.PathLike[str] | TextIO
+    rows: Rows | Iterable[RowLike | ScenarioItem], path_or_file: str | os.PathLike[str] | TextIO
 ) -> int:
     """Write `rows`, in the order given, as a recording CSV; return the number of data rows.
 
-    `rows` is a batch or (t, param or session step, value) tuples, a NaN value for an invalid
-    sample. `path_or_file` is a path (the file is created or replaced, UTF-8, LF line ends) or an
+    `rows` is a batch, or (t, param or session step, value) tuples (a NaN value for an invalid
+    sample), or samples and `Step`s as scenarios and `vigil export` make them (an invalid sample
+    has an empty value). This is the one writer, beside the one reader (`read_recording`).
+    `path_or_file` is a path (the file is created or replaced, UTF-8, LF line ends) or an
     open text file (written to, not closed; open it with `newline=""`). Rows should already be
     in time order: the format requires it and this function does not reorder.
     """
@@ -612,7 +622,7 @@ def write_recording(
     return _write(rows, path_or_file)
 
 
-def _write(rows: Rows | Iterable[RowLike], f: TextIO) -> int:
+def _write(rows: Rows | Iterable[RowLike | ScenarioItem], f: TextIO) -> int:
     # No field of the format needs quoting (numbers, vocabulary names), so rows are joined as
     # they are: the same text `csv.writer` gives, faster.
     f.write(",".join(HEADER) + "\n")

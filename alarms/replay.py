@@ -19,8 +19,8 @@ from typing import TextIO
 from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy, load_policy
 from alarms.recording_io import RecordingError, read_recording
-from monitor.configfile import ConfigError
-from monitor.vocabulary import AlarmEvent, Param, SessionEvent
+from kernel.configfile import ConfigError
+from kernel.vocabulary import AlarmEvent, Param, SessionEvent
 
 __all__ = [
     "RecordingError",

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import aiomqtt
 
+from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.settings import GatewayConfig
-from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from tests.helpers import BrokerProcess
 from tests.monitor.hl7.receiver import Receiver
 

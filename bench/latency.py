@@ -51,9 +51,9 @@ import aiomqtt
 import numpy as np
 
 from alarms.policy import load_policy
+from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.daemon import Daemon
 from monitor.settings import Settings, load_settings
-from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.ward import PIPELINE
 from monitor.watch.app import subscriptions
 from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path

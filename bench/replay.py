@@ -65,7 +65,7 @@ def bed_rows(hours: float, seed: int = 1) -> list[tuple[float, Any, float]]:  # 
     """The `bed` workload as (t, param or session step, value) rows, NaN for invalid."""
     import numpy as np  # noqa: PLC0415 (the plain worker imports none of the engine's stack)
 
-    from monitor.vocabulary import Param, SessionEvent  # noqa: PLC0415
+    from kernel.vocabulary import Param, SessionEvent  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     rows: list[tuple[float, Any, float]] = []
@@ -128,7 +128,8 @@ def bed_rows(hours: float, seed: int = 1) -> list[tuple[float, Any, float]]:  # 
 
 def cohort_rows(sessions: int) -> list[tuple[float, Any, float]]:
     """The `cohort` workload: the simulator's scenarios, one session after another."""
-    from simulators.scenarios import SCENARIOS, Step, build_scenario  # noqa: PLC0415
+    from kernel.vocabulary import Step  # noqa: PLC0415
+    from simulators.scenarios import SCENARIOS, build_scenario  # noqa: PLC0415
 
     rows: list[tuple[float, Any, float]] = []
     names = list(SCENARIOS)
@@ -150,7 +151,7 @@ def write_big(path: Path, rows: int) -> int:
 
     from alarms.engine import _CODES  # noqa: PLC0415
     from alarms.recording_io import EVENT, read_all, write_recording  # noqa: PLC0415
-    from monitor.vocabulary import Param  # noqa: PLC0415
+    from kernel.vocabulary import Param  # noqa: PLC0415
 
     day = path.with_suffix(".day.csv")
     write_recording(bed_rows(24.0, seed=7), day)

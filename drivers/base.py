@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.vocabulary import Sample
+from kernel.vocabulary import Sample
 
 __all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink", "nothing"]
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import argparse
 
     from drivers.base import DriverStats
-    from monitor.vocabulary import Sample
+    from kernel.vocabulary import Sample
 
 __all__ = ["DECODERS", "decode_main"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from monitor.vocabulary import Sample
+    from kernel.vocabulary import Sample
 
 __all__ = ["LineSettings", "LinkProtocol", "ProtocolError", "Received", "line_for"]
 

@@ -22,8 +22,8 @@ from drivers.spec import DeviceSpec, DriverSettingsBase, load
 
 if TYPE_CHECKING:
     from drivers.base import Driver
+    from kernel.clock import Clock
     from kernel.settings import BrokerSettings, TimeoutSettings
-    from monitor.clock import Clock
 
 __all__ = [
     "KINDS",

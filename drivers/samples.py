@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample, in_range
+from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample, in_range
 
 __all__ = ["NO_VALUE", "OUT_OF_RANGE", "judged", "verdict"]
 

@@ -24,7 +24,7 @@ import serial_asyncio_fast
 
 from drivers.base import DeviceError, DriverStats, nothing
 from drivers.link import ProtocolError, line_for
-from monitor.supervisor import raise_if_cancelled
+from kernel.tasks import raise_if_cancelled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from drivers.base import SampleSink
     from drivers.link import LinkProtocol
     from drivers.spec import DeviceSpec, SerialSettings
+    from kernel.clock import Clock
     from kernel.settings import BrokerSettings, TimeoutSettings
-    from monitor.clock import Clock
 
 __all__ = ["SerialDriver"]
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from drivers.link import LineSettings
 from kernel.settings import ID_PATTERN, ConfigModel, Number
-from monitor.vocabulary import Param
+from kernel.vocabulary import Param
 
 __all__ = [
     "Contract",

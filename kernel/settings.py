@@ -86,7 +86,7 @@ class BrokerSettings(ConfigModel):
     protocol: Literal["auto", "5", "3.1.1"] = Field(
         default="auto",
         description="MQTT version; 5 gives vitals a message expiry; auto: 5, else 3.1.1 "
-        "when the broker refuses 5 (monitor/mqtt_client.py)",
+        "when the broker refuses 5 (drivers/mqtt/client.py)",
     )
     # MQTT keep-alive: the broker sends our Last Will after 1.5x this without traffic
     # (MQTT 3.1.1 §3.1.2.10), so the ward sees a dead bed within ~30 s.

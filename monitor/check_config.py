@@ -17,7 +17,7 @@ from pathlib import Path
 from alarms.policy import load_policy
 from drivers.registry import spec_for
 from drivers.spec import SerialSettings, load
-from monitor.configfile import ConfigError, ConfigProblem, read_toml
+from kernel.configfile import ConfigError, ConfigProblem, read_toml
 from monitor.settings import Settings, load_settings
 
 __all__ = ["check_config", "check_config_main", "config_warnings"]

@@ -20,10 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS
+
 __all__ = [
-    "ABSOLUTE_CONTRAINDICATIONS",
     "OVERRIDE_MEANINGS",
-    "RELATIVE_CONTRAINDICATIONS",
     "Ack",
     "AudioPause",
     "Checklist",
@@ -49,21 +49,6 @@ class _Cmd(BaseModel):
 
     request_id: Annotated[str, Field(min_length=1, max_length=100)]
     user: _TEXT
-
-
-# docs/PROTOCOL.md step 1. Every item must be answered: an unanswered item is not a "no".
-ABSOLUTE_CONTRAINDICATIONS = (
-    "uncontrolled_hypertension",
-    "severe_cardiovascular_disease",
-    "raised_intracranial_pressure",
-    "active_psychosis_or_mania",
-)
-RELATIVE_CONTRAINDICATIONS = (
-    "substance_use_disorder",
-    "severe_hepatic_impairment",
-    "pregnancy",
-    "suicidal_intent_without_safety_plan",
-)
 
 
 def _item(meaning: str) -> Any:

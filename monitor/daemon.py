@@ -34,9 +34,11 @@ from typing import Any, Self
 from alarms.policy import Policy, load_policy
 from drivers.base import DeviceError, Driver
 from drivers.registry import create_driver
-from monitor.clock import Clock, RealClock, SimulatedClock
+from kernel.clock import Clock, make_clock
+from kernel.configfile import ConfigError
+from kernel.tasks import cancel_until_done
+from kernel.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.commands import CommandRejectedError, parse_command
-from monitor.configfile import ConfigError
 from monitor.course import course_summary
 from monitor.journal import InputKind, Journal, samples_data
 from monitor.logs import setup_logging
@@ -47,19 +49,11 @@ from monitor.recovery import resume
 from monitor.sdnotify import SdNotifier
 from monitor.session import BedCore, SessionInfo
 from monitor.settings import Settings, load_settings
-from monitor.supervisor import (
-    Backoff,
-    LinkState,
-    LinkStatus,
-    all_connected,
-    cancel_until_done,
-    supervise,
-)
+from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
 from monitor.timekeeper import ClockChange, Timekeeper
-from monitor.vocabulary import AlarmEvent, Sample, iso8601
 from monitor.ward import WardLink
 
-__all__ = ["Bed", "Daemon", "clock_from", "run_main"]
+__all__ = ["Bed", "Daemon", "run_main"]
 
 log = logging.getLogger("vigil.daemon")
 
@@ -90,14 +84,6 @@ STATUS_MIN_INTERVAL_S = 1.0
 STATUS_REFRESH_S = 30.0
 # How often a daemon that has not processed its first tick yet says so in the log.
 READY_WARN_S = 10.0
-
-
-def clock_from(settings: Settings) -> Clock:
-    """The clock the config asks for: real, or simulated for demos and tests."""
-    c = settings.clock
-    if c.speed == 1.0 and c.anchor is None:
-        return RealClock()
-    return SimulatedClock(speed=c.speed, anchor=c.anchor)
 
 
 class Bed:
@@ -373,7 +359,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.notifier = notifier or SdNotifier.from_env()
-        self.clock = clock or clock_from(settings)
+        self.clock = clock or make_clock(settings.clock.speed, settings.clock.anchor)
         # alarm events live in the journal's outbox until the broker has them; seq goes on
         # from the last one ever written, across restarts
         self.outbox = Outbox(settings.journal.path)
@@ -423,9 +409,7 @@ class Daemon:
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
         # where each monitor is connected, in the words of its alarm message
-        self._connection = {
-            d.device_id: d.connection() for d in settings.drivers
-        }
+        self._connection = {d.device_id: d.connection() for d in settings.drivers}
         # a monitor down before a restart counts as down until it delivers again
         down = "DEVICE_DISCONNECTED" in self.core.engine.active
         self._devices_down: dict[str, str] = dict.fromkeys(

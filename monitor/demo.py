@@ -34,8 +34,8 @@ import aiomqtt
 
 from alarms.policy import load_policy
 from drivers.base import DriverStats
-from monitor import mqtt_client
-from monitor.clock import SimulatedClock
+from drivers.mqtt import client as mqtt_client
+from kernel.clock import SimulatedClock
 from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
 from monitor.settings import Settings

@@ -37,8 +37,8 @@ from alarms.evaluate.sessions import FileResult, SessionResult, recordings_under
 from alarms.evaluate.stats import burden, detection
 from alarms.evaluate.sweep import Sweep, SweepError, parse_sweep
 from alarms.policy import Policy, load_policy
-from monitor.configfile import ConfigError
-from monitor.paths import default_policy_path
+from kernel.configfile import ConfigError
+from kernel.paths import default_policy_path
 
 __all__ = ["evaluate_main"]
 

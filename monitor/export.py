@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from monitor.configfile import ConfigError
+from alarms.recording_io import write_recording
+from kernel.configfile import ConfigError
+from kernel.vocabulary import Sample, ScenarioItem, SessionEvent, Step
 from monitor.journal import Journal, SessionRecord, samples_from
 from monitor.sessions import UnknownSessionError, find_session, session_table
 from monitor.settings import load_settings
-from monitor.vocabulary import Sample, SessionEvent
-from simulators.recording import write_recording
-from simulators.scenarios import ScenarioItem, Step
 
 if TYPE_CHECKING:
     import argparse

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+from kernel.vocabulary import Param, Sample
 from monitor.storage import StorageHealth, is_storage_error
-from monitor.vocabulary import Param, Sample
 
 _T = TypeVar("_T")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from monitor.vocabulary import iso8601
+from kernel.vocabulary import iso8601
 
 __all__ = ["setup_logging"]
 

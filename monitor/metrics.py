@@ -43,8 +43,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from drivers.base import DriverStats
+from kernel.vocabulary import AlarmEvent, AlarmState, Priority, Sample
 from monitor.supervisor import LinkState, LinkStatus
-from monitor.vocabulary import AlarmEvent, AlarmState, Priority, Sample
 
 __all__ = [
     "LATENCY_BUCKETS_S",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from monitor.vocabulary import Sample
+from kernel.vocabulary import Sample
 
 __all__ = ["SampleQueue"]
 

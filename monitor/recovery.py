@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kernel.vocabulary import AlarmEvent
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.journal import Input, Journal, samples_from
-from monitor.vocabulary import AlarmEvent
 
 if TYPE_CHECKING:
     from monitor.session import BedCore

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Final
 import aiomqtt
 from pydantic import ValidationError
 
-from monitor.configfile import ConfigError
-from monitor.mqtt_client import refusal_hint
+from drivers.mqtt.client import refusal_hint
+from kernel.configfile import ConfigError
 from monitor.settings import Settings, cli_broker, load_settings
 from monitor.ward import connect_ward
 

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from kernel.vocabulary import Param
 from monitor import sessions
 from monitor.export import UsageError, open_journal
 from monitor.journal import Journal, SessionRecord
-from monitor.vocabulary import Param
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

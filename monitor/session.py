@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from alarms.engine import SYSTEM_ALARMS, ActiveAlarm, AlarmEngine, Rows
 from alarms.policy import Policy
+from kernel.vocabulary import AlarmEvent, AlarmState, Param, Phase, Sample, SessionEvent, iso8601
 from monitor.commands import (
     Ack,
     AudioPause,
@@ -25,15 +26,6 @@ from monitor.commands import (
     RecordScore,
     StartInfusion,
     StopInfusion,
-)
-from monitor.vocabulary import (
-    AlarmEvent,
-    AlarmState,
-    Param,
-    Phase,
-    Sample,
-    SessionEvent,
-    iso8601,
 )
 
 __all__ = ["BedCore", "CommandOutcome", "OverrideRecord", "SessionInfo"]

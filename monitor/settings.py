@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from drivers.registry import KINDS, DriverSettings
+from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.paths import default_policy_path
 from kernel.settings import (
     ID_PATTERN,
     BrokerSettings,
@@ -23,8 +25,6 @@ from kernel.settings import (
     Number,
     TimeoutSettings,
 )
-from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
-from monitor.paths import default_policy_path
 
 __all__ = [
     "AlarmsSettings",

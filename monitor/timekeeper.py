@@ -30,7 +30,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
-from monitor.vocabulary import Sample
+from kernel.vocabulary import Sample
 
 __all__ = ["ClockChange", "Timekeeper"]
 

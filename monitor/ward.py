@@ -29,12 +29,14 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor import mqtt_client
-from monitor.clock import Clock
+from drivers.mqtt import client as mqtt_client
+from kernel.clock import Clock
+from kernel.settings import BrokerSettings
+from kernel.tasks import raise_if_cancelled
+from kernel.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 from monitor.outbox import Outbox, OutboxEntry
-from monitor.settings import BrokerSettings, Settings
-from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
-from monitor.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
+from monitor.settings import Settings
+from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 
 __all__ = ["NO_DELAY", "WardLink", "connect_ward", "make_client", "tls_context_for"]
 
@@ -103,7 +105,7 @@ def connect_ward(
     """A connected client for the ward broker, in the version ``broker.protocol`` names.
 
     `async with connect_ward(...) as client`: ``auto`` falls back from MQTT 5 to 3.1.1 on a
-    broker that refuses 5 (`monitor.mqtt_client.connect`).
+    broker that refuses 5 (`drivers.mqtt.client.connect`).
     """
     return mqtt_client.connect(
         settings.broker.protocol,

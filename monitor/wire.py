@@ -4,7 +4,7 @@ A ward-level program (the HL7 gateway, the central station, the nurse console) r
 beds publish under `vigil/<ward>/<bed>/…` (docs/ARCHITECTURE.md "MQTT"). These models say what each
 payload holds, and each `decode_*` function turns the raw MQTT payload into one or raises
 `WireError` saying why not. They describe what the daemon publishes today: `Sample.to_json`
-and `AlarmEvent.to_json` (monitor/vocabulary.py), the birth and will of monitor/ward.py, and
+and `AlarmEvent.to_json` (kernel/vocabulary.py), the birth and will of monitor/ward.py, and
 `SessionCore.session_state` (monitor/session.py).
 
 Readers must tolerate what they do not know: a newer bed may add fields, so unknown keys are
@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.vocabulary import AlarmKind, AlarmState, Param, Phase, Priority
+from kernel.vocabulary import AlarmKind, AlarmState, Param, Phase, Priority
 
 __all__ = [
     "WireActiveAlarm",

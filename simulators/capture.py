@@ -1,6 +1,6 @@
 """A raw capture made in memory: a driver's link and a simulator's monitor side, wired together.
 
-The host half (`drivers.serialport.LinkProtocol`) and the device half
+The host half (`drivers.link.LinkProtocol`) and the device half
 (`simulators.serial_monitor.MonitorSide`) talk with no port between them, in scenario time, and
 every byte the monitor sends is kept: the file a serial sniffer would have written. Used to
 make large captures for `bench/decode.py` and test captures for `vigil decode`.
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simulators.scenarios import Step, build_scenario
+from kernel.vocabulary import Step
+from simulators.scenarios import build_scenario
 
 if TYPE_CHECKING:
     from drivers.link import LinkProtocol
-    from monitor.vocabulary import Sample
+    from kernel.vocabulary import Sample
     from simulators.serial_monitor import MonitorSide
 
 __all__ = ["record_capture", "record_frames"]

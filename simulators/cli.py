@@ -25,7 +25,7 @@ import aiomqtt
 
 from drivers.registry import SPECS
 from drivers.spec import DeviceSpec, Transport, load
-from monitor.clock import RealClock, SimulatedClock
+from kernel.clock import make_clock
 from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
 from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialStats
@@ -33,9 +33,9 @@ from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialS
 if TYPE_CHECKING:
     import argparse
 
-    from monitor.clock import Clock
+    from kernel.clock import Clock
 
-__all__ = ["DEVICES", "DeviceSimulator", "make_clock", "simulate_main"]
+__all__ = ["DEVICES", "DeviceSimulator", "simulate_main"]
 
 EXIT_OK: Final = 0
 EXIT_BROKER: Final = 1
@@ -147,13 +147,6 @@ DEVICES: Final[Mapping[str, DeviceSimulator]] = MappingProxyType(
         if spec.simulator is not None or spec.transport == "mqtt"
     }
 )
-
-
-def make_clock(speed: float, anchor: float | None) -> Clock:
-    """The wall clock at speed 1 without an anchor, else a `SimulatedClock` (shared by anchor)."""
-    if speed == 1 and anchor is None:
-        return RealClock()
-    return SimulatedClock(speed=speed, anchor=anchor)
 
 
 def _say(message: str) -> None:

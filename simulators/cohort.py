@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
 
 __all__ = [
     "CohortParams",

@@ -43,7 +43,7 @@ from drivers.ge_s5.codec import (
     encode_frame,
     parse_request,
 )
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
 __all__ = ["GeS5Side"]

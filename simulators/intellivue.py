@@ -60,7 +60,7 @@ from drivers.intellivue.messages import (
     poll_results,
     remote_error,
 )
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
 __all__ = ["IntelliVueSide"]

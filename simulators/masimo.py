@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.masimo.codec import encode_line
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
 __all__ = ["MasimoSide"]

@@ -25,16 +25,15 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from monitor.commands import Checklist
-from monitor.mqtt_client import MqttVersion, connect
-from monitor.supervisor import raise_if_cancelled
-from monitor.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
-from simulators.scenarios import Step, build_scenario
+from drivers.mqtt.client import MqttVersion, connect
+from kernel.tasks import raise_if_cancelled
+from kernel.vocabulary import CHECKLIST_ITEMS, NIBP_PARAMS, Param, Sample, SessionEvent, Step
+from simulators.scenarios import build_scenario
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection
 
-    from monitor.clock import Clock
+    from kernel.clock import Clock
 
 __all__ = [
     "BrokerAddress",
@@ -107,7 +106,7 @@ def session_command(event: SessionEvent) -> dict[str, Any]:
             "patient_id": "SIM-0001",
             "weight_kg": 70.0,
             "concentration_mg_per_ml": 10.0,
-            "checklist": dict.fromkeys(Checklist.model_fields, False),
+            "checklist": dict.fromkeys(CHECKLIST_ITEMS, False),
         }
     return command
 
@@ -183,7 +182,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     is updated as messages go out. With `batch`, the samples of one instant go out together as
     one JSON array (as a monitor sending HR, PR and SpO2 of a second in one message would),
     which cuts the message rate threefold for fast simulations. `protocol` is the MQTT version
-    (`monitor.mqtt_client`: "auto" takes 5, else 3.1.1 where the broker refuses 5).
+    (`drivers.mqtt.client`: "auto" takes 5, else 3.1.1 where the broker refuses 5).
 
     Raises `ValueError` for an unknown scenario or a bad URL (before connecting) and
     `aiomqtt.MqttError` when the broker cannot be reached or the connection is lost. Cancelling

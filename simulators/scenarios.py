@@ -42,7 +42,7 @@ from typing import Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample, SessionEvent
+from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample, ScenarioItem, SessionEvent, Step
 
 __all__ = [
     "DISCHARGE_OFFSET",
@@ -50,8 +50,6 @@ __all__ = [
     "INFUSION_STOP_OFFSET",
     "SCENARIOS",
     "ScenarioBuilder",
-    "ScenarioItem",
-    "Step",
     "build_scenario",
     "desaturation",
     "determination_offsets",
@@ -61,15 +59,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A session step at time `t` (epoch seconds UTC): an `EVENT` row of a recording."""
-
-    t: float
-    event: SessionEvent
-
-
-ScenarioItem: TypeAlias = Sample | Step
 ScenarioBuilder: TypeAlias = Callable[..., list[ScenarioItem]]
 
 # The session timeline, offsets in seconds from the session start (docs/PROTOCOL.md).

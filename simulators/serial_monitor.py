@@ -42,14 +42,15 @@ from typing import TYPE_CHECKING, Final, Protocol, Self
 import serial_asyncio_fast
 
 from drivers.link import line_for
-from simulators.scenarios import Step, build_scenario
+from kernel.vocabulary import Step
+from simulators.scenarios import build_scenario
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from drivers.link import LineSettings
-    from monitor.clock import Clock
-    from monitor.vocabulary import Sample
+    from kernel.clock import Clock
+    from kernel.vocabulary import Sample
 
 __all__ = ["Fault", "Frame", "MonitorSide", "SerialMonitor", "SerialStats"]
 

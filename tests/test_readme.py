@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
+from kernel.vocabulary import SessionEvent
 from monitor.daemon import Bed, Daemon
 from monitor.journal import Journal
 from monitor.session import BedCore
 from monitor.settings import Settings
-from monitor.vocabulary import SessionEvent
 from simulators.mqtt_monitor import session_command
 from tests.helpers import free_port
 

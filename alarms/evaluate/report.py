@@ -24,7 +24,7 @@ import numpy as np
 
 from alarms.evaluate.sessions import SessionResult
 from alarms.evaluate.stats import SCOPES, BurdenRow, DetectionRow, burden, detection
-from monitor.vocabulary import Priority, iso8601
+from kernel.vocabulary import Priority, iso8601
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

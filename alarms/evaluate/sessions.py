@@ -30,7 +30,7 @@ from alarms import recording_io
 from alarms.engine import SYSTEM_ALARMS, AlarmEngine, Rows
 from alarms.policy import Policy
 from alarms.recording_io import RecordingError
-from monitor.vocabulary import AlarmEvent, AlarmState, Phase, Priority, SessionEvent
+from kernel.vocabulary import AlarmEvent, AlarmState, Phase, Priority, SessionEvent
 
 __all__ = [
     "Activation",

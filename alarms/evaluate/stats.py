@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alarms.evaluate.sessions import Activation, SessionResult
-from monitor.vocabulary import Phase, Priority
+from kernel.vocabulary import Phase, Priority
 
 __all__ = [
     "SCOPES",

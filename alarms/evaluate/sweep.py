@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from alarms.policy import Policy
-from monitor.configfile import problems_from
+from kernel.configfile import problems_from
 
 __all__ = ["Sweep", "SweepError", "parse_sweep"]
 

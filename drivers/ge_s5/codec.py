@@ -41,7 +41,7 @@ from drivers import transparency
 from drivers.base import DriverStats
 from drivers.link import Received
 from drivers.samples import judged
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 
 __all__ = [
     "ABSENT_NIBP",
@@ -632,7 +632,7 @@ class NibpTracker:
 
 @dataclass
 class GeS5Link:
-    """The `drivers.serialport.LinkProtocol` of the S/5 computer interface.
+    """The `drivers.link.LinkProtocol` of the S/5 computer interface.
 
     `start` asks for BASIC displayed values every `interval_s` seconds (5, the minimum;
     [CI] p.7). The monitor then sends a record every `interval_s` seconds without further

@@ -6,7 +6,7 @@ from typing import Literal
 
 from drivers.link import LineSettings
 from drivers.spec import Contract, DeviceSpec, SerialSettings
-from monitor.vocabulary import NIBP_PARAMS, Param
+from kernel.vocabulary import NIBP_PARAMS, Param
 
 __all__ = ["SPEC", "GeS5Settings"]
 

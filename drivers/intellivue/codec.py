@@ -63,7 +63,7 @@ from drivers.intellivue.messages import (
 )
 from drivers.link import ProtocolError, Received
 from drivers.samples import judged
-from monitor.vocabulary import NIBP_PARAMS, Param, Sample
+from kernel.vocabulary import NIBP_PARAMS, Param, Sample
 
 __all__ = [
     "ASSOCIATION_RETRY_S",
@@ -220,7 +220,7 @@ class _State(Enum):
 
 @dataclass
 class IntelliVueLink:
-    """The `drivers.serialport.LinkProtocol` of IntelliVue Data Export (module docstring).
+    """The `drivers.link.LinkProtocol` of IntelliVue Data Export (module docstring).
 
     Counts ``stats.frames`` for every well-formed message received, and drops by
     `framing.DropReason` or `MessageDrop`. Raises `ProtocolError` when the monitor refuses,

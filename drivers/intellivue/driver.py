@@ -11,8 +11,8 @@ from drivers.spec import DeviceSpec
 
 if TYPE_CHECKING:
     from drivers.intellivue.spec import IntelliVueSettings
+    from kernel.clock import Clock
     from kernel.settings import BrokerSettings, TimeoutSettings
-    from monitor.clock import Clock
 
 __all__ = ["IntelliVueDriver"]
 

@@ -39,7 +39,7 @@ from typing import Final
 from drivers.base import DriverStats
 from drivers.link import Received
 from drivers.samples import judged
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 
 __all__ = [
     "ALARM_BITS",
@@ -385,7 +385,7 @@ def encode_line(
 
 @dataclass
 class MasimoLink:
-    """The `drivers.serialport.LinkProtocol` of ASCII 1: the monitor talks, the host listens."""
+    """The `drivers.link.LinkProtocol` of ASCII 1: the monitor talks, the host listens."""
 
     device_id: str
     stats: DriverStats

@@ -6,7 +6,7 @@ from typing import Literal
 
 from drivers.link import LineSettings
 from drivers.spec import Contract, DeviceSpec, SerialSettings
-from monitor.vocabulary import Param
+from kernel.vocabulary import Param
 
 __all__ = ["SPEC", "MasimoSettings"]
 

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any, Final, NoReturn, TypeGuard
 
 from drivers.samples import judged
-from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample
+from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

@@ -21,16 +21,16 @@ import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.base import DeviceError, DriverStats, nothing
+from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
 from drivers.mqtt.spec import MqttSettings
 from kernel.settings import BrokerSettings, TimeoutSettings
-from monitor import mqtt_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from drivers.base import SampleSink
-    from monitor.clock import Clock
+    from kernel.clock import Clock
 
 __all__ = ["MqttMonitorDriver"]
 

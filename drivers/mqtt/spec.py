@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from drivers.spec import Contract, DeviceSpec, DriverSettingsBase
 from kernel.settings import broker_url
-from monitor.vocabulary import NIBP_PARAMS, Param
+from kernel.vocabulary import NIBP_PARAMS, Param
 
 __all__ = ["SPEC", "MqttSettings"]
 

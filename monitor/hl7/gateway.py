@@ -42,8 +42,10 @@ from typing import Any, Self
 import aiomqtt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from monitor import mqtt_client
-from monitor.configfile import ConfigError
+from drivers.mqtt import client as mqtt_client
+from kernel.configfile import ConfigError
+from kernel.tasks import cancel_until_done, raise_if_cancelled
+from kernel.vocabulary import NIBP_PARAMS, AlarmState, Param, iso8601
 from monitor.hl7.messages import (
     METRICS,
     BedContext,
@@ -59,16 +61,7 @@ from monitor.hl7.queue import Hl7Queue, Kind, QueuedMessage
 from monitor.hl7.settings import GatewayConfig, load_gateway_config, parse_destination
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
-from monitor.supervisor import (
-    Backoff,
-    LinkState,
-    LinkStatus,
-    all_connected,
-    cancel_until_done,
-    raise_if_cancelled,
-    supervise,
-)
-from monitor.vocabulary import NIBP_PARAMS, AlarmState, Param, iso8601
+from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
 from monitor.ward import NO_DELAY, tls_context_for
 from monitor.wire import (
     WireError,

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.vocabulary import AlarmKind, AlarmState, Param, Priority
+from kernel.vocabulary import AlarmKind, AlarmState, Param, Priority
 from monitor.wire import WireAlarmEvent
 
 __all__ = [
@@ -101,7 +101,7 @@ class MetricCode:
         return f"{mds}.{vmd}.{chan}.0"
 
 
-# The MDC codes are those of monitor.vocabulary.MDC_CODES; ETCO2 is not reported yet (no VMD
+# The MDC codes are those of kernel.vocabulary.MDC_CODES; ETCO2 is not reported yet (no VMD
 # code for a capnograph could be verified, docs/hl7.md).
 METRICS: Final[dict[Param, MetricCode]] = {
     Param.HR: MetricCode(147842, "MDC_ECG_HEART_RATE", _BPM, "1.1.1.1"),

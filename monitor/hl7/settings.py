@@ -14,7 +14,7 @@ ca_file = "/etc/vigil/engine-ca.pem"
 username = "hl7"
 ```
 Relative paths are relative to the file's folder. Every problem is reported with the file, the
-dotted key and the reason (`monitor.configfile.ConfigError`).
+dotted key and the reason (`kernel.configfile.ConfigError`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
 from kernel.settings import BrokerSettings, Number
-from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
 from monitor.metrics import MetricsListenError, parse_listen
 
 __all__ = [

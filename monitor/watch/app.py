@@ -36,10 +36,12 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 from pydantic import ValidationError
 
-from monitor import mqtt_client
-from monitor.clock import Clock, RealClock
-from monitor.settings import BrokerSettings, cli_broker
-from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
+from drivers.mqtt import client as mqtt_client
+from kernel.clock import Clock, RealClock
+from kernel.settings import BrokerSettings
+from kernel.tasks import raise_if_cancelled
+from monitor.settings import cli_broker
+from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 from monitor.ward import NO_DELAY, tls_context_for
 from monitor.watch.model import (
     DEFAULT_HIDE_OFFLINE_S,
@@ -268,7 +270,7 @@ class Watch:
         while not self._outgoing.empty():
             stale = self._outgoing.get_nowait()
             self.view.send_failed(stale.request_id, "the broker link was lost before sending")
-        # --mqtt-version: MQTT 5, else 3.1.1 where the broker refuses 5 (monitor/mqtt_client.py)
+        # --mqtt-version: MQTT 5, else 3.1.1 where the broker refuses 5 (drivers/mqtt/client.py)
         async with mqtt_client.connect(self.broker.protocol, self._client) as client:
             for topic in subscriptions(self.view.ward):
                 await client.subscribe(topic, qos=1, timeout=BROKER_TIMEOUT_S)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from alarms.recording_io import HEADER, RecordingError
 from alarms.replay import Row
-from monitor.vocabulary import Param, SessionEvent
+from kernel.vocabulary import Param, SessionEvent
 
 __all__ = ["read_recording"]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy, load_policy
 from alarms.replay import Row, replay, replay_per_row
-from monitor.vocabulary import AlarmEvent, Param, SessionEvent
+from kernel.vocabulary import AlarmEvent, Param, SessionEvent
 
 T0 = 1767225600.0
 _STEPS = (

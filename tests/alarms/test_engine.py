@@ -13,7 +13,7 @@ import pytest
 
 from alarms.engine import AlarmEngine
 from alarms.policy import Policy, load_policy
-from monitor.vocabulary import AlarmEvent, Param, SessionEvent
+from kernel.vocabulary import AlarmEvent, Param, SessionEvent
 
 T0 = 1767225600.0
 Row = tuple[float, str, float | str | None]

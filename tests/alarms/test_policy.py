@@ -13,9 +13,9 @@ from typing import NamedTuple
 import pytest
 
 from alarms.policy import Policy, load_policy
-from monitor.configfile import ConfigError, ConfigProblem
-from monitor.paths import default_policy_path
-from monitor.vocabulary import AlarmKind, Param, Phase, Priority
+from kernel.configfile import ConfigError, ConfigProblem
+from kernel.paths import default_policy_path
+from kernel.vocabulary import AlarmKind, Param, Phase, Priority
 
 ALL = frozenset({Phase.NONE, Phase.PRE, Phase.INFUSION, Phase.POST})
 INF_POST = frozenset({Phase.INFUSION, Phase.POST})

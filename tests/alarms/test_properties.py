@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from alarms.policy import ContinuousRule, Policy, load_policy
 from alarms.replay import Row, replay
-from monitor.vocabulary import AlarmEvent, AlarmState, Param, Phase, SessionEvent, in_range
+from kernel.vocabulary import AlarmEvent, AlarmState, Param, Phase, SessionEvent, in_range
 
 T0 = 1767225600.0
 POLICY = load_policy()

@@ -25,7 +25,7 @@ from alarms.recording_io import (
     write_parquet,
     write_recording,
 )
-from monitor.vocabulary import Param, SessionEvent
+from kernel.vocabulary import Param, SessionEvent
 from tests.alarms.reference_reader import read_recording as old_read_recording
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "config" / "recordings"

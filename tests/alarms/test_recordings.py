@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
+from alarms.recording_io import write_recording
 from alarms.replay import replay_file
-from simulators.recording import write_recording
 from simulators.scenarios import SCENARIOS, build_scenario
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "config" / "recordings"

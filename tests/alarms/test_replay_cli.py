@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
-from monitor.paths import default_policy_path
+from kernel.paths import default_policy_path
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1767225600

@@ -29,11 +29,11 @@ from pydantic import TypeAdapter
 from drivers.base import DeviceError, Driver
 from drivers.registry import SPECS, DriverSettings, create_driver
 from drivers.spec import DeviceSpec, load
+from kernel.clock import SimulatedClock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from monitor.clock import SimulatedClock
-from monitor.vocabulary import NIBP_PARAMS, Param, Sample
+from kernel.vocabulary import NIBP_PARAMS, Param, Sample, Step
 from simulators.mqtt_monitor import run_mqtt_monitor
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor
 
 SPEED = 20.0

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from drivers.base import DriverStats
+from kernel.vocabulary import Step
 from simulators.capture import record_capture
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 
 RAD8 = (
     b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "

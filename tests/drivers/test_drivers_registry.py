@@ -19,8 +19,8 @@ from drivers.mqtt.spec import MqttSettings
 from drivers.registry import KINDS, SPECS, DriverSettings, UnknownDriverError, create_driver
 from drivers.serialport import SerialDriver
 from drivers.spec import SerialSettings, load
+from kernel.clock import ManualClock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from monitor.clock import ManualClock
 from simulators.cli import DEVICES
 
 BROKER = BrokerSettings(url="mqtt://127.0.0.1:1883")

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
+from kernel.vocabulary import Param, Sample, SessionEvent
 from monitor.daemon import Bed
 from monitor.journal import Journal
 from monitor.session import BedCore
-from monitor.vocabulary import Param, Sample, SessionEvent
 from simulators.mqtt_monitor import session_command
 
 ROOT = Path(__file__).resolve().parents[2]

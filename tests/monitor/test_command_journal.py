@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.daemon import Bed
 from monitor.journal import Journal

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernel import vocabulary
 from monitor.commands import (
     Ack,
     AudioPause,
@@ -414,3 +415,10 @@ def test_record_score_accepts_its_whole_range(scale: str, value: float) -> None:
     c = parse_command(payload(cmd("record_score", scale=scale, value=value)))
     assert isinstance(c, RecordScore)
     assert c.value == value
+
+
+def test_checklist_has_exactly_the_vocabulary_items() -> None:
+    # the simulators answer the checklist from kernel.vocabulary (they sit below monitor), so
+    # the command model and the vocabulary must name the same items (docs/PROTOCOL.md step 1)
+    assert list(Checklist.model_fields) == CHECKLIST_ITEMS
+    assert list(vocabulary.CHECKLIST_ITEMS) == CHECKLIST_ITEMS

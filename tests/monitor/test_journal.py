@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
-from alarms.recording_io import read_recording
+from alarms.recording_io import read_recording, write_recording
 from alarms.replay import replay_batches
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
+from kernel.vocabulary import AlarmEvent, Param, Phase, Sample, SessionEvent, Step
 from monitor.commands import parse_command
 from monitor.daemon import Bed, Daemon
 from monitor.export import session_items
@@ -31,10 +32,8 @@ from monitor.outbox import Outbox
 from monitor.recovery import resume
 from monitor.session import BedCore
 from monitor.settings import Settings
-from monitor.vocabulary import AlarmEvent, Param, Phase, Sample, SessionEvent
 from simulators.mqtt_monitor import session_command
-from simulators.recording import write_recording
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 from tests.helpers import free_port
 
 T0 = 1_767_225_600.0

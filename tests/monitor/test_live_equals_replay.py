@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from alarms.policy import load_policy
 from alarms.replay import Row, replay
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
+from kernel.vocabulary import Param, SessionEvent
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from monitor.vocabulary import Param, SessionEvent
 from tests.alarms.test_batch import recording
 from tests.helpers import BrokerProcess
 

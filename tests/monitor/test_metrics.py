@@ -21,14 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alarms.policy import load_policy
 from drivers.base import DriverStats
-from monitor.clock import RealClock
+from kernel.clock import RealClock
+from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.daemon import Daemon
 from monitor.metrics import LATENCY_BUCKETS_S, Metrics, MetricsListenError, MetricsServer
 from monitor.outbox import Outbox
 from monitor.queues import SampleQueue
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
-from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.ward import WardLink
 from tests.helpers import BrokerProcess, free_port
 

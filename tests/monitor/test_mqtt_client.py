@@ -15,19 +15,20 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
-from monitor import mqtt_client
-from monitor.clock import RealClock
+from kernel.clock import RealClock
+from kernel.settings import BrokerSettings, TimeoutSettings
 from monitor.daemon import Daemon
-from monitor.settings import BrokerSettings, Settings, TimeoutSettings
+from monitor.settings import Settings
 from tests.helpers import BrokerImplementation, BrokerProcess, mosquitto_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from monitor.vocabulary import Sample
+    from kernel.vocabulary import Sample
 
 # Both brokers where mosquitto is installed (CI installs it); the embedded one everywhere.
 BROKERS: list[BrokerImplementation] = (

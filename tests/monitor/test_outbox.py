@@ -15,9 +15,9 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from kernel.vocabulary import Param, Sample
 from monitor.daemon import Daemon
 from monitor.outbox import Outbox
-from monitor.vocabulary import Param, Sample
 from tests.helpers import BrokerProcess, free_port, mosquitto_path
 from tests.monitor.test_daemon import settings_for
 

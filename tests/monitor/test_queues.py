@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kernel.vocabulary import Param, Sample
 from monitor.queues import SampleQueue
-from monitor.vocabulary import Param, Sample
 
 T0 = 1767225600.0
 

@@ -13,10 +13,9 @@ from typing import Any, get_args
 import aiomqtt
 import pytest
 
+from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS
 from monitor.commands import (
-    ABSOLUTE_CONTRAINDICATIONS,
     OVERRIDE_MEANINGS,
-    RELATIVE_CONTRAINDICATIONS,
     Checklist,
     OpenSession,
     OverrideWhat,

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from alarms.policy import load_policy
+from kernel.clock import ManualClock
+from kernel.vocabulary import AlarmEvent, Param, Sample, ScenarioItem, SessionEvent, Step
 from monitor.cli import main
-from monitor.clock import ManualClock
 from monitor.daemon import Bed
 from monitor.journal import Journal
 from monitor.outbox import Outbox
@@ -35,9 +36,8 @@ from monitor.report import (
     report_facts,
 )
 from monitor.session import BedCore
-from monitor.vocabulary import AlarmEvent, Param, Sample, SessionEvent
 from simulators.mqtt_monitor import session_command
-from simulators.scenarios import ScenarioItem, Step, build_scenario, scenario_phases
+from simulators.scenarios import build_scenario, scenario_phases
 
 T0 = 1_764_230_400.0  # 2025-11-27T08:00:00Z
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

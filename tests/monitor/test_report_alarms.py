@@ -19,12 +19,11 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
+from kernel.vocabulary import Param, SessionEvent, Step
 from monitor.cli import main
 from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.report import build_report, person_message, render_figure
-from monitor.vocabulary import Param, SessionEvent
-from simulators.scenarios import Step
 from tests.monitor.test_report import T0, Ward, vital
 
 DEVICE_ERROR = (

@@ -23,10 +23,10 @@ import pytest
 
 from drivers.registry import spec_for
 from drivers.spec import DeviceSpec, load
-from monitor.clock import SimulatedClock
-from monitor.vocabulary import SessionEvent
+from kernel.clock import SimulatedClock
+from kernel.vocabulary import SessionEvent, Step
 from simulators.mqtt_monitor import session_command
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 from simulators.serial_monitor import SerialMonitor
 from tests.helpers import BrokerProcess, stop_process, write_bed_config
 

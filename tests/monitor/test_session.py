@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alarms.policy import Policy, load_policy
+from kernel.vocabulary import AlarmEvent, AlarmState, Param, Phase, Sample
 from monitor.commands import (
     Ack,
     AudioPause,
@@ -28,7 +29,6 @@ from monitor.commands import (
     StopInfusion,
 )
 from monitor.session import BedCore, CommandOutcome
-from monitor.vocabulary import AlarmEvent, AlarmState, Param, Phase, Sample
 
 T0 = 1767225600.0
 START = T0 + 100.0  # infusion start in the standard session

@@ -1,4 +1,4 @@
-"""The bed config (monitor/settings.py, monitor/configfile.py): docs/ARCHITECTURE.md "Config file".
+"""The bed config (monitor/settings.py, kernel/configfile.py): docs/ARCHITECTURE.md "Config file".
 
 Every refusal must say which file and which dotted key is at fault; the expected keys below are
 written from the file's layout, not read back from the loader.
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from drivers.masimo.spec import MasimoSettings as MasimoDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
-from monitor.configfile import ConfigError, ConfigProblem
-from monitor.paths import shipped_config_dir
+from kernel.configfile import ConfigError, ConfigProblem
+from kernel.paths import shipped_config_dir
 from monitor.settings import Settings, load_settings, parse_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"

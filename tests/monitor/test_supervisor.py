@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from monitor.supervisor import Backoff, LinkState, LinkStatus, raise_if_cancelled, supervise
+from kernel.tasks import raise_if_cancelled
+from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 
 
 class LostError(Exception):

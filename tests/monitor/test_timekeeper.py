@@ -13,12 +13,12 @@ import math
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import ManualClock
+from kernel.clock import ManualClock
+from kernel.vocabulary import AlarmEvent, Param, Sample
 from monitor.commands import Checklist
 from monitor.daemon import Bed
 from monitor.session import BedCore
 from monitor.timekeeper import ClockChange, Timekeeper
-from monitor.vocabulary import AlarmEvent, Param, Sample
 
 T0 = 1767225600.0
 TEN_YEARS = 10 * 365.25 * 86400

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import RealClock
+from kernel.clock import RealClock
 from monitor.outbox import Outbox
 from monitor.settings import Settings
 from monitor.supervisor import LinkState

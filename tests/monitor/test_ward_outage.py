@@ -24,13 +24,13 @@ import pytest
 
 from alarms.policy import load_policy
 from drivers.masimo.spec import SPEC as MASIMO
-from monitor.clock import SimulatedClock
+from kernel.clock import SimulatedClock
+from kernel.vocabulary import SessionEvent, Step
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from monitor.vocabulary import SessionEvent
 from simulators.masimo import MasimoSide
 from simulators.mqtt_monitor import session_command
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 from simulators.serial_monitor import SerialMonitor
 from tests.helpers import BrokerProcess, mosquitto_path
 

@@ -8,17 +8,9 @@ import math
 import pytest
 
 from alarms.policy import load_policy
+from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.commands import Checklist, parse_command
 from monitor.session import BedCore
-from monitor.vocabulary import (
-    AlarmEvent,
-    AlarmKind,
-    AlarmState,
-    Param,
-    Phase,
-    Priority,
-    Sample,
-)
 from monitor.wire import (
     WireError,
     decode_active_alarms,

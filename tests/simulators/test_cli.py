@@ -15,11 +15,11 @@ import pytest
 
 from drivers.masimo.driver import MasimoDriver
 from drivers.masimo.spec import MasimoSettings
+from kernel.clock import RealClock, SimulatedClock, make_clock
+from kernel.settings import BrokerSettings, TimeoutSettings
+from kernel.vocabulary import Sample
 from monitor.cli import build_parser
-from monitor.clock import RealClock, SimulatedClock
-from monitor.settings import BrokerSettings, TimeoutSettings
-from monitor.vocabulary import Sample
-from simulators.cli import DEVICES, make_clock, simulate_main
+from simulators.cli import DEVICES, simulate_main
 from simulators.mqtt_monitor import parse_broker_url
 from tests.helpers import free_port
 

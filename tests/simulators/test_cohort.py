@@ -11,9 +11,9 @@ import pytest
 
 from alarms.engine import Rows
 from alarms.evaluate.sessions import read_rows
+from kernel.configfile import ConfigError
+from kernel.vocabulary import Param, SessionEvent
 from monitor.cli import build_parser
-from monitor.configfile import ConfigError
-from monitor.vocabulary import Param, SessionEvent
 from simulators.cli import simulate_main
 from simulators.cohort import (
     CohortParams,

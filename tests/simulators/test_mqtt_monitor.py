@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import pytest
 
-from monitor.clock import ManualClock, SimulatedClock
+from kernel.clock import ManualClock, SimulatedClock
+from kernel.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from monitor.commands import Checklist
-from monitor.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from simulators.mqtt_monitor import (
     BrokerAddress,
     PublishStats,

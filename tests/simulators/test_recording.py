@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.vocabulary import Param, Sample, SessionEvent
-from simulators.recording import format_number, write_recording
-from simulators.scenarios import Step, build_scenario
+from alarms.recording_io import format_number, write_recording
+from kernel.vocabulary import Param, Sample, SessionEvent, Step
+from simulators.scenarios import build_scenario
 
 T0 = 1767225600.0
 

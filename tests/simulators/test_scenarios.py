@@ -15,14 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.vocabulary import MDC_CODES, NIBP_PARAMS, UNITS, Param, Sample, SessionEvent, in_range
+from kernel.vocabulary import (
+    MDC_CODES,
+    NIBP_PARAMS,
+    UNITS,
+    Param,
+    Sample,
+    ScenarioItem,
+    SessionEvent,
+    Step,
+    in_range,
+)
 from simulators.scenarios import (
     DISCHARGE_OFFSET,
     INFUSION_START_OFFSET,
     INFUSION_STOP_OFFSET,
     SCENARIOS,
-    ScenarioItem,
-    Step,
     build_scenario,
     determination_offsets,
     scenario_phases,

@@ -15,8 +15,8 @@ from drivers.ge_s5.spec import SPEC as GE_S5
 from drivers.intellivue.spec import SPEC as INTELLIVUE
 from drivers.masimo.codec import MasimoLink
 from drivers.masimo.spec import SPEC as MASIMO
-from monitor.clock import SimulatedClock
-from monitor.vocabulary import Param, Sample
+from kernel.clock import SimulatedClock
+from kernel.vocabulary import Param, Sample
 from simulators import ge_s5, intellivue, masimo
 from simulators.scenarios import build_scenario
 from simulators.serial_monitor import SerialMonitor

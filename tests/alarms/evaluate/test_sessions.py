@@ -21,7 +21,7 @@ from alarms.evaluate.sessions import (
     recordings_under,
 )
 from alarms.policy import load_policy
-from monitor.vocabulary import Phase, Priority
+from kernel.vocabulary import Phase, Priority
 
 T0 = 1767225600
 

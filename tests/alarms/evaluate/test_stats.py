@@ -6,7 +6,7 @@ import pytest
 
 from alarms.evaluate.sessions import Activation, SessionResult, TrueEvent
 from alarms.evaluate.stats import BurdenRow, burden, detection, wilson
-from monitor.vocabulary import Phase, Priority
+from kernel.vocabulary import Phase, Priority
 
 H, M, L = Priority.HIGH, Priority.MEDIUM, Priority.LOW
 PRE, INF, POST = Phase.PRE, Phase.INFUSION, Phase.POST

@@ -36,9 +36,9 @@ from drivers.ge_s5.codec import (
     request_stop,
 )
 from drivers.ge_s5.spec import SPEC
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample, Step
 from simulators.ge_s5 import GeS5Side
-from simulators.scenarios import Step, build_scenario
+from simulators.scenarios import build_scenario
 
 # ---------------------------------------------------------------------------- official vectors
 

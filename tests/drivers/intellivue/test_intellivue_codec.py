@@ -52,7 +52,7 @@ from drivers.intellivue.messages import (
     poll_results,
 )
 from drivers.link import ProtocolError
-from monitor.vocabulary import Param, Sample
+from kernel.vocabulary import Param, Sample
 from simulators.intellivue import IntelliVueSide
 
 

@@ -19,7 +19,7 @@ from drivers.masimo.codec import (
     parse_line,
     record_samples,
 )
-from monitor.vocabulary import Param
+from kernel.vocabulary import Param
 
 # Layouts as docs/devices.md §2.1 describes them for each model, written by hand.
 RAD8 = (

@@ -23,7 +23,7 @@ from drivers.mqtt.codec import (
     encode_vigil,
     encode_vscapture,
 )
-from monitor.vocabulary import MDC_CODES, PHYSIOLOGICAL_RANGE, UNITS, Param, Sample
+from kernel.vocabulary import MDC_CODES, PHYSIOLOGICAL_RANGE, UNITS, Param, Sample
 
 # The machine running the suite is shared: timing-based health checks and deadlines would make
 # these properties flaky without testing anything about the codec.

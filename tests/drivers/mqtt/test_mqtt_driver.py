@@ -17,9 +17,9 @@ from drivers.base import DeviceError, Driver
 from drivers.mqtt.codec import encode_vigil, encode_vscapture
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
+from kernel.clock import ManualClock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from monitor.clock import ManualClock
-from monitor.vocabulary import MDC_CODES, UNITS, Param, Sample
+from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample
 from tests.helpers import free_port
 
 if TYPE_CHECKING:

@@ -25,7 +25,8 @@ import hl7
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import SimulatedClock
+from kernel.clock import SimulatedClock
+from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
@@ -33,7 +34,6 @@ from monitor.hl7.mllp import MllpDecoder, MllpError, frame, read_message
 from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from monitor.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.wire import decode_active_alarms
 from tests.helpers import BrokerProcess, mosquitto_path, stop_process
 from tests.monitor.hl7.conformance import validate

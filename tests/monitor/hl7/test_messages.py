@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel.vocabulary import AlarmKind, Param, Priority
 from monitor.hl7.messages import (
     METRICS,
     BedContext,
@@ -19,7 +20,6 @@ from monitor.hl7.messages import (
     hl7_time,
     vitals_message,
 )
-from monitor.vocabulary import AlarmKind, Param, Priority
 from monitor.wire import WireAlarmEvent
 from tests.monitor.hl7.conformance import validate
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.configfile import ConfigError
+from kernel.configfile import ConfigError
 from monitor.hl7.gateway import parse_ack
 from monitor.hl7.settings import load_gateway_config, parse_destination
 

@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "RealClock", "SimulatedClock"]
+__all__ = ["Clock", "ManualClock", "RealClock", "SimulatedClock", "make_clock"]
 
 
 class Clock(Protocol):
@@ -118,3 +118,14 @@ class ManualClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (t, next(self._ids), fut))
         await fut
+
+
+def make_clock(speed: float, anchor: float | None) -> Clock:
+    """The one clock factory: the wall clock at speed 1 without an anchor, else a `SimulatedClock`.
+
+    Processes given the same `anchor` and `speed` (the bed config's ``[clock]``, the simulator's
+    ``--speed``/``--anchor``) share one simulated time.
+    """
+    if speed == 1 and anchor is None:
+        return RealClock()
+    return SimulatedClock(speed=speed, anchor=anchor)

@@ -1,4 +1,4 @@
-"""The injectable clocks of monitor/clock.py (docs/ARCHITECTURE.md "Data flow")."""
+"""The injectable clocks of kernel/clock.py (docs/ARCHITECTURE.md "Data flow")."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import types
 
 import pytest
 
-from monitor.clock import Clock, ManualClock, RealClock, SimulatedClock
+from kernel.clock import Clock, ManualClock, RealClock, SimulatedClock
 
 T0 = 1767225600.0
 
 
 class FakeWall:
-    """Stands in for the `time` module inside monitor.clock: the wall clock moves when told."""
+    """Stands in for the `time` module inside kernel.clock: the wall clock moves when told."""
 
     def __init__(self, t: float) -> None:
         self.t = t
@@ -26,7 +26,7 @@ class FakeWall:
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> FakeWall:
     fake = FakeWall(T0)
-    monkeypatch.setattr("monitor.clock.time", types.SimpleNamespace(time=fake.time))
+    monkeypatch.setattr("kernel.clock.time", types.SimpleNamespace(time=fake.time))
     return fake
 
 

@@ -11,13 +11,16 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 __all__ = [
+    "ABSOLUTE_CONTRAINDICATIONS",
+    "CHECKLIST_ITEMS",
     "CONTINUOUS_PARAMS",
     "MDC_CODES",
     "NIBP_PARAMS",
     "PHYSIOLOGICAL_RANGE",
+    "RELATIVE_CONTRAINDICATIONS",
     "UNITS",
     "AlarmEvent",
     "AlarmKind",
@@ -26,7 +29,9 @@ __all__ = [
     "Phase",
     "Priority",
     "Sample",
+    "ScenarioItem",
     "SessionEvent",
+    "Step",
     "in_range",
     "iso8601",
 ]
@@ -149,6 +154,29 @@ class AlarmState(StrEnum):
     CLEARED = "cleared"
 
 
+# docs/PROTOCOL.md step 1. Every item must be answered: an unanswered item is not a "no".
+ABSOLUTE_CONTRAINDICATIONS = (
+    "uncontrolled_hypertension",
+    "severe_cardiovascular_disease",
+    "raised_intracranial_pressure",
+    "active_psychosis_or_mania",
+)
+RELATIVE_CONTRAINDICATIONS = (
+    "substance_use_disorder",
+    "severe_hepatic_impairment",
+    "pregnancy",
+    "suicidal_intent_without_safety_plan",
+)
+# Every item of the contraindication checklist `open_session` carries, in order: the absolute
+# and relative contraindications, then what is recorded without being one. The command model
+# (monitor/commands.py `Checklist`) has exactly these fields (tests/monitor/test_commands.py).
+CHECKLIST_ITEMS: Final = (
+    *ABSOLUTE_CONTRAINDICATIONS,
+    *RELATIVE_CONTRAINDICATIONS,
+    "concomitant_cns_depressants",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One reading of one parameter from one device.
@@ -189,6 +217,19 @@ class Sample:
         if self.reason is not None:
             out["reason"] = self.reason
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A session step at time `t` (epoch seconds UTC): an `EVENT` row of a recording."""
+
+    t: float
+    event: SessionEvent
+
+
+# What a recording holds, in time order (docs/ARCHITECTURE.md "Recording CSV"): the samples
+# and the session steps; scenarios build it, `vigil export` reads it from the journal.
+ScenarioItem: TypeAlias = Sample | Step
 
 
 @dataclass(frozen=True, slots=True)
