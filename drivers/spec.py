@@ -64,11 +64,14 @@ class Contract:
     `params`: the parameters the simulator's stream carries (and the driver must deliver
     intact). `names_cut_frames`: a frame cut short is counted as ``truncated`` (a framing that
     sees a new frame begin before the old one ended); where the halves just fail a check, only
-    some drop reason is required.
+    some drop reason is required. `variants`: settings (key, value pairs) the suite runs the
+    device with too, beside its defaults (e.g. IntelliVue's single poll), each named by its
+    values.
     """
 
     params: frozenset[Param]
     names_cut_frames: bool = True
+    variants: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

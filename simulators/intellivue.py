@@ -14,6 +14,13 @@ Behaviour (docs/intellivue.md §9, reduced to what a numerics client needs):
   one RORS, or linked results when the result does not fit `mtu`; a poll of another object
   type gets an empty result, another action an ROER; requests before the confirmation are
   ignored (the client repeats them);
+- an extended poll of numerics with a period (NOM_ATTR_TIME_PD_POLL) starts, or replaces, a
+  periodic delivery: a result at once and then one every scenario second until the period
+  ends, all parts of one linked series (ROLRS), closed by an empty RORS (docs/intellivue.md
+  §6.4); each result carries an abs_time_stamp of all FF, as the guide lets an extended result,
+  so stamps come from the rel_time_stamp; an extended poll without a period is answered once,
+  as a single poll is; `extended=False` makes the monitor answer every extended poll with an
+  ROER (an older monitor: the driver falls back to the single poll);
 - a release request is answered with a release response, an abort is taken silently; either
   ends the association;
 - the association timeout of the guide: when nothing came from the client for `timeout_s` of
@@ -28,8 +35,9 @@ samples valid, as the contract tests expect.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -57,6 +65,8 @@ from drivers.intellivue.messages import (
     encode_float,
     mds_create_event,
     parse_message,
+    periodic_end,
+    periodic_results,
     poll_results,
     remote_error,
 )
@@ -77,6 +87,8 @@ _GRANTED: Final = UserInfo(
     object_support=(),
 )
 _MDS_EVENT_INVOKE_ID: Final = 1
+# AbsoluteTime not given (guide: all octets FF)
+_NO_TIME: Final = b"\xff" * 8
 # RelativeTime ticks per second (1/8 ms)
 _TICKS: Final = 8000
 
@@ -100,12 +112,14 @@ class IntelliVueSide:
 
     `mtu`: most command bytes in one result before it is split into linked results (the guide
     allows 1000 on RS232); `state`: the MeasurementState sent with every value; `timeout_s`:
-    the association timeout (10 s for the 0.5 s minimum poll period clients ask for).
+    the association timeout (10 s for the 0.5 s minimum poll period clients ask for);
+    `extended`: whether the monitor offers the extended poll.
     """
 
     mtu: int = 1000
     state: int = 0
     timeout_s: float = 10.0
+    extended: bool = True
     stats: DriverStats = field(default_factory=DriverStats)
 
     def __post_init__(self) -> None:
@@ -119,6 +133,11 @@ class IntelliVueSide:
         # parameters whose latest value no poll result has carried yet (`Frame.samples`)
         self._fresh: set[Param] = set()
         self._carried = 0  # fresh values in the answer being built
+        # the periodic extended poll running: its request, its end (scenario s), the series'
+        # counter, and when it last delivered
+        self._periodic: tuple[PollRequest, float] | None = None
+        self._count = 0
+        self._delivered = -1.0
 
     @property
     def associated(self) -> bool:
@@ -134,13 +153,17 @@ class IntelliVueSide:
             except MessageError:
                 continue
             self._heard = now
-            self._carried = 0
-            frames: list[bytes] = [encode_frame(m) for m in self._answer(message, now)]
-            if frames and self._carried:
-                # a linked result is whole with its last part: that one carries the values
-                frames[-1] = Frame(frames[-1], self._carried)
-            out += frames
+            out += self._frames_of(functools.partial(self._answer, message, now))
         return out
+
+    def _frames_of(self, build: Callable[[], list[bytes]]) -> list[bytes]:
+        """The messages `build` makes, framed; the last one marked with the fresh values."""
+        self._carried = 0
+        frames: list[bytes] = [encode_frame(m) for m in build()]
+        if frames and self._carried:
+            # a linked result is whole with its last part: that one carries the values
+            frames[-1] = Frame(frames[-1], self._carried)
+        return frames
 
     def _answer(self, message: object, now: float) -> list[bytes]:
         if isinstance(message, SessionMessage):
@@ -156,6 +179,7 @@ class IntelliVueSide:
         return []
 
     def _session(self, message: SessionMessage, now: float) -> list[bytes]:
+        self._periodic = None  # any association message ends a periodic poll
         if message.kind is Session.CONNECT:
             self._associated = True
             self._confirmed = False
@@ -175,19 +199,47 @@ class IntelliVueSide:
         return []
 
     def _poll(self, request: PollRequest, now: float) -> list[bytes]:
+        if request.extended and not self.extended:
+            return [remote_error(request.invoke_id)]
+        if request.extended and request.period is not None and request.polled_type == NUMERICS:
+            running = self._periodic is not None
+            self._periodic = (request, now + request.period / _TICKS)
+            self._count = 0  # a new request, a new series
+            # a renewal replaces the running poll, whose delivery of this second comes with the
+            # second's values (`second`); a new one answers at once, as a single poll would
+            return [] if running else self._deliver(now)
+        return poll_results(self._result(request, now), mtu=self.mtu)
+
+    def _result(self, request: PollRequest, now: float) -> PollResult:
         observations: list[Observation] = []
         if request.polled_type == NUMERICS:
             observations = self._numerics()
-        result = PollResult(
+        return PollResult(
             invoke_id=request.invoke_id,
             poll_number=request.poll_number,
             rel_time=round((now - self._since) * _TICKS) & 0xFFFFFFFF,
-            abs_time=bcd_time(self._wall(now)),
+            # an extended result's abs_time_stamp: all FF (stamps come from rel_time_stamp)
+            abs_time=_NO_TIME if request.extended else bcd_time(self._wall(now)),
             polled_type=request.polled_type,
             attr_group=request.attr_group,
             contexts=(ContextPoll(0, tuple(observations)),),
+            extended=request.extended,
+            sequence_no=self._count,
         )
-        return poll_results(result, mtu=self.mtu)
+
+    def _deliver(self, now: float) -> list[bytes]:
+        """This second's result of the periodic poll, or its end; nothing if delivered."""
+        if self._periodic is None or now <= self._delivered:
+            return []
+        request, until = self._periodic
+        self._delivered = now
+        if now >= until:
+            self._periodic = None
+            return [periodic_end(self._result(request, now))]
+        messages, self._count = periodic_results(
+            self._result(request, now), mtu=self.mtu, count=self._count
+        )
+        return messages
 
     def _numerics(self) -> list[Observation]:
         out = []
@@ -228,8 +280,9 @@ class IntelliVueSide:
             self._cuff = (now, cuff)
         if self._associated and now - self._heard >= self.timeout_s:
             self._associated = False
+            self._periodic = None
             return [encode_frame(ABORT)]
-        return []
+        return self._frames_of(functools.partial(self._deliver, now))
 
     def corrupt(self, frame: bytes, rng: random.Random) -> bytes:
         """One bit flipped in a byte between BOF and EOF, which the FCS catches.

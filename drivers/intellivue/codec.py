@@ -7,22 +7,33 @@ Session (guide "Association", "Poll Data Request"; docs/intellivue.md §2-§9)::
                               <--------    association response (0E)
                               <--------    MDS Create Event Report (ROIV, event 0x0D06)
     MDS Create Event Result   -------->
-    single poll, numerics     -------->    every timer tick (1 s of daemon time)
-                              <--------    poll result (RORS, or ROLRS parts then a RORS)
+    extended poll, numerics   -------->    every 5 s, asking for results for 15 s
+                              <--------    a result every second (ROLRS parts of one series)
+    (or, `PollMode.SINGLE`: a single poll every timer tick, 1 s of daemon time,
+                              <--------    answered by a RORS, or ROLRS parts then a RORS)
 
-The request is re-sent every 5 s until a response comes; a refusal or an abort ends the
-session (`ProtocolError`), and so does a release request from the monitor, once it has been
-answered with a release response. The monitor drops an association that hears nothing for 10 s
-(with the 0.5 s minimum poll period requested, guide "PollProfileSupport"): the 1 s poll is the
-keep-alive. Polls unanswered for 10 s while the monitor still sends other messages (an ROER to
-every poll, say) end the session too ("association lost"); a monitor that falls silent is left to
-the driver's quiet time ("no valid frame", `drivers.serialport`), which is also 10 s, so the two
-failures keep their own names. The supervisor reconnects, which re-associates.
+Real monitors' clients (VSCaptureMP, OpenICE) use the extended poll (`PollMode.EXTENDED`, the
+default); the single poll is the documented fallback (``poll = "single"`` in the config), and
+the link falls back to it by itself when the monitor answers an extended poll with an error
+(docs/intellivue.md §5). The association request is re-sent every 5 s until a response comes; a
+refusal or an abort ends the session (`ProtocolError`), and so does a release request from the
+monitor, once it has been answered with a release response. The monitor drops an association
+that hears nothing for 10 s (with the 0.5 s minimum poll period requested, guide
+"PollProfileSupport"): the poll (its renewal, or the 1 s single poll) is the keep-alive. Polls
+unanswered for 10 s while the monitor still sends other messages (an ROER to every poll, say)
+end the session too ("association lost"); a monitor that falls silent is left to the driver's
+quiet time ("no valid frame", `drivers.serialport`), which is also 10 s, so the two failures
+keep their own names. The supervisor reconnects, which re-associates.
+
+Nothing is ignored silently (docs/intellivue.md §8): every well-formed message the link has no
+use for is counted in ``stats.dropped`` by what it is, with its code, e.g.
+``unsupported_action 0xF13B``, ``unknown_object_class 0x0009``, ``unsupported_event 0x0D17``,
+``remote_error 0x0009``, ``unsupported_command 0x0003`` (at most 16 codes a reason; the rest
+count as ``<reason> other``), and every numeric it does not map as ``unmapped_numeric``.
 
 Numerics (`NUMERICS_MAP`): ECG heart rate, SpO2, pleth pulse rate, NBP and ABP systolic,
 diastolic and mean, matched by physio id and checked against the expected unit (a numeric in
-another unit is dropped and counted ``wrong_unit``). Other numerics (ST, temperatures...) are
-ignored and not counted: a monitor sends dozens every second, and they are not errors. A
+another unit is dropped and counted ``wrong_unit``). A
 numeric the monitor marks not usable (MeasurementState high octet: invalid, unavailable...) or
 that holds a FLOAT special value (NaN, NRes, +/-INF) is an invalid sample whose reason names
 the state or the special value. Samples are stamped with the daemon clock at receipt.
@@ -35,6 +46,7 @@ passed on and outlives a connection, so a reconnect does not repeat the determin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -44,18 +56,25 @@ from typing import Final
 from drivers.base import DriverStats
 from drivers.intellivue.framing import FrameDecoder, encode_frame
 from drivers.intellivue.messages import (
+    NOM_MOC_VMO_METRIC_NU,
     NOM_NOTI_MDS_CREAT,
     RELEASE_RESPONSE,
     EventReport,
+    EventReportResult,
     MessageError,
     NuObservation,
+    OtherCommand,
+    PollRequest,
     PollResult,
+    RemoteError,
     Session,
     SessionMessage,
     association_request,
     decode_float,
     event_report_result,
+    extended_poll_request,
     from_bcd_time,
+    mds_times,
     numerics,
     parse_message,
     poll_request,
@@ -67,6 +86,8 @@ from kernel.vocabulary import NIBP_PARAMS, Param, Sample
 
 __all__ = [
     "ASSOCIATION_RETRY_S",
+    "EXTENDED_PERIOD_S",
+    "EXTENDED_RENEW_S",
     "NOM_DIM_BEAT_PER_MIN",
     "NOM_DIM_MMHG",
     "NOM_DIM_PERCENT",
@@ -77,9 +98,12 @@ __all__ = [
     "Expected",
     "IntelliVueLink",
     "MessageDrop",
+    "PollMode",
+    "count_unused",
     "decode_capture",
     "poll_samples",
     "state_problem",
+    "unused_reason",
 ]
 
 # Units (partition DIM; guide "Units of Measurement", VSCaptureMP Class2.cs UnitCode).
@@ -130,14 +154,71 @@ ASSOCIATION_RETRY_S: Final = 5.0
 # Polls unanswered for this long: the monitor has dropped the association (its own timeout is
 # 10 s, guide "PollProfileSupport"; PERSEUS uses the same figure).
 POLL_LOST_S: Final = 10.0
+# The extended poll asks for results for EXTENDED_PERIOD_S and is renewed every
+# EXTENDED_RENEW_S, before the period ends (a new request replaces the running one, as clients
+# that renew every second rely on); the renewal is also the keep-alive, well inside the
+# monitor's 10 s (docs/intellivue.md §5).
+EXTENDED_PERIOD_S: Final = 15.0
+EXTENDED_RENEW_S: Final = 5.0
+# RelativeTime ticks per second (1/8 ms, guide "RelativeTime")
+TICKS_PER_S: Final = 8000
+# At most this many codes are named per reason of an unused message; the rest count as
+# "<reason> other" (a metric label set stays bounded whatever a monitor sends).
+_MAX_CODES: Final = 16
+
+
+class PollMode(StrEnum):
+    """How numerics are requested (``poll`` in the config; docs/intellivue.md §5)."""
+
+    EXTENDED = "extended"  # NOM_ACT_POLL_MDIB_DATA_EXT with a period: what real clients use
+    SINGLE = "single"  # NOM_ACT_POLL_MDIB_DATA once a second: the fallback
 
 
 class MessageDrop(StrEnum):
-    """Why a framed message was dropped (beside `framing.DropReason`)."""
+    """Why a framed message, or a numeric in it, was not used (beside `framing.DropReason`).
+
+    The reasons that name a code are followed by it in the counter's label, as
+    ``unsupported_action 0xF13B`` (`unused_reason`).
+    """
 
     MALFORMED = "malformed"  # a valid frame whose message does not parse
     UNEXPECTED = "unexpected"  # a message that makes no sense now (a poll result before polling)
     WRONG_UNIT = "wrong_unit"  # a mapped numeric in a unit other than the expected one
+    UNMAPPED_NUMERIC = "unmapped_numeric"  # a numeric Vigil has no parameter for (ST, temp...)
+    NO_TIME = "no_time"  # decode only: a result with numerics and no time to stamp them with
+    # with a code:
+    UNSUPPORTED_ACTION = "unsupported_action"  # an action (result) other than the two polls
+    UNKNOWN_OBJECT_CLASS = "unknown_object_class"  # a poll result of another class, no numerics
+    UNSUPPORTED_EVENT = "unsupported_event"  # an event report other than the MDS Create Event
+    UNSUPPORTED_COMMAND = "unsupported_command"  # a GET, SET... (the command type)
+    REMOTE_ERROR = "remote_error"  # ROER (the error value)
+
+
+def unused_reason(message: object) -> tuple[MessageDrop, int] | None:
+    """Why a well-formed message is of no use whatever the session's state, and its code.
+
+    None for the messages the link uses: session messages, the MDS Create Event, poll
+    requests and results (a result of another object class is judged by `poll_samples`).
+    """
+    if isinstance(message, OtherCommand):
+        if message.action_type is not None:
+            return MessageDrop.UNSUPPORTED_ACTION, message.action_type
+        return MessageDrop.UNSUPPORTED_COMMAND, message.command_type
+    if isinstance(message, EventReport) and message.event_type != NOM_NOTI_MDS_CREAT:
+        return MessageDrop.UNSUPPORTED_EVENT, message.event_type
+    if isinstance(message, RemoteError):
+        return MessageDrop.REMOTE_ERROR, message.error_value
+    return None
+
+
+def count_unused(stats: DriverStats, reason: MessageDrop, code: int) -> None:
+    """Count one unused message as ``"<reason> 0xCODE"``, at most `_MAX_CODES` codes a reason."""
+    label = f"{reason} 0x{code:04X}"
+    if label not in stats.dropped:
+        prefix = f"{reason} 0x"
+        if sum(1 for k in stats.dropped if k.startswith(prefix)) >= _MAX_CODES:
+            label = f"{reason} other"
+    stats.drop(label)
 
 
 def state_problem(state: int) -> str | None:
@@ -183,10 +264,13 @@ def poll_samples(
     out: list[Sample] = []
     nibp: dict[Param, NuObservation] = {}
     nibp_stamp: bytes | None = None
+    seen = 0
     for observation in result.observations:
         for nu in numerics(observation):
+            seen += 1
             expected = NUMERICS_MAP.get(nu.physio_id)
             if expected is None:
+                stats.drop(MessageDrop.UNMAPPED_NUMERIC)
                 continue
             if nu.unit_code != expected.unit_code:
                 stats.drop(MessageDrop.WRONG_UNIT)
@@ -201,6 +285,10 @@ def poll_samples(
         if identity != cuff.last:
             cuff.last = identity
             out += [_sample(t, p, nibp[p], device_id) for p in _NIBP_ORDER if p in nibp]
+    if not seen and result.observations and result.polled_type[1] != NOM_MOC_VMO_METRIC_NU:
+        # a poll of waves, alerts, the MDS...: nothing of it is used (an empty result, such as
+        # the RORS closing a linked series, is an answer and counts as used)
+        count_unused(stats, MessageDrop.UNKNOWN_OBJECT_CLASS, result.polled_type[1])
     return out
 
 
@@ -224,19 +312,24 @@ class IntelliVueLink:
 
     Counts ``stats.frames`` for every well-formed message received, and drops by
     `framing.DropReason` or `MessageDrop`. Raises `ProtocolError` when the monitor refuses,
-    aborts or releases the association, or stops answering polls.
+    aborts or releases the association, or stops answering polls. `poll` chooses the extended
+    poll (the default) or the single poll.
     """
 
     device_id: str
     stats: DriverStats
     cuff: CuffMemory = field(default_factory=CuffMemory)
+    poll: PollMode = PollMode.EXTENDED
 
     def __post_init__(self) -> None:
         self._frames = FrameDecoder(self.stats)
         self._state = _State.ASSOCIATING
+        self._mode = self.poll
         self._since = 0.0  # when the current state began (daemon seconds)
         self._answered = 0.0  # the last poll result
         self._heard = 0.0  # the last well-formed message
+        self._renewed = -math.inf  # the last extended poll sent
+        self._extended_invoke_id = -1
         self._invoke_id = 0
         self._ended = ""
 
@@ -244,6 +337,11 @@ class IntelliVueLink:
     def polling(self) -> bool:
         """Whether the association is up and numerics are polled."""
         return self._state is _State.POLLING
+
+    @property
+    def mode(self) -> PollMode:
+        """How numerics are polled now (the single poll after the monitor refused the other)."""
+        return self._mode
 
     def start(self, now: float) -> bytes:
         """The association request."""
@@ -277,21 +375,31 @@ class IntelliVueLink:
         if isinstance(message, SessionMessage):
             return self._session(message, now)
         if isinstance(message, EventReport) and message.event_type == NOM_NOTI_MDS_CREAT:
-            if self._state is _State.ASSOCIATING:
-                self.stats.drop(MessageDrop.UNEXPECTED)
-                return []
-            if self._state is _State.ASSOCIATED:
+            if self._state is not _State.POLLING:
+                # also while associating: a monitor whose association response this link could
+                # not read has evidently accepted, since it reports its MDS (docs/intellivue.md §3)
                 self._state = _State.POLLING
                 self._since = self._answered = now
-            # confirmed every time the monitor sends it (VSCaptureMP answers every ROIV)
-            return [encode_frame(event_report_result(message))]
+                self._renewed = -math.inf
+            # confirmed every time the monitor asks (VSCaptureMP answers every one); a monitor
+            # repeats an unconfirmed event, then aborts
+            return [encode_frame(event_report_result(message))] if message.confirmed else []
         if isinstance(message, PollResult):
             if self.polling:
                 self._answered = now
             else:
                 self.stats.drop(MessageDrop.UNEXPECTED)
-        # other commands (an ROER, a GET result, an unconfirmed event) need nothing; a poll
-        # answered by ROER only stays unanswered, and ends the session after POLL_LOST_S
+            return []
+        if isinstance(message, RemoteError) and message.invoke_id == self._extended_invoke_id:
+            # the monitor has no extended poll (an ROER to it): the single poll from now on
+            self._mode = PollMode.SINGLE
+        if isinstance(message, (PollRequest, EventReportResult)):
+            self.stats.drop(MessageDrop.UNEXPECTED)  # a monitor's request or confirmation
+            return []
+        unused = unused_reason(message)
+        if unused is not None:
+            count_unused(self.stats, *unused)
+        # a poll answered by ROER only stays unanswered, and ends the session after POLL_LOST_S
         return []
 
     def _session(self, message: SessionMessage, now: float) -> list[bytes]:
@@ -333,6 +441,15 @@ class IntelliVueLink:
             return b""
         if self._talking(now) and now - self._answered >= POLL_LOST_S:
             raise ProtocolError(f"association lost: no poll result for {POLL_LOST_S:g} s")
+        if self._mode is PollMode.EXTENDED:
+            if now - self._renewed < EXTENDED_RENEW_S:
+                return b""
+            self._renewed = now
+            self._invoke_id = self._extended_invoke_id = (self._invoke_id + 1) & 0xFFFF
+            period = round(EXTENDED_PERIOD_S * TICKS_PER_S)
+            return encode_frame(
+                extended_poll_request(self._invoke_id, self._invoke_id, period=period)
+            )
         self._invoke_id = (self._invoke_id + 1) & 0xFFFF
         return encode_frame(poll_request(self._invoke_id, self._invoke_id))
 
@@ -345,26 +462,63 @@ class IntelliVueLink:
             raise ProtocolError(self._ended)
 
 
+@dataclass
+class _Clock:
+    """A capture's clock: a result's abs_time_stamp, else its rel_time_stamp from a known pair.
+
+    The pair: the MDS Create Event's NOM_ATTR_TIME_ABS and NOM_ATTR_TIME_REL, or any result
+    with both. Extended results may carry no abs_time_stamp (all FF), so real captures
+    of extended polls are stamped this way (docs/intellivue.md §8).
+    """
+
+    anchor: tuple[float, int] | None = None  # (epoch seconds, RelativeTime ticks)
+
+    def learn(self, abs_time: bytes | None, rel_time: int | None) -> float | None:
+        when = None if abs_time is None else from_bcd_time(abs_time)
+        if when is None:
+            return None
+        t = when.astimezone().timestamp()
+        if rel_time is not None:
+            self.anchor = (t, rel_time)
+        return t
+
+    def of(self, result: PollResult) -> float | None:
+        t = self.learn(result.abs_time, result.rel_time)
+        if t is not None or self.anchor is None:
+            return t
+        base, ticks = self.anchor
+        return base + ((result.rel_time - ticks) & 0xFFFFFFFF) / TICKS_PER_S
+
+
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
     """The samples of a raw capture (the bytes a monitor sent), and what was dropped.
 
     Without a live clock, each poll result's samples take its abs_time_stamp (the monitor's
-    local wall time, no zone), read in the host's local time zone (set ``TZ`` for another).
-    Results without a readable time stamp give no samples; they are counted as frames.
+    local wall time, no zone), read in the host's local time zone (set ``TZ`` for another), or
+    its rel_time_stamp from the MDS's times (`_Clock`). A result with numerics and no time
+    gives no samples and counts as ``no_time``; every unused message counts by its reason.
     """
     stats = DriverStats()
     cuff = CuffMemory()
+    clock = _Clock()
     samples: list[Sample] = []
     for user_data in FrameDecoder(stats).feed(data):
         try:
             message = parse_message(user_data)
             if isinstance(message, PollResult):
-                when = from_bcd_time(message.abs_time)
-                if when is not None:
-                    t = when.astimezone().timestamp()
+                t = clock.of(message)
+                if t is not None:
                     samples += poll_samples(
                         message, t=t, device_id=device_id, stats=stats, cuff=cuff
                     )
+                elif any(numerics(o) for o in message.observations):
+                    stats.drop(MessageDrop.NO_TIME)
+            elif isinstance(message, EventReport) and message.event_type == NOM_NOTI_MDS_CREAT:
+                clock.learn(*mds_times(message))
+            else:
+                unused = unused_reason(message)
+                if unused is not None:
+                    count_unused(stats, *unused)
         except MessageError:
             stats.drop(MessageDrop.MALFORMED)
             continue

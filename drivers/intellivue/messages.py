@@ -26,6 +26,7 @@ numbers. Unknown attributes are skipped by their length (guide: "ignore unknown 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import struct
@@ -38,9 +39,11 @@ __all__ = [
     "ABORT",
     "MDS",
     "NOM_ACT_POLL_MDIB_DATA",
+    "NOM_ACT_POLL_MDIB_DATA_EXT",
     "NOM_ATTR_NU_CMPD_VAL_OBS",
     "NOM_ATTR_NU_VAL_OBS",
     "NOM_ATTR_TIME_ABS",
+    "NOM_ATTR_TIME_PD_POLL",
     "NOM_ATTR_TIME_REL",
     "NOM_ATTR_TIME_STAMP_ABS",
     "NOM_MOC_VMO_METRIC_NU",
@@ -72,10 +75,14 @@ __all__ = [
     "decode_float",
     "encode_float",
     "event_report_result",
+    "extended_poll_request",
     "from_bcd_time",
     "mds_create_event",
+    "mds_times",
     "numerics",
     "parse_message",
+    "periodic_end",
+    "periodic_results",
     "poll_request",
     "poll_result",
     "poll_results",
@@ -126,6 +133,11 @@ NOM_PART_OBJ: Final = 1
 NOM_MOC_VMS_MDS: Final = 0x0021
 NOM_MOC_VMO_METRIC_NU: Final = 0x0006
 NOM_ACT_POLL_MDIB_DATA: Final = 0x0C16
+# The extended poll (guide "Extended Poll Data Request"; VSCaptureMP, OpenICE, LNhealth): the
+# single poll's arguments plus an attribute list; with NOM_ATTR_TIME_PD_POLL (a RelativeTime) the
+# monitor sends a result periodically for that long. Its result has a sequence number more.
+NOM_ACT_POLL_MDIB_DATA_EXT: Final = 0xF13B
+NOM_ATTR_TIME_PD_POLL: Final = 0xF13E
 NOM_NOTI_MDS_CREAT: Final = 0x0D06
 NOM_ATTR_NU_VAL_OBS: Final = 0x0950
 NOM_ATTR_NU_CMPD_VAL_OBS: Final = 0x094B
@@ -563,6 +575,10 @@ class PollResult:
     attr_group: int
     contexts: tuple[ContextPoll, ...]
     linked: Linked | None = None
+    # an extended poll's result (NOM_ACT_POLL_MDIB_DATA_EXT) and its PollMdibDataReplyExt
+    # sequence_no; 0 for a single poll's
+    extended: bool = False
+    sequence_no: int = 0
 
     @property
     def observations(self) -> tuple[Observation, ...]:
@@ -572,12 +588,17 @@ class PollResult:
 
 @dataclass(frozen=True, slots=True)
 class PollRequest:
-    """A single poll data request (PollMdibDataReq) addressed to the MDS."""
+    """A poll data request (PollMdibDataReq, or the extended one) addressed to the MDS.
+
+    `period`: the extended poll's NOM_ATTR_TIME_PD_POLL (RelativeTime, 1/8 ms), if it has one.
+    """
 
     invoke_id: int
     poll_number: int
     polled_type: tuple[int, int]
     attr_group: int
+    extended: bool = False
+    period: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,11 +633,15 @@ class RemoteError:
 
 @dataclass(frozen=True, slots=True)
 class OtherCommand:
-    """A well-formed Data Export command this driver has no use for (e.g. a GET)."""
+    """A well-formed Data Export command this driver has no use for (e.g. a GET).
+
+    `action_type`: for an action or its result, the action (e.g. a poll of another kind).
+    """
 
     ro_type: RoType
     invoke_id: int
     command_type: int
+    action_type: int | None = None
 
 
 Message = (
@@ -650,16 +675,52 @@ def _export(ro_type: RoType, ro_header: bytes, command: bytes) -> bytes:
     return _u16(_SESSION_ID) + _u16(_P_CONTEXT_ID) + _u16(ro_type) + _u16(len(ro)) + ro
 
 
-def poll_request(invoke_id: int, poll_number: int, *, attr_group: int = 0) -> bytes:
-    """A single poll of all numerics (attribute group 0: all attributes), as VSCaptureMP's."""
-    body = _u16(poll_number) + _u16(NUMERICS[0]) + _u16(NUMERICS[1]) + _u16(attr_group)
-    command = (
+def _poll_argument(action_type: int, body: bytes) -> bytes:
+    return (
         _managed_object(MDS)
         + _u32(0)  # scope: fixed 0
-        + _u16(NOM_ACT_POLL_MDIB_DATA)
+        + _u16(action_type)
         + _u16(len(body))
         + body
     )
+
+
+def poll_request(
+    invoke_id: int,
+    poll_number: int,
+    *,
+    attr_group: int = 0,
+    polled_type: tuple[int, int] = NUMERICS,
+) -> bytes:
+    """A single poll (of all numerics by default; attribute group 0: all), as VSCaptureMP's."""
+    body = _u16(poll_number) + _u16(polled_type[0]) + _u16(polled_type[1]) + _u16(attr_group)
+    command = _poll_argument(NOM_ACT_POLL_MDIB_DATA, body)
+    return _export(RoType.ROIV, _u16(invoke_id) + _u16(CMD_CONFIRMED_ACTION), command)
+
+
+def extended_poll_request(
+    invoke_id: int,
+    poll_number: int,
+    *,
+    period: int | None,
+    attr_group: int = 0,
+    polled_type: tuple[int, int] = NUMERICS,
+) -> bytes:
+    """An extended poll (NOM_ACT_POLL_MDIB_DATA_EXT), asking for results for `period`.
+
+    `period` is a RelativeTime (1/8 ms) sent as NOM_ATTR_TIME_PD_POLL; None sends an empty
+    attribute list (one result, as a single poll). VSCaptureMP's ``ext_poll_request_msg5`` is
+    ``extended_poll_request(1, 1, period=240000)`` (30 s).
+    """
+    ext = () if period is None else (_ava(NOM_ATTR_TIME_PD_POLL, _u32(period)),)
+    body = (
+        _u16(poll_number)
+        + _u16(polled_type[0])
+        + _u16(polled_type[1])
+        + _u16(attr_group)
+        + _attribute_list(ext)
+    )
+    command = _poll_argument(NOM_ACT_POLL_MDIB_DATA_EXT, body)
     return _export(RoType.ROIV, _u16(invoke_id) + _u16(CMD_CONFIRMED_ACTION), command)
 
 
@@ -714,8 +775,10 @@ def _poll_info(contexts: Sequence[ContextPoll]) -> bytes:
 
 def poll_result(result: PollResult) -> bytes:
     """The user data of `result`: a RORS, or an ROLRS part when `result.linked` is set."""
+    sequence = _u16(result.sequence_no) if result.extended else b""
     reply = (
         _u16(result.poll_number)
+        + sequence
         + _u32(result.rel_time)
         + result.abs_time
         + _u16(result.polled_type[0])
@@ -723,7 +786,8 @@ def poll_result(result: PollResult) -> bytes:
         + _u16(result.attr_group)
         + _poll_info(result.contexts)
     )
-    command = _managed_object(MDS) + _u16(NOM_ACT_POLL_MDIB_DATA) + _u16(len(reply)) + reply
+    action = NOM_ACT_POLL_MDIB_DATA_EXT if result.extended else NOM_ACT_POLL_MDIB_DATA
+    command = _managed_object(MDS) + _u16(action) + _u16(len(reply)) + reply
     header = _u16(result.invoke_id) + _u16(CMD_CONFIRMED_ACTION)
     if result.linked is None:
         return _export(RoType.RORS, header, command)
@@ -731,9 +795,30 @@ def poll_result(result: PollResult) -> bytes:
     return _export(RoType.ROLRS, linked + header, command)
 
 
-# ActionResult header (10) + PollMdibDataReply header (20) + PollInfoList (4) +
+# ActionResult header (10) + PollMdibDataReply header (20; 22 extended) + PollInfoList (4) +
 # SingleContextPoll header (6): what a result's command holds besides its observations
 _RESULT_OVERHEAD: Final = 10 + 20 + 4 + 6
+
+
+def _chunks(result: PollResult, mtu: int) -> list[tuple[Observation, ...]]:
+    """The observations of `result` in runs whose results fit `mtu` (one at least each)."""
+    overhead = _RESULT_OVERHEAD + (2 if result.extended else 0)
+    chunks: list[list[Observation]] = [[]]
+    used = overhead
+    for obs in result.observations:
+        size = len(_observation(obs))
+        if chunks[-1] and used + size > mtu:
+            chunks.append([])
+            used = overhead
+        chunks[-1].append(obs)
+        used += size
+    return [tuple(c) for c in chunks]
+
+
+def _part(result: PollResult, observations: tuple[Observation, ...], linked: Linked) -> bytes:
+    context_id = result.contexts[0].context_id if result.contexts else 0
+    contexts = (ContextPoll(context_id, observations),)
+    return poll_result(dataclasses.replace(result, contexts=contexts, linked=linked))
 
 
 def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
@@ -743,21 +828,9 @@ def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
     each at least, and a closing RORS with an empty PollInfoList (guide "Linked results";
     docs/intellivue.md §6.2). One context only.
     """
-    observations = result.observations
-    context_id = result.contexts[0].context_id if result.contexts else 0
-    sizes = [len(_observation(o)) for o in observations]
-    if _RESULT_OVERHEAD + sum(sizes) <= mtu:
-        return [poll_result(result)]
-    chunks: list[list[Observation]] = [[]]
-    used = _RESULT_OVERHEAD
-    for obs, size in zip(observations, sizes, strict=True):
-        if chunks[-1] and used + size > mtu:
-            chunks.append([])
-            used = _RESULT_OVERHEAD
-        chunks[-1].append(obs)
-        used += size
+    chunks = _chunks(result, mtu)
     if len(chunks) == 1:
-        return [poll_result(result)]  # one observation over `mtu`: there is nothing to split
+        return [poll_result(result)]  # it fits, or one observation over `mtu`: nothing to split
     out = []
     for i, chunk in enumerate(chunks, start=1):
         if i == 1:
@@ -766,28 +839,30 @@ def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
             state = RORLS_LAST
         else:
             state = RORLS_NOT_FIRST_NOT_LAST
-        part = PollResult(
-            invoke_id=result.invoke_id,
-            poll_number=result.poll_number,
-            rel_time=result.rel_time,
-            abs_time=result.abs_time,
-            polled_type=result.polled_type,
-            attr_group=result.attr_group,
-            contexts=(ContextPoll(context_id, tuple(chunk)),),
-            linked=Linked(state, i),
-        )
-        out.append(poll_result(part))
-    closing = PollResult(
-        invoke_id=result.invoke_id,
-        poll_number=result.poll_number,
-        rel_time=result.rel_time,
-        abs_time=result.abs_time,
-        polled_type=result.polled_type,
-        attr_group=result.attr_group,
-        contexts=(),
-    )
-    out.append(poll_result(closing))
+        out.append(_part(result, chunk, Linked(state, i)))
+    out.append(poll_result(dataclasses.replace(result, contexts=())))
     return out
+
+
+def periodic_results(result: PollResult, *, mtu: int, count: int) -> tuple[list[bytes], int]:
+    """One delivery of a periodic extended poll: linked parts, and the series' counter after.
+
+    An extended poll with a period is answered by one linked series for the whole period
+    (docs/intellivue.md §6.4): the series' first part (`count` 0) is ROLRS first, every later
+    part ROLRS not-first-not-last, the counter (a u8) going on from `count`; the series ends
+    with `periodic_end`.
+    """
+    out = []
+    for chunk in _chunks(result, mtu):
+        count += 1
+        state = RORLS_FIRST if count == 1 else RORLS_NOT_FIRST_NOT_LAST
+        out.append(_part(result, chunk, Linked(state, count & 0xFF)))
+    return out, count
+
+
+def periodic_end(result: PollResult) -> bytes:
+    """The RORS with an empty PollInfoList that ends a periodic extended poll's series."""
+    return poll_result(dataclasses.replace(result, contexts=(), linked=None))
 
 
 # ------------------------------------------------------------------ parsing
@@ -804,8 +879,11 @@ def _attributes(reader: _Reader) -> tuple[Attribute, ...]:
     return tuple(out)
 
 
-def _parse_poll_reply(reader: _Reader, invoke_id: int, linked: Linked | None) -> PollResult:
+def _parse_poll_reply(
+    reader: _Reader, invoke_id: int, linked: Linked | None, *, extended: bool
+) -> PollResult:
     poll_number = reader.u16()
+    sequence_no = reader.u16() if extended else 0
     rel_time = reader.u32()
     abs_time = reader.take(8)
     polled_type = (reader.u16(), reader.u16())
@@ -833,6 +911,8 @@ def _parse_poll_reply(reader: _Reader, invoke_id: int, linked: Linked | None) ->
         attr_group=attr_group,
         contexts=tuple(contexts),
         linked=linked,
+        extended=extended,
+        sequence_no=sequence_no,
     )
 
 
@@ -854,7 +934,8 @@ def _parse_roiv(reader: _Reader) -> Message:
         obj = (command.u16(), command.u16(), command.u16())
         event_time = command.u32()
         event_type = command.u16()
-        info = command.rest(command.u16(), "event report").take(command.left)
+        body = command.rest(command.u16(), "event report")
+        info = body.take(body.left)
         return EventReport(
             invoke_id, command_type == CMD_CONFIRMED_EVENT_REPORT, obj, event_time, event_type, info
         )
@@ -862,12 +943,22 @@ def _parse_roiv(reader: _Reader) -> Message:
         command.take(6 + 4)  # managed object, scope
         action_type = command.u16()
         body = command.rest(command.u16(), "action argument")
-        if action_type == NOM_ACT_POLL_MDIB_DATA:
+        if action_type in {NOM_ACT_POLL_MDIB_DATA, NOM_ACT_POLL_MDIB_DATA_EXT}:
             poll_number = body.u16()
             polled_type = (body.u16(), body.u16())
             attr_group = body.u16()
-            body.end("the poll request")
-            return PollRequest(invoke_id, poll_number, polled_type, attr_group)
+            if action_type == NOM_ACT_POLL_MDIB_DATA:
+                body.end("the poll request")
+                return PollRequest(invoke_id, poll_number, polled_type, attr_group)
+            period = None
+            for attr in _attributes(body):
+                if attr.attribute_id == NOM_ATTR_TIME_PD_POLL and len(attr.value) == 4:
+                    period = int.from_bytes(attr.value, "big")
+            body.end("the extended poll request")
+            return PollRequest(
+                invoke_id, poll_number, polled_type, attr_group, extended=True, period=period
+            )
+        return OtherCommand(RoType.ROIV, invoke_id, command_type, action_type)
     return OtherCommand(RoType.ROIV, invoke_id, command_type)
 
 
@@ -886,8 +977,10 @@ def _parse_result(reader: _Reader, ro_type: RoType) -> Message:
         command.take(6)  # managed object
         action_type = command.u16()
         body = command.rest(command.u16(), "action result")
-        if action_type == NOM_ACT_POLL_MDIB_DATA:
-            return _parse_poll_reply(body, invoke_id, linked)
+        if action_type in {NOM_ACT_POLL_MDIB_DATA, NOM_ACT_POLL_MDIB_DATA_EXT}:
+            extended = action_type == NOM_ACT_POLL_MDIB_DATA_EXT
+            return _parse_poll_reply(body, invoke_id, linked, extended=extended)
+        return OtherCommand(ro_type, invoke_id, command_type, action_type)
     return OtherCommand(ro_type, invoke_id, command_type)
 
 
@@ -952,3 +1045,24 @@ def time_stamp(observation: Observation) -> bytes | None:
         if attr.attribute_id == NOM_ATTR_TIME_STAMP_ABS:
             return attr.value
     return None
+
+
+def mds_times(event: EventReport) -> tuple[bytes | None, int | None]:
+    """The MDS's NOM_ATTR_TIME_ABS (8 BCD bytes) and NOM_ATTR_TIME_REL of an MDS Create Event.
+
+    MdsCreateInfo is the MDS's ManagedObjectId and an attribute list (docs/intellivue.md §3);
+    either time is None when the event does not carry it.
+
+    Raises:
+        MessageError: the event's info is not an MdsCreateInfo.
+    """
+    reader = _Reader(event.info)
+    reader.take(6)
+    abs_time: bytes | None = None
+    rel_time: int | None = None
+    for attr in _attributes(reader):
+        if attr.attribute_id == NOM_ATTR_TIME_ABS and len(attr.value) == 8:
+            abs_time = attr.value
+        elif attr.attribute_id == NOM_ATTR_TIME_REL and len(attr.value) == 4:
+            rel_time = int.from_bytes(attr.value, "big")
+    return abs_time, rel_time

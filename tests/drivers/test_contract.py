@@ -43,6 +43,10 @@ SEED = 3
 
 
 SERIAL = [s for s in SPECS if s.transport == "serial"]
+# every serial device with its default settings, then with each of its contract's variants
+SERIAL_RUNS = [
+    (s, variant) for s in SERIAL for variant in ((), *s.contract.variants)
+]  # fmt: skip
 
 
 def expected_values(t0: float, param: Param, seed: int = SEED) -> list[float]:
@@ -84,14 +88,17 @@ def make_driver(spec: DeviceSpec, clock: SimulatedClock, **fields: Any) -> Drive
     return create_driver(settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=clock)
 
 
-@pytest.fixture(params=SERIAL, ids=lambda d: d.kind)
+@pytest.fixture(
+    params=SERIAL_RUNS, ids=lambda r: "-".join((r[0].kind, *(v for _, v in r[1])))
+)
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    spec: DeviceSpec = request.param
+    spec: DeviceSpec = request.param[0]
+    variant: dict[str, str] = dict(request.param[1])
     clock = SimulatedClock(speed=SPEED)
     link = tmp_path / f"{spec.kind}.pty"
     assert spec.simulator is not None
     side: Callable[[], MonitorSide] = load(spec.simulator)
-    driver = make_driver(spec, clock, port=str(link), quiet_s=QUIET_S)
+    driver = make_driver(spec, clock, port=str(link), quiet_s=QUIET_S, **variant)
     monitor = SerialMonitor(
         side, clock=clock, scenario=SCENARIO, line=spec.serial_line, pty=link, seed=SEED
     )

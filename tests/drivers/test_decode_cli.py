@@ -13,9 +13,17 @@ from typing import Any
 import pytest
 
 from drivers.base import DriverStats
+from drivers.intellivue.framing import encode_frame
 from kernel.vocabulary import Step
 from simulators.capture import record_capture
 from simulators.scenarios import build_scenario
+from tests.drivers.intellivue.test_intellivue_codec import (
+    AARE,
+    EXT_ROLRS,
+    EXT_RORS,
+    MDS_EVENT,
+    UNUSED,
+)
 
 RAD8 = (
     b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "
@@ -126,3 +134,18 @@ def test_a_simulated_capture_decodes_to_the_scenarios_values(device: str, tmp_pa
     assert sys_values == expected_sys
     assert all(T0 <= d["t"] < T0 + 900 for d in docs)
     assert "dropped: none" not in run.stderr
+
+
+def test_an_intellivue_capture_names_every_message_it_did_not_use(tmp_path: Path) -> None:
+    capture = tmp_path / "mp70.raw"
+    messages = (AARE, MDS_EVENT, EXT_ROLRS, *UNUSED, *UNUSED[:2], EXT_RORS)
+    capture.write_bytes(b"".join(encode_frame(m) for m in messages))
+    run = decode("intellivue", str(capture))
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["param"] for line in run.stdout.splitlines()] == [
+        "HR", "SPO2", "HR", "SPO2",
+    ]  # fmt: skip
+    assert run.stderr.endswith(
+        "11 frames, 4 samples, dropped: remote_error 0x0009 1, unknown_object_class 0x0009 2, "
+        "unsupported_action 0x0C17 2, unsupported_command 0x0003 1, unsupported_event 0x0D17 1\n"
+    ), run.stderr

@@ -21,6 +21,8 @@ from drivers.intellivue.codec import (
     CuffMemory,
     IntelliVueLink,
     MessageDrop,
+    PollMode,
+    count_unused,
     decode_capture,
     poll_samples,
 )
@@ -45,6 +47,7 @@ from drivers.intellivue.messages import (
     decode_float,
     encode_float,
     event_report_result,
+    extended_poll_request,
     mds_create_event,
     parse_message,
     poll_request,
@@ -550,14 +553,14 @@ def test_special_float_gives_invalid_sample_with_reason() -> None:
     assert (sample.valid, sample.reason) == (False, "not_a_number")
 
 
-def test_wrong_unit_is_dropped_and_unmapped_is_ignored() -> None:
+def test_wrong_unit_and_unmapped_numerics_are_counted() -> None:
     stats = DriverStats()
     unmapped = Observation.numeric(0x20, [NuObservation(0x4BB0, 0, 0x0220, 5)])
     samples = poll_samples(
         _result(_hr(unit=0x0220), unmapped), t=0.0, device_id="iv", stats=stats, cuff=CuffMemory()
     )
     assert samples == []
-    assert stats.dropped == {MessageDrop.WRONG_UNIT: 1}
+    assert stats.dropped == {"wrong_unit": 1, "unmapped_numeric": 1}
 
 
 def test_nibp_is_emitted_once_per_determination() -> None:
@@ -611,8 +614,10 @@ def _scenario_second(side: IntelliVueSide, t: float, hr: float, nibp: bool = Fal
     assert side.second(samples, t) == []
 
 
-def _polling_link(side: IntelliVueSide | None = None) -> IntelliVueLink:
-    link = IntelliVueLink("iv", DriverStats())
+def _polling_link(
+    side: IntelliVueSide | None = None, poll: PollMode = PollMode.SINGLE
+) -> IntelliVueLink:
+    link = IntelliVueLink("iv", DriverStats(), poll=poll)
     side = side or IntelliVueSide()
     assert _pump(link, side, link.start(0.0), 0.0) == []
     assert link.polling
@@ -627,7 +632,7 @@ def _values(samples: list[Sample]) -> list[tuple[Param, float, float]]:
 def test_association_and_polling_between_link_and_simulator(mtu: int) -> None:
     side = IntelliVueSide(mtu=mtu)
     _scenario_second(side, 0.0, 70.0)
-    link = _polling_link(side)
+    link = _polling_link(side, PollMode.SINGLE)
     assert link.stats.frames == 2  # association response, MDS Create Event
     assert side.associated
     poll = link.timer(1.0)
@@ -659,7 +664,7 @@ def test_a_reconnect_does_not_repeat_the_determination() -> None:
     _scenario_second(side, 0.0, 70.0, nibp=True)
     cuff = CuffMemory()
     for _ in range(2):
-        link = IntelliVueLink("iv", DriverStats(), cuff)
+        link = IntelliVueLink("iv", DriverStats(), cuff, poll=PollMode.SINGLE)
         _pump(link, side, link.start(1.0), 1.0)
         params = [s.param for s in _pump(link, side, link.timer(2.0), 2.0)]
     assert params == [Param.HR, Param.SPO2, Param.PR]
@@ -766,3 +771,185 @@ def test_any_well_framed_user_data_is_counted_never_raised(data: bytes, head: by
         return
     counted = link.stats.frames - frames + sum(link.stats.dropped.values())
     assert counted >= 1
+
+
+# ------------------------------------------------------------------ the extended poll
+
+# VSCaptureMP's ext_poll_request_msg5 (docs/intellivue.md §5.2), field by field
+EXT_POLL = hexb(
+    "E1 00 00 02"  # SPpdu: session 0xE100, presentation context 2
+    " 00 01 00 28"  # ROapdus: ROIV, 40 bytes
+    " 00 01 00 07 00 22"  # ROIVapdu: invoke 1, CMD_CONFIRMED_ACTION, 34 bytes
+    " 00 21 00 00 00 00  00 00 00 00"  # ActionArgument: the MDS {0x21, 0, 0}, scope 0
+    " F1 3B 00 14"  # NOM_ACT_POLL_MDIB_DATA_EXT, 20 bytes
+    " 00 01  00 01 00 06  00 00"  # poll number 1, {NOM_PART_OBJ, NOM_MOC_VMO_METRIC_NU}, group 0
+    " 00 01 00 08  F1 3E 00 04 00 03 A9 80"  # NOM_ATTR_TIME_PD_POLL = 240000 (30 s)
+)
+
+
+def _ext_result(ro_type: int, linked: bytes, sequence_no: int, rel_time: int) -> bytes:
+    """An extended poll result packed by hand from the guide's layout (docs/intellivue.md §6.4).
+
+    HR 72 /min (an observation that carries a label first, skipped) and an SpO2 of 98 %; the
+    abs_time_stamp all FF. 104 bytes as a RORS (the lengths are written out, not computed).
+    """
+    hr = struct.pack(">H HH HHI HH HHHI", 0x10, 2, 22, 0x0924, 4, 0x00024182, 0x0950, 10,
+                     0x4182, 0, 0x0AA0, 72)  # fmt: skip
+    spo2 = struct.pack(">H HH HH HHHI", 0x11, 1, 14, 0x0950, 10, 0x4BB8, 0, 0x0220, 98)
+    assert (len(hr), len(spo2)) == (28, 20)
+    context = struct.pack(">HHH", 0, 2, 48) + hr + spo2
+    info = struct.pack(">HH", 1, 54) + context
+    no_time = b"\xff" * 8
+    reply = struct.pack(">HHI", 1, sequence_no, rel_time) + no_time + struct.pack(">HHH", 1, 6, 0)
+    action = struct.pack(">HHH HH", 0x21, 0, 0, 0xF13B, 80) + reply + info
+    ro = linked + struct.pack(">HHH", 1, 7, 90) + action
+    return struct.pack(">HH HH", 0xE100, 2, ro_type, len(ro)) + ro
+
+
+# 5 s after the MDS_EVENT's relative time 0x123456 (its absolute time 2024-05-17 10:30:00)
+EXT_RORS = _ext_result(2, b"", 0, 0x123456 + 5 * 8000)
+EXT_ROLRS = _ext_result(5, b"\x01\x01", 3, 0x123456 + 6 * 8000)
+
+
+def test_extended_poll_request_is_vscapturemps_byte_for_byte() -> None:
+    assert extended_poll_request(1, 1, period=240000) == EXT_POLL
+    assert parse_message(EXT_POLL) == PollRequest(1, 1, NUMERICS, 0, extended=True, period=240000)
+
+
+@pytest.mark.parametrize(
+    ("data", "linked", "sequence_no"),
+    [(EXT_RORS, None, 0), (EXT_ROLRS, Linked(1, 1), 3)],
+    ids=["unlinked", "linked"],
+)
+def test_extended_poll_results_decode_linked_and_unlinked(
+    data: bytes, linked: Linked | None, sequence_no: int
+) -> None:
+    assert (len(EXT_RORS), len(EXT_ROLRS)) == (104, 106)
+    message = parse_message(data)
+    assert isinstance(message, PollResult)
+    assert (message.extended, message.linked, message.sequence_no) == (True, linked, sequence_no)
+    assert message.abs_time == b"\xff" * 8
+    link = _polling_link()
+    samples = link.receive(encode_frame(data), 7.0).samples
+    assert [(s.param, s.value, s.t, s.valid) for s in samples] == [
+        (Param.HR, 72.0, 7.0, True),
+        (Param.SPO2, 98.0, 7.0, True),
+    ]
+    assert not link.stats.dropped
+
+
+def _rors(command_type: int, command: bytes) -> bytes:
+    ro = struct.pack(">HHH", 9, command_type, len(command)) + command
+    return struct.pack(">HHHH", 0xE100, 2, 2, len(ro)) + ro
+
+
+# What a real monitor also sends a client that polls more than numerics, packed by hand:
+# a wave poll result (NOM_MOC_VMO_METRIC_SA_RT 0x0009: one SA observation, 0x096E), the
+# result of an action the driver does not know (0x0C17), a GET result (command type 3), an
+# ROER (NO_SUCH_ACTION 9) and an event report that is not the MDS Create Event (0x0D17).
+WAVE_RESULT = _rors(
+    7,
+    struct.pack(">HHH HH", 0x21, 0, 0, 0x0C16, 44)
+    + struct.pack(">HI", 2, 0) + b"\xff" * 8 + struct.pack(">HHH", 1, 9, 0)
+    + struct.pack(">HH HHH", 1, 20, 0, 1, 14)
+    + struct.pack(">H HH HH HH", 0x30, 1, 8, 0x096E, 4, 0x0101, 0x0002),
+)  # fmt: skip
+OTHER_ACTION = _rors(7, struct.pack(">HHH HH", 0x21, 0, 0, 0x0C17, 0))
+GET_RESULT = _rors(3, struct.pack(">HHH HH", 0x21, 0, 0, 0, 0))
+ROER = struct.pack(">HH HH HHH", 0xE100, 2, 3, 6, 9, 9, 0)
+OTHER_EVENT = struct.pack(">HH HH HHH HHH I HH", 0xE100, 2, 1, 20, 4, 0, 14,
+                          0x21, 0, 0, 0, 0x0D17, 0)  # fmt: skip
+UNUSED = (WAVE_RESULT, OTHER_ACTION, GET_RESULT, ROER, OTHER_EVENT)
+
+
+def test_every_message_not_used_is_counted_by_what_it_is() -> None:
+    link = _polling_link()
+    for data in UNUSED:
+        assert link.receive(encode_frame(data), 3.0) == type(link.receive(b"", 3.0))()
+    assert dict(link.stats.dropped) == {
+        "unknown_object_class 0x0009": 1,
+        "unsupported_action 0x0C17": 1,
+        "unsupported_command 0x0003": 1,
+        "remote_error 0x0009": 1,
+        "unsupported_event 0x0D17": 1,
+    }
+    assert link.stats.frames == 2 + len(UNUSED)
+
+
+def test_codes_named_per_reason_are_bounded() -> None:
+    stats = DriverStats()
+    for code in range(20):
+        count_unused(stats, MessageDrop.UNSUPPORTED_ACTION, code)
+    count_unused(stats, MessageDrop.UNSUPPORTED_ACTION, 3)
+    assert len(stats.dropped) == 17
+    assert stats.dropped["unsupported_action 0x0003"] == 2
+    assert stats.dropped["unsupported_action other"] == 4
+
+
+def test_a_capture_of_extended_polls_is_stamped_from_the_mds_times() -> None:
+    capture = b"".join(encode_frame(m) for m in (AARE, MDS_EVENT, EXT_ROLRS, *UNUSED, EXT_RORS))
+    samples, stats = decode_capture(capture, device_id="bed3")
+    at = dt.datetime(2024, 5, 17, 10, 30).astimezone().timestamp()
+    assert [(s.param, s.value, s.t) for s in samples] == [
+        (Param.HR, 72.0, at + 6),
+        (Param.SPO2, 98.0, at + 6),
+        (Param.HR, 72.0, at + 5),
+        (Param.SPO2, 98.0, at + 5),
+    ]
+    assert stats.frames == 9
+    assert sum(stats.dropped.values()) == 5
+
+
+def test_extended_results_without_any_time_are_counted() -> None:
+    samples, stats = decode_capture(encode_frame(EXT_RORS), device_id="bed3")
+    assert samples == []
+    assert dict(stats.dropped) == {"no_time": 1}
+
+
+def test_extended_polling_between_link_and_simulator() -> None:
+    side = IntelliVueSide(mtu=60)  # every result in linked parts
+    _scenario_second(side, 0.0, 70.0)
+    link = _polling_link(side, PollMode.EXTENDED)
+    request = link.timer(1.0)
+    assert parse_message(FrameDecoder().feed(request)[0]).extended  # type: ignore[union-attr]
+    got = [(s.param, s.value) for s in _pump(link, side, request, 1.0)]
+    assert got == [(Param.HR, 70.0), (Param.SPO2, 97.0), (Param.PR, 69.0)]
+    hr: list[float] = []
+    for t in range(2, 40):
+        now = float(t)
+        samples = [Sample(now, Param.HR, 60.0 + t, valid=True, device_id="x")]
+        hr += [s.value for s in _pump(link, side, link.timer(now), now) if s.param is Param.HR]
+        for frame in side.second(samples, now):
+            got_now = link.receive(frame, now)
+            hr += [s.value for s in got_now.samples if s.param is Param.HR]
+    # one value a second: renewed every 5 s, the period never runs out and nothing is doubled
+    assert hr == [60.0 + t for t in range(2, 40)]
+    assert not link.stats.dropped
+    assert link.mode is PollMode.EXTENDED
+
+
+def test_a_monitor_without_the_extended_poll_gets_the_single_poll() -> None:
+    side = IntelliVueSide(extended=False)
+    _scenario_second(side, 0.0, 70.0)
+    link = _polling_link(side, PollMode.EXTENDED)
+    assert _pump(link, side, link.timer(1.0), 1.0) == []  # answered by an ROER
+    assert link.mode is PollMode.SINGLE
+    assert [s.param for s in _pump(link, side, link.timer(2.0), 2.0)] == [
+        Param.HR, Param.SPO2, Param.PR,
+    ]  # fmt: skip
+    assert dict(link.stats.dropped) == {"remote_error 0x0009": 1}
+
+
+def test_the_mds_create_event_starts_polling_without_a_readable_response() -> None:
+    link = IntelliVueLink("iv", DriverStats())
+    link.start(0.0)
+    got = link.receive(encode_frame(MDS_EVENT), 0.5)
+    assert link.polling
+    (reply,) = FrameDecoder().feed(got.reply)
+    # the result names the event's invoke id, object, time and type (docs/intellivue.md §3)
+    assert reply == hexb(
+        "E1 00 00 02 00 02 00 14 00 01 00 01 00 0E 00 21 00 00 00 00 00 12 34 56 0D 06 00 00"
+    )
+    # an unconfirmed one (CMD_EVENT_REPORT) is not answered
+    unconfirmed = MDS_EVENT[:10] + b"\x00\x00" + MDS_EVENT[12:]
+    assert link.receive(encode_frame(unconfirmed), 1.0).reply == b""
