@@ -284,6 +284,10 @@ class IntelliVueSide:
             return [encode_frame(ABORT)]
         return self._frames_of(functools.partial(self._deliver, now))
 
+    def idle(self, now: float) -> list[bytes]:
+        """A second before the scenario begins: the monitor's own clock runs all the same."""
+        return self.second([], now)
+
     def corrupt(self, frame: bytes, rng: random.Random) -> bytes:
         """One bit flipped in a byte between BOF and EOF, which the FCS catches.
 

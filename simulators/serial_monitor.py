@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import tty
@@ -320,6 +321,7 @@ class SerialMonitor:
 
     async def _play(self) -> None:
         clock = self._clock
+        await self._idle_until_the_scenario()
         group: list[Sample] = []
         for item in self._items:
             if self._until is not None and item.t > self._until:
@@ -334,6 +336,23 @@ class SerialMonitor:
         if group:
             self._second(group)
         self.done.set()
+
+    async def _idle_until_the_scenario(self) -> None:
+        """Tick a side that keeps time of its own each second before the scenario begins.
+
+        A side with an ``idle(now)`` method sends by its own clock, not only when the scenario
+        has samples (IntelliVue's periodic extended poll, simulators/intellivue.py); the others
+        say nothing before their first sample.
+        """
+        idle = getattr(self._side, "idle", None)
+        first = next((i.t for i in self._items if not isinstance(i, Step)), None)
+        if idle is None or first is None:
+            return
+        t = math.floor(self._clock.now()) + 1.0
+        while t < first:
+            await self._clock.sleep_until(t)
+            self._write(idle(t))
+            t += 1.0
 
     def _second(self, samples: list[Sample]) -> None:
         self._write(self._side.second(samples, samples[0].t))

@@ -88,9 +88,7 @@ def make_driver(spec: DeviceSpec, clock: SimulatedClock, **fields: Any) -> Drive
     return create_driver(settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=clock)
 
 
-@pytest.fixture(
-    params=SERIAL_RUNS, ids=lambda r: "-".join((r[0].kind, *(v for _, v in r[1])))
-)
+@pytest.fixture(params=SERIAL_RUNS, ids=lambda r: "-".join((r[0].kind, *(v for _, v in r[1]))))
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     spec: DeviceSpec = request.param[0]
     variant: dict[str, str] = dict(request.param[1])
