@@ -424,9 +424,11 @@ class Daemon:
             tick_grace_s=settings.alarms.tick_grace_s * self.clock.speed,
             emit=self._emit,
             journal=self.journal,
+            # the bounds absorb transport latency and scheduling stalls, which are real time:
+            # on a simulated clock at speed X a 0.2 s stall is 0.2 X simulated seconds
             timekeeper=Timekeeper(
-                max_ahead_s=settings.alarms.sample_max_ahead_s,
-                max_behind_s=settings.alarms.sample_max_behind_s,
+                max_ahead_s=settings.alarms.sample_max_ahead_s * self.clock.speed,
+                max_behind_s=settings.alarms.sample_max_behind_s * self.clock.speed,
             ),
         )
         self.ward = WardLink(

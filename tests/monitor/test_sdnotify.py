@@ -122,11 +122,14 @@ def test_watchdog_interval_is_half_of_watchdog_usec(
 
 @pytest.mark.parametrize(
     ("pid", "expected"),
-    [(str(os.getpid()), 0.2), (str(os.getpid() + 1), None), ("1", None), ("me", None)],
+    # "self"/"next" are resolved when the test runs, so the test ids do not depend on the
+    # collecting process's pid (pytest-xdist workers must collect the same ids)
+    [("self", 0.2), ("next", None), ("1", None), ("me", None)],
 )
 def test_watchdog_pid_of_another_process_disables_the_watchdog(
     receiver: NotifyReceiver, pid: str, expected: float | None
 ) -> None:
+    pid = {"self": str(os.getpid()), "next": str(os.getpid() + 1)}.get(pid, pid)
     env = {"NOTIFY_SOCKET": receiver.env_address, "WATCHDOG_USEC": "400000", "WATCHDOG_PID": pid}
     n = SdNotifier.from_env(env)
     assert n.watchdog_interval_s == expected
