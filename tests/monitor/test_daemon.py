@@ -13,12 +13,12 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
-from monitor.clock import SimulatedClock
+from kernel.clock import SimulatedClock
+from kernel.vocabulary import Param, Sample
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from monitor.vocabulary import Param, Sample
 from tests.helpers import BrokerProcess, free_port
 
 PREFIX = "vigil/w1/b1"
