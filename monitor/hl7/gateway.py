@@ -163,6 +163,8 @@ class Gateway:
         self.config = config
         self.host, self.port = parse_destination(h.to)
         self._now = now
+        # the MQTT version the ward broker took (`[broker] protocol`, `auto` by default)
+        self.mqtt_version: str | None = None
         self.header = Header(
             application=h.application,
             facility=h.facility,
@@ -420,11 +422,10 @@ class Gateway:
             for b in list(self._beds.values()):
                 self._report(b)
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        """The ward client for `protocol` (`mqtt_client.connect` picks it: `auto` tries 5)."""
         b = self.config.broker
         h = self.config.hl7
-        v5 = b.protocol == "5"
-        protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
         will = None
         if h.ward:
             will = aiomqtt.Will(
@@ -458,7 +459,17 @@ class Gateway:
     async def _serve_ward(self, connected: Callable[[], None]) -> None:
         h = self.config.hl7
         ward = h.ward or "+"
-        async with self._client() as client:
+        async with (
+            mqtt_client.connect(self.config.broker.protocol, self._client) as client,
+            asyncio.TaskGroup() as tg,
+        ):
+            # Receiving (and acknowledging) starts before the first SUBSCRIBE: a broker may
+            # hold the next SUBACK until the QoS 1 retained messages of the last subscription
+            # are acknowledged (amqtt awaits their PUBACKs in the client's packet loop), and
+            # PUBACKs are sent by `_receive` only (manual acknowledgement, see `_client`).
+            # Receiving later deadlocked whenever a bed's retained status or session was on the
+            # broker before the gateway subscribed.
+            tg.create_task(self._receive(client), name="hl7.ward.receive")
             # the retained session before the alarms, so an alarm knows its patient
             for what, qos in (("status", 1), ("session", 1), ("alarms", 1), ("vitals", 0)):
                 await client.subscribe(f"{h.prefix}/{ward}/+/{what}", qos=qos, timeout=_PUBLISH_S)
@@ -480,15 +491,15 @@ class Gateway:
                     timeout=_PUBLISH_S,
                 )
                 raise_if_cancelled()
+            self.mqtt_version = "5" if mqtt_client.speaks_v5(client) else "3.1.1"
             connected()
             log.info(
-                "event=hl7_ward_connected broker=%s:%d",
+                "event=hl7_ward_connected broker=%s:%d mqtt=%s",
                 self.config.broker.host,
                 self.config.broker.port,
+                self.mqtt_version,
             )
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive(client), name="hl7.ward.receive")
-                tg.create_task(self._publish(client), name="hl7.ward.publish")
+            tg.create_task(self._publish(client), name="hl7.ward.publish")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -61,10 +61,8 @@ def gateway_config(
                 "retry_max_s": 0.5,
                 **hl7,
             },
-            "broker": {
-                "url": broker.url,
-                "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
-            },
+            # `auto`, the default: MQTT 5 where the broker speaks it (mosquitto), else 3.1.1
+            "broker": {"url": broker.url},
         }
     )
 
@@ -129,11 +127,6 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> 
 # ---------------------------------------------------------------------- with a real bed
 
 
-# On the embedded amqtt broker a bed daemon and the gateway connecting together failed to come
-# up within 10 s in 2 of 6 runs of .ci/run's embedded pass (noted in the session note to chase);
-# on mosquitto they always do.
-@pytest.mark.mosquitto_only
-@pytest.mark.skipif(mosquitto_path() is None, reason="flaky on the embedded broker, see above")
 async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_end(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -146,6 +139,8 @@ async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_
     ):
         await daemon.connected(10)
         await gw.connected(10)
+        # `[broker] protocol` auto: MQTT 5 on mosquitto, 3.1.1 on the embedded broker
+        assert gw.mqtt_version == ("5" if mqtt_broker.implementation == "mosquitto" else "3.1.1")
         await nurse.subscribe("vigil/w1/b1/alarms", qos=1)
         await nurse.subscribe("vigil/w1/b1/cmd/result", qos=1)
 
@@ -207,11 +202,6 @@ async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_
     assert {fields(m)["bed"] for m in messages} == {"b1"}
 
 
-# On the embedded amqtt broker a bed daemon and the gateway connecting together failed to come
-# up within 10 s in 2 of 6 runs of .ci/run's embedded pass (noted in the session note to chase);
-# on mosquitto they always do.
-@pytest.mark.mosquitto_only
-@pytest.mark.skipif(mosquitto_path() is None, reason="flaky on the embedded broker, see above")
 async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
