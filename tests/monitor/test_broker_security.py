@@ -42,9 +42,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from alarms.policy import load_policy
 from monitor.daemon import Daemon
+from monitor.hl7.gateway import Gateway
+from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
 from tests.helpers import BrokerProcess, free_port, mosquitto_path
+from tests.monitor.hl7.receiver import Receiver
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "mosquitto"
 HOST = "127.0.0.1"
@@ -55,7 +58,8 @@ OTHER_BED = "bed-w1-b4"  # vigil/w1/b4, reads monitors/mon2
 CONSOLE = "console-station1"
 MONITOR = "monitor-mon1"
 OTHER_MONITOR = "monitor-mon2"
-USERS = (BED, OTHER_BED, CONSOLE, MONITOR, OTHER_MONITOR)
+HL7 = "hl7-w1"  # the HL7 gateway of ward w1
+USERS = (BED, OTHER_BED, CONSOLE, MONITOR, OTHER_MONITOR, HL7)
 PREFIX = "vigil/w1/b3"
 OTHER_PREFIX = "vigil/w1/b4"
 
@@ -518,6 +522,67 @@ async def test_a_monitor_publishes_only_on_its_own_topics(ward: Ward) -> None:
         assert await received_until(console, f"{PREFIX}/vitals", b"real") == [
             (f"{PREFIX}/vitals", b"real")
         ]
+
+
+async def test_the_hl7_gateway_reads_what_it_forwards_and_writes_only_its_own_topics(
+    ward: Ward, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    config = GatewayConfig.model_validate(
+        {
+            "hl7": {
+                "to": receiver.to,
+                "ward": "w1",
+                "queue": str(tmp_path / "hl7-queue.sqlite"),
+                "metrics_listen": None,
+            },
+            "broker": {
+                "url": ward.url,
+                "username": HL7,
+                "password": ward.secrets.passwords[HL7],
+                "ca_file": str(ward.secrets.ca_file),
+            },
+        }
+    )
+    event = {
+        "t": time.time(), "code": "DESAT", "priority": "medium", "kind": "physiological",
+        "state": "active", "param": "SPO2", "value": 89.0, "limit": 92.0, "phase": "infusion",
+        "message": "SpO2 89", "bed": "w1/b3", "alarm_id": "w1/b3/DESAT/1", "seq": 1,
+    }  # fmt: skip
+    bed = ward.client(BED, identifier="bed")
+    console = ward.client(CONSOLE, identifier="console")
+    gateway_user = ward.client(HL7, identifier="hl7-probe")
+    pubacks = Pubacks(gateway_user)
+    async with receiver, Gateway(config) as gw, connected(bed, console, gateway_user):
+        await gw.connected(MQTT_WAIT_S)
+        # read: a bed's alarm reaches the receiver as a PCD-04 (its subscriptions were granted)
+        await bed.publish(f"{PREFIX}/alarms", json.dumps(event).encode(), qos=1)
+        await receiver.wait_for(lambda r: any("ORU^R40" in str(m) for m in r), MQTT_WAIT_S)
+        # write: nothing of a bed's, no command; its own status and alarms are accepted
+        for topic in (
+            f"{PREFIX}/alarms",
+            f"{PREFIX}/status",
+            f"{PREFIX}/alarms/active",
+            f"{PREFIX}/cmd",
+            f"{OTHER_PREFIX}/session",
+            "monitors/mon1/samples",
+            "vigil/w2/hl7/status",
+        ):
+            assert await pubacks.publish(gateway_user, topic, b"forged") == NOT_AUTHORIZED, topic
+        for topic in ("vigil/w1/hl7/alarms", "vigil/w1/hl7/status"):
+            assert await pubacks.publish(gateway_user, topic, b"{}") in ACCEPTED, topic
+        # no reading of commands or alarms/active: mosquitto 2.0 grants the subscription and
+        # drops what the ACL does not let through, so a control message allowed to be read,
+        # sent after the forbidden ones, shows they were dropped (one client's order is kept)
+        await gateway_user.subscribe(f"{PREFIX}/#", qos=1)
+        command = b'{"cmd": "audio_pause", "request_id": "r1", "user": "ann"}'
+        await console.publish(f"{PREFIX}/cmd", command, qos=1)
+        await bed.publish(f"{PREFIX}/alarms/active", b"[]", qos=1)
+        await bed.publish(f"{PREFIX}/alarms", b"control", qos=1)
+        assert await received_until(gateway_user, f"{PREFIX}/alarms", b"control") == [
+            (f"{PREFIX}/alarms", b"control")
+        ]
+    assert [m for m in receiver.received if "ORU^R40" in str(m)]
 
 
 # ---------------------------------------------------------------------------- the daemon
