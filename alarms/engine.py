@@ -330,8 +330,7 @@ class AlarmEngine:
                     # the rows passed over were moments too: now is at least their time
                     self._now = max(self._now, b.tmax[k - 1])
                 b.pos = k
-                self._step(b, k, out)
-                k += 1
+                k = self._step(b, k, out)
             b.pos = n
             self._carry(b)
         finally:
@@ -357,15 +356,16 @@ class AlarmEngine:
         """The first row at or after `k` (before `nxt`) where a continuous alarm may change."""
         for rule in self.policy.continuous:
             alarm = self.active.get(rule.code)
+            stream = b.streams[rule.signal]
             if alarm is None:
                 if self.phase in rule.phases:
-                    nxt = min(nxt, _after(b.on_rows[rule.code], k, nxt))
+                    nxt = min(nxt, b.due[rule.code].on.next_row(stream, k, nxt))
             elif not alarm.latching or alarm.acknowledged or alarm.condition:
-                nxt = min(nxt, _after(b.off_rows[rule.code], k, nxt))
+                nxt = min(nxt, b.due[rule.code].off.next_row(stream, k, nxt))
             else:
                 # latched, its condition over: the row where it returns matters, so that the
                 # next end is announced as `latched` again (docs/ALARMS.md "States")
-                nxt = min(nxt, _after(b.on_rows[rule.code], k, nxt))
+                nxt = min(nxt, b.due[rule.code].on.next_row(stream, k, nxt))
         return nxt
 
     def _next_no_data(self, b: _Batch, k: int, nxt: int) -> int:
@@ -382,8 +382,8 @@ class AlarmEngine:
                     nxt = min(nxt, _after(b.nd_late[nd.code], first, nxt))
         return nxt
 
-    def _step(self, b: _Batch, k: int, out: list[AlarmEvent]) -> None:
-        """Row `k` as the moment it is: what `row` did for every row, before the batch path."""
+    def _step(self, b: _Batch, k: int, out: list[AlarmEvent]) -> int:
+        """Row `k` as the moment it is (with the cuff rows of its determination); the next row."""
         t = float(b.t[k])
         what = _CODES[int(b.what[k])]
         if self._pending_nibp_t is not None and (t != self._pending_nibp_t or what not in _NIBP):
@@ -394,15 +394,25 @@ class AlarmEngine:
         if isinstance(what, SessionEvent):
             self._session_event(t, what, out)
         elif what in _NIBP:
-            ok = bool(b.ok[k])
-            self._pending_nibp_t = t
-            self._pending_nibp[what] = float(b.value[k]) if ok else math.nan
-            if len(self._pending_nibp) == len(_NIBP):
-                self._close_determination(out)
-            return
+            # the cuff rows that follow at the same time join the determination (Reading 6);
+            # they are moments at which nothing else can happen
+            cuff: Param | SessionEvent = what
+            while True:
+                assert isinstance(cuff, Param)
+                self._pending_nibp_t = t
+                self._pending_nibp[cuff] = float(b.value[k]) if b.ok[k] else math.nan
+                k += 1
+                b.pos = k
+                if len(self._pending_nibp) == len(_NIBP):
+                    self._close_determination(out)
+                    return k
+                if k == b.n or b.t[k] != t or not _IS_NIBP[b.what[k]]:
+                    return k
+                cuff = _CODES[int(b.what[k])]
         else:
             self._sample_at(b, k, t, what, out)
         self._timed(out)
+        return k + 1
 
     def _sample_at(self, b: _Batch, k: int, t: float, param: Param, out: list[AlarmEvent]) -> None:
         """The events of the sample at row `k` (its runs are in the batch's arrays)."""
@@ -414,20 +424,21 @@ class AlarmEngine:
                     )
         for signal in b.signals_of[param]:
             stream = b.streams[signal]
-            p = int(stream.pos[k])
+            p = stream.at(k)
             if p < 0:
                 continue  # Reading 5: an HR row past the hold is no HRE sample
             value = float(stream.v[p])
             src = _CODES[int(stream.src[p])]
             assert isinstance(src, Param)
             for rule in self._rules_of[signal]:
+                due = b.due[rule.code]
                 self._continuous_transition(
                     rule,
                     t,
                     value,
                     src,
-                    due_on=bool(b.due_on[rule.code][p]),
-                    due_off=bool(b.due_off[rule.code][p]),
+                    due_on=due.on.has(p),
+                    due_off=due.off.has(p),
                     out=out,
                 )
 
@@ -466,15 +477,14 @@ class AlarmEngine:
             if stream is None or not len(stream.t):
                 continue
             run = self._runs[rule.code]
-            hs, os_ = b.hold_start[rule.code][-1], b.off_start[rule.code][-1]
-            run.hold_start = None if math.isnan(hs) else float(hs)
-            run.off_start = None if math.isnan(os_) else float(os_)
+            due = b.due[rule.code]
+            run.hold_start, run.off_start = due.hold_start, due.off_start
             alarm = self.active.get(rule.code)
             if alarm is not None:
                 # a latched alarm's condition, for an acknowledgement between batches
-                decisive = np.flatnonzero(b.due_on[rule.code] | b.due_off[rule.code])
-                if len(decisive):
-                    alarm.condition = bool(b.due_on[rule.code][decisive[-1]])
+                on, off = due.on.last(), due.off.last()
+                if on >= 0 or off >= 0:
+                    alarm.condition = on > off
 
     def _columns(self, rows: Rows) -> _Batch:
         """The batch as columns, from the state carried so far (`_Batch`)."""
@@ -482,60 +492,40 @@ class AlarmEngine:
         t, what, value = rows.t, rows.what, rows.value
         ok = rows.valid & rows.in_range
         tmax = np.maximum.accumulate(t)
-        ordered = bool(np.all(t == tmax))
-        static = np.flatnonzero(~rows.continuous)
+        ordered = bool(np.array_equal(t, tmax))
+        static = np.flatnonzero(_STATIC[what])
         present = np.bincount(what, minlength=len(_CODES))
         valid_rows: dict[Param, np.ndarray] = {}
-        valid_mask: dict[Param, np.ndarray] = {}
         for param in _CONTINUOUS:
             if present[_CODE_OF[param]]:
-                valid_mask[param] = (what == _CODE_OF[param]) & ok
-                valid_rows[param] = np.flatnonzero(valid_mask[param])
-        streams = self._streams(n, t, what, value, ok)
+                valid_rows[param] = np.flatnonzero((what == _CODE_OF[param]) & ok)
+        streams = self._streams(t, what, value, ok)
         signals_of: dict[Param, tuple[str, ...]] = {
             p: ((HRE,) if p in (Param.HR, Param.PR) else ()) + ((p.value,) if p in streams else ())
             for p in _CONTINUOUS
         }
-        due_on: dict[str, np.ndarray] = {}
-        due_off: dict[str, np.ndarray] = {}
-        hold_start: dict[str, np.ndarray] = {}
-        off_start: dict[str, np.ndarray] = {}
-        on_rows: dict[str, np.ndarray] = {}
-        off_rows: dict[str, np.ndarray] = {}
-        for rule in self.policy.continuous:
-            s = streams[rule.signal]
-            on, off, hs, os_ = _runs(s, rule, self._runs[rule.code], clear_after=self._clear_after)
-            due_on[rule.code], due_off[rule.code] = on, off
-            hold_start[rule.code], off_start[rule.code] = hs, os_
-            on_rows[rule.code], off_rows[rule.code] = s.rows[on], s.rows[off]
+        due = {
+            rule.code: _due(
+                streams[rule.signal], rule, self._runs[rule.code], clear_after=self._clear_after
+            )
+            for rule in self.policy.continuous
+        }
         nd_valid: dict[str, np.ndarray] = {}
         nd_late: dict[str, np.ndarray] = {}
         for nd in self.policy.no_data:
-            mask = np.zeros(n, dtype=bool)
-            for p in nd.params:
-                if p in valid_mask:
-                    mask |= valid_mask[p]
-            valid = np.flatnonzero(mask)
+            of_rule = np.zeros(len(_CODES), dtype=bool)
+            of_rule[[_CODE_OF[p] for p in nd.params]] = True
+            valid = np.flatnonzero(of_rule[what] & ok)
             nd_valid[nd.code] = valid
             carry = max(self._last_valid_t.get(p, -math.inf) for p in nd.params)
-            # the last valid time strictly before each row
-            last = np.full(n, -1, dtype=np.int64)
-            last[valid] = valid
-            np.maximum.accumulate(last, out=last)
-            before = np.empty(n)
-            before[0] = carry
-            prev = last[:-1]
-            before[1:] = np.where(prev >= 0, t[np.maximum(prev, 0)], carry)
-            nd_late[nd.code] = np.flatnonzero(t - before >= nd.after_s)
+            nd_late[nd.code] = _late_rows(t, tmax, valid, carry, nd.after_s)
         return _Batch(
-            n, t, what, value, ok, tmax, ordered, static, streams, signals_of,
-            due_on, due_off, hold_start, off_start, on_rows, off_rows, valid_rows,
-            nd_valid, nd_late,
+            n, t, what, value, ok, tmax, ordered, static, streams, signals_of, due,
+            valid_rows, nd_valid, nd_late,
         )  # fmt: skip
 
     def _streams(
         self,
-        n: int,
         t: np.ndarray,
         what: np.ndarray,
         value: np.ndarray,
@@ -543,30 +533,32 @@ class AlarmEngine:
     ) -> dict[str, _Stream]:
         gap = self._gap
         out: dict[str, _Stream] = {}
-        hr_code, pr_code = _CODE_OF[Param.HR], _CODE_OF[Param.PR]
-        beat = np.flatnonzero((what == hr_code) | (what == pr_code))
+        hr_code = _CODE_OF[Param.HR]
+        beat = np.flatnonzero(_BEAT[what])
         bt, bw, bv, bok = t[beat], what[beat], value[beat], ok[beat]
         # Reading 5: HRE is the latest valid HR while it is at most `hr_hold_s` old, else the
         # PR row's own value; an HR row past the hold is no HRE sample (a valid HR row never
         # is: it is its own latest valid HR)
         last = self._last_valid_hr
-        idx = np.where((bw == hr_code) & bok, np.arange(len(bt)), -1)
+        is_hr = bw == hr_code
+        idx = np.where(is_hr & bok, np.arange(len(bt), dtype=np.int32), np.int32(-1))
         np.maximum.accumulate(idx, out=idx)
         seen = idx >= 0
         safe = np.maximum(idx, 0)
         lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
         lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
-        from_hr = ~np.isnan(lvt) & (bt - lvt <= self._hold)
-        keep = from_hr | (bw == pr_code)
-        bt, bw, bv, bok = bt[keep], bw[keep], bv[keep], bok[keep]
-        lvv, from_hr = lvv[keep], from_hr[keep]
+        with np.errstate(invalid="ignore"):
+            from_hr = bt - lvt <= self._hold  # NaN (no valid HR yet) compares false
+        keep = from_hr | ~is_hr
+        if not keep.all():
+            beat, bt, bw, bv, bok = beat[keep], bt[keep], bw[keep], bv[keep], bok[keep]
+            lvv, from_hr = lvv[keep], from_hr[keep]
         out[HRE] = _Stream.of(
-            n,
-            beat[keep],
+            beat,
             t=bt,
             v=np.where(from_hr, lvv, bv),
             ok=from_hr | bok,
-            src=np.where(from_hr, hr_code, bw),
+            src=np.where(from_hr, np.int8(hr_code), bw),
             last_t=self._signal_last_t.get(HRE),
             gap=gap,
         )
@@ -576,7 +568,6 @@ class AlarmEngine:
             code = _CODE_OF[Param(signal)]
             rows = np.flatnonzero(what == code)
             out[signal] = _Stream.of(
-                n,
                 rows,
                 t=t[rows],
                 v=value[rows],
@@ -591,24 +582,6 @@ class AlarmEngine:
     #
     # While a batch is stepped through, the state "now" is what the carried state and the
     # batch's rows before `_Batch.pos` make; these read it without building it row by row.
-
-    def _last_valid(self, param: Param) -> float:
-        b = self._batch
-        if b is None:
-            return self._last_valid_t.get(param, -math.inf)
-        if b.memo_pos != b.pos:
-            b.memo_pos = b.pos
-            b.memo.clear()
-        found = b.memo.get(param)
-        if found is None:
-            found = self._last_valid_t.get(param, -math.inf)
-            idx = b.valid_rows.get(param)
-            if idx is not None:
-                i = int(idx.searchsorted(b.pos))
-                if i:
-                    found = float(b.t[idx[i - 1]])
-            b.memo[param] = found
-        return found
 
     def _latest_of(self, key: str) -> float | None:
         b = self._batch
@@ -1061,8 +1034,19 @@ class AlarmEngine:
         self._escalate(out)
 
     def _no_data_ref(self, rule: NoDataRule, session: _Session) -> float:
-        last = max((self._last_valid(p) for p in rule.params), default=-math.inf)
-        return max(last, session.start)
+        """Reading 2: the later of the rule's last valid sample and the session start."""
+        ref = session.start
+        b = self._batch
+        for p in rule.params:
+            last = self._last_valid_t.get(p, -math.inf)
+            idx = b.valid_rows.get(p) if b is not None else None
+            if idx is not None:
+                assert b is not None
+                i = int(idx.searchsorted(b.pos))
+                if i:
+                    last = float(b.t[idx[i - 1]])
+            ref = max(ref, last)
+        return ref
 
     def _overdue_ref(self, session: _Session) -> float:
         last = session.determinations[-1].t if session.determinations else -math.inf
@@ -1282,9 +1266,12 @@ def _bp_message(
 # Row codes of `Rows.what`: the parameters, then the session events.
 _CODES: tuple[Param | SessionEvent, ...] = (*Param, *SessionEvent)
 _CODE_OF: dict[Param | SessionEvent, int] = {w: i for i, w in enumerate(_CODES)}
-_NIBP_CODES = np.array([_CODE_OF[p] for p in _NIBP])
 _PARAM_LO = np.array([PHYSIOLOGICAL_RANGE[p][0] for p in Param] + [0.0] * len(SessionEvent))
 _PARAM_HI = np.array([PHYSIOLOGICAL_RANGE[p][1] for p in Param] + [0.0] * len(SessionEvent))
+# per row code: always stepped (a session step or a cuff row); a sample of HR or PR (HRE)
+_STATIC = np.array([isinstance(w, SessionEvent) or w in _NIBP for w in _CODES])
+_IS_NIBP = np.array([w in _NIBP for w in _CODES])
+_BEAT = np.array([w in (Param.HR, Param.PR) for w in _CODES])
 
 
 @dataclass(frozen=True)
@@ -1316,11 +1303,6 @@ class Rows:
         )
 
     @functools.cached_property
-    def continuous(self) -> np.ndarray:
-        """Rows that are samples of a continuous parameter (not NIBP, not a session event)."""
-        return (self.what < len(Param)) & ~np.isin(self.what, _NIBP_CODES)
-
-    @functools.cached_property
     def in_range(self) -> np.ndarray:
         """Values inside the physiological range of their parameter (docs/ALARMS.md)."""
         with np.errstate(invalid="ignore"):
@@ -1346,7 +1328,7 @@ class _Stream:
     ok: np.ndarray
     src: np.ndarray
     broken: np.ndarray  # a gap over `run_gap_s` before this sample breaks any run
-    pos: np.ndarray  # for every row of the batch, its position in the stream, or -1
+    ordered: bool  # times never go back (always in replay; live rows may come late)
     ok_pos: np.ndarray  # positions of the valid samples
     ok_rows: np.ndarray  # their rows
     ok_t: np.ndarray  # their times
@@ -1354,7 +1336,6 @@ class _Stream:
     @classmethod
     def of(
         cls,
-        n: int,
         rows: np.ndarray,
         *,
         t: np.ndarray,
@@ -1364,14 +1345,21 @@ class _Stream:
         last_t: float | None,
         gap: float,
     ) -> _Stream:
-        broken = np.empty(len(t), dtype=bool)
-        if len(t):
+        m = len(t)
+        broken = np.empty(m, dtype=bool)
+        ordered = True
+        if m:
             broken[0] = last_t is not None and t[0] - last_t > gap
-            broken[1:] = np.diff(t) > gap
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[rows] = np.arange(len(rows))
+            step = np.diff(t)
+            np.greater(step, gap, out=broken[1:])
+            ordered = not bool((step < 0).any())
         ok_pos = np.flatnonzero(ok)
-        return cls(rows, t, v, ok, src, broken, pos, ok_pos, rows[ok_pos], t[ok_pos])
+        return cls(rows, t, v, ok, src, broken, ordered, ok_pos, rows[ok_pos], t[ok_pos])
+
+    def at(self, row: int) -> int:
+        """Position of batch row `row` in the stream, or -1 if it is not one of its samples."""
+        p = int(self.rows.searchsorted(row))
+        return p if p < len(self.rows) and int(self.rows[p]) == row else -1
 
     def last_ok_before(self, row: int) -> int:
         """Position of the last valid sample on a row before `row`, or -1."""
@@ -1387,6 +1375,52 @@ class _Stream:
             return self.ok_pos[i:j]
         sel: np.ndarray = self.ok_pos[:end][(ts >= lo) & (ts <= hi)]
         return sel
+
+
+@dataclass(eq=False)
+class _Spans:
+    """A set of stream positions as sorted disjoint spans [lo, hi), with their batch rows."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    row_lo: np.ndarray  # the row of the first position of each span
+    row_hi: np.ndarray  # the row of the last one
+
+    @classmethod
+    def of(cls, s: _Stream, lo: np.ndarray, hi: np.ndarray) -> _Spans:
+        return cls(lo, hi, s.rows[lo], s.rows[hi - 1])
+
+    def has(self, p: int) -> bool:
+        i = int(self.hi.searchsorted(p, side="right"))
+        return i < len(self.hi) and int(self.lo[i]) <= p
+
+    def last(self) -> int:
+        """The last position of the set, or -1."""
+        return int(self.hi[-1]) - 1 if len(self.hi) else -1
+
+    def next_row(self, s: _Stream, k: int, default: int) -> int:
+        """The first row at or after `k` of a position in the set, else `default`."""
+        i = int(self.row_hi.searchsorted(k))
+        if i == len(self.row_hi):
+            return default
+        if int(self.row_lo[i]) >= k:
+            return int(self.row_lo[i])
+        return int(s.rows[s.rows.searchsorted(k)])
+
+
+@dataclass(eq=False)
+class _Due:
+    """One continuous rule over a batch: where it is due to raise (`on`) and to clear (`off`).
+
+    `on` holds the samples where the condition has held for `delay_s`, `off` those where it
+    has not held for `clear_after_s` ("Run semantics", Reading 4); `hold_start`, `off_start`
+    are the runs open at the batch's last sample, carried into the next batch.
+    """
+
+    on: _Spans
+    off: _Spans
+    hold_start: float | None
+    off_start: float | None
 
 
 @dataclass(eq=False)
@@ -1407,19 +1441,11 @@ class _Batch:
     static: np.ndarray  # rows that are always stepped: session steps and NIBP rows
     streams: dict[str, _Stream]
     signals_of: dict[Param, tuple[str, ...]]
-    due_on: dict[str, np.ndarray]
-    due_off: dict[str, np.ndarray]
-    hold_start: dict[str, np.ndarray]
-    off_start: dict[str, np.ndarray]
-    on_rows: dict[str, np.ndarray]
-    off_rows: dict[str, np.ndarray]
+    due: dict[str, _Due]
     valid_rows: dict[Param, np.ndarray]  # rows of valid samples per continuous parameter
     nd_valid: dict[str, np.ndarray]  # per no-data rule: rows of valid samples of its params
     nd_late: dict[str, np.ndarray]  # per no-data rule: rows that long after the last valid one
     pos: int = 0
-    # last valid times as of `memo_pos` (timed checks ask several times per row)
-    memo_pos: int = -1
-    memo: dict[Param, float] = field(default_factory=dict)
 
     def first_at_or_after(self, x: float, k: int) -> int:
         """The first row at or after `k` whose time is at least `x`, else `n`."""
@@ -1430,43 +1456,106 @@ class _Batch:
 
 
 _CONTINUOUS = tuple(p for p in Param if p not in _NIBP)
+_HOLDS, _OFF = np.int8(2), np.int8(1)  # sample states of `_due`; 0 is an invalid sample
 
 
-def _ffill_values(x: np.ndarray, mask: np.ndarray, carry: float) -> np.ndarray:
-    """X at the last row where mask holds, at or before each row; `carry` before the first."""
-    # int32 indices: half the memory traffic of int64 (a batch is far below 2**31 rows)
-    idx = np.where(mask, np.arange(len(x), dtype=np.int32), np.int32(-1))
-    np.maximum.accumulate(idx, out=idx)
-    return np.where(idx >= 0, x[np.maximum(idx, 0)], carry)
+def _due(s: _Stream, rule: ContinuousRule, run: _Run, *, clear_after: float) -> _Due:
+    """Run semantics over a stream, as spans: where the rule is due to raise and to clear.
 
-
-def _runs(
-    s: _Stream, rule: ContinuousRule, run: _Run, *, clear_after: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run semantics over a stream: (due_on, due_off, hold_start, off_start) per sample.
-
-    A run of holding (or of not holding) starts at a sample where it holds and either the
-    sample before did not, or a gap over `run_gap_s` comes before it; an invalid sample breaks
-    both kinds (Reading 4). `run` carries the runs of the batch before.
+    Each sample is invalid, holding or not holding; a run (of holding or of not holding)
+    begins where the state changes or a gap over `run_gap_s` comes before the sample, and an
+    invalid sample breaks both kinds (Reading 4). Runs are few, so the work per sample is a
+    few comparisons; the rest is per run. `run` carries the runs of the batch before.
     """
+    m = len(s.t)
+    if m == 0:
+        none = _Spans.of(s, starts := np.empty(0, np.int64), starts)
+        return _Due(none, none, run.hold_start, run.off_start)
     with np.errstate(invalid="ignore"):
-        holds = s.ok & OPS[rule.op](s.v, rule.limit)
-    off = s.ok & ~holds
-    hold_start = _run_starts(s, holds, run.hold_start)
-    off_start = _run_starts(s, off, run.off_start)
-    due_on = holds & (s.t - hold_start >= rule.delay_s)
-    due_off = off & (s.t - off_start >= clear_after)
-    return due_on, due_off, hold_start, off_start
+        state = s.ok.view(np.int8) + (OPS[rule.op](s.v, rule.limit) & s.ok)
+    new = np.empty(m, dtype=bool)
+    new[0] = True
+    np.not_equal(state[1:], state[:-1], out=new[1:])
+    new |= s.broken
+    starts = np.flatnonzero(new)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = m
+    kinds = state[starts]
+    since = s.t[starts]
+    # the batch's first run goes on from the last batch's unless a gap broke it
+    carried = {int(_HOLDS): run.hold_start, int(_OFF): run.off_start}.get(int(kinds[0]))
+    if carried is not None and not s.broken[0]:
+        since[0] = carried
+    on = _due_spans(s, kinds == _HOLDS, starts, ends, since, rule.delay_s)
+    off = _due_spans(s, kinds == _OFF, starts, ends, since, clear_after)
+    last = int(kinds[-1])
+    return _Due(
+        on,
+        off,
+        float(since[-1]) if last == _HOLDS else None,
+        float(since[-1]) if last == _OFF else None,
+    )
 
 
-def _run_starts(s: _Stream, kind: np.ndarray, carry: float | None) -> np.ndarray:
-    """Start time of the run of `kind` each sample is in (NaN where `kind` is false)."""
-    if not len(kind) or (carry is None and not kind.any()):
-        return np.full(len(kind), math.nan)
-    prev = np.empty(len(kind), dtype=bool)
-    prev[0] = carry is not None
-    prev[1:] = kind[:-1]
-    new = kind & (s.broken | ~prev)
-    since = _ffill_values(s.t, new, math.nan if carry is None else carry)
-    out: np.ndarray = np.where(kind, since, math.nan)
-    return out
+def _due_spans(
+    s: _Stream,
+    sel: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    since: np.ndarray,
+    after: float,
+) -> _Spans:
+    """The samples of the runs `sel` at which `t - since >= after`, as spans.
+
+    In time order the samples of a run that qualify are a tail of it, found by a binary
+    search (then checked with the exact subtraction, as `hold_start + delay` may round); rows
+    out of time order (live) are compared one by one.
+    """
+    lo, hi, since = starts[sel], ends[sel], since[sel]
+    t = s.t
+    if not s.ordered:
+        mask = np.zeros(len(t), dtype=bool)
+        for a, b, t0 in zip(lo.tolist(), hi.tolist(), since.tolist(), strict=True):
+            mask[a:b] = t[a:b] - t0 >= after
+        edge = np.diff(mask.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        return _Spans.of(s, np.flatnonzero(edge == 1), np.flatnonzero(edge == -1))
+    first = np.maximum(lo, t.searchsorted(since + after, side="left"))
+    # the exact test at the edge: the first qualifying sample and the one before it
+    inside = first < hi
+    late = inside & (t[np.minimum(first, len(t) - 1)] - since < after)
+    early = (first > lo) & (t[np.maximum(first - 1, 0)] - since >= after)
+    for i in np.flatnonzero(late | early).tolist():
+        a, b = int(lo[i]), int(hi[i])
+        hit = np.flatnonzero(t[a:b] - since[i] >= after)
+        first[i] = a + int(hit[0]) if len(hit) else b
+    keep = first < hi
+    return _Spans.of(s, first[keep], hi[keep])
+
+
+def _late_rows(
+    t: np.ndarray, tmax: np.ndarray, valid: np.ndarray, carry: float, after: float
+) -> np.ndarray:
+    """Rows at least `after` later than the last valid row strictly before them.
+
+    Such rows lie in the gaps between valid rows that span `after` (few: data lost), so only
+    those gaps are looked at, each with the running maximum of time bounding what is in it.
+    """
+    n = len(t)
+    # gap i runs over the rows after valid[i - 1] (the carried time for i = 0) up to valid[i]
+    # (to the batch's end for the last gap)
+    ends = np.append(valid, n - 1)
+    begins = np.empty(len(ends), dtype=np.int64)
+    begins[0] = 0
+    begins[1:] = valid + 1
+    ref = np.empty(len(ends))
+    ref[0] = carry
+    ref[1:] = t[valid]
+    cand = np.flatnonzero((begins <= ends) & (tmax[ends] - ref >= after))
+    found = [
+        a + np.flatnonzero(t[a : b + 1] - r >= after)
+        for a, b, r in zip(
+            begins[cand].tolist(), ends[cand].tolist(), ref[cand].tolist(), strict=True
+        )
+    ]
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)

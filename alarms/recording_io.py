@@ -7,8 +7,11 @@ columns (`t` a number, `param` text, `value` the same text as in the CSV, or a n
 are no `EVENT` rows).
 
 Reading is columnar and streamed: the file is cut into blocks of whole lines (`block_size`
-bytes, 16 MiB by default), each block is parsed by pyarrow into arrays and checked with numpy,
-and comes out as one `Rows` batch; memory stays bounded by a few blocks whatever the file's size.
+bytes, 2 MiB by default, small enough for the engine's columns of a block to stay in cache),
+each block is parsed by pyarrow into arrays and checked with numpy, and comes out as one `Rows`
+batch; memory stays bounded by a few blocks whatever the file's size. `value` is parsed as a
+number by the CSV parser itself, the session steps of `EVENT` rows swapped for stand-in numbers
+first (`_number_events`).
 pyarrow rather than polars: one well-kept library reads both the CSV and Parquet (with a batch
 iterator, `ParquetFile.iter_batches`), its CSV parser takes a block of bytes we framed ourselves,
 which is what lets every error name its line, and it is a smaller dependency than polars with
@@ -61,7 +64,7 @@ __all__ = [
 
 HEADER: Final = ("t", "param", "value")
 EVENT: Final = "EVENT"
-DEFAULT_BLOCK_SIZE: Final = 1 << 24
+DEFAULT_BLOCK_SIZE: Final = 1 << 21
 _BOM: Final = b"\xef\xbb\xbf"
 _PARQUET_MAGIC: Final = b"PAR1"
 # Rows per batch on the line-by-line path and per Parquet batch: about one CSV block.
@@ -165,12 +168,15 @@ def _blocks(head: bytes, f: BinaryIO, block_size: int) -> Iterator[bytes]:
         carry = data[cut:]
 
 
+_LF: Final = ord("\n")
+
+
 def _count_lines(block: bytes) -> int:
     r"""Lines in `block` as Python's universal newlines count them (`\\n`, `\\r\\n`, `\\r`)."""
-    n = block.count(b"\n")
-    cr = block.count(b"\r")
-    if cr:
-        n += cr - block.count(b"\r\n")
+    # numpy counts a byte ten times faster than `bytes.count`; `in` is a `memchr`
+    n = int(np.count_nonzero(np.frombuffer(block, np.uint8) == _LF))
+    if b"\r" in block:
+        n += block.count(b"\r") - block.count(b"\r\n")
     if block and not block.endswith((b"\n", b"\r")):
         n += 1
     return n
@@ -273,34 +279,105 @@ def _check_header(raw: bytes, file: str) -> None:
         raise RecordingError(file, 1, f"bad header {','.join(header)!r}: expected t,param,value")
 
 
-_READ: Final = pacsv.ReadOptions(column_names=list(HEADER), use_threads=True)
+# One thread per block: the blocks are parsed on the read-ahead thread while the engine runs,
+# and pyarrow's own pool on top of it only contends for the same cores. A block is parsed as
+# one chunk (pyarrow's `block_size` above ours), so its columns convert to numpy without a copy.
+_READ: Final = pacsv.ReadOptions(column_names=list(HEADER), use_threads=False, block_size=1 << 30)
 _PARSE: Final = pacsv.ParseOptions(quote_char=False, newlines_in_values=False)
 _CONVERT: Final = pacsv.ConvertOptions(
     # `param` as plain text: parsing it straight into a dictionary costs more than looking the
-    # names up afterwards (`index_in`)
-    column_types={"t": pa.float64(), "param": pa.string(), "value": pa.string()},
-    null_values=[],
+    # names up afterwards (`index_in`); `value` as a number, parsed with the rest of the line
+    # (an empty value is null, an invalid sample), once the session steps of `EVENT` rows are
+    # swapped for stand-in numbers (`_number_events`)
+    column_types={"t": pa.float64(), "param": pa.string(), "value": pa.float64()},
+    null_values=[""],
     strings_can_be_null=False,
 )
+_EVENT_FIELD: Final = f",{EVENT},".encode()
+# a stand-in number for each session step: far outside every physiological range, and checked
+# against the count of swaps, so a recording that holds one of them itself is read line by line
+_STAND_IN: Final[dict[bytes, float]] = {
+    e.value.encode(): -float(i + 1) * 1e300 for i, e in enumerate(SessionEvent)
+}
+
+
+def _number_events(block: bytes) -> tuple[bytes, dict[float, int]]:
+    """The block with the step of each `EVENT` row written as its stand-in number; the swaps.
+
+    Session steps are a handful of rows per file: they are found with `bytes.find` and the
+    block is copied once around them, so the CSV parser can read `value` as a number.
+    """
+    swaps: dict[float, int] = {}
+    parts: list[bytes | memoryview] = []
+    whole = memoryview(block)  # slices of it are views: the block is copied once, by `join`
+    start = 0
+    # `V` is in no other name of the vocabulary, and a one-byte search is a `memchr`
+    at = block.find(b"V")
+    while at >= 0:
+        head = at - 2 + len(_EVENT_FIELD)  # `V` is the third byte of `,EVENT,`
+        if at >= 2 and block.startswith(_EVENT_FIELD, at - 2):
+            for name, number in _STAND_IN.items():
+                if block.startswith(name, head):
+                    parts += [whole[start:head], repr(number).encode()]
+                    start = head + len(name)
+                    swaps[number] = swaps.get(number, 0) + 1
+                    break
+        at = block.find(b"V", at + 1)
+    if not parts:
+        return block, swaps
+    parts.append(whole[start:])
+    return b"".join(parts), swaps
 
 
 def _fast(block: bytes, last_t: float = -math.inf) -> Rows | None:
     """The rows of a block of whole lines, or None if a line needs the line-by-line reader."""
+    numbered, swaps = _number_events(block)
     try:
         # a BufferReader reads the block in place; the stubs know only Python files
-        source: Any = pa.BufferReader(block)
+        source: Any = pa.BufferReader(numbered)
         table = pacsv.read_csv(source, _READ, _PARSE, _CONVERT)
     except pa.ArrowInvalid:
         return None
-    if table.num_rows == 0:
-        return _rows(np.empty(0), np.empty(0, np.int8), np.empty(0))
     t = table.column("t").to_numpy()
-    if not np.isfinite(t).all() or t[0] < last_t or (t[1:] < t[:-1]).any():
-        return None
     what = _param_codes(table.column("param"))
-    if (what == _UNKNOWN).any():
+    in_order = not len(t) or (np.isfinite(t).all() and t[0] >= last_t and (t[1:] >= t[:-1]).all())
+    if not in_order or (what == _UNKNOWN).any():
         return None
-    return _values(what, t, table.column("value"))
+    value = table.column("value")
+    v = _to_float(value)
+    # pyarrow also reads `nan(1)` as NaN, which Python's `float` refuses: a NaN written as
+    # text (not an empty value) in a block with a parenthesis goes to the line-by-line reader
+    if b"(" in block and np.count_nonzero(np.isnan(v)) > value.null_count:
+        return None
+    steps = _steps(what, v, swaps)
+    if steps is None or np.isinf(steps[1]).any():
+        return None
+    return _rows(t, *steps)
+
+
+def _steps(
+    what: np.ndarray, v: np.ndarray, swaps: dict[float, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes and values with each `EVENT` row's stand-in number read back as its step."""
+    events = np.flatnonzero(what == _IS_EVENT)
+    if len(events) != sum(swaps.values()):
+        return None  # an `EVENT` row whose step is not one of the vocabulary
+    if not len(events):
+        return what, v
+    stand_in = v[events]
+    for number, count in swaps.items():
+        if np.count_nonzero(stand_in == number) != count:
+            return None  # a stand-in number written in the file itself
+    what = what.copy()
+    what[events] = [_EVENT_OF_STAND_IN[x] for x in stand_in.tolist()]
+    v = v.copy()  # pyarrow's buffer is read-only
+    v[events] = math.nan
+    return what, v
+
+
+_EVENT_OF_STAND_IN: Final[dict[float, int]] = {
+    number: _EVENT_CODE[name.decode()] for name, number in _STAND_IN.items()
+}
 
 
 def _param_codes(param: pa.ChunkedArray[Any]) -> np.ndarray:
@@ -313,9 +390,10 @@ def _param_codes(param: pa.ChunkedArray[Any]) -> np.ndarray:
             lut = np.array([_lookup(n) for n in names] or [0], dtype=np.int16)
             parts.append(lut[coded.indices.to_numpy(zero_copy_only=False)])
         else:
-            found: Any = pc.index_in(chunk, value_set=_NAMES)
-            index: pa.Array[Any] = found.fill_null(len(_NAMES))
-            parts.append(_NAME_CODES[index.to_numpy(zero_copy_only=False)])
+            found: pa.Array[Any] = pc.index_in(chunk, value_set=_NAMES)
+            if found.null_count:  # a name not in the vocabulary (the rare case): mark it
+                found = found.fill_null(len(_NAMES))
+            parts.append(_NAME_CODES[found.to_numpy(zero_copy_only=False)])
     return np.concatenate(parts) if parts else np.empty(0, np.int16)
 
 
