@@ -32,6 +32,7 @@ from alarms.policy import (
 )
 from kernel.vocabulary import (
     PHYSIOLOGICAL_RANGE,
+    SYSTEM_ALARM_CODES,
     AlarmEvent,
     AlarmKind,
     AlarmState,
@@ -39,38 +40,13 @@ from kernel.vocabulary import (
     Phase,
     Priority,
     SessionEvent,
+    SystemAlarm,
+    system_alarm,
 )
 
-__all__ = ["SYSTEM_ALARMS", "ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
+__all__ = ["ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
 
 HRE = "HRE"
-
-# Technical alarms about the bedside system itself, not the patient: the daemon sees their
-# conditions (a monitor unplugged, the ward broker unreachable), the engine keeps them with the
-# policy's alarms so that acknowledgement, `alarms/active` and the outbox treat them alike.
-# Medium, as a lost data source is in docs/ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
-# monitor unplugged before a session opens is worth fixing before it does.
-SYSTEM_ALARMS: dict[str, tuple[Priority, AlarmKind]] = {
-    "DEVICE_DISCONNECTED": (Priority.MEDIUM, AlarmKind.TECHNICAL),
-    "WARD_LINK_DOWN": (Priority.MEDIUM, AlarmKind.TECHNICAL),
-    # the daemon was not running for a while during a session (a crash, a power cut): latched
-    # until a nurse acknowledges that the bed went unwatched (issue 4, recovery)
-    "MONITORING_GAP": (Priority.MEDIUM, AlarmKind.TECHNICAL),
-    # docs/PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
-    "INFUSION_LONG": (Priority.LOW, AlarmKind.ADVISORY),
-    # a monitor's clock is off the bed's: its samples are re-stamped with the bed's time
-    # (monitor/timekeeper.py), so monitoring goes on, but the clock wants setting
-    "DEVICE_CLOCK_OFF": (Priority.LOW, AlarmKind.TECHNICAL),
-    # the bed's disk refuses its journal or outbox (full, failing): monitoring and alarms go
-    # on in memory, but a restart now would lose them; high, as the bed can no longer
-    # guarantee delivery (issue 17, item 4)
-    "JOURNAL_FAILED": (Priority.HIGH, AlarmKind.TECHNICAL),
-    # free space on the journal's disk below `[journal] min_free_mb`: fix it before it is full
-    "JOURNAL_SPACE_LOW": (Priority.LOW, AlarmKind.TECHNICAL),
-    # more samples arrive than the bed can take: some are shed (counted), so a run may be
-    # seen late or broken (issue 17, item 5); medium, as a lost data source is
-    "SAMPLES_SHED": (Priority.MEDIUM, AlarmKind.TECHNICAL),
-}
 
 
 def fmt(x: float) -> str:
@@ -153,7 +129,7 @@ class AlarmEngine:
         self.phase = Phase.NONE
         self.session: _Session | None = None
         self.active: dict[str, ActiveAlarm] = {}
-        self._order = {code: i for i, code in enumerate([*policy.codes(), *SYSTEM_ALARMS])}
+        self._order = {code: i for i, code in enumerate([*policy.codes(), *SystemAlarm])}
         self._now = -math.inf
         self._runs = {r.code: _Run() for r in policy.continuous}
         self._signal_last_t: dict[str, float] = {}
@@ -250,20 +226,26 @@ class AlarmEngine:
         message: str,
         param: str | None = None,
         value: float | None = None,
-        latching: bool = False,
+        latching: bool | None = None,
     ) -> list[AlarmEvent]:
-        """Raise or clear a system alarm (`SYSTEM_ALARMS`) whose condition the caller watches.
+        """Raise or clear a system alarm (`SystemAlarm`) whose condition the caller watches.
 
         Raising an active one, or clearing one that is not, changes nothing and returns no
-        event. Not `latching`, a system alarm clears when its condition ends,
-        acknowledged or not; `latching`, it records an occurrence that is already over (its
-        condition ends at once) and stays until acknowledged. Call `tick(t)` first in live use,
-        so events stay in time order.
+        event. Not latching, a system alarm clears when its condition ends,
+        acknowledged or not; latching (`SystemAlarm.latching`), it records an occurrence that
+        is already over (its condition ends at once) and stays until acknowledged. `latching`
+        may be given (a journal row says it) but must agree with the alarm's. Call `tick(t)`
+        first in live use, so events stay in time order.
 
         Raises:
             KeyError: `code` is not a system alarm.
+            ValueError: `latching` contradicts the alarm's.
         """
-        priority, kind = SYSTEM_ALARMS[code]
+        system = system_alarm(code)
+        priority, kind = system.priority, system.kind
+        if latching is not None and latching != system.latching:
+            raise ValueError(f"{code} is {'' if system.latching else 'not '}latching")
+        latching = system.latching
         t = max(t, self._now)
         out: list[AlarmEvent] = []
         if active and latching and code in self.active:
@@ -297,7 +279,7 @@ class AlarmEngine:
             KeyError: `alarm.code` is not a system alarm (the policy's alarms come back by
                 replaying the journal, never by being set).
         """
-        if alarm.code not in SYSTEM_ALARMS:
+        if alarm.code not in SYSTEM_ALARM_CODES:
             raise KeyError(alarm.code)
         self.active.setdefault(alarm.code, alarm)
 
@@ -947,7 +929,7 @@ class AlarmEngine:
                 out.append(self._clear(code, t, message=f"phase {phase}: {code} does not apply"))
 
     def _phases_of(self, code: str) -> frozenset[Phase]:
-        if code in SYSTEM_ALARMS:
+        if code in SYSTEM_ALARM_CODES:
             return frozenset(Phase)
         rules: list[ContinuousRule | DeterminationRule | NoDataRule] = [
             *self.policy.continuous,
@@ -1218,10 +1200,7 @@ class AlarmEngine:
 
 _NIBP = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 # System alarms about the bed rather than the session: a discharge does not clear them.
-_BED_CONDITIONS = frozenset(
-    {"DEVICE_DISCONNECTED", "WARD_LINK_DOWN", "DEVICE_CLOCK_OFF", "JOURNAL_FAILED",
-     "JOURNAL_SPACE_LOW", "SAMPLES_SHED"}
-)  # fmt: skip
+_BED_CONDITIONS = frozenset(a.value for a in SystemAlarm if a.of_bed)
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 

@@ -251,13 +251,12 @@ def _severity_order_problems(rules: tuple[ContinuousRule, ...]) -> list[tuple[st
     nest: the higher priority needs the more extreme value. A high alarm at a milder limit than a
     medium one on the same signal is almost surely a typo that silences the severe alarm's meaning.
     """
-    rank = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2}
     found: list[tuple[str, str]] = []
     for i, a in enumerate(rules):
         for b in rules:
             if a is b or a.signal != b.signal or a.op[0] != b.op[0]:
                 continue
-            if rank[a.priority] <= rank[b.priority]:
+            if a.priority.rank >= b.priority.rank:  # rank 0 is the most urgent
                 continue
             # a outranks b: a's limit must be at least as extreme as b's
             upward = a.op[0] == ">"

@@ -20,7 +20,9 @@ __all__ = [
     "MDC_CODES",
     "NIBP_PARAMS",
     "PHYSIOLOGICAL_RANGE",
+    "PRIORITY_ORDER",
     "RELATIVE_CONTRAINDICATIONS",
+    "SYSTEM_ALARM_CODES",
     "UNITS",
     "AlarmEvent",
     "AlarmKind",
@@ -28,12 +30,15 @@ __all__ = [
     "Param",
     "Phase",
     "Priority",
+    "ProtocolCode",
     "Sample",
     "ScenarioItem",
     "SessionEvent",
     "Step",
+    "SystemAlarm",
     "in_range",
     "iso8601",
+    "system_alarm",
 ]
 
 
@@ -133,6 +138,11 @@ class Priority(StrEnum):
     MEDIUM = "medium"
     HIGH = "high"
 
+    @property
+    def rank(self) -> int:
+        """0 for high, 1 medium, 2 low: the place in `PRIORITY_ORDER`."""
+        return PRIORITY_ORDER.index(self)
+
 
 class AlarmKind(StrEnum):
     """What raised the alarm."""
@@ -175,6 +185,127 @@ CHECKLIST_ITEMS: Final = (
     *RELATIVE_CONTRAINDICATIONS,
     "concomitant_cns_depressants",
 )
+
+
+# The one order of priorities, most urgent first: lists of alarms (`…/alarms/active`, the
+# console), reports and the policy's nesting check all sort by it (IEC 60601-1-8 6.1.2).
+PRIORITY_ORDER: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
+
+
+@dataclass(frozen=True, slots=True)
+class _SystemTraits:
+    priority: Priority
+    kind: AlarmKind
+    # latching: the alarm records an occurrence that is already over and stays until a nurse
+    # acknowledges it; otherwise it clears when its condition ends, acknowledged or not
+    latching: bool = False
+    # about the bed rather than the session: a discharge does not clear it
+    of_bed: bool = True
+
+
+class SystemAlarm(StrEnum):
+    """The technical and advisory alarms about the bedside system itself, not the patient.
+
+    The daemon sees their conditions (a monitor unplugged, the ward broker unreachable); the
+    engine keeps them with the policy's alarms, so acknowledgement, `alarms/active` and the
+    outbox treat them alike (docs/ARCHITECTURE.md "System alarms"). Each member carries its
+    priority, kind and latching; this enumeration is the one list of them.
+    """
+
+    DEVICE_DISCONNECTED = "DEVICE_DISCONNECTED"
+    WARD_LINK_DOWN = "WARD_LINK_DOWN"
+    MONITORING_GAP = "MONITORING_GAP"
+    INFUSION_LONG = "INFUSION_LONG"
+    DEVICE_CLOCK_OFF = "DEVICE_CLOCK_OFF"
+    JOURNAL_FAILED = "JOURNAL_FAILED"
+    JOURNAL_SPACE_LOW = "JOURNAL_SPACE_LOW"
+    SAMPLES_SHED = "SAMPLES_SHED"
+
+    @property
+    def priority(self) -> Priority:
+        """The alarm's IEC 60601-1-8 priority."""
+        return _SYSTEM_TRAITS[self].priority
+
+    @property
+    def kind(self) -> AlarmKind:
+        """Technical, or advisory (`INFUSION_LONG`)."""
+        return _SYSTEM_TRAITS[self].kind
+
+    @property
+    def latching(self) -> bool:
+        """Whether it stays until acknowledged once its condition is over."""
+        return _SYSTEM_TRAITS[self].latching
+
+    @property
+    def of_bed(self) -> bool:
+        """About the bed rather than the session: a discharge does not clear it."""
+        return _SYSTEM_TRAITS[self].of_bed
+
+
+# Medium, as a lost data source is in docs/ALARMS.md (`SPO2_NO_DATA`); in every phase, because a
+# monitor unplugged before a session opens is worth fixing before it does.
+_SYSTEM_TRAITS: Final[dict[SystemAlarm, _SystemTraits]] = {
+    SystemAlarm.DEVICE_DISCONNECTED: _SystemTraits(Priority.MEDIUM, AlarmKind.TECHNICAL),
+    SystemAlarm.WARD_LINK_DOWN: _SystemTraits(Priority.MEDIUM, AlarmKind.TECHNICAL),
+    # the daemon was not running for a while during a session (a crash, a power cut): latched
+    # until a nurse acknowledges that the bed went unwatched (issue 4, recovery)
+    SystemAlarm.MONITORING_GAP: _SystemTraits(
+        Priority.MEDIUM, AlarmKind.TECHNICAL, latching=True, of_bed=False
+    ),
+    # docs/PROTOCOL.md step 3: the infusion takes 40 min; past 45 min the pump or the plan is off
+    SystemAlarm.INFUSION_LONG: _SystemTraits(Priority.LOW, AlarmKind.ADVISORY, of_bed=False),
+    # a monitor's clock is off the bed's: its samples are re-stamped with the bed's time
+    # (monitor/timekeeper.py), so monitoring goes on, but the clock wants setting
+    SystemAlarm.DEVICE_CLOCK_OFF: _SystemTraits(Priority.LOW, AlarmKind.TECHNICAL),
+    # the bed's disk refuses its journal or outbox (full, failing): monitoring and alarms go
+    # on in memory, but a restart now would lose them; high, as the bed can no longer
+    # guarantee delivery (issue 17, item 4)
+    SystemAlarm.JOURNAL_FAILED: _SystemTraits(Priority.HIGH, AlarmKind.TECHNICAL),
+    # free space on the journal's disk below `[journal] min_free_mb`: fix it before it is full
+    SystemAlarm.JOURNAL_SPACE_LOW: _SystemTraits(Priority.LOW, AlarmKind.TECHNICAL),
+    # more samples arrive than the bed can take: some are shed (counted), so a run may be
+    # seen late or broken (issue 17, item 5); medium, as a lost data source is
+    SystemAlarm.SAMPLES_SHED: _SystemTraits(Priority.MEDIUM, AlarmKind.TECHNICAL),
+}
+SYSTEM_ALARM_CODES: Final[frozenset[str]] = frozenset(a.value for a in SystemAlarm)
+
+
+def system_alarm(code: str) -> SystemAlarm:
+    """The system alarm named `code`.
+
+    Raises:
+        KeyError: `code` names no system alarm.
+    """
+    if code not in SYSTEM_ALARM_CODES:
+        raise KeyError(code)
+    return SystemAlarm(code)
+
+
+class ProtocolCode(StrEnum):
+    """Policy alarm codes the session protocol acts on by name (monitor/session.py).
+
+    A policy without one of them, or with it in another kind of rule, would silently remove
+    a safety step; the bed refuses such a policy when it loads it
+    (`monitor.session.load_bed_policy`, `vigil check-config`).
+    """
+
+    # docs/PROTOCOL.md step 2: two determinations at or over 140/90 gate start_infusion
+    BP_PRE_GATE = "BP_PRE_GATE"
+    # docs/PROTOCOL.md step 5: a discharge needs HR and SpO2 flowing
+    SPO2_NO_DATA = "SPO2_NO_DATA"
+    HR_NO_DATA = "HR_NO_DATA"
+
+    @property
+    def section(self) -> str:
+        """The policy table its rule must be in (config/alarms.toml)."""
+        return "determination" if self is ProtocolCode.BP_PRE_GATE else "no_data"
+
+    @property
+    def why(self) -> str:
+        """What the session protocol does with it."""
+        if self is ProtocolCode.BP_PRE_GATE:
+            return "it gates start_infusion (docs/PROTOCOL.md step 2)"
+        return "a discharge needs it clear (docs/PROTOCOL.md step 5)"
 
 
 @dataclass(frozen=True, slots=True)

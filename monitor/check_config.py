@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from alarms.policy import load_policy
 from drivers.registry import spec_for
 from drivers.spec import SerialSettings, load
 from kernel.configfile import ConfigError, ConfigProblem, read_toml
+from monitor.session import load_bed_policy
 from monitor.settings import Settings, load_settings
 
 __all__ = ["check_config", "check_config_main", "config_warnings"]
@@ -45,7 +45,7 @@ def check_config(path: Path) -> tuple[Settings | None, list[ConfigProblem]]:
                 )
             )
     try:
-        load_policy(settings.alarms.policy)
+        load_bed_policy(settings.alarms.policy)
     except ConfigError as exc:
         problems += exc.problems
     return settings, problems

@@ -31,13 +31,13 @@ from importlib.metadata import version
 from types import TracebackType
 from typing import Any, Self
 
-from alarms.policy import Policy, load_policy
+from alarms.policy import Policy
 from drivers.base import DeviceError, Driver
 from drivers.registry import create_driver
 from kernel.clock import Clock, make_clock
 from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done
-from kernel.vocabulary import AlarmEvent, Sample, iso8601
+from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.course import course_summary
 from monitor.journal import InputKind, Journal, samples_data
@@ -47,7 +47,7 @@ from monitor.outbox import Outbox
 from monitor.queues import SampleQueue
 from monitor.recovery import resume
 from monitor.sdnotify import SdNotifier
-from monitor.session import BedCore, SessionInfo
+from monitor.session import BedCore, SessionInfo, load_bed_policy
 from monitor.settings import Settings, load_settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
 from monitor.timekeeper import ClockChange, Timekeeper
@@ -61,8 +61,6 @@ log = logging.getLogger("vigil.daemon")
 SAMPLE_QUEUE_LEN = 4096
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
-WARD_LINK_DOWN = "WARD_LINK_DOWN"
-DEVICE_CLOCK_OFF = "DEVICE_CLOCK_OFF"
 # real seconds without a sample shed before SAMPLES_SHED clears
 SHED_QUIET_S = 10.0
 # characters of a refusal's reason kept in the journal and sent back on …/cmd/result
@@ -160,13 +158,15 @@ class Bed:
             return
         if before:
             back = ", ".join(sorted(set(before) - set(self._clocks_off))) or "offset changed"
-            self.condition(DEVICE_CLOCK_OFF, active=False, message=f"clock right again: {back}")
+            self.condition(
+                SystemAlarm.DEVICE_CLOCK_OFF, active=False, message=f"clock right again: {back}"
+            )
         if self._clocks_off:
             off = "; ".join(f"{d} {o:+.0f} s" for d, o in self._clocks_off.items())
             first, offset = next(iter(self._clocks_off.items()))
             log.warning("event=device_clock_off devices=%r", off)
             self.condition(
-                DEVICE_CLOCK_OFF,
+                SystemAlarm.DEVICE_CLOCK_OFF,
                 active=True,
                 param=first,
                 value=offset,
@@ -279,22 +279,21 @@ class Bed:
 
     def condition(
         self,
-        code: str,
+        code: SystemAlarm,
         *,
         active: bool,
         message: str,
         param: str | None = None,
         value: float | None = None,
-        latching: bool = False,
     ) -> None:
-        """Raise or clear a system alarm (`alarms.engine.SYSTEM_ALARMS`) now."""
+        """Raise or clear a system alarm now (latching as `code` is)."""
         self.drain()
         now = self._clock.now()
         self._record(
             "condition",
             now,
             {"code": code, "active": active, "message": message, "param": param,
-             "value": value, "latching": latching},
+             "value": value, "latching": code.latching},
         )  # fmt: skip
         events = self.core.condition(
             code,
@@ -303,7 +302,6 @@ class Bed:
             message=message,
             param=param,
             value=value,
-            latching=latching,
         )
         self._emit(events, [])
 
@@ -411,7 +409,7 @@ class Daemon:
         # where each monitor is connected, in the words of its alarm message
         self._connection = {d.device_id: d.connection() for d in settings.drivers}
         # a monitor down before a restart counts as down until it delivers again
-        down = "DEVICE_DISCONNECTED" in self.core.engine.active
+        down = SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active
         self._devices_down: dict[str, str] = dict.fromkeys(
             self.device_status if down else (), "down before the restart"
         )
@@ -504,12 +502,14 @@ class Daemon:
                     self._connection[name],
                     status.last_error,
                 )
-                if "DEVICE_DISCONNECTED" in self.core.engine.active:
+                if SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active:
                     self.bed.condition(
-                        "DEVICE_DISCONNECTED", active=False, message=f"monitor {name} lost as well"
+                        SystemAlarm.DEVICE_DISCONNECTED,
+                        active=False,
+                        message=f"monitor {name} lost as well",
                     )
                 self.bed.condition(
-                    "DEVICE_DISCONNECTED",
+                    SystemAlarm.DEVICE_DISCONNECTED,
                     active=True,
                     param=name,
                     message=self._lost_message(),
@@ -519,7 +519,7 @@ class Daemon:
             log.info("event=device_back device=%s", name)
             if not self._devices_down:
                 self.bed.condition(
-                    "DEVICE_DISCONNECTED",
+                    SystemAlarm.DEVICE_DISCONNECTED,
                     active=False,
                     param=name,
                     message=f"monitor {name}: data again",
@@ -550,17 +550,19 @@ class Daemon:
         since = self._ward_down_since
         down = since is not None and time.monotonic() - since >= limit
         stalled = self.ward.stalled_s() >= limit
-        active = WARD_LINK_DOWN in self.core.engine.active
+        active = SystemAlarm.WARD_LINK_DOWN in self.core.engine.active
         if (down or stalled) and not active:
             reason = self.ward.status.last_error or "no connection"
             what = "out of reach" if down else "takes no alarm"
             self.bed.condition(
-                WARD_LINK_DOWN,
+                SystemAlarm.WARD_LINK_DOWN,
                 active=True,
                 message=f"ward broker {what} for {limit:g} s: {reason}",
             )
         elif active and since is None and not stalled:
-            self.bed.condition(WARD_LINK_DOWN, active=False, message="ward broker reachable again")
+            self.bed.condition(
+                SystemAlarm.WARD_LINK_DOWN, active=False, message="ward broker reachable again"
+            )
 
     def _shed_count(self) -> int:
         """Samples shed so far: the drivers' full incoming queues and the bed's sample queue."""
@@ -573,14 +575,14 @@ class Daemon:
         """`SAMPLES_SHED` while samples are being shed; cleared after `SHED_QUIET_S` without."""
         shed = self._shed_count()
         now = time.monotonic()
-        active = "SAMPLES_SHED" in self.core.engine.active
+        active = SystemAlarm.SAMPLES_SHED in self.core.engine.active
         if shed > self._shed_seen:
             new = shed - self._shed_seen
             self._shed_seen, self._shed_last = shed, now
             if not active:
                 log.warning("event=samples_shed n=%d lag_s=%.1f", new, self.bed.lag_s)
                 self.bed.condition(
-                    "SAMPLES_SHED",
+                    SystemAlarm.SAMPLES_SHED,
                     active=True,
                     value=float(new),
                     message=f"more samples than the bed can take: {new} shed "
@@ -588,7 +590,9 @@ class Daemon:
                 )
         elif active and now - self._shed_last >= SHED_QUIET_S:
             self.bed.condition(
-                "SAMPLES_SHED", active=False, message=f"no sample shed for {SHED_QUIET_S:g} s"
+                SystemAlarm.SAMPLES_SHED,
+                active=False,
+                message=f"no sample shed for {SHED_QUIET_S:g} s",
             )
 
     def _storage_check(self) -> None:
@@ -598,31 +602,35 @@ class Daemon:
         cleared once both write again.
         """
         failed = self.journal.health.failed or self.outbox.health.failed
-        if failed is not None and "JOURNAL_FAILED" not in self.core.engine.active:
+        if failed is not None and SystemAlarm.JOURNAL_FAILED not in self.core.engine.active:
             self.bed.condition(
-                "JOURNAL_FAILED",
+                SystemAlarm.JOURNAL_FAILED,
                 active=True,
                 message=f"the bed cannot write its journal ({failed}): alarms go on, but a "
                 "restart now would lose the session; free the disk",
             )
-        elif failed is None and "JOURNAL_FAILED" in self.core.engine.active:
-            self.bed.condition("JOURNAL_FAILED", active=False, message="journal writes again")
+        elif failed is None and SystemAlarm.JOURNAL_FAILED in self.core.engine.active:
+            self.bed.condition(
+                SystemAlarm.JOURNAL_FAILED, active=False, message="journal writes again"
+            )
         try:
             usage = shutil.disk_usage(self.settings.journal.path.parent)
         except OSError:
             return
         free_mb = usage.free / 1e6
         low = free_mb < self.settings.journal.min_free_mb
-        if low and "JOURNAL_SPACE_LOW" not in self.core.engine.active:
+        if low and SystemAlarm.JOURNAL_SPACE_LOW not in self.core.engine.active:
             self.bed.condition(
-                "JOURNAL_SPACE_LOW",
+                SystemAlarm.JOURNAL_SPACE_LOW,
                 active=True,
                 value=round(free_mb),
                 message=f"{free_mb:.0f} MB free on the journal's disk "
                 f"(warning below {self.settings.journal.min_free_mb:g} MB)",
             )
-        elif not low and "JOURNAL_SPACE_LOW" in self.core.engine.active:
-            self.bed.condition("JOURNAL_SPACE_LOW", active=False, message="disk space back")
+        elif not low and SystemAlarm.JOURNAL_SPACE_LOW in self.core.engine.active:
+            self.bed.condition(
+                SystemAlarm.JOURNAL_SPACE_LOW, active=False, message="disk space back"
+            )
 
     async def _watch_ward(self) -> None:
         """Raise `WARD_LINK_DOWN` once the broker has been out of reach for its limit.
@@ -666,9 +674,8 @@ class Daemon:
         if self._resume_failed is not None:
             since = f" since {iso8601(last.t)}" if last is not None else ""
             self.bed.condition(
-                "MONITORING_GAP",
+                SystemAlarm.MONITORING_GAP,
                 active=True,
-                latching=True,
                 message=f"state before the restart{since} could not be restored "
                 f"({self._resume_failed}): session and alarms start afresh",
             )
@@ -680,9 +687,8 @@ class Daemon:
         if gap <= GAP_REPORT_S:
             return
         self.bed.condition(
-            "MONITORING_GAP",
+            SystemAlarm.MONITORING_GAP,
             active=True,
-            latching=True,
             value=round(gap, 1),
             message=f"not monitored for {gap:.0f} s, from {iso8601(last.t)} to {iso8601(now)}",
         )
@@ -869,7 +875,7 @@ def run_main(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         settings = load_settings(args.config)
-        policy = load_policy(settings.alarms.policy)
+        policy = load_bed_policy(settings.alarms.policy)
     except ConfigError as exc:
         print(f"vigil run: configuration refused:\n{exc}", file=sys.stderr)  # noqa: T201
         return 1

@@ -32,12 +32,12 @@ from typing import Any, Final
 
 import aiomqtt
 
-from alarms.policy import load_policy
 from drivers.base import DriverStats
 from drivers.mqtt import client as mqtt_client
 from kernel.clock import SimulatedClock
 from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
+from monitor.session import load_bed_policy
 from monitor.settings import Settings
 from simulators.scenarios import SCENARIOS
 
@@ -182,7 +182,7 @@ async def demo(
                     _nurse_console(url, console, settings.prefix, ready), name="demo.console"
                 )
                 await ready.wait()
-                async with Daemon(settings, load_policy(), clock=clock) as daemon:
+                async with Daemon(settings, load_bed_policy(), clock=clock) as daemon:
                     # the counters are live objects: a stopped demo reports them as they stand
                     result.received = {d.device_id: d.stats for d in daemon.drivers}
                     await daemon.connected(READY_TIMEOUT_S)

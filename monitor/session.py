@@ -11,11 +11,26 @@ import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, assert_never
 
-from alarms.engine import SYSTEM_ALARMS, ActiveAlarm, AlarmEngine, Rows
-from alarms.policy import Policy
-from kernel.vocabulary import AlarmEvent, AlarmState, Param, Phase, Sample, SessionEvent, iso8601
+from alarms.engine import ActiveAlarm, AlarmEngine, Rows
+from alarms.policy import Policy, load_policy
+from kernel.configfile import ConfigError, ConfigProblem
+from kernel.paths import default_policy_path
+from kernel.vocabulary import (
+    SYSTEM_ALARM_CODES,
+    AlarmEvent,
+    AlarmState,
+    Param,
+    Phase,
+    Priority,
+    ProtocolCode,
+    Sample,
+    SessionEvent,
+    SystemAlarm,
+    iso8601,
+)
 from monitor.commands import (
     Ack,
     AudioPause,
@@ -28,7 +43,14 @@ from monitor.commands import (
     StopInfusion,
 )
 
-__all__ = ["BedCore", "CommandOutcome", "OverrideRecord", "SessionInfo"]
+__all__ = [
+    "BedCore",
+    "CommandOutcome",
+    "OverrideRecord",
+    "SessionInfo",
+    "load_bed_policy",
+    "protocol_problems",
+]
 
 _Result = tuple[str | None, list["AlarmEvent"], dict[str, Any] | None]
 
@@ -38,14 +60,60 @@ WEIGHT_RANGE_KG = (30.0, 250.0)  # docs/PROTOCOL.md: a weight outside 30-250 kg 
 OBSERVATION_S = 7200.0  # docs/PROTOCOL.md step 4: at least 120 min of observation
 # issue 4: a reminder when the infusion runs past 45 min (5 min over the plan)
 INFUSION_REMINDER_S = 45 * 60.0
-INFUSION_LONG = "INFUSION_LONG"
-_BP_GATE: Final = "BP_PRE_GATE"
+_BP_GATE: Final = ProtocolCode.BP_PRE_GATE
 # the overrides a discharge can need, in the order its refusal names them
 _DISCHARGE_OVERRIDES: Final = ("discharge_without_vitals", "early_discharge")
 # docs/PROTOCOL.md step 5: the bed must have vitals to judge a discharge by: HR and SpO2 flowing
 # and a valid cuff determination at most 20 min old.
-NO_DATA_CODES: Final = ("SPO2_NO_DATA", "HR_NO_DATA")
+NO_DATA_CODES: Final = (ProtocolCode.SPO2_NO_DATA, ProtocolCode.HR_NO_DATA)
 DETERMINATION_MAX_AGE_S: Final = 20 * 60.0
+
+
+def protocol_problems(policy: Policy) -> list[tuple[str, str]]:
+    """(dotted key, reason) for each code the session protocol needs that `policy` lacks.
+
+    The protocol acts on some policy codes by name (`ProtocolCode`: `BP_PRE_GATE` gates
+    start_infusion, the no-data alarms hold a discharge); renaming one in the policy file
+    must not silently remove a safety step, so the bed refuses such a policy.
+    """
+    sections = ("continuous", "determination", "no_data")
+    found: list[tuple[str, str]] = []
+    for code in ProtocolCode:
+        where = [
+            (section, i)
+            for section in sections
+            for i, rule in enumerate(getattr(policy, section))
+            if rule.code == code
+        ]
+        if any(section == code.section for section, _ in where):
+            continue
+        if where:
+            section, i = where[0]
+            found.append(
+                (f"{section}[{i}].code", f"{code} must be a [[{code.section}]] rule: {code.why}")
+            )
+        else:
+            found.append(
+                (
+                    code.section,
+                    f"no rule has code {code}, which the session protocol needs: {code.why}",
+                )
+            )
+    return found
+
+
+def load_bed_policy(path: Path | None = None) -> Policy:
+    """`load_policy`, and the codes the session protocol needs checked (`protocol_problems`).
+
+    Raises:
+        ConfigError: with the file, key and reason of every problem.
+    """
+    path = path or default_policy_path()
+    policy = load_policy(path)
+    problems = protocol_problems(policy)
+    if problems:
+        raise ConfigError([ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems])
+    return policy
 
 
 @dataclass
@@ -137,7 +205,7 @@ class BedCore:
         return (
             self.session is None
             and self.phase is Phase.NONE
-            and all(code in SYSTEM_ALARMS for code in self.engine.active)
+            and all(code in SYSTEM_ALARM_CODES for code in self.engine.active)
         )
 
     def restore(self, event: dict[str, Any]) -> None:
@@ -149,20 +217,20 @@ class BedCore:
         under its own id when its condition ends.
         """
         code = event["code"]
-        if code not in SYSTEM_ALARMS or code in self.engine.active:
+        if code not in SYSTEM_ALARM_CODES or code in self.engine.active:
             return
-        priority, kind = SYSTEM_ALARMS[code]
+        system = SystemAlarm(code)
         self.engine.restore(ActiveAlarm(
             code=code,
-            priority=priority,
-            kind=kind,
+            priority=system.priority,
+            kind=system.kind,
             activated_t=float(event["t"]),
             param=event.get("param"),
             value=event.get("value"),
             limit=None,
-            latching=code == "MONITORING_GAP",
+            latching=system.latching,
             acknowledged=event["state"] == "acknowledged",
-            condition=code != "MONITORING_GAP",
+            condition=not system.latching,
         ))  # fmt: skip
         self._alarm_ids[code] = event["alarm_id"]
 
@@ -187,10 +255,10 @@ class BedCore:
             and s.infusion_start_t is not None
             and s.infusion_stop_t is None
             and now - s.infusion_start_t >= INFUSION_REMINDER_S
-            and INFUSION_LONG not in self.engine.active
+            and SystemAlarm.INFUSION_LONG not in self.engine.active
         ):
             events += self.engine.condition(
-                INFUSION_LONG,
+                SystemAlarm.INFUSION_LONG,
                 active=True,
                 t=now,
                 message=f"infusion running {(now - s.infusion_start_t) / 60:.0f} min "
@@ -207,9 +275,12 @@ class BedCore:
         message: str,
         param: str | None = None,
         value: float | None = None,
-        latching: bool = False,
+        latching: bool | None = None,
     ) -> list[AlarmEvent]:
-        """Raise or clear the system alarm `code` at `now`, after the ticks due up to `now`."""
+        """Raise or clear the system alarm `code` at `now`, after the ticks due up to `now`.
+
+        `latching`, when given (a journal row's), must be the alarm's own (`SystemAlarm`).
+        """
         events = self.engine.tick(now)
         events += self.engine.condition(
             code,
@@ -230,7 +301,7 @@ class BedCore:
         of the outcome (`ticked`) whether the command is accepted or not.
         """
         ticked = self.tick(now)
-        refusal, events, detail = getattr(self, f"_cmd_{cmd.cmd}")(cmd, now)
+        refusal, events, detail = self._dispatch(cmd, now)
         if refusal is not None:
             return CommandOutcome(cmd.request_id, ok=False, error=refusal, events=tuple(ticked))
         return CommandOutcome(cmd.request_id, ok=True, events=(*ticked, *events), detail=detail)
@@ -239,7 +310,6 @@ class BedCore:
 
     def active_alarms(self) -> list[dict[str, Any]]:
         """The retained `…/alarms/active` list, highest priority first."""
-        rank = {"high": 0, "medium": 1, "low": 2}
         out: list[dict[str, Any]] = []
         for code, a in self.engine.active.items():
             out.append(
@@ -258,7 +328,7 @@ class BedCore:
                     "latched": a.latching and not a.condition,
                 }
             )
-        out.sort(key=lambda d: (rank[d["priority"]], d["since"]))
+        out.sort(key=lambda d: (Priority(d["priority"]).rank, d["since"]))
         return out
 
     def session_state(self, now: float) -> dict[str, Any]:
@@ -279,6 +349,28 @@ class BedCore:
         return state
 
     # ------------------------------------------------------------------ commands
+
+    def _dispatch(self, cmd: Command, now: float) -> _Result:  # noqa: PLR0911 - one arm a command
+        # one arm per member of the command union; mypy checks that none is missing
+        match cmd:
+            case OpenSession():
+                return self._cmd_open_session(cmd, now)
+            case StartInfusion():
+                return self._cmd_start_infusion(cmd, now)
+            case StopInfusion():
+                return self._cmd_stop_infusion(cmd, now)
+            case Discharge():
+                return self._cmd_discharge(cmd, now)
+            case Override():
+                return self._cmd_override(cmd, now)
+            case Ack():
+                return self._cmd_ack(cmd, now)
+            case AudioPause():
+                return self._cmd_audio_pause(cmd, now)
+            case RecordScore():
+                return self._cmd_record_score(cmd, now)
+            case _:
+                assert_never(cmd)
 
     def _cmd_open_session(self, cmd: OpenSession, now: float) -> _Result:
         if self.phase is not Phase.NONE:
@@ -359,7 +451,9 @@ class BedCore:
         self.session.infusion_stop_t = now
         events = self._step(SessionEvent.INFUSION_STOP, now)
         events += self._stamp(
-            self.engine.condition(INFUSION_LONG, active=False, t=now, message="infusion stopped")
+            self.engine.condition(
+                SystemAlarm.INFUSION_LONG, active=False, t=now, message="infusion stopped"
+            )
         )
         return None, events, None
 

@@ -16,7 +16,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from alarms.engine import SYSTEM_ALARMS
+from kernel.vocabulary import SystemAlarm
 from monitor.cli import build_parser
 from monitor.commands import _CMD_NAMES
 
@@ -180,7 +180,7 @@ def test_docs_describe_every_rule_of_the_shipped_policy() -> None:
     undocumented = sorted(c for c in codes if f"| `{c}` |" not in alarms)
     assert not undocumented, "rules of config/alarms.toml missing from docs/ALARMS.md"
     architecture = _text(ROOT / "docs" / "ARCHITECTURE.md")
-    assert all(f"`{code}`" in architecture for code in SYSTEM_ALARMS)
+    assert all(f"`{code}`" in architecture for code in SystemAlarm)
 
 
 def test_precise_readings_keep_their_numbers() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from alarms.evaluate.sessions import SessionResult
 from alarms.evaluate.stats import SCOPES, BurdenRow, DetectionRow, burden, detection
-from kernel.vocabulary import Priority, iso8601
+from kernel.vocabulary import PRIORITY_ORDER, Priority, iso8601
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -265,7 +265,7 @@ def _distribution_chart(doc: dict[str, Any]) -> str:
     cap = 10
     fig = _figure(8.5, 3.2)
     ax = fig.add_subplot()
-    names = ["any", "high", "medium", "low"]
+    names = ["any", *(p.value for p in PRIORITY_ORDER)]
     width = 0.2
     for i, name in enumerate(names):
         counts = dist.get(name, [0])

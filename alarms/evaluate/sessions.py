@@ -27,10 +27,17 @@ from typing import Final
 import numpy as np
 
 from alarms import recording_io
-from alarms.engine import SYSTEM_ALARMS, AlarmEngine, Rows
+from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy
 from alarms.recording_io import RecordingError
-from kernel.vocabulary import AlarmEvent, AlarmState, Phase, Priority, SessionEvent
+from kernel.vocabulary import (
+    SYSTEM_ALARM_CODES,
+    AlarmEvent,
+    AlarmState,
+    Phase,
+    Priority,
+    SessionEvent,
+)
 
 __all__ = [
     "Activation",
@@ -222,7 +229,7 @@ def evaluate_file(path: Path, policy: Policy) -> FileResult:
     """
     name = str(path)
     try:
-        truth = read_events(events_path(path), {*policy.codes(), *SYSTEM_ALARMS})
+        truth = read_events(events_path(path), {*policy.codes(), *SYSTEM_ALARM_CODES})
         events, steps, rows, last_t = _replay(path, policy)
     except RecordingError as exc:
         return FileResult(name, error=str(exc))

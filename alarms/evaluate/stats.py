@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alarms.evaluate.sessions import Activation, SessionResult
-from kernel.vocabulary import Phase, Priority
+from kernel.vocabulary import PRIORITY_ORDER, Phase
 
 __all__ = [
     "SCOPES",
@@ -40,7 +40,6 @@ __all__ = [
 
 Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
 SCOPES: tuple[str, ...] = ("session", Phase.PRE.value, Phase.INFUSION.value, Phase.POST.value)
-_PRIORITIES = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -81,7 +80,7 @@ def group_order(sessions: Iterable[SessionResult], codes: Sequence[str]) -> list
         for a in s.activations:
             if a.code not in seen:
                 seen.append(a.code)
-    return [("any", "any"), *(("priority", p.value) for p in _PRIORITIES)] + [
+    return [("any", "any"), *(("priority", p.value) for p in PRIORITY_ORDER)] + [
         ("code", c) for c in seen
     ]
 

@@ -55,11 +55,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
+from kernel.vocabulary import Priority
+
 __all__ = [
     "ANSI",
     "COMMAND_ANSWER_S",
     "DEFAULT_STALE_S",
-    "PRIORITY_RANK",
     "Alarm",
     "Bed",
     "BedClock",
@@ -90,7 +91,6 @@ CLOCK_SHOWN_S: Final = 2.0
 # A command with no `…/cmd/result` after this long is shown as unanswered: the bed may be down.
 COMMAND_ANSWER_S: Final = 10.0
 # IEC 60601-1-8 priorities, highest first.
-PRIORITY_RANK: Final = {"high": 0, "medium": 1, "low": 2}
 # Remembered alarm ids (bell already rung, who acknowledged): bounded, oldest forgotten first.
 _MEMORY: Final = 2000
 _RECENT_EVENTS: Final = 6
@@ -351,7 +351,8 @@ class Alarm:
     @property
     def rank(self) -> int:
         """Priority rank, 0 for high; an unknown priority sorts first, never hidden below."""
-        return PRIORITY_RANK.get(self.priority, -1)
+        known = self.priority in set(Priority)
+        return Priority(self.priority).rank if known else -1
 
     @property
     def acknowledged(self) -> bool:

@@ -8,6 +8,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from kernel.configfile import ConfigError
+from monitor.session import load_bed_policy
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"
 BED = '[bed]\nward = "w1"\nbed = "b3"\n'
 MQTT_DRIVER = '[[drivers]]\nkind = "mqtt"\ndevice_id = "mon1"\ntopic = "monitors/mon1/samples"\n'
@@ -150,3 +155,42 @@ def test_serial_ports_that_exist_or_are_urls_give_no_warning(tmp_path: Path) -> 
     run = check_config(path, cwd=tmp_path)
     assert (run.code, run.err) == (0, "")
     assert "warning" not in run.out
+
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "config" / "alarms.toml"
+
+
+def test_a_policy_without_the_infusion_gate_is_refused(tmp_path: Path) -> None:
+    # docs/PROTOCOL.md step 2: BP_PRE_GATE gates start_infusion; renaming it in the policy file
+    # must not silently remove the gate
+    text = SHIPPED_POLICY.read_text(encoding="utf-8")
+    assert text.count('code = "BP_PRE_GATE"') == 1
+    policy = write(
+        tmp_path, text.replace('code = "BP_PRE_GATE"', 'code = "BP_PRE_CHECK"'), "alarms.toml"
+    )
+    path = write(tmp_path, BED + MQTT_DRIVER + '[alarms]\npolicy = "alarms.toml"\n')
+    run = check_config(path, cwd=tmp_path.parent)
+    assert run.code == 1
+    lines = located(run.err, policy, "determination")
+    assert len(lines) == 1, run.err
+    assert "BP_PRE_GATE" in lines[0]
+    assert "start_infusion" in lines[0]
+
+
+def test_a_protocol_code_in_the_wrong_kind_of_rule_is_located(tmp_path: Path) -> None:
+    # HR_NO_DATA is the no-data alarm a discharge waits on (docs/PROTOCOL.md step 5); as a
+    # continuous rule it would never say that HR is missing
+    text = SHIPPED_POLICY.read_text(encoding="utf-8")
+    text = text.replace('code = "HR_NO_DATA"', 'code = "HR_NO_DATA_OLD"')
+    text += (
+        '\n[[continuous]]\ncode = "HR_NO_DATA"\npriority = "low"\nsignal = "HR"\nop = "<"\n'
+        "limit = 25.0\ndelay_s = 10.0\nlatching = false\nphases = ['infusion']\n"
+    )
+    policy = write(tmp_path, text, "alarms.toml")
+    with pytest.raises(ConfigError) as err:
+        load_bed_policy(policy)
+    (problem,) = err.value.problems
+    assert problem.file == str(policy)
+    assert problem.key.startswith("continuous[")
+    assert problem.key.endswith("].code")
+    assert "[[no_data]]" in problem.reason

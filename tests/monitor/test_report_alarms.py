@@ -19,7 +19,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from kernel.vocabulary import Param, SessionEvent, Step
+from kernel.vocabulary import Param, SessionEvent, Step, SystemAlarm
 from monitor.cli import main
 from monitor.journal import Journal
 from monitor.outbox import Outbox
@@ -43,7 +43,9 @@ def discharged_session(path: Path) -> str:
             assert ward.command(T0 + i, {"cmd": "start_infusion", "request_id": "s", **USER})["ok"]
         if i == 650:
             ward.until(T0 + i)
-            ward.bed.condition("DEVICE_DISCONNECTED", active=True, param="ox", message=DEVICE_ERROR)
+            ward.bed.condition(
+                SystemAlarm.DEVICE_DISCONNECTED, active=True, param="ox", message=DEVICE_ERROR
+            )
         if i == 1000:
             assert ward.command(T0 + i, {"cmd": "stop_infusion", "request_id": "t", **USER})["ok"]
         if i % 300 == 20:
