@@ -7,6 +7,7 @@ keeps a live session and its replay identical.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Final
 
@@ -27,6 +28,19 @@ def verdict(
     invalid when it is missing ("no_value") or outside the physiological range
     ("out_of_range", the third element tells the caller to count it).
     """
+    return _verdict(param, value, device_valid, device_reason)
+
+
+# A pure function of a few values that recur every second (a monitor's HR moves by a beat or
+# two): remembered, so a decode does not judge the same reading again (bench/decode.py). NaN is
+# never equal to itself and so never found, which only costs a slot of the bounded cache.
+@functools.lru_cache(maxsize=4096)
+def _verdict(
+    param: Param,
+    value: float,
+    device_valid: bool,  # noqa: FBT001 - positional: the cache's key is made faster
+    device_reason: str | None,
+) -> tuple[bool, str | None, bool]:
     if not device_valid:
         derived = NO_VALUE if math.isnan(value) else None
         if derived is None and not in_range(param, value):
@@ -43,15 +57,6 @@ def judged(
     t: float, param: Param, value: float, device_id: str, *, valid: bool, reason: str | None
 ) -> tuple[Sample, bool]:
     """The sample, with the verdict of `verdict`, units and MDC code; and out_of_range."""
-    ok, why, out_of_range = verdict(param, value, device_valid=valid, device_reason=reason)
-    sample = Sample(
-        t=t,
-        param=param,
-        value=value,
-        valid=ok,
-        device_id=device_id,
-        unit=UNITS[param],
-        mdc=MDC_CODES[param],
-        reason=why,
-    )
+    ok, why, out_of_range = _verdict(param, value, valid, reason)
+    sample = Sample(t, param, value, ok, device_id, UNITS[param], MDC_CODES[param], why)
     return sample, out_of_range

@@ -62,7 +62,6 @@ from drivers.intellivue.messages import (
     EventReport,
     EventReportResult,
     MessageError,
-    NuObservation,
     OtherCommand,
     PollRequest,
     PollResult,
@@ -75,6 +74,7 @@ from drivers.intellivue.messages import (
     extended_poll_request,
     from_bcd_time,
     mds_times,
+    nu_values,
     numerics,
     parse_message,
     poll_request,
@@ -136,6 +136,15 @@ NUMERICS_MAP: Final[Mapping[int, Expected]] = MappingProxyType(
     }
 )
 
+_NIBP_ORDER: Final = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
+# NUMERICS_MAP as a plain dict of (param, unit, place among SYS, DIA, MEAN or -1), for the
+# decode's hot path (a mappingproxy lookup and an enum's hash in a set are slower;
+# bench/decode.py)
+_LOOKUP: Final[dict[int, tuple[Param, int, int]]] = {
+    physio_id: (e.param, e.unit_code, _NIBP_ORDER.index(e.param) if e.param in NIBP_PARAMS else -1)
+    for physio_id, e in NUMERICS_MAP.items()
+}
+
 # MeasurementState bits of the high octet: any of them makes the value unusable (guide
 # "MeasurementState": valid only if the high octet is 0; docs/intellivue.md §7.2). In this order the
 # first one set is the sample's reason. TEST and DEMO data are not the patient's.
@@ -148,7 +157,6 @@ STATE_BITS: Final[tuple[tuple[int, str], ...]] = (
     (0x0400, "demo_data"),
 )
 
-_NIBP_ORDER: Final = (Param.NIBP_SYS, Param.NIBP_DIA, Param.NIBP_MEAN)
 # The association request is sent again when no response came within this (daemon seconds).
 ASSOCIATION_RETRY_S: Final = 5.0
 # Polls unanswered for this long: the monitor has dropped the association (its own timeout is
@@ -238,10 +246,13 @@ class CuffMemory:
     last: object = None
 
 
-def _nibp_identity(values: Mapping[Param, NuObservation], stamp: bytes | None) -> object:
+def _nibp_identity(
+    values: Mapping[int, tuple[int, Param, int, int, int]], stamp: bytes | None
+) -> object:
+    """What tells one cuff determination from the next: its time stamp, else its values."""
     if stamp is not None:
         return ("stamp", stamp)
-    return ("values", tuple(sorted((p.value, v.state, v.value) for p, v in values.items())))
+    return ("values", tuple(sorted((place, v[3], v[4]) for place, v in values.items())))
 
 
 def poll_samples(
@@ -262,40 +273,87 @@ def poll_samples(
         MessageError: a numeric attribute of the wrong size.
     """
     out: list[Sample] = []
-    nibp: dict[Param, NuObservation] = {}
+    # (place in SYS, DIA, MEAN, param, physio id, state, FLOAT) of the cuff's values
+    nibp: list[tuple[int, Param, int, int, int]] = []
     nibp_stamp: bytes | None = None
     seen = 0
-    for observation in result.observations:
-        for nu in numerics(observation):
-            seen += 1
-            expected = NUMERICS_MAP.get(nu.physio_id)
-            if expected is None:
-                stats.drop(MessageDrop.UNMAPPED_NUMERIC)
-                continue
-            if nu.unit_code != expected.unit_code:
-                stats.drop(MessageDrop.WRONG_UNIT)
-                continue
-            if expected.param in NIBP_PARAMS:
-                nibp[expected.param] = nu
-                nibp_stamp = time_stamp(observation) or nibp_stamp
-            else:
-                out.append(_sample(t, expected.param, nu, device_id))
+    lookup = _LOOKUP
+    for context in result.contexts:
+        for observation in context.observations:
+            for physio_id, state, unit, raw in nu_values(observation.attributes):
+                seen += 1
+                entry = lookup.get(physio_id)
+                if entry is None:
+                    stats.drop(MessageDrop.UNMAPPED_NUMERIC)
+                    continue
+                param, unit_code, place = entry
+                if unit != unit_code:
+                    stats.drop(MessageDrop.WRONG_UNIT)
+                    continue
+                if place < 0:
+                    out.append(_sample(t, param, physio_id, state, raw, device_id))
+                else:
+                    nibp.append((place, param, physio_id, state, raw))
+                    nibp_stamp = time_stamp(observation) or nibp_stamp
     if nibp:
-        identity = _nibp_identity(nibp, nibp_stamp)
-        if identity != cuff.last:
-            cuff.last = identity
-            out += [_sample(t, p, nibp[p], device_id) for p in _NIBP_ORDER if p in nibp]
-    if not seen and result.observations and result.polled_type[1] != NOM_MOC_VMO_METRIC_NU:
-        # a poll of waves, alerts, the MDS...: nothing of it is used (an empty result, such as
-        # the RORS closing a linked series, is an answer and counts as used)
-        count_unused(stats, MessageDrop.UNKNOWN_OBJECT_CLASS, result.polled_type[1])
+        out += _cuff_samples(nibp, nibp_stamp, t=t, device_id=device_id, cuff=cuff)
+    if not seen and result.polled_type[1] != NOM_MOC_VMO_METRIC_NU:
+        _count_other_class(result, stats)
     return out
 
 
-def _sample(t: float, param: Param, nu: NuObservation, device_id: str) -> Sample:
-    value, special = decode_float(nu.value)
-    problem = state_problem(nu.state) or special
+def _cuff_samples(
+    nibp: list[tuple[int, Param, int, int, int]],
+    stamp: bytes | None,
+    *,
+    t: float,
+    device_id: str,
+    cuff: CuffMemory,
+) -> list[Sample]:
+    """The cuff's SYS, DIA, MEAN (those present) if the determination is new to `cuff`."""
+    latest = {n[0]: n for n in nibp}  # by place; a value sent twice: the last one
+    identity = _nibp_identity(latest, stamp)
+    if identity == cuff.last:
+        return []
+    cuff.last = identity
+    out = []
+    for place in sorted(latest):
+        _, param, physio_id, state, raw = latest[place]
+        out.append(_sample(t, param, physio_id, state, raw, device_id))
+    return out
+
+
+def _count_other_class(result: PollResult, stats: DriverStats) -> None:
+    """Count a poll of waves, alerts, the MDS...: nothing of it is used.
+
+    An empty result, such as the RORS closing a linked series, is an answer and counts as used.
+    """
+    if any(c.observations for c in result.contexts):
+        count_unused(stats, MessageDrop.UNKNOWN_OBJECT_CLASS, result.polled_type[1])
+
+
+# (physio id, state, raw FLOAT) -> the judged sample's (value, valid, unit, mdc, reason): a monitor
+# sends the same few readings over and over, and judging one is most of a decode's time
+# (bench/decode.py). Bounded: emptied when full.
+_Judged = tuple[float, bool, str | None, int | None, str | None]
+_JUDGED: Final[dict[tuple[int, int, int], _Judged]] = {}
+_JUDGED_MAX: Final = 4096
+
+
+def _sample(
+    t: float, param: Param, physio_id: int, state: int, raw: int, device_id: str
+) -> Sample:
+    key = (physio_id, state, raw)  # ints: an enum's hash runs in Python
+    known = _JUDGED.get(key)
+    if known is not None:
+        value, valid, unit, mdc, reason = known
+        return Sample(t, param, value, valid, device_id, unit, mdc, reason)
+    value, special = decode_float(raw)
+    problem = state_problem(state) or special
     sample, _ = judged(t, param, value, device_id, valid=problem is None, reason=problem)
+    if len(_JUDGED) >= _JUDGED_MAX:
+        _JUDGED.clear()
+    _JUDGED[key] = (sample.value, sample.valid, sample.unit, sample.mdc, sample.reason)
     return sample
 
 
@@ -357,10 +415,14 @@ class IntelliVueLink:
         for user_data in self._frames.feed(data):
             try:
                 message = parse_message(user_data)
-                if isinstance(message, PollResult) and self.polling:
+                if type(message) is PollResult and self._state is _State.POLLING:
                     samples += poll_samples(
                         message, t=now, device_id=self.device_id, stats=self.stats, cuff=self.cuff
                     )
+                    # the common case, handled here (`_handle` has the rest)
+                    self.stats.frames += 1
+                    self._heard = self._answered = now
+                    continue
             except MessageError:
                 self.stats.drop(MessageDrop.MALFORMED)
                 continue

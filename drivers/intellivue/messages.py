@@ -26,14 +26,14 @@ numbers. Unknown attributes are skipped by their length (guide: "ignore unknown 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import functools
 import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "ABORT",
@@ -79,6 +79,7 @@ __all__ = [
     "from_bcd_time",
     "mds_create_event",
     "mds_times",
+    "nu_values",
     "numerics",
     "parse_message",
     "periodic_end",
@@ -190,6 +191,7 @@ _SPECIAL_REASON: Final = {
 }
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and a monitor's values recur every second
 def decode_float(raw: int) -> tuple[float, str | None]:
     """(value, None) of a FLOAT-Type u32, or (NaN, reason) for a special value.
 
@@ -492,18 +494,18 @@ class SessionMessage:
 
 
 # ------------------------------------------------------------------ Data Export
+# The parts of a poll result are NamedTuples: a decode makes several of each per message, and
+# a tuple is made several times faster than a frozen dataclass (bench/decode.py).
 
 
-@dataclass(frozen=True, slots=True)
-class Attribute:
+class Attribute(NamedTuple):
     """AVAType: attribute id and its value bytes."""
 
     attribute_id: int
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NuObservation:
+class NuObservation(NamedTuple):
     """NuObsValue: a numeric's physio id (SCADA), MeasurementState, unit (DIM), raw FLOAT."""
 
     physio_id: int
@@ -516,8 +518,7 @@ class NuObservation:
         return _u16(self.physio_id) + _u16(self.state) + _u16(self.unit_code) + _u32(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """ObservationPoll: an object handle and its attributes."""
 
     handle: int
@@ -547,24 +548,21 @@ class Observation:
         return cls(handle, tuple(attrs))
 
 
-@dataclass(frozen=True, slots=True)
-class ContextPoll:
+class ContextPoll(NamedTuple):
     """SingleContextPoll: the observations of one context (e.g. one measurement server)."""
 
     context_id: int
     observations: tuple[Observation, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Linked:
-    """RorlsId of a linked result part: state (first 1, middle 2, last 3) and counter."""
+class Linked(NamedTuple):
+    """RorlsId of a linked result part: state (first 1, middle 2, last 3) and its counter."""
 
     state: int
-    count: int
+    counter: int
 
 
-@dataclass(frozen=True, slots=True)
-class PollResult:
+class PollResult(NamedTuple):
     """A poll data result (PollMdibDataReply), whole (RORS) or one part of it (ROLRS)."""
 
     invoke_id: int
@@ -791,7 +789,7 @@ def poll_result(result: PollResult) -> bytes:
     header = _u16(result.invoke_id) + _u16(CMD_CONFIRMED_ACTION)
     if result.linked is None:
         return _export(RoType.RORS, header, command)
-    linked = bytes((result.linked.state, result.linked.count))
+    linked = bytes(result.linked)
     return _export(RoType.ROLRS, linked + header, command)
 
 
@@ -818,7 +816,7 @@ def _chunks(result: PollResult, mtu: int) -> list[tuple[Observation, ...]]:
 def _part(result: PollResult, observations: tuple[Observation, ...], linked: Linked) -> bytes:
     context_id = result.contexts[0].context_id if result.contexts else 0
     contexts = (ContextPoll(context_id, observations),)
-    return poll_result(dataclasses.replace(result, contexts=contexts, linked=linked))
+    return poll_result(result._replace(contexts=contexts, linked=linked))
 
 
 def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
@@ -840,7 +838,7 @@ def poll_results(result: PollResult, *, mtu: int) -> list[bytes]:
         else:
             state = RORLS_NOT_FIRST_NOT_LAST
         out.append(_part(result, chunk, Linked(state, i)))
-    out.append(poll_result(dataclasses.replace(result, contexts=())))
+    out.append(poll_result(result._replace(contexts=())))
     return out
 
 
@@ -862,7 +860,7 @@ def periodic_results(result: PollResult, *, mtu: int, count: int) -> tuple[list[
 
 def periodic_end(result: PollResult) -> bytes:
     """The RORS with an empty PollInfoList that ends a periodic extended poll's series."""
-    return poll_result(dataclasses.replace(result, contexts=(), linked=None))
+    return poll_result(result._replace(contexts=(), linked=None))
 
 
 # ------------------------------------------------------------------ parsing
@@ -879,41 +877,94 @@ def _attributes(reader: _Reader) -> tuple[Attribute, ...]:
     return tuple(out)
 
 
-def _parse_poll_reply(
-    reader: _Reader, invoke_id: int, linked: Linked | None, *, extended: bool
+# Fixed parts of a Data Export command, read with struct.unpack_from at offsets (the decode of
+# a poll result is the hot path, bench/decode.py): lengths are checked against the enclosing
+# part's end by hand, since unpack_from only knows the whole buffer's.
+_SPPDU_RO: Final = struct.Struct(">HHHH")  # session id, p_context_id, ro_type, length
+_RO_HEADER: Final = struct.Struct(">HHH")  # invoke id, command type, length
+_ACTION_RESULT: Final = struct.Struct(">6xHH")  # managed object, action type, length
+_REPLY: Final = struct.Struct(">HI8sHHHHH")  # PollMdibDataReply up to the PollInfoList
+_REPLY_EXT: Final = struct.Struct(">HHI8sHHHHH")  # PollMdibDataReplyExt likewise
+_LIST: Final = struct.Struct(">HHH")  # an id (context, handle) then a list's count and length
+_AVA: Final = struct.Struct(">HH")  # attribute id and length; a list's count and length
+_NU_VALUE: Final = struct.Struct(">HHHI")  # NuObsValue
+# A NamedTuple made from a tuple of its fields in C, without its Python-level __new__ (several
+# are made per message; the fields' types are those the struct formats give).
+_new = tuple.__new__
+_RO_TYPES: Final[dict[int, RoType]] = {t.value: t for t in RoType}
+
+
+def _fits(pos: int, n: int, end: int, what: str) -> int:
+    """`pos + n`, the end of a part of `n` bytes at `pos`, which must not pass `end`."""
+    if pos + n > end:
+        raise MessageError(f"{what}: {n} bytes wanted, {end - pos} left")
+    return pos + n
+
+
+def _parse_poll_reply(  # noqa: C901, PLR0912 - one pass over the nesting, inlined for speed
+    data: bytes, pos: int, end: int, invoke_id: int, linked: Linked | None, *, extended: bool
 ) -> PollResult:
-    poll_number = reader.u16()
-    sequence_no = reader.u16() if extended else 0
-    rel_time = reader.u32()
-    abs_time = reader.take(8)
-    polled_type = (reader.u16(), reader.u16())
-    attr_group = reader.u16()
-    n_contexts = reader.u16()
-    contexts_r = reader.rest(reader.u16(), "PollInfoList")
+    """The PollMdibDataReply (or its extended form) in `data[pos:end]`.
+
+    Every count and length is checked against its enclosing part's end, inline (this is the
+    decode's hot path: no helper calls per attribute).
+    """
+    if extended:
+        _fits(pos, _REPLY_EXT.size, end, "the poll reply")
+        (poll_number, sequence_no, rel_time, abs_time, partition, code, attr_group, n_contexts,
+         length) = _REPLY_EXT.unpack_from(data, pos)  # fmt: skip
+        pos += _REPLY_EXT.size
+    else:
+        _fits(pos, _REPLY.size, end, "the poll reply")
+        (poll_number, rel_time, abs_time, partition, code, attr_group, n_contexts,
+         length) = _REPLY.unpack_from(data, pos)  # fmt: skip
+        sequence_no = 0
+        pos += _REPLY.size
+    if pos + length != end:
+        raise MessageError(f"PollInfoList length {length}, {end - pos} bytes follow")
+    unpack_list = _LIST.unpack_from
+    unpack_ava = _AVA.unpack_from
     contexts = []
     for _ in range(n_contexts):
-        context_id = contexts_r.u16()
-        n_obs = contexts_r.u16()
-        obs_r = contexts_r.sub(contexts_r.u16())
+        if pos + 6 > end:
+            raise MessageError("a context cut short")
+        context_id, n_obs, obs_length = unpack_list(data, pos)
+        pos += 6
+        obs_end = pos + obs_length
+        if obs_end > end:
+            raise MessageError(f"observations of {obs_length} bytes, {end - pos} left")
         observations = []
         for _ in range(n_obs):
-            handle = obs_r.u16()
-            observations.append(Observation(handle, _attributes(obs_r)))
-        obs_r.end("the observations")
-        contexts.append(ContextPoll(context_id, tuple(observations)))
-    contexts_r.end("the PollInfoList")
-    return PollResult(
-        invoke_id=invoke_id,
-        poll_number=poll_number,
-        rel_time=rel_time,
-        abs_time=abs_time,
-        polled_type=polled_type,
-        attr_group=attr_group,
-        contexts=tuple(contexts),
-        linked=linked,
-        extended=extended,
-        sequence_no=sequence_no,
-    )
+            # ObservationPoll: handle, then its AttributeList (count, length, AVAs)
+            if pos + 6 > obs_end:
+                raise MessageError("an observation cut short")
+            handle, count, attrs_length = unpack_list(data, pos)
+            pos += 6
+            stop = pos + attrs_length
+            if stop > obs_end:
+                raise MessageError(f"attributes of {attrs_length} bytes, {obs_end - pos} left")
+            attributes = []
+            for _ in range(count):
+                if pos + 4 > stop:
+                    raise MessageError("an attribute cut short")
+                attribute_id, n = unpack_ava(data, pos)
+                pos += 4
+                if pos + n > stop:
+                    raise MessageError(f"an attribute of {n} bytes, {stop - pos} left")
+                attributes.append(_new(Attribute, (attribute_id, data[pos : pos + n])))
+                pos += n
+            if pos != stop:
+                raise MessageError(f"{stop - pos} bytes after the attribute list")
+            observations.append(_new(Observation, (handle, tuple(attributes))))
+        if pos != obs_end:
+            raise MessageError(f"{obs_end - pos} bytes after the observations")
+        contexts.append(_new(ContextPoll, (context_id, tuple(observations))))
+    if pos != end:
+        raise MessageError(f"{end - pos} bytes after the PollInfoList")
+    return _new(PollResult, (
+        invoke_id, poll_number, rel_time, abs_time, (partition, code), attr_group,
+        tuple(contexts), linked, extended, sequence_no,
+    ))  # fmt: skip
 
 
 def _parse_session(data: bytes) -> SessionMessage:
@@ -962,25 +1013,35 @@ def _parse_roiv(reader: _Reader) -> Message:
     return OtherCommand(RoType.ROIV, invoke_id, command_type)
 
 
-def _parse_result(reader: _Reader, ro_type: RoType) -> Message:
-    linked = Linked(reader.u8(), reader.u8()) if ro_type is RoType.ROLRS else None
-    invoke_id = reader.u16()
-    command_type = reader.u16()
-    command = reader.rest(reader.u16(), ro_type.name)
+def _parse_result(data: bytes, pos: int, ro_type: RoType) -> Message:
+    end = len(data)
+    linked = None
+    if ro_type is RoType.ROLRS:
+        _fits(pos, 2, end, "ROLRS")
+        linked = _new(Linked, (data[pos], data[pos + 1]))
+        pos += 2
+    _fits(pos, 6, end, "RORS")
+    invoke_id, command_type, length = _RO_HEADER.unpack_from(data, pos)
+    pos += 6
+    if pos + length != end:
+        raise MessageError(f"{ro_type.name} length {length}, {end - pos} bytes follow")
+    if command_type == CMD_CONFIRMED_ACTION:
+        _fits(pos, 10, end, "the action result")
+        action_type, body_length = _ACTION_RESULT.unpack_from(data, pos)
+        pos += 10
+        if pos + body_length != end:
+            raise MessageError(f"action result length {body_length}, {end - pos} bytes follow")
+        if action_type in {NOM_ACT_POLL_MDIB_DATA, NOM_ACT_POLL_MDIB_DATA_EXT}:
+            extended = action_type == NOM_ACT_POLL_MDIB_DATA_EXT
+            return _parse_poll_reply(data, pos, end, invoke_id, linked, extended=extended)
+        return OtherCommand(ro_type, invoke_id, command_type, action_type)
     if command_type == CMD_CONFIRMED_EVENT_REPORT and linked is None:
+        command = _Reader(data, pos, end)
         obj = (command.u16(), command.u16(), command.u16())
         event_time = command.u32()
         event_type = command.u16()
         command.rest(command.u16(), "event report result")
         return EventReportResult(invoke_id, obj, event_time, event_type)
-    if command_type == CMD_CONFIRMED_ACTION:
-        command.take(6)  # managed object
-        action_type = command.u16()
-        body = command.rest(command.u16(), "action result")
-        if action_type in {NOM_ACT_POLL_MDIB_DATA, NOM_ACT_POLL_MDIB_DATA_EXT}:
-            extended = action_type == NOM_ACT_POLL_MDIB_DATA_EXT
-            return _parse_poll_reply(body, invoke_id, linked, extended=extended)
-        return OtherCommand(ro_type, invoke_id, command_type, action_type)
     return OtherCommand(ro_type, invoke_id, command_type)
 
 
@@ -995,23 +1056,25 @@ def parse_message(data: bytes) -> Message:
         raise MessageError("empty")
     if data[0] in Session._value2member_map_:
         return _parse_session(data)
-    reader = _Reader(data)
-    if reader.u16() != _SESSION_ID:
+    if len(data) < _SPPDU_RO.size:
+        raise MessageError(f"{len(data)} bytes: no Data Export message")
+    session_id, _, raw_type, length = _SPPDU_RO.unpack_from(data)
+    if session_id != _SESSION_ID:
         raise MessageError(f"first byte {data[0]:#04x}: no session or Data Export message")
-    reader.u16()  # p_context_id
-    raw_type = reader.u16()
-    ro = reader.rest(reader.u16(), "ROapdus")
-    if raw_type not in RoType._value2member_map_:
+    if length != len(data) - _SPPDU_RO.size:
+        raise MessageError(f"ROapdus length {length}, {len(data) - _SPPDU_RO.size} bytes follow")
+    ro_type = _RO_TYPES.get(raw_type)
+    if ro_type is None:
         raise MessageError(f"ro_type {raw_type}")
-    ro_type = RoType(raw_type)
+    if ro_type is RoType.RORS or ro_type is RoType.ROLRS:
+        return _parse_result(data, _SPPDU_RO.size, ro_type)
+    ro = _Reader(data, _SPPDU_RO.size)
     if ro_type is RoType.ROIV:
         return _parse_roiv(ro)
-    if ro_type is RoType.ROER:
-        invoke_id = ro.u16()
-        error_value = ro.u16()
-        ro.rest(ro.u16(), "ROER")
-        return RemoteError(invoke_id, error_value)
-    return _parse_result(ro, ro_type)
+    invoke_id = ro.u16()
+    error_value = ro.u16()
+    ro.rest(ro.u16(), "ROER")
+    return RemoteError(invoke_id, error_value)
 
 
 def numerics(observation: Observation) -> tuple[NuObservation, ...]:
@@ -1020,23 +1083,29 @@ def numerics(observation: Observation) -> tuple[NuObservation, ...]:
     Raises:
         MessageError: a numeric attribute of the wrong size.
     """
-    out: list[NuObservation] = []
-    for attr in observation.attributes:
-        if attr.attribute_id == NOM_ATTR_NU_VAL_OBS:
-            reader = _Reader(attr.value)
-            out.append(_nu(reader))
-            reader.end("NuObsValue")
-        elif attr.attribute_id == NOM_ATTR_NU_CMPD_VAL_OBS:
-            reader = _Reader(attr.value)
-            count = reader.u16()
-            values = reader.rest(reader.u16(), "NuObsValueCmp")
-            out += [_nu(values) for _ in range(count)]
-            values.end("NuObsValueCmp")
-    return tuple(out)
+    return tuple(_new(NuObservation, v) for v in nu_values(observation.attributes))
 
 
-def _nu(reader: _Reader) -> NuObservation:
-    return NuObservation(reader.u16(), reader.u16(), reader.u16(), reader.u32())
+def nu_values(attributes: Iterable[Attribute]) -> list[tuple[int, int, int, int]]:
+    """`numerics` as plain (physio id, state, unit, FLOAT) tuples: the decode's hot path.
+
+    Raises:
+        MessageError: a numeric attribute of the wrong size.
+    """
+    out: list[tuple[int, int, int, int]] = []
+    for attribute_id, value in attributes:
+        if attribute_id == NOM_ATTR_NU_VAL_OBS:
+            if len(value) != _NU_VALUE.size:
+                raise MessageError(f"NuObsValue of {len(value)} bytes")
+            out.append(_NU_VALUE.unpack(value))
+        elif attribute_id == NOM_ATTR_NU_CMPD_VAL_OBS:
+            if len(value) < 4:
+                raise MessageError("NuObsValueCmp cut short")
+            count, length = _AVA.unpack_from(value)
+            if length != len(value) - 4 or length != count * _NU_VALUE.size:
+                raise MessageError(f"NuObsValueCmp of {count} values in {length} bytes")
+            out += _NU_VALUE.iter_unpack(value[4:])
+    return out
 
 
 def time_stamp(observation: Observation) -> bytes | None:
