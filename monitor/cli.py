@@ -31,6 +31,7 @@ _HANDLERS: dict[str, str] = {
     "report": "monitor.report:report_main",
     "sessions": "monitor.export:sessions_main",
     "hl7": "monitor.hl7.gateway:hl7_main",
+    "station": "monitor.station.server:station_main",
 }
 
 
@@ -224,6 +225,23 @@ def _add_hl7(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", type=Path, default=None, help="gateway config ([hl7] section)")
 
 
+def _add_station(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`vigil station`: the nurses' central station, a web page for the ward (monitor/station)."""
+    p = sub.add_parser("station", help="the nurses' central station: a web page for the ward")
+    p.add_argument("--broker", default=None, metavar="URL", help="ward broker, mqtt[s]://host[:port]")
+    p.add_argument(
+        "--listen", default=None, metavar="HOST:PORT", help="where the page is served"
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="station config ([station], [[users]], [broker])"
+    )
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password (stdin or prompt), print its argon2 hash for [[users]], exit",
+    )
+
+
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate", help="a device simulator speaking the device's real protocol")
     p.add_argument("device", help="device to simulate, e.g. mqtt-monitor")
@@ -377,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--journal", type=Path, default=None, help="the journal (SQLite) itself")
     _add_hl7(sub)
+    _add_station(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "WireActiveAlarm",
     "WireAlarmEvent",
     "WireBaseline",
+    "WireCommandResult",
     "WireError",
     "WireSample",
     "WireSession",
@@ -32,6 +33,7 @@ __all__ = [
     "WireStatus",
     "decode_active_alarms",
     "decode_alarm_event",
+    "decode_command_result",
     "decode_sample",
     "decode_session",
     "decode_status",
@@ -171,6 +173,22 @@ class WireStatus(_Wire):
         return v.lower() if isinstance(v, str) else v
 
 
+class WireCommandResult(_Wire):
+    """The bed's answer on `…/cmd/result` (docs/ARCHITECTURE.md "Commands").
+
+    An accepted `open_session` adds `session_id`, `dose_mg` and `rate_ml_per_h`; an accepted
+    `audio_pause` adds `audio_paused_until`; the rest is kept as extra fields.
+    """
+
+    request_id: str | None = None
+    ok: bool
+    error: str | None = None
+    session_id: str | None = None
+    dose_mg: float | None = None
+    rate_ml_per_h: float | None = None
+    audio_paused_until: float | None = None
+
+
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -206,6 +224,15 @@ def decode_alarm_event(payload: bytes | str) -> WireAlarmEvent:
         WireError: not an alarm event JSON object.
     """
     return _decode(WireAlarmEvent, payload, "alarm event")
+
+
+def decode_command_result(payload: bytes | str) -> WireCommandResult:
+    """A `…/cmd/result` payload.
+
+    Raises:
+        WireError: not a command result JSON object.
+    """
+    return _decode(WireCommandResult, payload, "command result")
 
 
 def decode_session(payload: bytes | str) -> WireSession:

@@ -1,0 +1,637 @@
+"""The central station in a real browser, against a real broker and real bed daemons.
+
+One set-up for the module (docs/station.md "Tests"): a broker, two `vigil run` bed daemons
+(w1/b1, w1/b2) reading an MQTT monitor each, the monitors' samples published by this test at
+1 Hz, the station (`monitor.station.server.Station`, in a thread of this process, on a real
+port and its own SQLite file) and one headless Debian chromium with a browser context per user.
+The tests run in order and build on each other (the bed killed in one is offline in the next).
+
+Expected values come from the clinical documents, not the code: the IEC 60601-1-8 ranges of
+docs/station.md "Alarm signals"; DESAT_CRITICAL (SpO2 < 85 for 5 s, high) and BP_PRE_GATE
+(two cuff readings >= 140/90 in `pre`, medium) from docs/ALARMS.md; the dose 0.5 mg/kg and
+the pump rate (the dose over 40 min at the given concentration) from docs/PROTOCOL.md step 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from monitor.station.server import Station, hash_password
+from monitor.station.settings import load_station_config
+from tests.helpers import BrokerProcess, free_port, write_bed_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = [pytest.mark.broker_incidental, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[3]
+USERS = {"anna": "nurse", "ben": "nurse", "vic": "viewer", "cleo": "clinician"}
+PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account's
+WAIT_MS = 20_000
+# a loaded CI machine: conditions are waited on, never slept for
+expect.set_options(timeout=WAIT_MS)
+
+# a stub AudioContext that records each pulse the page schedules: start, stop, fundamental,
+# the periodic wave's harmonics and the gain envelope. It starts `suspended`, as a browser's
+# does before a user gesture, and `resume()` makes it `running`.
+AUDIO_STUB = """
+window.__audio = { pulses: [], contexts: [] };
+class StubParam {
+  constructor(rec) { this.rec = rec; this.value = 0; }
+  setValueAtTime(v, t) { this.rec.push(["set", v, t]); }
+  linearRampToValueAtTime(v, t) { this.rec.push(["ramp", v, t]); }
+}
+class StubContext extends EventTarget {
+  constructor() {
+    super(); this.state = "suspended"; this.destination = {}; this.onstatechange = null;
+    this.t0 = performance.now(); window.__audio.contexts.push(this);
+  }
+  get currentTime() { return (performance.now() - this.t0) / 1000; }
+  _set(s) {
+    this.state = s; const e = new Event("statechange");
+    if (this.onstatechange) this.onstatechange(e); this.dispatchEvent(e);
+  }
+  resume() { this._set("running"); return Promise.resolve(); }
+  suspend() { this._set("suspended"); return Promise.resolve(); }
+  createPeriodicWave(real, imag) { return { real: Array.from(real), imag: Array.from(imag) }; }
+  createOscillator() {
+    const p = { wave: null, freq: [], gain: null, start: null, stop: null };
+    window.__audio.pulses.push(p);
+    return { frequency: new StubParam(p.freq), setPeriodicWave(w) { p.wave = w; },
+             connect(g) { p.gain = g.rec; }, start(t) { p.start = t; }, stop(t) { p.stop = t; } };
+  }
+  createGain() { const rec = []; return { rec, gain: new StubParam(rec), connect() {} }; }
+}
+window.AudioContext = StubContext;
+"""
+
+# Measures a flashing element in the page: its computed colour sampled every animation frame
+# for `ms`; the on/off transitions give the frequency, the on samples the duty cycle.
+# The element is looked up each frame: the page rebuilds a tile's alarm lines as data arrives.
+MEASURE_FLASH = """async ([sel, prop, ms]) => {
+  const samples = [];
+  const t0 = performance.now();
+  await new Promise((done) => {
+    const step = (t) => {
+      const el = document.querySelector(sel);
+      if (el) samples.push([t, getComputedStyle(el)[prop]]);
+      if (t - t0 < ms) requestAnimationFrame(step); else done();
+    };
+    requestAnimationFrame(step);
+  });
+  return samples;
+}"""
+
+
+class Feed:
+    """The beds' MQTT monitors: HR, PR and SpO2 once a second; cuff readings on demand."""
+
+    def __init__(self, broker: BrokerProcess, beds: list[str]) -> None:
+        self.values: dict[str, dict[str, float]] = {
+            b: {"HR": 72.0, "PR": 72.0, "SPO2": 97.0} for b in beds
+        }
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-test-feed")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed", daemon=True)
+        self._thread.start()
+
+    def _publish(self, bed: str, rows: list[tuple[str, float]], t: float) -> None:
+        samples = [
+            {"t": t, "param": p, "value": v, "valid": True, "device_id": f"mon-{bed}"}
+            for p, v in rows
+        ]
+        self.client.publish(f"monitors/{bed}/samples", json.dumps(samples), qos=0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0 - time.time() % 1.0):
+            t = float(math.floor(time.time()))
+            for bed, values in list(self.values.items()):
+                self._publish(bed, list(values.items()), t)
+
+    def determination(self, bed: str, sys_: float, dia: float) -> None:
+        """One cuff determination: its three rows share one time."""
+        mean = round((sys_ + 2 * dia) / 3)
+        self._publish(
+            bed, [("NIBP_SYS", sys_), ("NIBP_DIA", dia), ("NIBP_MEAN", mean)], time.time()
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class StationThread:
+    """The station in its own thread and event loop; `restart()` is a stop and a start."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config = load_station_config(config_path)
+        self.station: Station | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._main, name="station", daemon=True)
+        self._thread.start()
+        assert self._ready.wait(15), f"the station did not start: {self.error!r}"
+        assert self.error is None, self.error
+
+    def _main(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with Station(self.config) as station:
+                self.station = station
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001 - reported by start() and stop()
+            self.error = exc
+            self._ready.set()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(15)
+        assert self.error is None, self.error
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def url(self) -> str:
+        assert self.station is not None
+        return self.station.url.rstrip("/")
+
+
+class Ward:
+    """Everything the module shares."""
+
+    def __init__(self, root: Path) -> None:
+        self.broker = BrokerProcess(root / "broker")
+        self.beds: dict[str, subprocess.Popen[bytes]] = {}
+        self.root = root
+        self.feed: Feed | None = None
+        self.station: StationThread | None = None
+
+    def start(self) -> None:
+        self.broker.start()
+        for bed in ("b1", "b2"):
+            folder = self.root / bed
+            folder.mkdir()
+            config = write_bed_config(
+                folder / "bed.toml",
+                self.broker,
+                driver=(
+                    f'kind = "mqtt"\ndevice_id = "mon-{bed}"\ntopic = "monitors/{bed}/samples"\n'
+                ),
+            )
+            config.write_text(config.read_text().replace('bed = "b1"', f'bed = "{bed}"'))
+            with (folder / "bed.log").open("wb") as log:
+                self.beds[bed] = subprocess.Popen(
+                    [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        users = "".join(
+            f'[[users]]\nname = "{n}"\nrole = "{r}"\npassword_hash = "{hash_password(PASSWORD)}"\n'
+            for n, r in USERS.items()
+        )
+        port = free_port()
+        station_toml = self.root / "station.toml"
+        station_toml.write_text(
+            f'[station]\nlisten = "127.0.0.1:{port}"\ndatabase = "{self.root}/station.sqlite"\n'
+            f'secure_cookies = true\n[broker]\nurl = "{self.broker.url}"\n{users}'
+        )
+        self.station = StationThread(station_toml)
+        self.station.start()
+        self.feed = Feed(self.broker, list(self.beds))
+
+    def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        for p in self.beds.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.beds.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self.station is not None:
+            self.station.stop()
+        self.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ward]:
+    w = Ward(tmp_path_factory.mktemp("ward"))
+    try:
+        w.start()
+        yield w
+    finally:
+        w.stop()
+
+
+def _context(chromium: Browser, ward: Ward, user: str | None) -> BrowserContext:
+    context = chromium.new_context(viewport={"width": 1920, "height": 1080})
+    context.add_init_script(AUDIO_STUB)
+    if user is not None:
+        assert ward.station is not None
+        r = context.request.post(
+            f"{ward.station.url}/api/login",
+            data={"user": user, "password": PASSWORD},
+            headers={"Origin": ward.station.url},
+        )
+        assert r.ok, r.text()
+    return context
+
+
+def _collect(errors: list[str], user: str) -> Any:
+    def on_error(error: object) -> None:
+        errors.append(f"{user}: {error}")
+
+    return on_error
+
+
+@pytest.fixture(scope="module")
+def pages(chromium: Browser, ward: Ward) -> Iterator[dict[str, Page]]:
+    """A logged-in page per user (anna logs in through the form, in the first test)."""
+    assert ward.station is not None
+    contexts = {"anna": _context(chromium, ward, None)}
+    contexts |= {u: _context(chromium, ward, u) for u in ("ben", "vic", "cleo")}
+    out = {}
+    errors: list[str] = []
+    for user, context in contexts.items():
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", _collect(errors, user))
+        page.goto(ward.station.url + "/")
+        out[user] = page
+    yield out
+    for context in contexts.values():
+        context.close()
+    assert errors == [], errors  # the page threw: a broken page can look fine
+
+
+def tile(page: Page, bed: str) -> Any:
+    return page.locator(f'[data-bed="w1/{bed}"]')
+
+
+def test_login_tiles_and_the_audio_arming_state(ward: Ward, pages: dict[str, Page]) -> None:
+    page = pages["anna"]
+    page.fill("#login-form input[name=user]", "anna")
+    page.fill("#login-form input[name=password]", "wrong")
+    page.click("#login-form button")
+    expect(page.locator("#login-error")).to_have_text("wrong user or password")
+    page.fill("#login-form input[name=password]", PASSWORD)
+    page.click("#login-form button")
+    expect(page.locator("#who")).to_have_text("anna (nurse)")
+    # every bed a tile, with its numbers and their ages
+    for bed in ("b1", "b2"):
+        expect(tile(page, bed).locator('[data-param="HR"] .vvalue')).to_have_text("72")
+        expect(tile(page, bed).locator('[data-param="SPO2"] .vage')).to_have_attribute(
+            "data-stale", "0"
+        )
+    # the browser has not let the page make a sound: it says so until armed
+    arm = page.locator("#arm")
+    expect(arm).to_be_visible()
+    expect(arm).to_contain_text("alarm sound is OFF")
+    assert arm.bounding_box()["width"] >= 1900  # type: ignore[index]  # across the screen
+    arm.click()
+    expect(arm).to_be_hidden()
+    expect(page.locator("#audio-state")).to_have_text("alarm sound ON")
+    # the audio context stops (the browser suspended it): the page says so again
+    page.evaluate("window.__audio.contexts[0].suspend()")
+    expect(arm).to_be_visible()
+    arm.click()
+    expect(arm).to_be_hidden()
+
+
+def _flash(page: Page, selector: str, prop: str, ms: int) -> tuple[float, float, set[str]]:
+    """(frequency Hz, duty cycle, colours seen) of a flashing element, measured in the page."""
+    samples = page.evaluate(MEASURE_FLASH, [selector, prop, ms])
+    colours = [c for _, c in samples]
+    values = sorted(set(colours))
+    assert len(values) == 2, f"expected two colours, saw {values}"
+    rises = [samples[i][0] for i in range(1, len(samples)) if colours[i] != colours[i - 1]]
+    # frequency: transitions per second over whole periods, two per period
+    span = rises[-1] - rises[0]
+    frequency = (len(rises) - 1) / 2 / (span / 1000)
+    on = _brighter(values)
+    duty = colours.count(on) / len(colours)
+    return frequency, duty, set(values)
+
+
+def _rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(float(x)) for x in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+
+
+def _brighter(values: list[str]) -> str:
+    return max(values, key=lambda c: sum(_rgb(c)))
+
+
+def test_a_high_alarm_flashes_red_at_2_hz_and_sounds_the_high_burst(
+    ward: Ward, pages: dict[str, Page]
+) -> None:
+    assert ward.feed is not None
+    page = pages["anna"]
+    ward.feed.values["b1"]["SPO2"] = 80.0  # DESAT_CRITICAL: < 85 for 5 s, high (docs/ALARMS.md)
+    line = tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')
+    expect(line).to_be_visible(timeout=WAIT_MS)
+    expect(line).to_have_attribute("data-priority", "high")
+    # priority by text and mark, not colour alone
+    expect(line).to_contain_text("!!!")
+    expect(line).to_contain_text("HIGH")
+    expect(page.locator("#banner-alarms li").first).to_contain_text("w1/b1 HIGH DESAT_CRITICAL")
+    frequency, duty, colours = _flash(page, '[data-bed="w1/b1"]', "borderTopColor", 2200)
+    assert 1.4 <= frequency <= 2.8, frequency
+    assert 0.2 <= duty <= 0.6, duty
+    r, g, b = _rgb(_brighter(sorted(colours)))
+    assert (r > 200, g < 60, b < 60) == (True, True, True), colours  # red
+    frequency, duty, colours = _flash(
+        page, '[data-bed="w1/b1"] [data-code="DESAT_CRITICAL"]', "backgroundColor", 2200
+    )
+    assert 1.4 <= frequency <= 2.8, frequency
+    assert 0.2 <= duty <= 0.6, duty
+    # the page is playing the high burst: 10 pulses of the high pulse length
+    page.wait_for_function("window.__audio.pulses.length >= 10")
+    pulses = page.evaluate("window.__audio.pulses.slice(0, 10)")
+    assert all(0.075 <= p["stop"] - p["start"] <= 0.2 for p in pulses), pulses
+
+
+def _bursts(pulses: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Pulses grouped into bursts: a gap over 2 s starts a new one (every inter-burst interval
+    of the standard is at least 2.5 s, every gap inside a burst at most 1.3 s)."""
+    bursts: list[list[dict[str, Any]]] = []
+    for p in sorted(pulses, key=lambda p: p["start"]):
+        if not bursts or p["start"] - bursts[-1][-1]["stop"] > 2.0:
+            bursts.append([])
+        bursts[-1].append(p)
+    return bursts
+
+
+def _gaps(burst: list[dict[str, Any]]) -> list[float]:
+    return [b["start"] - a["stop"] for a, b in itertools.pairwise(burst)]
+
+
+def _schedule(page: Page, ward: Ward, script: str, run_ms: int) -> list[dict[str, Any]]:
+    """Pulses `script` schedules with the page's AlarmSound, on Playwright's fake clock."""
+    assert ward.station is not None
+    page.goto(ward.station.url + "/api/me")
+    page.evaluate(
+        "async () => { const m = await import('/static/alarm-audio.js');"
+        " window.__sound = new m.AlarmSound(window.AudioContext); await window.__sound.arm(); }"
+    )
+    page.evaluate(script)
+    page.clock.run_for(run_ms)
+    pulses: list[dict[str, Any]] = page.evaluate("window.__audio.pulses")
+    return pulses
+
+
+def test_the_audio_schedule_is_within_the_standards_ranges(chromium: Browser, ward: Ward) -> None:
+    context = _context(chromium, ward, None)
+    try:
+        page = context.new_page()
+        page.clock.install()
+        high = _bursts(_schedule(page, ward, "window.__sound.play('high')", 40_000))
+        assert len(high) >= 2
+        for burst in high[:-1]:
+            assert len(burst) == 10  # 3+2, pause, 3+2
+            gaps = _gaps(burst)
+            for i in (0, 1, 3, 5, 6, 8):  # spacing inside a group: 50-125 ms
+                assert 0.050 <= gaps[i] <= 0.125, gaps
+            for i in (2, 7):  # between the 3 and the 2: a break, shorter than the pause
+                assert 0.125 < gaps[i] < 0.35 or math.isclose(gaps[i], 0.35), gaps
+            assert 0.35 <= gaps[4] <= 1.30, gaps  # the pause between the halves
+            for p in burst:
+                assert 0.075 <= p["stop"] - p["start"] <= 0.200
+        for a, b in itertools.pairwise(high):
+            assert 2.5 <= b[0]["start"] - a[-1]["stop"] <= 15.0
+        pulse = high[0][0]
+        f0 = pulse["freq"][0][1]
+        assert 150 <= f0 <= 1000
+        amplitudes = pulse["wave"]["imag"]
+        harmonics = [
+            k
+            for k in range(2, len(amplitudes))
+            if 300 <= k * f0 <= 4000 and 20 * math.log10(amplitudes[k] / amplitudes[1]) >= -15
+        ]
+        assert len(harmonics) >= 4, amplitudes
+        # rise: from silence to full over 10-20 % of the pulse
+        ramp_to = next(t for kind, v, t in pulse["gain"] if kind == "ramp" and v > 0)
+        rise = (ramp_to - pulse["start"]) / (pulse["stop"] - pulse["start"])
+        assert 0.10 <= rise <= 0.20, rise
+
+        page.evaluate("window.__audio.pulses.length = 0")
+        page.evaluate("window.__sound.play('medium')")
+        page.clock.run_for(40_000)
+        medium = _bursts(page.evaluate("window.__audio.pulses"))
+        assert len(medium) >= 2
+        for burst in medium[:-1]:
+            assert len(burst) == 3
+            assert all(0.125 <= g <= 0.250 for g in _gaps(burst))
+            assert all(0.125 <= p["stop"] - p["start"] <= 0.250 for p in burst)
+        for a, b in itertools.pairwise(medium):
+            assert 2.5 <= b[0]["start"] - a[-1]["stop"] <= 30.0
+
+        page.evaluate("window.__audio.pulses.length = 0")
+        page.evaluate("window.__sound.play('low')")
+        page.clock.run_for(50_000)
+        low = _bursts(page.evaluate("window.__audio.pulses"))
+        assert low
+        for burst in low:
+            assert 1 <= len(burst) <= 2
+            assert all(0.125 <= p["stop"] - p["start"] <= 0.250 for p in burst)
+        for a, b in itertools.pairwise(low):
+            assert b[0]["start"] - a[-1]["stop"] > 15.0
+
+        # a higher priority does not wait for the next medium burst: it starts at once
+        page.evaluate("window.__sound.play('medium')")
+        page.clock.run_for(1_000)
+        page.evaluate("window.__audio.pulses.length = 0")
+        switched = page.evaluate("window.__sound.ctx.currentTime")
+        page.evaluate("window.__sound.play('high')")
+        page.clock.run_for(3_000)
+        first = min(page.evaluate("window.__audio.pulses"), key=lambda p: p["start"])
+        assert first["start"] - switched < 0.1
+        assert 0.075 <= first["stop"] - first["start"] <= 0.2
+    finally:
+        context.close()
+
+
+def test_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pages(
+    pages: dict[str, Page],
+) -> None:
+    anna, ben = pages["anna"], pages["ben"]
+    watch = """() => { window.__ack = [];
+      new MutationObserver(() => {
+        for (const el of document.querySelectorAll('[data-bed="w1/b1"] [data-ack]'))
+          window.__ack.push(el.dataset.ack + ' ' + el.textContent.trim());
+      }).observe(document.body, { subtree: true, childList: true }); }"""
+    for page in (anna, ben):
+        expect(tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')).to_be_visible()
+        page.evaluate(watch)
+    tile(anna, "b1").locator('[data-code="DESAT_CRITICAL"] .ack-btn').click()
+    for page in (anna, ben):
+        confirmed = tile(page, "b1").locator('[data-code="DESAT_CRITICAL"] [data-ack="confirmed"]')
+        expect(confirmed).to_contain_text("ACK anna")
+        seen = page.evaluate("window.__ack")
+        pending = [s for s in seen if s.startswith("pending")]
+        assert pending, seen
+        assert "ACK pending (anna)" in pending[0]
+        assert seen.index(pending[0]) < next(
+            i for i, s in enumerate(seen) if s.startswith("confirmed")
+        )
+        # acknowledged: it stops flashing
+        line = tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')
+        assert line.evaluate("el => getComputedStyle(el).animationName") == "none"
+
+
+def test_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
+    pages: dict[str, Page],
+) -> None:
+    vic, anna, cleo = pages["vic"], pages["anna"], pages["cleo"]
+    expect(tile(vic, "b1")).to_be_visible()
+    assert tile(vic, "b1").locator(".ack-btn").count() == 0
+    # the page hides the button; the station refuses the command itself
+    vic.evaluate("window.vigilStation.send('w1/b1', {cmd: 'audio_pause'})")
+    expect(vic.locator(".toast.bad").last).to_contain_text("a viewer cannot send commands")
+    anna.evaluate(
+        "window.vigilStation.send('w1/b1', "
+        "{cmd: 'override', what: 'relative_contraindication', reason: 'nurse tries'})"
+    )
+    expect(anna.locator(".toast.bad").last).to_contain_text("override: only a clinician may")
+    # a clinician may, with a reason; the bed accepts it (nothing else to override yet)
+    tile(cleo, "b1").click()
+    form = cleo.locator("#override-form")
+    form.locator("select[name=what]").select_option("relative_contraindication")
+    form.locator("input[name=reason]").fill("pregnancy discussed with obstetrics")
+    form.locator("button").click()
+    expect(cleo.locator(".toast.good").last).to_contain_text("override by cleo: accepted")
+    cleo.click("#detail-close")
+
+
+def test_the_checklist_form_is_refused_then_accepted(ward: Ward, pages: dict[str, Page]) -> None:
+    assert ward.feed is not None
+    page = pages["anna"]
+    tile(page, "b2").click()
+    page.click('#actions [data-cmd="open_session"]')
+    form = page.locator("#checklist-form")
+    form.locator("input[name=patient_id]").fill("P-0042")
+    form.locator("input[name=weight_kg]").fill("70")
+    form.locator("input[name=concentration]").fill("10")
+    items = form.locator("fieldset[data-item]")
+    for i in range(items.count() - 1):  # one item left unanswered
+        items.nth(i).locator("input[value=no]").check()
+    form.locator("button[type=submit]").click()
+    result = form.locator(".form-result")
+    expect(result).to_contain_text("answer every item")
+    expect(result).to_contain_text("concomitant_cns_depressants")
+    # an absolute contraindication: the bed refuses, with its reason
+    form.locator('[data-item="raised_intracranial_pressure"] input[value=yes]').check()
+    items.nth(items.count() - 1).locator("input[value=no]").check()
+    form.locator("button[type=submit]").click()
+    expect(result).to_contain_text("REFUSED")
+    expect(result).to_contain_text("absolute contraindication: raised_intracranial_pressure")
+    form.locator('[data-item="raised_intracranial_pressure"] input[value=no]').check()
+    form.locator("button[type=submit]").click()
+    # 70 kg x 0.5 mg/kg = 35 mg; 35 mg / 10 mg/mL = 3.5 mL over 40 min = 5.25 mL/h
+    expect(result.locator("[data-dose]")).to_have_text("dose 35.0 mg")
+    expect(result.locator("[data-rate]")).to_have_text("pump rate 5.3 mL/h")
+    page.click("#checklist-close")
+    expect(page.locator("#detail-title")).to_contain_text("patient P-0042")
+    page.click("#detail-close")
+    # in `pre`, two cuff readings >= 140/90: BP_PRE_GATE, medium, yellow at 0.4-0.8 Hz
+    ward.feed.determination("b2", 150, 95)
+    time.sleep(1.1)
+    ward.feed.determination("b2", 152, 96)
+    line = tile(page, "b2").locator('[data-code="BP_PRE_GATE"]')
+    expect(line).to_have_attribute("data-priority", "medium")
+    expect(line).to_contain_text("!! MEDIUM")
+    frequency, duty, colours = _flash(
+        page, '[data-bed="w1/b2"] [data-code="BP_PRE_GATE"]', "backgroundColor", 4000
+    )
+    assert 0.4 <= frequency <= 0.8, frequency
+    assert 0.2 <= duty <= 0.6, duty
+    r, g, b = _rgb(_brighter(sorted(colours)))
+    assert (r > 200, g > 170, b < 60) == (True, True, True), colours  # yellow
+    # low priority: cyan and steady (the page's own style for it)
+    style = page.evaluate(
+        "() => { const li = document.createElement('li'); li.className = 'alarm prio-low flashing';"
+        " document.querySelector('#ward').append(li); const s = getComputedStyle(li);"
+        " const out = [s.animationName, s.backgroundColor]; li.remove(); return out; }"
+    )
+    assert style[0] == "none"
+    r, g, b = _rgb(style[1])
+    assert (r < 80, g > 150, b > 180) == (True, True, True), style  # cyan
+
+
+def test_a_killed_bed_is_offline_and_its_values_go_stale(
+    ward: Ward, pages: dict[str, Page]
+) -> None:
+    page = pages["ben"]
+    ward.beds["b2"].send_signal(signal.SIGKILL)
+    ward.beds["b2"].wait(10)
+    # the broker publishes the bed's Last Will at once: its socket is gone
+    expect(tile(page, "b2").locator('[data-status="offline"]')).to_contain_text("OFFLINE")
+    # no more vitals through the dead bed: after 3 expected intervals (3 x 2 s) they are stale
+    expect(tile(page, "b2").locator('[data-param="HR"] .vage')).to_contain_text("STALE")
+    expect(tile(page, "b1").locator('[data-param="HR"] .vage')).to_have_attribute("data-stale", "0")
+    # a bed offline during a session is the station's technical alarm
+    expect(page.locator("#banner-alarms")).to_contain_text("BED_OFFLINE")
+
+
+def test_a_restarted_station_keeps_its_history(ward: Ward, pages: dict[str, Page]) -> None:
+    assert ward.station is not None
+    ward.station.restart()
+    page = pages["anna"]
+    # the page reconnects by itself; the login (its cookie) survives the restart
+    expect(page.locator("#link")).to_have_text("broker connected")
+    tile(page, "b1").click()
+    history = page.locator("#history tbody")
+    expect(history).to_contain_text("DESAT_CRITICAL")
+    expect(history).to_contain_text("anna")  # who acknowledged
+    expect(page.locator("#report-link")).to_have_attribute("href", "/report/w1/b1")
+    page.click("#detail-close")
+
+
+def test_broker_loss_at_the_station(ward: Ward, pages: dict[str, Page]) -> None:
+    page = pages["ben"]
+    ward.broker.stop()
+    expect(page.locator("#banner-alarms")).to_contain_text("STATION_BROKER_LOST")
+    for bed in ("b1", "b2"):
+        expect(tile(page, bed).locator('[data-status="no-broker"]')).to_have_text(
+            "NO DATA: station lost the broker"
+        )
+    expect(tile(page, "b1").locator('[data-param="HR"] .vage')).to_contain_text("STALE")
+    # heard: the station's technical alarm is medium at least
+    assert page.evaluate("window.vigilStation.sound.priority") in ("medium", "high")
