@@ -5,7 +5,8 @@ WebSockets in the asyncio loop the MQTT client already runs in, with no ASGI ser
 second framework; the station's whole server side is one `Station` context manager owning one
 TaskGroup:
 
-- `station.ward`: the ward link (`monitor.supervisor.supervise` with backoff), subscribed to
+- `station.ward`: the ward link (`monitor.supervisor.supervise` with backoff, connecting through
+  `drivers/mqtt/client.py` like every client), subscribed to
   every bed's `status`, `session`, `alarms/active`, `alarms`, `cmd/result` and `vitals`
   (`monitor.station.ward.TOPICS`), publishing the commands the pages send;
 - `station.push`: every 50 ms the beds that changed go to every open page as JSON over the
@@ -43,30 +44,22 @@ import aiomqtt
 import argon2
 from aiohttp import WSMsgType, web
 
-from monitor import mqtt_client
+from drivers.mqtt import client as mqtt_client
+from kernel.configfile import ConfigError
+from kernel.tasks import cancel_until_done, raise_if_cancelled
+from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS, iso8601
 from monitor.commands import (
-    ABSOLUTE_CONTRAINDICATIONS,
     OVERRIDE_MEANINGS,
-    RELATIVE_CONTRAINDICATIONS,
     Checklist,
     CommandRejectedError,
     parse_command,
 )
-from monitor.configfile import ConfigError
 from monitor.logs import setup_logging
 from monitor.metrics import parse_listen
 from monitor.station.settings import StationConfig, User, load_station_config
 from monitor.station.store import StationStore
 from monitor.station.ward import EXPECTED_INTERVAL_S, TOPICS, WardState
-from monitor.supervisor import (
-    Backoff,
-    LinkState,
-    LinkStatus,
-    cancel_until_done,
-    raise_if_cancelled,
-    supervise,
-)
-from monitor.vocabulary import iso8601
+from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 from monitor.ward import NO_DELAY, tls_context_for
 
 __all__ = ["BROKER_LOST", "COOKIE", "Station", "hash_password", "station_main"]

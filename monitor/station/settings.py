@@ -15,7 +15,7 @@ password_hash = "$argon2id$v=19$..."    # `vigil station --hash-password`
 username = "station"
 ```
 Relative paths are relative to the file's folder. Every problem is reported with the file, the
-dotted key and the reason (`monitor.configfile.ConfigError`). What each role may do is in
+dotted key and the reason (`kernel.configfile.ConfigError`). What each role may do is in
 docs/station.md "Roles".
 """
 
@@ -27,9 +27,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.settings import BrokerSettings, Number
 from monitor.metrics import MetricsListenError, parse_listen
-from monitor.settings import BrokerSettings, Number
 
 __all__ = ["ROLES", "Role", "StationConfig", "StationSettings", "User", "load_station_config"]
 

@@ -4,7 +4,8 @@ One set-up for the module (docs/station.md "Tests"): a broker, two `vigil run` b
 (w1/b1, w1/b2) reading an MQTT monitor each, the monitors' samples published by this test at
 1 Hz, the station (`monitor.station.server.Station`, in a thread of this process, on a real
 port and its own SQLite file) and one headless Debian chromium with a browser context per user.
-The tests run in order and build on each other (the bed killed in one is offline in the next).
+One test runs the steps in order, each building on the one before (the bed killed in one is
+offline in the next), so that scripts/test's workers cannot split them.
 
 Expected values come from the clinical documents, not the code: the IEC 60601-1-8 ranges of
 docs/station.md "Alarm signals"; DESAT_CRITICAL (SpO2 < 85 for 5 s, high) and BP_PRE_GATE
@@ -38,7 +39,7 @@ from tests.helpers import BrokerProcess, free_port, write_bed_config
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytestmark = [pytest.mark.broker_incidental, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.broker_incidental]
 
 ROOT = Path(__file__).resolve().parents[3]
 USERS = {"anna": "nurse", "ben": "nurse", "vic": "viewer", "cleo": "clinician"}
@@ -306,7 +307,7 @@ def tile(page: Page, bed: str) -> Any:
     return page.locator(f'[data-bed="w1/{bed}"]')
 
 
-def test_login_tiles_and_the_audio_arming_state(ward: Ward, pages: dict[str, Page]) -> None:
+def step_login_tiles_and_the_audio_arming_state(ward: Ward, pages: dict[str, Page]) -> None:
     page = pages["anna"]
     page.fill("#login-form input[name=user]", "anna")
     page.fill("#login-form input[name=password]", "wrong")
@@ -359,7 +360,7 @@ def _brighter(values: list[str]) -> str:
     return max(values, key=lambda c: sum(_rgb(c)))
 
 
-def test_a_high_alarm_flashes_red_at_2_hz_and_sounds_the_high_burst(
+def step_a_high_alarm_flashes_red_at_2_hz_and_sounds_the_high_burst(
     ward: Ward, pages: dict[str, Page]
 ) -> None:
     assert ward.feed is not None
@@ -417,7 +418,7 @@ def _schedule(page: Page, ward: Ward, script: str, run_ms: int) -> list[dict[str
     return pulses
 
 
-def test_the_audio_schedule_is_within_the_standards_ranges(chromium: Browser, ward: Ward) -> None:
+def step_the_audio_schedule_is_within_the_standards_ranges(chromium: Browser, ward: Ward) -> None:
     context = _context(chromium, ward, None)
     try:
         page = context.new_page()
@@ -488,7 +489,7 @@ def test_the_audio_schedule_is_within_the_standards_ranges(chromium: Browser, wa
         context.close()
 
 
-def test_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pages(
+def step_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pages(
     pages: dict[str, Page],
 ) -> None:
     anna, ben = pages["anna"], pages["ben"]
@@ -516,7 +517,7 @@ def test_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pag
         assert line.evaluate("el => getComputedStyle(el).animationName") == "none"
 
 
-def test_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
+def step_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
     pages: dict[str, Page],
 ) -> None:
     vic, anna, cleo = pages["vic"], pages["anna"], pages["cleo"]
@@ -540,7 +541,7 @@ def test_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
     cleo.click("#detail-close")
 
 
-def test_the_checklist_form_is_refused_then_accepted(ward: Ward, pages: dict[str, Page]) -> None:
+def step_the_checklist_form_is_refused_then_accepted(ward: Ward, pages: dict[str, Page]) -> None:
     assert ward.feed is not None
     page = pages["anna"]
     tile(page, "b2").click()
@@ -595,7 +596,7 @@ def test_the_checklist_form_is_refused_then_accepted(ward: Ward, pages: dict[str
     assert (r < 80, g > 150, b > 180) == (True, True, True), style  # cyan
 
 
-def test_a_killed_bed_is_offline_and_its_values_go_stale(
+def step_a_killed_bed_is_offline_and_its_values_go_stale(
     ward: Ward, pages: dict[str, Page]
 ) -> None:
     page = pages["ben"]
@@ -610,7 +611,7 @@ def test_a_killed_bed_is_offline_and_its_values_go_stale(
     expect(page.locator("#banner-alarms")).to_contain_text("BED_OFFLINE")
 
 
-def test_a_restarted_station_keeps_its_history(ward: Ward, pages: dict[str, Page]) -> None:
+def step_a_restarted_station_keeps_its_history(ward: Ward, pages: dict[str, Page]) -> None:
     assert ward.station is not None
     ward.station.restart()
     page = pages["anna"]
@@ -624,7 +625,7 @@ def test_a_restarted_station_keeps_its_history(ward: Ward, pages: dict[str, Page
     page.click("#detail-close")
 
 
-def test_broker_loss_at_the_station(ward: Ward, pages: dict[str, Page]) -> None:
+def step_broker_loss_at_the_station(ward: Ward, pages: dict[str, Page]) -> None:
     page = pages["ben"]
     ward.broker.stop()
     expect(page.locator("#banner-alarms")).to_contain_text("STATION_BROKER_LOST")
@@ -635,3 +636,18 @@ def test_broker_loss_at_the_station(ward: Ward, pages: dict[str, Page]) -> None:
     expect(tile(page, "b1").locator('[data-param="HR"] .vage')).to_contain_text("STALE")
     # heard: the station's technical alarm is medium at least
     assert page.evaluate("window.vigilStation.sound.priority") in ("medium", "high")
+
+
+@pytest.mark.timeout(150)
+def test_the_station_in_a_browser(chromium: Browser, ward: Ward, pages: dict[str, Page]) -> None:
+    """One ward, one browser, the steps in order (each builds on the one before; one test, so
+    that pytest-xdist cannot split them across workers)."""
+    step_login_tiles_and_the_audio_arming_state(ward, pages)
+    step_a_high_alarm_flashes_red_at_2_hz_and_sounds_the_high_burst(ward, pages)
+    step_the_audio_schedule_is_within_the_standards_ranges(chromium, ward)
+    step_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pages(pages)
+    step_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(pages)
+    step_the_checklist_form_is_refused_then_accepted(ward, pages)
+    step_a_killed_bed_is_offline_and_its_values_go_stale(ward, pages)
+    step_a_restarted_station_keeps_its_history(ward, pages)
+    step_broker_loss_at_the_station(ward, pages)
