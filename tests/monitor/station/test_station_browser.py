@@ -513,8 +513,12 @@ def step_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pag
             i for i, s in enumerate(seen) if s.startswith("confirmed")
         )
         # acknowledged: it stops flashing
-        line = tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')
-        assert line.evaluate("el => getComputedStyle(el).animationName") == "none"
+        # (looked up afresh each poll: the page rebuilds the line as data arrives)
+        page.wait_for_function(
+            """() => { const el = document.querySelector(
+                 '[data-bed="w1/b1"] [data-code="DESAT_CRITICAL"]');
+               return el !== null && getComputedStyle(el).animationName === "none"; }"""
+        )
 
 
 def step_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
