@@ -13,8 +13,6 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
-from kernel.clock import SimulatedClock
-from kernel.vocabulary import Param, Sample
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
@@ -223,21 +221,3 @@ async def test_a_lost_monitor_is_named_for_a_person_and_the_error_goes_to_the_lo
     assert any("device=ox" in d and "No such file or directory" in d for d in details), details
     assert any("device=mon1" in d and "Connection refused" in d for d in details), details
 
-
-async def test_on_a_simulated_clock_the_skew_bounds_are_real_seconds(
-    mqtt_broker: BrokerProcess, tmp_path: Path
-) -> None:
-    # At speed 50 a scheduling stall of 0.6 s real is 30 simulated seconds behind: that is
-    # latency, not a device clock that is off (sample_max_behind_s = 25 s of real time)
-    speed = 50.0
-    clock = SimulatedClock(speed=speed)
-    settings = settings_for(mqtt_broker, tmp_path)
-    async with Daemon(settings, load_policy(), clock=clock) as daemon:
-        now = clock.now()
-        daemon.bed.samples.put(Sample(now - 30.0, Param.HR, 80.0, True, "mon1"))
-        # two simulated hours ahead is 144 s of real time: a clock that is off
-        daemon.bed.samples.put(Sample(now + 7200.0, Param.HR, 81.0, True, "mon2"))
-        async with asyncio.timeout(10):
-            while not daemon.bed.timekeeper.restamped:  # noqa: ASYNC110 - watching from outside
-                await asyncio.sleep(0.01)
-        assert dict(daemon.bed.timekeeper.restamped) == {("mon2", "ahead"): 1}
