@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -60,6 +62,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "broker_incidental: a long end-to-end test whose subject is not the broker; left out of "
         "the embedded-broker run of .ci/run",
     )
+
+
+# A module whose clocks run many times faster than real time: a scheduling stall of 0.2 s is
+# tens of simulated seconds there, enough to re-stamp samples or raise a no-data alarm the test
+# does not expect. pytest-xdist (scripts/test, --dist loadgroup) runs such tests one at a time,
+# on one worker, beside the others.
+_FAST_CLOCK = re.compile(r"SimulatedClock|[\"']--speed[\"']|[\"']speed[\"']\s*:")
+
+
+@functools.cache
+def _uses_a_fast_clock(path: Path) -> bool:
+    return _FAST_CLOCK.search(path.read_text(encoding="utf-8")) is not None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of fast-clock modules in one xdist group (see `_FAST_CLOCK`)."""
+    for item in items:
+        if item.path.suffix == ".py" and _uses_a_fast_clock(item.path):
+            item.add_marker(pytest.mark.xdist_group("fast_clock"))
 
 
 @pytest.fixture
