@@ -16,8 +16,10 @@ from pydantic import Field
 
 from drivers.ge_s5.spec import SPEC as GE_S5
 from drivers.intellivue.spec import SPEC as INTELLIVUE
+from drivers.ivy_450c.spec import SPEC as IVY_450C
 from drivers.masimo.spec import SPEC as MASIMO
 from drivers.mqtt.spec import SPEC as MQTT
+from drivers.nellcor.spec import SPEC as NELLCOR
 from drivers.spec import DeviceSpec, DriverSettingsBase, load
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ SPECS: Final[tuple[DeviceSpec, ...]] = (
     MASIMO,
     GE_S5,
     INTELLIVUE,
+    IVY_450C,
+    NELLCOR,
 )
 
 _BY_KIND: Final[dict[str, DeviceSpec]] = {s.kind: s for s in SPECS}

@@ -51,6 +51,8 @@ CASES = [
     Case("masimo", "desaturation", "DESAT_CRITICAL"),
     Case("ge-s5", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
     Case("intellivue", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
+    Case("ivy-450c", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
+    Case("nellcor", "desaturation", "DESAT_CRITICAL"),
 ]
 
 

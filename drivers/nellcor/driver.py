@@ -1,0 +1,25 @@
+"""The Nellcor driver: the codec's `NellcorLink` over a 9600 8N1 serial port."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from drivers.nellcor.codec import NellcorLink
+from drivers.nellcor.spec import SPEC
+from drivers.serialport import SerialDriver
+from drivers.spec import DeviceSpec
+
+__all__ = ["NellcorDriver"]
+
+
+class NellcorDriver(SerialDriver):
+    """A Nellcor N-595 / N-560 pulse oximeter's data port (`[[drivers]] kind = "nellcor"`).
+
+    Line settings and quiet time: `drivers/nellcor/spec.py` (docs/devices.md §2.6).
+    """
+
+    spec: ClassVar[DeviceSpec] = SPEC
+
+    def protocol(self) -> NellcorLink:
+        """A fresh line decoder; counters go to the driver's `stats`."""
+        return NellcorLink(self.device_id, self.stats)
