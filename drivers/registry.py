@@ -18,6 +18,7 @@ from drivers.ge_s5.spec import SPEC as GE_S5
 from drivers.intellivue.spec import SPEC as INTELLIVUE
 from drivers.ivy_450c.spec import SPEC as IVY_450C
 from drivers.masimo.spec import SPEC as MASIMO
+from drivers.mindray_hl7.spec import SPEC as MINDRAY_HL7
 from drivers.mqtt.spec import SPEC as MQTT
 from drivers.nellcor.spec import SPEC as NELLCOR
 from drivers.spec import DeviceSpec, DriverSettingsBase, load
@@ -43,6 +44,7 @@ SPECS: Final[tuple[DeviceSpec, ...]] = (
     INTELLIVUE,
     IVY_450C,
     NELLCOR,
+    MINDRAY_HL7,
 )
 
 _BY_KIND: Final[dict[str, DeviceSpec]] = {s.kind: s for s in SPECS}

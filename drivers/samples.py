@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Final
 
 from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample, in_range
 
-__all__ = ["NO_VALUE", "OUT_OF_RANGE", "judged", "verdict"]
+__all__ = ["NO_VALUE", "OUT_OF_RANGE", "DeterminationMemory", "judged", "verdict"]
 
 NO_VALUE: Final = "no_value"
 OUT_OF_RANGE: Final = "out_of_range"
@@ -60,3 +61,25 @@ def judged(
     ok, why, out_of_range = _verdict(param, value, valid, reason)
     sample = Sample(t, param, value, ok, device_id, UNITS[param], MDC_CODES[param], why)
     return sample, out_of_range
+
+
+@dataclass
+class DeterminationMemory:
+    """The last cuff determination passed on, for protocols that repeat it without a time.
+
+    A monitor that shows the last NIBP determination in every message (Ivy 450C ANSAR-B,
+    docs/devices.md §2.5) or resends it (Mindray HL7, §3) gives no measurement time to tell a
+    new determination from the displayed one: a determination is new when its (sys, dia, mean)
+    differ from the last one passed on, so two in a row with the very same values are one.
+    Kept by a driver across reconnections, so a reconnect does not pass the displayed
+    determination on again.
+    """
+
+    last: tuple[float, float, float] | None = None
+
+    def is_new(self, values: tuple[float, float, float]) -> bool:
+        """Whether `values` is a new determination (then it is remembered)."""
+        if values == self.last:
+            return False
+        self.last = values
+        return True

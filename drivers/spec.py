@@ -27,6 +27,7 @@ __all__ = [
     "DeviceSpec",
     "DriverSettingsBase",
     "SerialSettings",
+    "TcpSettings",
     "Transport",
     "load",
 ]
@@ -55,6 +56,25 @@ class SerialSettings(DriverSettingsBase):
     def connection(self) -> str:
         """Where the device is connected, as an alarm message says it."""
         return f"port {self.port}"
+
+
+class TcpSettings(DriverSettingsBase):
+    """A device on a TCP connection: Vigil listens for it, or connects to it."""
+
+    mode: Literal["listen", "connect"] = Field(
+        default="listen",
+        description="listen: the monitor connects to host:port (an address of this box); "
+        "connect: Vigil connects to the monitor (or its gateway) at host:port",
+    )
+    host: str
+    port: int = Field(ge=1, le=65535)
+    # A monitor silent this long is DEVICE_DISCONNECTED (the spec's quiet time by default).
+    quiet_s: Number | None = Field(default=None, gt=0)
+
+    def connection(self) -> str:
+        """Where the device is connected, as an alarm message says it."""
+        verb = "listening on" if self.mode == "listen" else "to"
+        return f"TCP {verb} {self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,6 +256,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="serial monitors: make a pseudo-terminal and a symlink PATH to it; "
         "configure the driver's port = PATH",
     )
+    target.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="network monitors: connect to the driver listening at HOST:PORT (mode = listen)",
+    )
     p.add_argument("--speed", type=_positive_float, default=1.0, help="time speed-up (default 1)")
     p.add_argument(
         "--anchor",

@@ -29,6 +29,7 @@ from kernel.clock import make_clock
 from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
 from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialStats
+from simulators.tcp_monitor import TcpMonitor
 
 if TYPE_CHECKING:
     import argparse
@@ -134,9 +135,38 @@ async def _play_with_faults(monitor: SerialMonitor, args: argparse.Namespace) ->
     await monitor.wait()
 
 
+def _tcp(spec: DeviceSpec) -> Runner:
+    """The runner of the network monitor of `spec`: its side, connecting to ``--tcp``."""
+
+    async def run(args: argparse.Namespace, clock: Clock, stats: PublishStats) -> int:
+        assert spec.simulator is not None
+        host, _, port = args.tcp.rpartition(":")
+        tcp_stats = SerialStats()
+        monitor = TcpMonitor(
+            load(spec.simulator),
+            clock=clock,
+            scenario=args.scenario,
+            host=host,
+            port=int(port),
+            device_id=args.device_id,
+            seed=args.seed,
+            stats=tcp_stats,
+        )
+        try:
+            async with monitor:
+                await _play_with_faults(monitor, args)
+        finally:
+            stats.samples = tcp_stats.samples
+        return tcp_stats.samples
+
+    return run
+
+
 def _simulator(spec: DeviceSpec) -> DeviceSimulator:
     if spec.transport == "mqtt":
         return DeviceSimulator("mqtt", spec.summary, _run_mqtt_monitor)
+    if spec.transport == "tcp":
+        return DeviceSimulator("tcp", spec.summary, _tcp(spec))
     return DeviceSimulator(spec.transport, spec.summary, _serial(spec))
 
 
@@ -160,12 +190,23 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return f"unknown device {args.device!r} (known: {', '.join(DEVICES)})"
     if args.scenario not in SCENARIOS:
         return f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})"
-    if device.transport == "mqtt":
-        return _mqtt_usage_error(args)
+    return {"mqtt": _mqtt_usage_error, "tcp": _tcp_usage_error}.get(
+        device.transport, _serial_usage_error
+    )(args)
+
+
+def _serial_usage_error(args: argparse.Namespace) -> str | None:
     if args.serial is None and args.pty is None:
         return f"{args.device} is a serial device: give --serial PORT or --pty PATH, not --mqtt"
     if Fault.UNPLUG.value in args.fault and args.pty is None:
         return "--fault unplug needs --pty: a real port cannot be pulled from software"
+    return None
+
+
+def _tcp_usage_error(args: argparse.Namespace) -> str | None:
+    host, _, port = (args.tcp or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{args.device} is a network monitor: give --tcp HOST:PORT"
     return None
 
 
@@ -184,6 +225,8 @@ def _mqtt_usage_error(args: argparse.Namespace) -> str | None:
 def _start_line(args: argparse.Namespace, device: DeviceSimulator) -> str:
     if device.transport == "mqtt":
         where = f"{args.mqtt} topic {args.topic}"
+    elif device.transport == "tcp":
+        where = f"TCP {args.tcp}"
     elif args.pty is not None:
         where = f"pty {args.pty}"
     else:

@@ -142,7 +142,7 @@ class SerialMonitor:
         device_id: the samples' device id (the simulator does not send it; tests compare).
         port: an existing serial device, opened with `line`.
         pty: where to make the symlink to a fresh pty's slave (exclusive with `port`).
-        line: serial settings for `port`.
+        line: serial settings for `port` (a pty needs none).
         seed: the scenario's noise seed; faults draw from their own generator.
         until: stop after this scenario time (epoch seconds).
     """
@@ -153,7 +153,7 @@ class SerialMonitor:
         *,
         clock: Clock,
         scenario: str,
-        line: LineSettings,
+        line: LineSettings | None = None,
         port: str | None = None,
         pty: Path | None = None,
         device_id: str = "mon1",
@@ -260,6 +260,7 @@ class SerialMonitor:
             asyncio.get_running_loop().add_reader(self._pty.master, self._on_readable)
         else:
             assert self._port is not None
+            assert self._line is not None  # a real port is opened with the device's settings
             line = line_for(self._port, self._line)
             self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
                 url=self._port,

@@ -25,7 +25,7 @@ start are dropped as ``partial``: a capture, or a connection, may begin in the m
 message, and a partial message is not a message.
 
 The NIBP line repeats the last determination every second for as long as the monitor shows it,
-so `CuffMemory` passes a determination on once, when its values change.
+so `drivers.samples.DeterminationMemory` passes a determination on once, when its values change.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Final
 
 from drivers.base import DriverStats
 from drivers.link import Received
-from drivers.samples import judged
+from drivers.samples import DeterminationMemory, judged
 from kernel.vocabulary import Param, Sample
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "HEADER",
     "MAX_TEXT",
     "WAVEFORM_BYTES",
-    "CuffMemory",
     "DropReason",
     "IvyLine",
     "IvyLink",
@@ -210,26 +209,6 @@ class MessageDecoder:
         return IvyMessage(raw[len(HEADER) : _TEXT_AT], lines)
 
 
-@dataclass
-class CuffMemory:
-    """The last NIBP determination passed on; the NIBP line repeats it every second.
-
-    A determination is new when its (sys, dia, mean) differ from the last one passed on, so two
-    determinations in a row with the very same three values are one (ANSAR-B carries no
-    measurement time to tell them apart; docs/devices.md §2.5). Kept by the driver across
-    reconnections, so a reconnect does not pass on the displayed determination again.
-    """
-
-    last: tuple[float, float, float] | None = None
-
-    def is_new(self, values: tuple[float, float, float]) -> bool:
-        """Whether `values` is a new determination (then it is remembered)."""
-        if values == self.last:
-            return False
-        self.last = values
-        return True
-
-
 def _first(line: IvyLine | None, index: int = 0) -> float | None:
     if line is None or len(line.values) <= index:
         return None
@@ -247,7 +226,7 @@ def _pulse_rate(line: IvyLine) -> tuple[bool, float | None]:
 
 
 def message_samples(
-    message: IvyMessage, *, t: float, device_id: str, cuff: CuffMemory
+    message: IvyMessage, *, t: float, device_id: str, cuff: DeterminationMemory
 ) -> tuple[Sample, ...]:
     """The samples of a message, stamped `t` (epoch seconds UTC)."""
     lines = message.lines
@@ -335,7 +314,7 @@ class IvyLink:
 
     device_id: str
     stats: DriverStats
-    cuff: CuffMemory = field(default_factory=CuffMemory)
+    cuff: DeterminationMemory = field(default_factory=DeterminationMemory)
 
     def __post_init__(self) -> None:
         self._decoder = MessageDecoder(self.stats)
@@ -364,7 +343,7 @@ def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], Driver
     own time line, not the wall clock).
     """
     stats = DriverStats()
-    cuff = CuffMemory()
+    cuff = DeterminationMemory()
     samples: list[Sample] = []
     decoder = MessageDecoder(stats)
     for n, message in enumerate(decoder.feed(data)):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from drivers.ivy_450c.codec import CuffMemory, IvyLink
+from drivers.ivy_450c.codec import IvyLink
 from drivers.ivy_450c.spec import SPEC
+from drivers.samples import DeterminationMemory
 from drivers.serialport import SerialDriver
 from drivers.spec import DeviceSpec
 
@@ -16,15 +17,15 @@ class Ivy450cDriver(SerialDriver):
     """An Ivy Biomedical 450C's ANSAR-B output (`[[drivers]] kind = "ivy-450c"`).
 
     Line settings and quiet time: `drivers/ivy_450c/spec.py` (docs/devices.md §2.5). The last
-    NIBP determination passed on is remembered across connections (`CuffMemory`).
+    NIBP determination passed on is remembered across connections (`DeterminationMemory`).
     """
 
     spec: ClassVar[DeviceSpec] = SPEC
 
-    _cuff: CuffMemory | None = None
+    _cuff: DeterminationMemory | None = None
 
     def protocol(self) -> IvyLink:
         """A fresh message decoder; counters go to the driver's `stats`."""
         if self._cuff is None:
-            self._cuff = CuffMemory()
+            self._cuff = DeterminationMemory()
         return IvyLink(self.device_id, self.stats, self._cuff)

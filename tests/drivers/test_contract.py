@@ -35,6 +35,8 @@ from kernel.vocabulary import NIBP_PARAMS, Param, Sample, Step
 from simulators.mqtt_monitor import run_mqtt_monitor
 from simulators.scenarios import build_scenario
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor
+from simulators.tcp_monitor import TcpMonitor
+from tests.helpers import free_port
 
 SPEED = 20.0
 QUIET_S = 1.0
@@ -42,10 +44,11 @@ SCENARIO = "hypertensive-surge"
 SEED = 3
 
 
-SERIAL = [s for s in SPECS if s.transport == "serial"]
-# every serial device with its default settings, then with each of its contract's variants
-SERIAL_RUNS = [
-    (s, variant) for s in SERIAL for variant in ((), *s.contract.variants)
+# the byte-stream devices: serial ones over a pty, network ones over loopback TCP
+STREAM = [s for s in SPECS if s.transport in {"serial", "tcp"}]
+# every one with its default settings, then with each of its contract's variants
+STREAM_RUNS = [
+    (s, variant) for s in STREAM for variant in ((), *s.contract.variants)
 ]  # fmt: skip
 
 
@@ -73,7 +76,6 @@ class Rig:
     clock: SimulatedClock
     monitor: SerialMonitor
     driver: Driver
-    link: Path
 
     def expected(self, param: Param) -> list[float]:
         return expected_values(self.monitor.t0, param)
@@ -88,20 +90,37 @@ def make_driver(spec: DeviceSpec, clock: SimulatedClock, **fields: Any) -> Drive
     return create_driver(settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=clock)
 
 
-@pytest.fixture(params=SERIAL_RUNS, ids=lambda r: "-".join((r[0].kind, *(v for _, v in r[1]))))
+@pytest.fixture(params=STREAM_RUNS, ids=lambda r: "-".join((r[0].kind, *(v for _, v in r[1]))))
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     spec: DeviceSpec = request.param[0]
     variant: dict[str, str] = dict(request.param[1])
     clock = SimulatedClock(speed=SPEED)
-    link = tmp_path / f"{spec.kind}.pty"
     assert spec.simulator is not None
     side: Callable[[], MonitorSide] = load(spec.simulator)
-    driver = make_driver(spec, clock, port=str(link), quiet_s=QUIET_S, **variant)
-    monitor = SerialMonitor(
-        side, clock=clock, scenario=SCENARIO, line=spec.serial_line, pty=link, seed=SEED
-    )
+    monitor: SerialMonitor
+    if spec.transport == "tcp":
+        # the driver listens, the monitor connects to it (as a Mindray monitor's HL7 output)
+        port = free_port()
+        driver = make_driver(
+            spec,
+            clock,
+            mode="listen",
+            host="127.0.0.1",
+            port=port,
+            quiet_s=QUIET_S,
+            **variant,
+        )
+        monitor = TcpMonitor(
+            side, clock=clock, scenario=SCENARIO, host="127.0.0.1", port=port, seed=SEED
+        )
+    else:
+        link = tmp_path / f"{spec.kind}.pty"
+        driver = make_driver(spec, clock, port=str(link), quiet_s=QUIET_S, **variant)
+        monitor = SerialMonitor(
+            side, clock=clock, scenario=SCENARIO, line=spec.serial_line, pty=link, seed=SEED
+        )
     async with monitor:
-        yield Rig(spec, clock, monitor, driver, link)
+        yield Rig(spec, clock, monitor, driver)
 
 
 @contextlib.asynccontextmanager
@@ -214,9 +233,10 @@ async def test_unplug_raises_at_once_and_replug_streams_at_the_same_path(rig: Ri
         async with asyncio.timeout(0.5):
             with pytest.raises(DeviceError):
                 await task
-    # while unplugged, the port cannot be opened
-    with pytest.raises(DeviceError, match="cannot open"):
-        async with asyncio.timeout(1):
+    # while unplugged, the port cannot be opened (a listening driver waits its quiet time)
+    missing = "no monitor connected" if rig.device.transport == "tcp" else "cannot open"
+    with pytest.raises(DeviceError, match=missing):
+        async with asyncio.timeout(QUIET_S * 2):
             await rig.driver.run(ListSink())
     await unplugging
     sink2 = ListSink()

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from drivers.base import DriverStats
 from drivers.ivy_450c.codec import (
-    CuffMemory,
     IvyLink,
     MessageDecoder,
     decode_capture,
     encode_message,
     message_samples,
 )
+from drivers.samples import DeterminationMemory
 from kernel.vocabulary import Param
 
 WAVES = bytes(range(256)) + bytes(range(144))  # every byte value, 0xFE and 0xFF included
@@ -94,7 +94,7 @@ def test_the_displayed_determination_is_passed_on_once() -> None:
 
 
 def test_the_cuff_memory_outlives_a_link() -> None:
-    cuff = CuffMemory()
+    cuff = DeterminationMemory()
     data = message(b"NIBP=4;120;80;93;72;NIBP;0;")
     first = IvyLink("ivy", DriverStats(), cuff).receive(data, 10.0).samples
     again = IvyLink("ivy", DriverStats(), cuff).receive(data, 20.0).samples
@@ -167,7 +167,7 @@ def test_round_trip(
     data = encode_message(hr=hr, spo2=spo2, pr=pr, nibp=nibp, rr=float(rr))
     decoder = MessageDecoder()
     (got,) = decoder.feed(data)
-    samples = message_samples(got, t=1.0, device_id="x", cuff=CuffMemory())
+    samples = message_samples(got, t=1.0, device_id="x", cuff=DeterminationMemory())
     by_param = {s.param: s.value for s in samples}
     sent_values = ((Param.HR, hr), (Param.SPO2, spo2), (Param.PR, pr), (Param.RR, float(rr)))
     for param, sent in sent_values:
