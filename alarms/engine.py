@@ -13,12 +13,15 @@ Vocabulary of this module:
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import statistics
+import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -44,7 +47,7 @@ from kernel.vocabulary import (
     system_alarm,
 )
 
-__all__ = ["ActiveAlarm", "AlarmEngine", "Baseline", "Rows"]
+__all__ = ["ActiveAlarm", "AlarmEngine", "Baseline", "EngineState", "Rows"]
 
 HRE = "HRE"
 
@@ -112,6 +115,56 @@ class _Session:
     discharge_checked: bool = False
 
 
+# the signals whose valid samples are kept for the baseline and surge windows (Reading 8)
+_HISTORY = (HRE, Param.SPO2.value)
+
+
+@dataclass
+class EngineState:
+    """Everything one engine carries from one moment to the next, in one object.
+
+    The policy says what to evaluate; this is where the evaluation stands: the phase and the
+    session (determinations, baseline, timers), the active alarms, each continuous rule's runs,
+    each signal's last sample time, the latest valid values, the valid HR that HRE holds
+    (Reading 5), the last valid time per parameter (the no-data alarms), the windows' histories
+    and a determination whose cuff rows are still arriving (Reading 6). `AlarmEngine.snapshot`
+    copies it out and `AlarmEngine.resume_from` starts an engine from it.
+    """
+
+    phase: Phase
+    session: _Session | None
+    active: dict[str, ActiveAlarm]
+    now: float
+    runs: dict[str, _Run]
+    signal_last_t: dict[str, float]
+    latest: dict[str, float]  # latest valid value per signal / param
+    last_valid_hr: tuple[float, float] | None  # (t, value)
+    last_valid_t: dict[Param, float]
+    last_hre_src: Param
+    hist: dict[str, deque[tuple[float, float]]]  # valid (t, value) of `_HISTORY`, recent
+    pending: dict[Param, float]  # the cuff rows of the determination being read
+    pending_t: float | None
+
+    @classmethod
+    def initial(cls, policy: Policy) -> EngineState:
+        """The state of an engine that has seen nothing yet."""
+        return cls(
+            phase=Phase.NONE,
+            session=None,
+            active={},
+            now=-math.inf,
+            runs={r.code: _Run() for r in policy.continuous},
+            signal_last_t={},
+            latest={},
+            last_valid_hr=None,
+            last_valid_t={},
+            last_hre_src=Param.HR,
+            hist={signal: deque() for signal in _HISTORY},
+            pending={},
+            pending_t=None,
+        )
+
+
 def _median(values: list[float]) -> float | None:
     # Reading 8: an even count takes the mean of the two middle values (statistics.median does).
     return statistics.median(values) if values else None
@@ -126,31 +179,16 @@ class AlarmEngine:
         self._gap = g.run_gap_s
         self._clear_after = g.clear_after_s
         self._hold = g.hr_hold_s
-        self.phase = Phase.NONE
-        self.session: _Session | None = None
-        self.active: dict[str, ActiveAlarm] = {}
         self._order = {code: i for i, code in enumerate([*policy.codes(), *SystemAlarm])}
-        self._now = -math.inf
-        self._runs = {r.code: _Run() for r in policy.continuous}
-        self._signal_last_t: dict[str, float] = {}
-        self._latest: dict[str, float] = {}  # latest valid value per signal / param
-        self._last_valid_hr: tuple[float, float] | None = None
-        self._last_valid_t: dict[Param, float] = {}
-        self._last_hre_src = Param.HR
         # valid HRE and SpO2 samples for the baseline and surge windows (Reading 8)
         keep = max(
             [policy.baseline.window_s]
             + [c.hre_window_s for r in policy.determination for c in r.when if c.hre_ratio]
         )
         self._keep_s = keep + 1.0
-        self._hist: dict[str, deque[tuple[float, float]]] = {
-            HRE: deque(),
-            Param.SPO2.value: deque(),
-        }
-        self._pending_nibp: dict[Param, float] = {}
-        self._pending_nibp_t: float | None = None
+        self.state = EngineState.initial(policy)
         # the signals built as streams per batch: the rules' and the baseline's (HRE, SpO2)
-        self._stream_signals = sorted({str(r.signal) for r in policy.continuous} | set(self._hist))
+        self._stream_signals = sorted({str(r.signal) for r in policy.continuous} | set(_HISTORY))
         self._rules_of: dict[str, tuple[ContinuousRule, ...]] = {
             sig: tuple(r for r in policy.continuous if r.signal == sig)
             for sig in self._stream_signals
@@ -162,12 +200,36 @@ class AlarmEngine:
     @property
     def now(self) -> float:
         """Time of the last moment processed."""
-        return self._now
+        return self.state.now
+
+    @property
+    def phase(self) -> Phase:
+        """The current phase."""
+        return self.state.phase
+
+    @property
+    def active(self) -> Mapping[str, ActiveAlarm]:
+        """The active alarms by code, read-only: they change only through the engine."""
+        return MappingProxyType(self.state.active)
 
     @property
     def baseline(self) -> Baseline | None:
         """The current session's baseline, once the infusion started."""
-        return self.session.baseline if self.session else None
+        return self.state.session.baseline if self.state.session else None
+
+    def snapshot(self) -> EngineState:
+        """A copy of everything the engine carries between moments (`EngineState`)."""
+        return copy.deepcopy(self.state)
+
+    @classmethod
+    def resume_from(cls, policy: Policy, state: EngineState) -> AlarmEngine:
+        """An engine that goes on from `state` (a `snapshot`) as the one that took it would.
+
+        The state is copied: the snapshot stays as it was, whatever the new engine does.
+        """
+        engine = cls(policy)
+        engine.state = copy.deepcopy(state)
+        return engine
 
     def row(
         self, t: float, what: Param | SessionEvent, value: float, *, valid: bool = True
@@ -182,7 +244,7 @@ class AlarmEngine:
     def tick(self, now: float) -> list[AlarmEvent]:
         """Run the 1 s ticks due up to `now` (live mode); return their events."""
         out: list[AlarmEvent] = []
-        if self._pending_nibp_t is not None and now > self._pending_nibp_t:
+        if self.state.pending_t is not None and now > self.state.pending_t:
             self._close_determination(out)
         self._ticks_until(now, out)
         return out
@@ -190,7 +252,7 @@ class AlarmEngine:
     def flush(self) -> list[AlarmEvent]:
         """Close a determination still waiting for rows (end of a recording)."""
         out: list[AlarmEvent] = []
-        if self._pending_nibp_t is not None:
+        if self.state.pending_t is not None:
             self._close_determination(out)
         return out
 
@@ -201,11 +263,11 @@ class AlarmEngine:
         silenced, until it clears. Acknowledging twice, or an alarm that is not active, changes
         nothing and returns no event.
         """
-        alarm = self.active.get(code)
+        alarm = self.state.active.get(code)
         if alarm is None or alarm.acknowledged:
             return []
         alarm.acknowledged = True
-        t = max(t, self._now)
+        t = max(t, self.state.now)
         out = [
             self._event(
                 alarm, AlarmState.ACKNOWLEDGED, t, message=f"{code} acknowledged", user=user
@@ -246,16 +308,16 @@ class AlarmEngine:
         if latching is not None and latching != system.latching:
             raise ValueError(f"{code} is {'' if system.latching else 'not '}latching")
         latching = system.latching
-        t = max(t, self._now)
+        t = max(t, self.state.now)
         out: list[AlarmEvent] = []
-        if active and latching and code in self.active:
+        if active and latching and code in self.state.active:
             # a new occurrence of a latched condition (a second gap) is announced on its own,
             # not hidden behind the first, acknowledged or not
             out.append(self._clear(code, t, message=f"{code} superseded by a new occurrence"))
-        elif active == (code in self.active):
+        elif active == (code in self.state.active):
             return []
         if not active:
-            if self.active[code].latching:
+            if self.state.active[code].latching:
                 return []  # a latched occurrence ends with its acknowledgement
             return [self._clear(code, t, message=message)]
         alarm = ActiveAlarm(
@@ -281,7 +343,7 @@ class AlarmEngine:
         """
         if alarm.code not in SYSTEM_ALARM_CODES:
             raise KeyError(alarm.code)
-        self.active.setdefault(alarm.code, alarm)
+        self.state.active.setdefault(alarm.code, alarm)
 
     # ------------------------------------------------------------------ batches, with numpy
 
@@ -310,7 +372,7 @@ class AlarmEngine:
                     break
                 if k > 0:
                     # the rows passed over were moments too: now is at least their time
-                    self._now = max(self._now, b.tmax[k - 1])
+                    self.state.now = max(self.state.now, b.tmax[k - 1])
                 b.pos = k
                 k = self._step(b, k, out)
             b.pos = n
@@ -323,7 +385,7 @@ class AlarmEngine:
         """The first row at or after `k` at which something may change, or `b.n`."""
         if k >= b.n:
             return b.n
-        if self._pending_nibp_t is not None:
+        if self.state.pending_t is not None:
             return k  # a determination waits for the row that closes it
         nxt = _after(b.static, k, b.n)
         if nxt == k:
@@ -337,10 +399,10 @@ class AlarmEngine:
     def _next_continuous(self, b: _Batch, k: int, nxt: int) -> int:
         """The first row at or after `k` (before `nxt`) where a continuous alarm may change."""
         for rule in self.policy.continuous:
-            alarm = self.active.get(rule.code)
+            alarm = self.state.active.get(rule.code)
             stream = b.streams[rule.signal]
             if alarm is None:
-                if self.phase in rule.phases:
+                if self.state.phase in rule.phases:
                     nxt = min(nxt, b.due[rule.code].on.next_row(stream, k, nxt))
             elif not alarm.latching or alarm.acknowledged or alarm.condition:
                 nxt = min(nxt, b.due[rule.code].off.next_row(stream, k, nxt))
@@ -352,12 +414,12 @@ class AlarmEngine:
 
     def _next_no_data(self, b: _Batch, k: int, nxt: int) -> int:
         """The first row at or after `k` (before `nxt`) where a no-data alarm may change."""
-        session = self.session
+        session = self.state.session
         if session is not None:
             for nd in self.policy.no_data:
-                if nd.code in self.active:
+                if nd.code in self.state.active:
                     nxt = min(nxt, _after(b.nd_valid[nd.code], k, nxt))
-                elif self.phase in nd.phases:
+                elif self.state.phase in nd.phases:
                     # due at a row when a tick before it or its own check sees the gap:
                     # t - max(last valid before it, session start) >= after_s
                     first = max(k, b.first_at_or_after(session.start + nd.after_s, k))
@@ -368,10 +430,10 @@ class AlarmEngine:
         """Row `k` as the moment it is (with the cuff rows of its determination); the next row."""
         t = float(b.t[k])
         what = _CODES[int(b.what[k])]
-        if self._pending_nibp_t is not None and (t != self._pending_nibp_t or what not in _NIBP):
+        if self.state.pending_t is not None and (t != self.state.pending_t or what not in _NIBP):
             self._close_determination(out)
         self._ticks_until(t, out)
-        self._now = max(self._now, t)
+        self.state.now = max(self.state.now, t)
         b.pos = k + 1
         if isinstance(what, SessionEvent):
             self._session_event(t, what, out)
@@ -381,11 +443,11 @@ class AlarmEngine:
             cuff: Param | SessionEvent = what
             while True:
                 assert isinstance(cuff, Param)
-                self._pending_nibp_t = t
-                self._pending_nibp[cuff] = float(b.value[k]) if b.ok[k] else math.nan
+                self.state.pending_t = t
+                self.state.pending[cuff] = float(b.value[k]) if b.ok[k] else math.nan
                 k += 1
                 b.pos = k
-                if len(self._pending_nibp) == len(_NIBP):
+                if len(self.state.pending) == len(_NIBP):
                     self._close_determination(out)
                     return k
                 if k == b.n or b.t[k] != t or not _IS_NIBP[b.what[k]]:
@@ -400,7 +462,7 @@ class AlarmEngine:
         """The events of the sample at row `k` (its runs are in the batch's arrays)."""
         if b.ok[k]:
             for nd in self.policy.no_data:
-                if param in nd.params and nd.code in self.active:
+                if param in nd.params and nd.code in self.state.active:
                     out.append(
                         self._clear(nd.code, t, value=0.0, message=f"{_params_text(nd)} data back")
                     )
@@ -426,27 +488,27 @@ class AlarmEngine:
 
     def _carry(self, b: _Batch) -> None:
         """Keep what the batch leaves behind for the next one (state at its last row)."""
-        self._now = max(self._now, b.tmax[-1])
+        self.state.now = max(self.state.now, b.tmax[-1])
         for param, idx in b.valid_rows.items():
             if len(idx):
                 k = int(idx[-1])
-                self._last_valid_t[param] = float(b.t[k])
+                self.state.last_valid_t[param] = float(b.t[k])
                 if param is not Param.HR:
                     continue
-                self._last_valid_hr = (float(b.t[k]), float(b.value[k]))
+                self.state.last_valid_hr = (float(b.t[k]), float(b.value[k]))
         for signal, stream in b.streams.items():
             if not len(stream.t):
                 continue
-            self._signal_last_t[signal] = float(stream.t[-1])
+            self.state.signal_last_t[signal] = float(stream.t[-1])
             good = stream.ok_pos
             if len(good):
                 g = int(good[-1])
-                self._latest[signal] = float(stream.v[g])
+                self.state.latest[signal] = float(stream.v[g])
                 if signal == HRE:
                     src = _CODES[int(stream.src[g])]
                     assert isinstance(src, Param)
-                    self._last_hre_src = src
-            hist = self._hist.get(signal)
+                    self.state.last_hre_src = src
+            hist = self.state.hist.get(signal)
             if hist is not None:
                 _extend_history(
                     hist, stream.t[good], stream.v[good], float(b.tmax[-1]) - self._keep_s
@@ -458,10 +520,10 @@ class AlarmEngine:
             stream = b.streams.get(rule.signal)
             if stream is None or not len(stream.t):
                 continue
-            run = self._runs[rule.code]
+            run = self.state.runs[rule.code]
             due = b.due[rule.code]
             run.hold_start, run.off_start = due.hold_start, due.off_start
-            alarm = self.active.get(rule.code)
+            alarm = self.state.active.get(rule.code)
             if alarm is not None:
                 # a latched alarm's condition, for an acknowledgement between batches
                 on, off = due.on.last(), due.off.last()
@@ -488,7 +550,10 @@ class AlarmEngine:
         }
         due = {
             rule.code: _due(
-                streams[rule.signal], rule, self._runs[rule.code], clear_after=self._clear_after
+                streams[rule.signal],
+                rule,
+                self.state.runs[rule.code],
+                clear_after=self._clear_after,
             )
             for rule in self.policy.continuous
         }
@@ -499,7 +564,7 @@ class AlarmEngine:
             of_rule[[_CODE_OF[p] for p in nd.params]] = True
             valid = np.flatnonzero(of_rule[what] & ok)
             nd_valid[nd.code] = valid
-            carry = max(self._last_valid_t.get(p, -math.inf) for p in nd.params)
+            carry = max(self.state.last_valid_t.get(p, -math.inf) for p in nd.params)
             nd_late[nd.code] = _late_rows(t, tmax, valid, carry, nd.after_s)
         return _Batch(
             n, t, what, value, ok, tmax, ordered, static, streams, signals_of, due,
@@ -521,7 +586,7 @@ class AlarmEngine:
         # Reading 5: HRE is the latest valid HR while it is at most `hr_hold_s` old, else the
         # PR row's own value; an HR row past the hold is no HRE sample (a valid HR row never
         # is: it is its own latest valid HR)
-        last = self._last_valid_hr
+        last = self.state.last_valid_hr
         is_hr = bw == hr_code
         idx = np.where(is_hr & bok, np.arange(len(bt), dtype=np.int32), np.int32(-1))
         np.maximum.accumulate(idx, out=idx)
@@ -541,7 +606,7 @@ class AlarmEngine:
             v=np.where(from_hr, lvv, bv),
             ok=from_hr | bok,
             src=np.where(from_hr, np.int8(hr_code), bw),
-            last_t=self._signal_last_t.get(HRE),
+            last_t=self.state.signal_last_t.get(HRE),
             gap=gap,
         )
         for signal in self._stream_signals:
@@ -555,7 +620,7 @@ class AlarmEngine:
                 v=value[rows],
                 ok=ok[rows],
                 src=what[rows],
-                last_t=self._signal_last_t.get(signal),
+                last_t=self.state.signal_last_t.get(signal),
                 gap=gap,
             )
         return out
@@ -573,7 +638,7 @@ class AlarmEngine:
                 g = stream.last_ok_before(b.pos)
                 if g >= 0:
                     return float(stream.v[g])
-        return self._latest.get(key)
+        return self.state.latest.get(key)
 
     def _hre_src(self) -> Param:
         b = self._batch
@@ -584,11 +649,11 @@ class AlarmEngine:
                 src = _CODES[int(stream.src[g])]
                 assert isinstance(src, Param)
                 return src
-        return self._last_hre_src
+        return self.state.last_hre_src
 
     def _window(self, signal: str, lo: float, hi: float) -> list[float]:
         """Valid values of `signal` with lo <= t <= hi so far (Reading 8: inclusive)."""
-        values = [v for ts, v in self._hist[signal] if lo <= ts <= hi]
+        values = [v for ts, v in self.state.hist[signal] if lo <= ts <= hi]
         b = self._batch
         if b is not None:
             stream = b.streams[signal]
@@ -601,21 +666,25 @@ class AlarmEngine:
     def _next_due_fixed(self) -> float:
         """`_next_due` without the no-data deadlines (those move with the data)."""
         due = math.inf
-        session = self.session
+        session = self.state.session
         if session is not None:
             od = self.policy.nibp_overdue
-            if od is not None and od.code not in self.active and self.phase in _OVERDUE_PHASES:
+            if (
+                od is not None
+                and od.code not in self.state.active
+                and self.state.phase in _OVERDUE_PHASES
+            ):
                 due = min(due, self._overdue_ref(session) + self._overdue_limit())
             dc = self.policy.discharge
             if (
                 dc is not None
-                and self.phase is Phase.POST
+                and self.state.phase is Phase.POST
                 and not session.discharge_checked
                 and session.stop_t is not None
             ):
                 due = min(due, session.stop_t + dc.after_stop_s)
         g = self.policy.general
-        for alarm in self.active.values():
+        for alarm in self.state.active.values():
             if (
                 alarm.priority is Priority.HIGH
                 and not alarm.acknowledged
@@ -627,10 +696,10 @@ class AlarmEngine:
     def _next_due(self) -> float:
         """The earliest time a timed alarm could become due, or inf."""
         due = self._next_due_fixed()
-        session = self.session
+        session = self.state.session
         if session is not None:
             for rule in self.policy.no_data:
-                if self.phase in rule.phases and rule.code not in self.active:
+                if self.state.phase in rule.phases and rule.code not in self.state.active:
                     due = min(due, self._no_data_ref(rule, session) + rule.after_s)
         return due
 
@@ -646,11 +715,11 @@ class AlarmEngine:
             if not math.isfinite(due):
                 return
             tick = math.ceil(due)
-            if math.isfinite(self._now):
-                tick = max(tick, math.floor(self._now) + 1)
+            if math.isfinite(self.state.now):
+                tick = max(tick, math.floor(self.state.now) + 1)
             if tick > t:
                 return
-            self._now = float(tick)
+            self.state.now = float(tick)
             self._timed(out)
 
     # ------------------------------------------------------------------ samples
@@ -666,14 +735,14 @@ class AlarmEngine:
         due_off: bool,
         out: list[AlarmEvent],
     ) -> None:
-        alarm = self.active.get(rule.code)
+        alarm = self.state.active.get(rule.code)
         name = (
             f"HRE {fmt(value)} (from {src})"
             if rule.signal == HRE
             else f"{rule.signal} {fmt(value)}"
         )
         if alarm is None:
-            if due_on and self.phase in rule.phases:
+            if due_on and self.state.phase in rule.phases:
                 self._raise(
                     out,
                     ActiveAlarm(
@@ -720,37 +789,37 @@ class AlarmEngine:
     # ------------------------------------------------------------------ determinations
 
     def _close_determination(self, out: list[AlarmEvent]) -> None:
-        t = self._pending_nibp_t
+        t = self.state.pending_t
         assert t is not None
-        sys_ = self._pending_nibp.get(Param.NIBP_SYS, math.nan)
-        dia = self._pending_nibp.get(Param.NIBP_DIA, math.nan)
-        self._pending_nibp = {}
-        self._pending_nibp_t = None
+        sys_ = self.state.pending.get(Param.NIBP_SYS, math.nan)
+        dia = self.state.pending.get(Param.NIBP_DIA, math.nan)
+        self.state.pending = {}
+        self.state.pending_t = None
         # Reading 6: it counts only if both SYS and DIA are valid (MEAN is not used).
         if math.isfinite(sys_) and math.isfinite(dia):
             self._determination(t, sys_, dia, out)
         self._timed(out)
 
     def _determination(self, t: float, sys_: float, dia: float, out: list[AlarmEvent]) -> None:
-        session = self.session
-        self._latest[Param.NIBP_SYS.value] = sys_
-        self._latest[Param.NIBP_DIA.value] = dia
+        session = self.state.session
+        self.state.latest[Param.NIBP_SYS.value] = sys_
+        self.state.latest[Param.NIBP_DIA.value] = dia
         if session is None:
             return
         prev = session.determinations[-1] if session.determinations else None
-        det = _Determination(t, sys_, dia, self.phase)
+        det = _Determination(t, sys_, dia, self.state.phase)
         session.determinations.append(det)
         od = self.policy.nibp_overdue
-        if od is not None and od.code in self.active:
+        if od is not None and od.code in self.state.active:
             out.append(self._clear(od.code, t, value=0.0, message="NIBP determination received"))
         bl = self.policy.baseline
-        if bl.code in self.active:
+        if bl.code in self.state.active:
             out.append(self._clear(bl.code, t, message="NIBP determination received"))
         for rule in self.policy.determination:
-            if self.phase in rule.phases:
+            if self.state.phase in rule.phases:
                 self._determination_rule(rule, det, prev, session, out)
         dc = self.policy.discharge
-        if dc is not None and self.phase is Phase.POST and session.discharge_checked:
+        if dc is not None and self.state.phase is Phase.POST and session.discharge_checked:
             self._discharge_check(t, out)
 
     def _determination_rule(
@@ -766,7 +835,7 @@ class AlarmEngine:
             hit = self._clause(clause, rule, det, prev, session)
             if hit is not None:
                 break
-        alarm = self.active.get(rule.code)
+        alarm = self.state.active.get(rule.code)
         if hit is not None:
             clause, param, value, limit, median = hit
             if alarm is None:
@@ -867,15 +936,15 @@ class AlarmEngine:
     def _session_event(self, t: float, event: SessionEvent, out: list[AlarmEvent]) -> None:
         # Reading 14: session events apply literally, whatever the current phase.
         if event is SessionEvent.SESSION_START:
-            self.session = _Session(start=t, phase_start=t)
+            self.state.session = _Session(start=t, phase_start=t)
             self._set_phase(Phase.PRE, t, out)
         elif event is SessionEvent.INFUSION_START:
-            if self.session is None:
-                self.session = _Session(start=t, phase_start=t)
-            self.session.baseline = self._take_baseline(t, self.session)
-            self.session.phase_start = t
+            if self.state.session is None:
+                self.state.session = _Session(start=t, phase_start=t)
+            self.state.session.baseline = self._take_baseline(t, self.state.session)
+            self.state.session.phase_start = t
             self._set_phase(Phase.INFUSION, t, out)
-            bl = self.session.baseline
+            bl = self.state.session.baseline
             rule = self.policy.baseline
             if bl.pre_determinations < rule.min_determinations:
                 self._raise(
@@ -894,15 +963,15 @@ class AlarmEngine:
                     message=f"only {bl.pre_determinations} pre determinations at infusion start",
                 )
         elif event is SessionEvent.INFUSION_STOP:
-            if self.session is None:
-                self.session = _Session(start=t, phase_start=t)
-            self.session.phase_start = t
-            self.session.stop_t = t
-            self.session.discharge_checked = False
+            if self.state.session is None:
+                self.state.session = _Session(start=t, phase_start=t)
+            self.state.session.phase_start = t
+            self.state.session.stop_t = t
+            self.state.session.discharge_checked = False
             self._set_phase(Phase.POST, t, out)
             # Reading 10: the post clock restarts at infusion stop
             od = self.policy.nibp_overdue
-            if od is not None and od.code in self.active:
+            if od is not None and od.code in self.state.active:
                 out.append(
                     self._clear(
                         od.code, t, value=0.0, message="infusion stopped: NIBP clock restarts"
@@ -916,15 +985,15 @@ class AlarmEngine:
         # Reading 14: no alarm of one patient carries into the next session, latched or not;
         # the bed's own conditions (a monitor unplugged, the ward link) are not the patient's
         # and stay with the daemon that watches them.
-        for code in sorted(self.active, key=self._order.__getitem__):
+        for code in sorted(self.state.active, key=self._order.__getitem__):
             if code not in _BED_CONDITIONS:
                 out.append(self._clear(code, t, message=f"{code}: patient discharged"))
-        self.session = None
+        self.state.session = None
 
     def _set_phase(self, phase: Phase, t: float, out: list[AlarmEvent]) -> None:
         """Change phase; clear every active alarm whose phase set excludes the new one."""
-        self.phase = phase
-        for code in sorted(self.active, key=self._order.__getitem__):
+        self.state.phase = phase
+        for code in sorted(self.state.active, key=self._order.__getitem__):
             if phase not in self._phases_of(code):
                 out.append(self._clear(code, t, message=f"phase {phase}: {code} does not apply"))
 
@@ -961,14 +1030,16 @@ class AlarmEngine:
 
     def _timed(self, out: list[AlarmEvent]) -> None:
         """Checks due after every moment (Reading 2), in table order."""
-        now = self._now
-        session = self.session
+        now = self.state.now
+        session = self.state.session
         if session is not None:
             for rule in self.policy.no_data:
-                if self.phase in rule.phases and rule.code not in self.active:
+                if self.state.phase in rule.phases and rule.code not in self.state.active:
                     gap = now - self._no_data_ref(rule, session)
                     if gap >= rule.after_s:
-                        prio = rule.priority_in_pre if self.phase is Phase.PRE else rule.priority
+                        prio = (
+                            rule.priority_in_pre if self.state.phase is Phase.PRE else rule.priority
+                        )
                         self._raise(
                             out,
                             ActiveAlarm(
@@ -985,7 +1056,11 @@ class AlarmEngine:
                             message=f"no valid {_params_text(rule)} for {fmt(gap)} s",
                         )
             od = self.policy.nibp_overdue
-            if od is not None and self.phase in _OVERDUE_PHASES and od.code not in self.active:
+            if (
+                od is not None
+                and self.state.phase in _OVERDUE_PHASES
+                and od.code not in self.state.active
+            ):
                 gap = now - self._overdue_ref(session)
                 if gap >= self._overdue_limit():
                     self._raise(
@@ -1006,7 +1081,7 @@ class AlarmEngine:
             dc = self.policy.discharge
             if (
                 dc is not None
-                and self.phase is Phase.POST
+                and self.state.phase is Phase.POST
                 and session.stop_t is not None
                 and not session.discharge_checked
                 and now >= session.stop_t + dc.after_stop_s
@@ -1020,7 +1095,7 @@ class AlarmEngine:
         ref = session.start
         b = self._batch
         for p in rule.params:
-            last = self._last_valid_t.get(p, -math.inf)
+            last = self.state.last_valid_t.get(p, -math.inf)
             idx = b.valid_rows.get(p) if b is not None else None
             if idx is not None:
                 assert b is not None
@@ -1037,12 +1112,12 @@ class AlarmEngine:
     def _overdue_limit(self) -> float:
         od = self.policy.nibp_overdue
         assert od is not None
-        return od.infusion_s if self.phase is Phase.INFUSION else od.post_s
+        return od.infusion_s if self.state.phase is Phase.INFUSION else od.post_s
 
     def _discharge_check(self, t: float, out: list[AlarmEvent]) -> None:
         """Reading 11: vitals back within the band of the baseline."""
         dc = self.policy.discharge
-        session = self.session
+        session = self.state.session
         assert dc is not None
         assert session is not None
         bl = session.baseline
@@ -1066,7 +1141,7 @@ class AlarmEngine:
             spo2 = self._latest_of(Param.SPO2.value)
             if spo2 is not None and spo2 < bl.spo2_0 - dc.spo2_drop:
                 failing = (Param.SPO2.value, spo2, bl.spo2_0 - dc.spo2_drop)
-        alarm = self.active.get(dc.code)
+        alarm = self.state.active.get(dc.code)
         if failing is not None:
             name, x, limit = failing
             if alarm is None:
@@ -1095,7 +1170,7 @@ class AlarmEngine:
             out.append(self._clear(dc.code, t, message="vitals back within the baseline band"))
 
     def _latest_det(self, which: str) -> float | None:
-        session = self.session
+        session = self.state.session
         if session is None or not session.determinations:
             return None
         d = session.determinations[-1]
@@ -1103,9 +1178,9 @@ class AlarmEngine:
 
     def _escalate(self, out: list[AlarmEvent]) -> None:
         g = self.policy.general
-        now = self._now
-        for code in sorted(self.active, key=self._order.__getitem__):
-            alarm = self.active[code]
+        now = self.state.now
+        for code in sorted(self.state.active, key=self._order.__getitem__):
+            alarm = self.state.active[code]
             if alarm.priority is not Priority.HIGH or alarm.acknowledged:
                 continue
             while (
@@ -1128,7 +1203,7 @@ class AlarmEngine:
 
     def _raise(self, out: list[AlarmEvent], alarm: ActiveAlarm, t: float, *, message: str) -> None:
         """Make `alarm` active and announce it."""
-        self.active[alarm.code] = alarm
+        self.state.active[alarm.code] = alarm
         out.append(self._event(alarm, AlarmState.ACTIVE, t, message=message))
 
     def _reading(self, alarm: ActiveAlarm) -> float | None:
@@ -1154,7 +1229,7 @@ class AlarmEngine:
         return AlarmEvent(
             # A late live sample (stamped before a tick already processed) must not give an
             # event an earlier time than the ones before it; in replay t == now always.
-            t=max(t, self._now),
+            t=max(t, self.state.now),
             code=alarm.code,
             priority=alarm.priority,
             kind=alarm.kind,
@@ -1162,7 +1237,7 @@ class AlarmEngine:
             param=param if param is not None else alarm.param,
             value=value if value is not None else alarm.value,
             limit=alarm.limit,
-            phase=self.phase,
+            phase=self.state.phase,
             message=message,
             level=level,
             user=user,
@@ -1192,7 +1267,7 @@ class AlarmEngine:
         param: str | None = None,
         value: float | None = None,
     ) -> AlarmEvent:
-        alarm = self.active.pop(code)
+        alarm = self.state.active.pop(code)
         if value is None:
             value = self._reading(alarm)
         return self._event(alarm, AlarmState.CLEARED, t, message=message, param=param, value=value)
@@ -1364,6 +1439,7 @@ class _Spans:
     hi: np.ndarray
     row_lo: np.ndarray  # the row of the first position of each span
     row_hi: np.ndarray  # the row of the last one
+    memo: tuple[int, int] = (0, -1)  # (k, first row at or after k) last asked
 
     @classmethod
     def of(cls, s: _Stream, lo: np.ndarray, hi: np.ndarray) -> _Spans:
@@ -1379,12 +1455,19 @@ class _Spans:
 
     def next_row(self, s: _Stream, k: int, default: int) -> int:
         """The first row at or after `k` of a position in the set, else `default`."""
-        i = int(self.row_hi.searchsorted(k))
-        if i == len(self.row_hi):
-            return default
-        if int(self.row_lo[i]) >= k:
-            return int(self.row_lo[i])
-        return int(s.rows[s.rows.searchsorted(k)])
+        # the stepping asks with k growing: an answer at or after k still stands
+        asked, found = self.memo
+        if asked > k or found < k:
+            found = _NONE
+            i = int(self.row_hi.searchsorted(k))
+            if i < len(self.row_hi):
+                lo = int(self.row_lo[i])
+                found = lo if lo >= k else int(s.rows[s.rows.searchsorted(k)])
+            self.memo = (k, found)
+        return min(found, default)
+
+
+_NONE = sys.maxsize  # "no such row", larger than every row
 
 
 @dataclass(eq=False)

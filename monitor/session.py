@@ -573,14 +573,15 @@ class BedCore:
 
     def _cmd_ack(self, cmd: Ack, now: float) -> _Result:
         if cmd.code is not None:
-            code: str | None = cmd.code
+            code = cmd.code
             if code not in self.engine.active:
                 active = ", ".join(self.engine.active) or "none"
                 return f"no active alarm with code {code!r} (active: {active})", [], None
         else:
-            code = next((c for c, a in self._alarm_ids.items() if a == cmd.alarm_id), None)
-            if code is None or code not in self.engine.active:
+            found = next((c for c, a in self._alarm_ids.items() if a == cmd.alarm_id), None)
+            if found is None or found not in self.engine.active:
                 return f"no active alarm {cmd.alarm_id!r}", [], None
+            code = found
         if self.engine.active[code].acknowledged:
             return f"{code} is already acknowledged", [], None
         return None, self._stamp(self.engine.acknowledge(code, now, cmd.user)), None
