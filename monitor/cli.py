@@ -317,6 +317,12 @@ def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--ward", default=None, help="show this ward only (default: every ward)")
     p.add_argument("--user", default=None, help="who acknowledges (default: the login name)")
     p.add_argument(
+        "--topic-root",
+        default=None,
+        metavar="ROOT",
+        help="first topic level(s) of the beds, as their [broker] prefix has it (default vigil)",
+    )
+    p.add_argument(
         "--stale-s",
         type=_positive_float,
         default=None,

@@ -1,6 +1,7 @@
 """A line console for the ward: alarms and vitals as a nurse reads them.
 
-It subscribes to every bed under `vigil/` and prints one line per alarm event and per phase
+It subscribes to every bed under its topic root (`root`, the beds' `[broker] prefix` less
+`<ward>/<bed>`; `vigil` by default) and prints one line per alarm event and per phase
 change, and a vitals line per bed at a fixed simulated interval. Colours follow IEC 60601-1-8
 (red high, yellow medium, cyan low) when the output is a terminal. Times are shown in the local
 time zone with its offset, so a ward in any zone reads them unambiguously.
@@ -22,6 +23,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from monitor.wire import TOPIC_ROOT, parse_topic
 
 __all__ = ["BedView", "LineConsole"]
 
@@ -54,6 +57,7 @@ class LineConsole:
     out: TextIO
     colour: bool = False
     vitals_every_s: float = 60.0
+    root: str = TOPIC_ROOT
     beds: dict[str, BedView] = field(default_factory=dict)
     alarm_log: list[dict[str, Any]] = field(default_factory=list)
     # the latest time printed on any line (epoch s): no later line shows an earlier one
@@ -62,13 +66,12 @@ class LineConsole:
     _active_since: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def handle(self, topic: str, payload: bytes) -> list[str]:
-        """Digest one message from `vigil/<ward>/<bed>/...`."""
-        parts = topic.split("/")
-        if len(parts) < 4 or parts[0] != "vigil":
+        """Digest one message from `<root>/<ward>/<bed>/...`."""
+        where = parse_topic(topic, self.root)
+        if where is None:
             return []
-        bed_id = f"{parts[1]}/{parts[2]}"
+        bed_id, kind = where.key, where.kind
         view = self.beds.setdefault(bed_id, BedView(bed_id))
-        kind = "/".join(parts[3:])
         try:
             data: Any = json.loads(payload) if payload else None
         except (UnicodeDecodeError, json.JSONDecodeError):

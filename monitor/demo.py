@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -35,10 +34,13 @@ import aiomqtt
 from drivers.base import DriverStats
 from drivers.mqtt import client as mqtt_client
 from kernel.clock import SimulatedClock
+from kernel.vocabulary import AlarmState
+from monitor.commands import Ack
 from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
 from monitor.session import load_bed_policy
 from monitor.settings import Settings
+from monitor.wire import decode_alarm_event, encode_command
 from simulators.scenarios import SCENARIOS
 
 __all__ = ["DemoResult", "demo", "demo_main", "summary", "until_signal"]
@@ -67,22 +69,19 @@ async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asy
 
     # the embedded broker speaks 3.1.1 only: no need to ask for 5 first
     async with mqtt_client.connect("3.1.1", build) as client:
-        await client.subscribe("vigil/#", qos=1)
+        await client.subscribe(f"{console.root}/#", qos=1)
         ready.set()
         async for message in client.messages:
             topic = str(message.topic)
             payload = message.payload if isinstance(message.payload, bytes) else b""
             console.handle(topic, payload)
             if topic.endswith("/alarms"):
-                event: dict[str, Any] = json.loads(payload)
-                if event.get("state") == "escalated" and event.get("level") == 1:
-                    ack = {
-                        "cmd": "ack",
-                        "request_id": uuid.uuid4().hex,
-                        "user": NURSE,
-                        "alarm_id": event["alarm_id"],
-                    }
-                    await client.publish(f"{prefix}/cmd", json.dumps(ack).encode(), qos=1)
+                event = decode_alarm_event(payload)
+                if event.state is AlarmState.ESCALATED and event.level == 1:
+                    ack = Ack(
+                        cmd="ack", request_id=uuid.uuid4().hex, user=NURSE, alarm_id=event.alarm_id
+                    )
+                    await client.publish(f"{prefix}/cmd", encode_command(ack), qos=1)
 
 
 @contextlib.asynccontextmanager

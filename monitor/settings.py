@@ -25,6 +25,7 @@ from kernel.settings import (
     Number,
     TimeoutSettings,
 )
+from monitor.wire import bed_prefix
 
 __all__ = [
     "AlarmsSettings",
@@ -128,7 +129,7 @@ class Settings(ConfigModel):
     @property
     def prefix(self) -> str:
         """The bed's MQTT topic prefix."""
-        return self.broker.prefix or f"vigil/{self.bed.ward}/{self.bed.bed}"
+        return self.broker.prefix or bed_prefix(self.bed.ward, self.bed.bed)
 
     @property
     def client_id(self) -> str:

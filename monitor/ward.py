@@ -23,7 +23,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -37,6 +37,15 @@ from kernel.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 from monitor.outbox import Outbox, OutboxEntry
 from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
+from monitor.wire import (
+    WireStatus,
+    encode_active_alarms,
+    encode_alarm_event,
+    encode_command_result,
+    encode_sample,
+    encode_session,
+    encode_status,
+)
 
 __all__ = ["NO_DELAY", "WardLink", "connect_ward", "make_client", "tls_context_for"]
 
@@ -269,12 +278,12 @@ class WardLink:
             now=self._clock.now,
         )
 
-    def _payload_status(self, status: str) -> bytes:
-        body = {"status": status, **self._birth}
+    def _payload_status(self, status: Literal["online", "offline"]) -> bytes:
+        body: dict[str, Any] = {"status": status, **self._birth}
         if status == "online":
             now = self._clock.now()
             body |= {"t": now, "time": iso8601(now)}
-        return json.dumps(body).encode()
+        return encode_status(WireStatus.model_validate(body))
 
     async def _serve(self, connected: Callable[[], None]) -> None:
         will = aiomqtt.Will(
@@ -336,7 +345,7 @@ class WardLink:
             *(
                 client.publish(
                     f"{self.prefix}/alarms",
-                    json.dumps(entry.payload).encode(),
+                    encode_alarm_event(entry.payload),
                     qos=1,
                     timeout=timeout,
                 )
@@ -375,7 +384,7 @@ class WardLink:
                 active, session = self._state()
                 await client.publish(
                     f"{self.prefix}/alarms/active",
-                    json.dumps(active).encode(),
+                    encode_active_alarms(active),
                     qos=1,
                     retain=True,
                     timeout=timeout,
@@ -383,7 +392,7 @@ class WardLink:
                 raise_if_cancelled()
                 await client.publish(
                     f"{self.prefix}/session",
-                    json.dumps(session).encode(),
+                    encode_session(session),
                     qos=1,
                     retain=True,
                     timeout=timeout,
@@ -393,7 +402,7 @@ class WardLink:
                 sample = self._vitals.popleft()
                 await client.publish(
                     f"{self.prefix}/vitals",
-                    json.dumps(sample.to_json()).encode(),
+                    encode_sample(sample),
                     qos=0,
                     properties=expiry if v5 else None,
                     timeout=timeout,
@@ -421,7 +430,10 @@ class WardLink:
                 result = self._on_command(payload)
             self.state_changed()
             await client.publish(
-                f"{self.prefix}/cmd/result", json.dumps(result).encode(), qos=1, timeout=timeout
+                f"{self.prefix}/cmd/result",
+                encode_command_result(result),
+                qos=1,
+                timeout=timeout,
             )
             raise_if_cancelled()
 

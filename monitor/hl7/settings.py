@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
 from kernel.settings import BrokerSettings, Number
 from monitor.metrics import MetricsListenError, parse_listen
+from monitor.wire import TOPIC_ROOT
 
 __all__ = [
     "GatewayConfig",
@@ -102,7 +103,7 @@ class Hl7Settings(_Model):
     ward: Annotated[str, Field(pattern=_ID)] | None = Field(
         default=None, description="the ward whose beds are reported (default: every ward)"
     )
-    prefix: str = Field(default="vigil", description="first topic level of the beds")
+    prefix: str = Field(default=TOPIC_ROOT, description="first topic level of the beds")
     interval_s: Number = Field(default=60.0, gt=0, description="seconds between PCD-01 reports")
     application: Annotated[str, Field(pattern=_NAME, min_length=1)] = "VIGIL"
     facility: Annotated[str, Field(pattern=_NAME, min_length=1)] = "VIGIL"

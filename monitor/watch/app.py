@@ -50,6 +50,7 @@ from monitor.watch.model import (
     WardView,
     to_ansi,
 )
+from monitor.wire import TOPIC_ROOT, topic_filters
 
 __all__ = ["Terminal", "Watch", "decode_keys", "subscriptions", "watch_main"]
 
@@ -74,13 +75,15 @@ _LEAVE: Final = "\x1b[?25h\x1b[?1049l"
 _ARROWS: Final = {b"A": "up", b"B": "down"}
 # A ward id as the bed config allows it (monitor/settings.py): no MQTT wildcard can slip in.
 _ID: Final = r"[A-Za-z0-9_-]{1,64}"
+# A topic root: levels of the same characters, no wildcard and no empty level.
+_ROOT: Final = rf"{_ID}(/{_ID})*"
 
 log = logging.getLogger("vigil.watch")
 
 
-def subscriptions(ward: str | None) -> list[str]:
-    """The topic filters for `ward` (every ward when None)."""
-    return [f"vigil/{ward or '+'}/+/{suffix}" for suffix in _TOPICS]
+def subscriptions(ward: str | None, root: str = TOPIC_ROOT) -> list[str]:
+    """The topic filters for `ward` (every ward when None) under `root`."""
+    return topic_filters(_TOPICS, ward=ward, root=root)
 
 
 def decode_keys(data: bytes) -> list[str]:
@@ -272,7 +275,7 @@ class Watch:
             self.view.send_failed(stale.request_id, "the broker link was lost before sending")
         # --mqtt-version: MQTT 5, else 3.1.1 where the broker refuses 5 (drivers/mqtt/client.py)
         async with mqtt_client.connect(self.broker.protocol, self._client) as client:
-            for topic in subscriptions(self.view.ward):
+            for topic in subscriptions(self.view.ward, self.view.root):
                 await client.subscribe(topic, qos=1, timeout=BROKER_TIMEOUT_S)
                 raise_if_cancelled()
             connected()
@@ -317,6 +320,10 @@ def watch_main(args: argparse.Namespace) -> int:
     if args.ward is not None and not re.fullmatch(_ID, args.ward):
         print(f"vigil watch: bad --ward {args.ward!r}: letters, digits, _ and -", file=sys.stderr)
         return 2
+    root = getattr(args, "topic_root", None) or TOPIC_ROOT
+    if not re.fullmatch(_ROOT, root):
+        print(f"vigil watch: bad --topic-root {root!r}: no wildcards", file=sys.stderr)
+        return 2
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("vigil watch: needs a terminal (stdin and stdout)", file=sys.stderr)
         return 2
@@ -326,6 +333,7 @@ def watch_main(args: argparse.Namespace) -> int:
     view = WardView(
         user=args.user or getpass.getuser(),
         ward=args.ward,
+        root=root,
         stale_s=args.stale_s if args.stale_s is not None else DEFAULT_STALE_S,
         # shown on screen: without any password the URL may carry
         broker=f"{urlsplit(broker.url).scheme}://{broker.host}:{broker.port}",

@@ -47,15 +47,35 @@ console times itself (a command's answer) is on the console's clock.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
 import math
 import unicodedata
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
-from kernel.vocabulary import Priority
+from kernel.vocabulary import AlarmState, Priority
+from monitor.commands import Ack, AudioPause, Command
+from monitor.wire import (
+    TOPIC_ROOT,
+    WireAlarmEvent,
+    WireCommandResult,
+    WireError,
+    WireSample,
+    WireSession,
+    WireStatus,
+    bed_prefix,
+    decode_active_alarms,
+    decode_alarm_event,
+    decode_command_result,
+    decode_sample,
+    decode_session,
+    decode_status,
+    encode_command,
+    parse_topic,
+)
 
 __all__ = [
     "ANSI",
@@ -417,6 +437,7 @@ class Bed:
     ward: str
     bed: str
     first_seen: float
+    root: str = TOPIC_ROOT
     status: str | None = None
     # console clock: when this console learnt the status (an offline bed sends no time)
     status_since: float | None = None
@@ -438,8 +459,8 @@ class Bed:
 
     @property
     def prefix(self) -> str:
-        """The bed's topic prefix (docs/ARCHITECTURE.md default `vigil/<ward>/<bed>`)."""
-        return f"vigil/{self.ward}/{self.bed}"
+        """The bed's topic prefix, `<root>/<ward>/<bed>` (docs/ARCHITECTURE.md "MQTT")."""
+        return bed_prefix(self.ward, self.bed, self.root)
 
     def audio_paused(self, now: float) -> bool:
         """Whether the bed's audible signal is paused at console time `now` (on its clock)."""
@@ -481,9 +502,11 @@ class WardView:
         stale_s: float = DEFAULT_STALE_S,
         broker: str = "",
         hide_offline_s: float = DEFAULT_HIDE_OFFLINE_S,
+        root: str = TOPIC_ROOT,
     ) -> None:
         self.user = user
         self.ward = ward
+        self.root = root
         self.stale_s = stale_s
         self.broker = broker
         # 0: an offline bed is shown however long it has been offline
@@ -498,7 +521,7 @@ class WardView:
         self._bells = 0
         self._rung: dict[str, None] = {}
         self._ack_user: dict[str, str] = {}
-        self._events: deque[tuple[float, dict[str, Any]]] = deque(maxlen=_RECENT_EVENTS)
+        self._events: deque[tuple[float, WireAlarmEvent]] = deque(maxlen=_RECENT_EVENTS)
         self._sent: deque[_Sent] = deque(maxlen=_RECENT_COMMANDS)
 
     # ------------------------------------------------------------------ inputs
@@ -517,31 +540,31 @@ class WardView:
         an empty `status` retires the bed (it leaves the screen), an empty `alarms/active` or
         `session` forgets the bed's alarms or session.
         """
-        parts = topic.split("/")
-        if len(parts) < 4 or parts[0] != "vigil" or (self.ward and parts[1] != self.ward):
-            return
-        kind = "/".join(parts[3:])
-        if kind not in _KINDS:
+        where = parse_topic(topic, self.root)
+        if where is None or (self.ward and where.ward != self.ward) or where.kind not in _KINDS:
             return
         if not payload:
-            self._cleared(f"{parts[1]}/{parts[2]}", kind)
+            self._cleared(where.key, where.kind)
             return
-        try:
-            data: Any = json.loads(payload)
-        except (ValueError, RecursionError):
-            self.malformed += 1
-            return
-        bed = self._bed(parts[1], parts[2], now)
+        bed = self._bed(where.ward, where.bed, now)
         live = not retained
-        handlers = {
-            "status": lambda: self._status(bed, data, now, live=live),
-            "session": lambda: self._session(bed, data, now, live=live),
-            "vitals": lambda: self._vital(bed, data, now, live=live),
-            "alarms": lambda: self._alarm_event(bed, data, now, live=live),
-            "alarms/active": lambda: self._active(bed, data, now),
-            "cmd/result": lambda: self._result(data),
-        }
-        if not handlers[kind]():
+        # every payload is read by its one decoder (monitor/wire.py); one that does not decode
+        # is counted and changes nothing
+        try:
+            match where.kind:
+                case "status":
+                    self._status(bed, decode_status(payload), now, live=live)
+                case "session":
+                    self._session(bed, decode_session(payload), now, live=live)
+                case "vitals":
+                    self._vital(bed, decode_sample(payload), now, live=live)
+                case "alarms":
+                    self._alarm_event(bed, decode_alarm_event(payload), now, live=live)
+                case "alarms/active":
+                    self._active(bed, payload, now)
+                case _:
+                    self._result(decode_command_result(payload))
+        except (WireError, RecursionError):
             self.malformed += 1
 
     def press(self, key: str, now: float) -> list[Outgoing]:
@@ -581,7 +604,7 @@ class WardView:
         key = f"{ward}/{bed_id}"
         bed = self.beds.get(key)
         if bed is None:
-            bed = self.beds[key] = Bed(ward, bed_id, first_seen=now)
+            bed = self.beds[key] = Bed(ward, bed_id, first_seen=now, root=self.root)
         return bed
 
     def _cleared(self, key: str, kind: str) -> None:
@@ -596,101 +619,76 @@ class WardView:
         elif kind == "session":
             bed.phase, bed.audio_paused_until = None, None
 
-    def _status(self, bed: Bed, data: Any, now: float, *, live: bool) -> bool:
-        if not isinstance(data, dict) or data.get("status") not in {"online", "offline"}:
-            return False
-        t = _float(data.get("t"))
-        if live and data["status"] == "online" and t is not None:
-            bed.clock.observe(t, now, restart=True)  # its birth: the bed (re)started its clock
-        if data["status"] != bed.status:
-            bed.status = data["status"]
+    def _status(self, bed: Bed, status: WireStatus, now: float, *, live: bool) -> None:
+        if live and status.status == "online" and status.t is not None:
+            bed.clock.observe(
+                status.t, now, restart=True
+            )  # its birth: the bed (re)started its clock
+        if status.status != bed.status:
+            bed.status = status.status
             bed.status_since = now
             bed.status_retained = not live
-        return True
 
-    def _session(self, bed: Bed, data: Any, now: float, *, live: bool) -> bool:
-        if not isinstance(data, dict):
-            return False
-        t = _float(data.get("t"))
-        if live and t is not None:
-            bed.clock.observe(t, now)
-        phase = data.get("phase")
-        bed.phase = phase if isinstance(phase, str) else None
-        bed.audio_paused_until = _float(data.get("audio_paused_until"))
-        return True
-
-    def _vital(self, bed: Bed, data: Any, now: float, *, live: bool) -> bool:
-        if not isinstance(data, dict):
-            return False
-        t, param, value = _float(data.get("t")), data.get("param"), _float(data.get("value"))
-        if t is None or not isinstance(param, str):
-            return False
+    def _session(self, bed: Bed, session: WireSession, now: float, *, live: bool) -> None:
         if live:
-            bed.clock.observe(t, now)
-        bed.vitals[param] = Vital(t, value if data.get("valid") is True else None)
+            bed.clock.observe(session.t, now)
+        bed.phase = session.phase.value
+        bed.audio_paused_until = session.audio_paused_until
+
+    def _vital(self, bed: Bed, sample: WireSample, now: float, *, live: bool) -> None:
+        if live:
+            bed.clock.observe(sample.t, now)
+        bed.vitals[sample.param.value] = Vital(sample.t, sample.value if sample.valid else None)
         bed.last_vitals_rx = now
-        return True
 
-    def _alarm_event(self, bed: Bed, data: Any, now: float, *, live: bool) -> bool:
-        if not isinstance(data, dict) or not isinstance(data.get("code"), str):
-            return False
-        t = _float(data.get("t"))
-        if live and t is not None:
-            bed.clock.observe(t, now)
-        alarm_id, state = data.get("alarm_id"), data.get("state")
-        self._events.append((now, {**data, "bed": bed.key}))
-        if isinstance(alarm_id, str):
-            if state == "acknowledged" and isinstance(data.get("user"), str):
-                _remember(self._ack_user, alarm_id, data["user"])
-            if state == "active":
-                self._maybe_ring(bed, alarm_id, data.get("priority"), now)
-        return True
+    def _alarm_event(self, bed: Bed, event: WireAlarmEvent, now: float, *, live: bool) -> None:
+        if live:
+            bed.clock.observe(event.t, now)
+        self._events.append((now, event.model_copy(update={"bed": bed.key})))
+        if event.alarm_id is not None:
+            if event.state is AlarmState.ACKNOWLEDGED and event.user is not None:
+                _remember(self._ack_user, event.alarm_id, event.user)
+            if event.state is AlarmState.ACTIVE:
+                self._maybe_ring(bed, event.alarm_id, event.priority, now)
 
-    def _active(self, bed: Bed, data: Any, now: float) -> bool:
-        if not isinstance(data, list):
-            return False
+    def _active(self, bed: Bed, payload: bytes, now: float) -> None:
         alarms: list[Alarm] = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("code"), str):
-                self.malformed += 1
-                continue
+        for item in decode_active_alarms(payload, skip=self._count_malformed):
             alarm = Alarm(
-                alarm_id=_str(item.get("alarm_id")),
-                code=item["code"],
-                priority=str(item.get("priority", "?")),
-                state=str(item.get("state", "active")),
-                since=_float(item.get("since")),
-                param=_str(item.get("param")),
-                value=_float(item.get("value")),
-                limit=_float(item.get("limit")),
-                level=item["level"] if isinstance(item.get("level"), int) else None,
-                latched=item.get("latched") is True,
+                alarm_id=item.alarm_id,
+                code=item.code,
+                priority=item.priority.value,
+                state=item.state,
+                since=item.since,
+                param=item.param,
+                value=item.value,
+                limit=item.limit,
+                level=item.level,
+                latched=item.latched,
             )
             alarms.append(alarm)
             # A high alarm first learnt from the retained list (the console started after it
             # was raised) is new to this station: it rings too, once.
             if alarm.alarm_id is not None and alarm.state == "active":
-                self._maybe_ring(bed, alarm.alarm_id, alarm.priority, now)
+                self._maybe_ring(bed, alarm.alarm_id, item.priority, now)
         alarms.sort(key=lambda a: (a.rank, a.since if a.since is not None else math.inf))
         bed.alarms = alarms
-        return True
 
-    def _result(self, data: Any) -> bool:
-        if not isinstance(data, dict):
-            return False
-        request_id = data.get("request_id")
+    def _count_malformed(self, _reason: str) -> None:
+        self.malformed += 1
+
+    def _result(self, result: WireCommandResult) -> None:
         for sent in self._sent:
-            if sent.request_id == request_id:
-                sent.ok = data.get("ok") is True
-                error = data.get("error")
-                sent.error = str(error) if error is not None else None
-        return True  # the results of other consoles' commands are not ours to show
+            if sent.request_id == result.request_id:
+                sent.ok = result.ok
+                sent.error = result.error
+        # the results of other consoles' commands are not ours to show
 
-    def _maybe_ring(self, bed: Bed, alarm_id: str, priority: object, now: float) -> None:
+    def _maybe_ring(self, bed: Bed, alarm_id: str, priority: Priority, now: float) -> None:
         # IEC 60601-1-8: only a high-priority alarm calls for the station's audible signal here
         # (medium and low are seen on screen), once per alarm, and not while a nurse has paused
         # the bed's audio (docs/ALARMS.md: audio pause, 120 s).
-        if priority != "high" or alarm_id in self._rung:
+        if priority is not Priority.HIGH or alarm_id in self._rung:
             return
         _remember(self._rung, alarm_id, None)
         if not bed.audio_paused(now):  # on the bed's clock, as its session says until when
@@ -769,9 +767,8 @@ class WardView:
         if alarm.alarm_id is None:
             self.notice = f"{alarm.code} on {bed.key} has no alarm_id: acknowledge it at the bed"
             return []
-        return self._command(
-            bed, {"cmd": "ack", "alarm_id": alarm.alarm_id}, f"ack {alarm.code} on {bed.key}", now
-        )
+        ack = functools.partial(Ack, cmd="ack", alarm_id=alarm.alarm_id)
+        return self._command(bed, ack, f"ack {alarm.code} on {bed.key}", now)
 
     def _audio_pause(self, now: float) -> list[Outgoing]:
         current = self._current(now)
@@ -786,9 +783,12 @@ class WardView:
             else:
                 self.notice = "select a bed (up/down or 1-9) to pause its audio"
                 return []
-        return self._command(bed, {"cmd": "audio_pause"}, f"audio pause on {bed.key}", now)
+        pause = functools.partial(AudioPause, cmd="audio_pause")
+        return self._command(bed, pause, f"audio pause on {bed.key}", now)
 
-    def _command(self, bed: Bed, body: dict[str, Any], label: str, now: float) -> list[Outgoing]:
+    def _command(
+        self, bed: Bed, make_command: Callable[..., Command], label: str, now: float
+    ) -> list[Outgoing]:
         # A command that cannot reach the bed is refused here, and said so, rather than queued:
         # a late acknowledgement is worse than none the nurse knows about (docs/DESIGN.md P11).
         if not self.connected:
@@ -798,9 +798,9 @@ class WardView:
             self.notice = f"{label}: not sent, {bed.key} is OFFLINE"
             return []
         request_id = uuid.uuid4().hex
-        command = {**body, "request_id": request_id, "user": self.user}
+        command = make_command(request_id=request_id, user=self.user)
         self._sent.append(_Sent(request_id, label, now))
-        return [Outgoing(f"{bed.prefix}/cmd", json.dumps(command).encode(), request_id)]
+        return [Outgoing(f"{bed.prefix}/cmd", encode_command(command), request_id)]
 
     def send_failed(self, request_id: str, error: str) -> None:
         """The I/O loop could not publish a command: show it as not sent."""
@@ -914,7 +914,9 @@ class WardView:
             )
         if not self.beds:
             body.append(
-                flow(_words(f"no bed seen yet under vigil/{self.ward or '+'}/+", "dim"), width)
+                flow(
+                    _words(f"no bed seen yet under {self.root}/{self.ward or '+'}/+", "dim"), width
+                )
             )
         return body
 
@@ -1041,21 +1043,20 @@ class WardView:
         )
         return lines
 
-    def _event_cells(self, received: float, e: dict[str, Any]) -> list[Cell]:
-        priority = str(e.get("priority", "?"))
+    def _event_cells(self, received: float, e: WireAlarmEvent) -> list[Cell]:
+        del received  # an event always carries its own time, on the bed's clock
+        priority = e.priority.value
         style = _PRIORITY_STYLE.get(priority, "alert")
-        t = _float(e.get("t"))
-        state = str(e.get("state", "?")).upper()
-        if e.get("level"):
-            state += f" (level {e.get('level')})"
-        if e.get("user"):
-            state += f" by {e.get('user')}"
-        # the event's own time is the bed's clock; one without is placed when it arrived
+        state = e.state.value.upper()
+        if e.level:
+            state += f" (level {e.level})"
+        if e.user:
+            state += f" by {e.user}"
         return [
-            _cell(f"  {iso_local(t if t is not None else received, date=False)}"),
-            _cell(str(e.get("bed", "?")), style, pad=14),
+            _cell(f"  {iso_local(e.t, date=False)}"),
+            _cell(e.bed or "?", style, pad=14),
             _cell(priority.upper(), style, pad=6),
-            _cell(str(e.get("code")), style),
+            _cell(e.code, style),
             *_words(state, style),
         ]
 

@@ -66,7 +66,8 @@ def view_with_bed(now: float = T0, **kwargs: Any) -> WardView:
     view = WardView(user="nurse-kim", **kwargs)
     view.set_link(connected=True)
     view.handle("vigil/w1/b1/status", b'{"status": "online"}', now)
-    view.handle("vigil/w1/b1/session", b'{"phase": "infusion", "audio_paused_until": null}', now)
+    session = {"t": now, "phase": "infusion", "audio_paused_until": None}
+    view.handle("vigil/w1/b1/session", json.dumps(session).encode(), now)
     vital(view, "HR", 72.0, now)
     return view
 
@@ -164,7 +165,7 @@ def test_bed_without_vitals_for_longer_than_stale_s_is_stale() -> None:
     view.handle("vigil/w1/b2/status", b'{"status": "online"}', T0)
     assert view.bed_condition(view.beds["w1/b2"], T0 + 31) == ("STALE: no vitals", "alert")
     # and one whose status was never seen is not fine either
-    view.handle("vigil/w1/b3/session", b'{"phase": "none"}', T0)
+    view.handle("vigil/w1/b3/session", json.dumps({"t": T0, "phase": "none"}).encode(), T0)
     assert view.bed_condition(view.beds["w1/b3"], T0) == ("NO STATUS", "alert")
 
 
@@ -201,7 +202,8 @@ def test_bell_rings_once_for_each_new_high_alarm_only() -> None:
 
 def test_no_bell_while_the_beds_audio_is_paused() -> None:
     view = view_with_bed()
-    view.handle("vigil/w1/b1/session", json.dumps({"audio_paused_until": T0 + 120}).encode(), T0)
+    pause = {"t": T0, "phase": "infusion", "audio_paused_until": T0 + 120}
+    view.handle("vigil/w1/b1/session", json.dumps(pause).encode(), T0)
     view.handle("vigil/w1/b1/alarms", event(alarm("DESAT_CRITICAL", "high", T0), "active"), T0)
     assert view.take_bells() == 0
     assert "audio paused until" in plain_text(line_with(view, T0, "[1] w1/b1"))
@@ -798,3 +800,16 @@ async def test_issue11_a_bp_surge_shows_its_nibp_at_80_120_and_200_columns(
                 for b in ("b1", "b9"):
                     with contextlib.suppress(aiomqtt.MqttError):
                         await _retain(bed, f"vigil/w1/{b}/{suffix}", None)
+
+
+def test_a_console_under_another_topic_root_reads_and_commands_there() -> None:
+    # beds configured with `[broker] prefix = "site/w1/b1"`: the console is given `site`
+    view = WardView(user="nurse-kim", root="site")
+    view.set_link(connected=True)
+    view.handle("vigil/w1/b9/status", b'{"status": "online"}', T0)  # another root: not ours
+    view.handle("site/w1/b1/status", b'{"status": "online"}', T0)
+    assert set(view.beds) == {"w1/b1"}
+    (out,) = view.press("p", T0)
+    assert out.topic == "site/w1/b1/cmd"
+    assert isinstance(parse_command(out.payload), AudioPause)
+    assert subscriptions("w1", "site")[0] == "site/w1/+/status"

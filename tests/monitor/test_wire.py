@@ -9,15 +9,27 @@ import pytest
 
 from alarms.policy import load_policy
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
-from monitor.commands import Checklist, parse_command
+from monitor.commands import Ack, Checklist, parse_command
 from monitor.session import BedCore
 from monitor.wire import (
     WireError,
+    WireStatus,
+    bed_prefix,
     decode_active_alarms,
     decode_alarm_event,
+    decode_command,
+    decode_command_result,
     decode_sample,
     decode_session,
     decode_status,
+    encode_active_alarms,
+    encode_command,
+    encode_command_result,
+    encode_sample,
+    encode_session,
+    encode_status,
+    parse_topic,
+    topic_filters,
 )
 
 
@@ -111,3 +123,42 @@ def test_bad_payloads_raise_wire_error_saying_why(
     assert callable(decode)
     with pytest.raises(WireError, match=reason):
         decode(payload)
+
+
+def test_topics_under_a_configured_root() -> None:
+    # docs/ARCHITECTURE.md "MQTT": `<root>/<ward>/<bed>/<kind>`; the root may have levels
+    assert parse_topic("vigil/w1/b3/alarms/active") == ("w1", "b3", "alarms/active")
+    assert parse_topic("site/a/w1/b3/cmd/result", "site/a") == ("w1", "b3", "cmd/result")
+    assert parse_topic("site/a/w1/b3/vitals") is None  # another root
+    assert parse_topic("vigil/w1/b3/other") is None
+    assert parse_topic("vigil/w1/status") is None
+    assert bed_prefix("w1", "b3", "site/a") == "site/a/w1/b3"
+    assert topic_filters(["status"], ward="w1", root="site/a") == ["site/a/w1/+/status"]
+
+
+def test_what_the_publisher_encodes_the_readers_decode() -> None:
+    core = BedCore(load_policy(), ward="w1", bed="b3")
+    session = decode_session(encode_session(core.session_state(1767225600.0)))
+    assert (session.t, session.phase, session.session) == (1767225600.0, Phase.NONE, None)
+    sample = Sample(3.0, Param.HR, 71.0, True, "mon1")
+    assert decode_sample(encode_sample(sample)).number == 71.0
+    birth = WireStatus(status="online", ward="w1", bed="b3", devices=["mon1"], t=5.0)
+    assert decode_status(encode_status(birth)) == birth
+    assert json.loads(encode_status(WireStatus(status="offline"))) == {"status": "offline"}
+    result = decode_command_result(encode_command_result({"request_id": "r1", "ok": True}))
+    assert (result.request_id, result.ok, result.error) == ("r1", True, None)
+    ack = Ack(cmd="ack", request_id="r2", user="ann", code="BP_CRISIS")
+    assert decode_command(encode_command(ack)) == ack
+    assert decode_active_alarms(encode_active_alarms([])) == []
+
+
+def test_a_console_can_skip_bad_active_alarm_entries() -> None:
+    good = {"code": "TACHY", "priority": "medium", "kind": "physiological", "state": "active"}
+    payload = json.dumps([{**good, "since": 1.0}, {"code": "X"}, 7]).encode()
+    with pytest.raises(WireError, match=r"active alarms\[1\]"):
+        decode_active_alarms(payload)
+    skipped: list[str] = []
+    (alarm,) = decode_active_alarms(payload, skip=skipped.append)
+    assert alarm.code == "TACHY"
+    assert len(skipped) == 2
+    assert "active alarms[2]: expected a JSON object" in skipped[1]
