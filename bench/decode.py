@@ -92,7 +92,7 @@ def main() -> None:
     specs = [s for s in benched() if not args.device or s.kind in args.device]
     print(f"{args.hours:g} h of hypertensive-surge per device, best of {args.repeat}, CPU s")
     print(
-        f"{'device':<12}{'bytes':>12}{'frames':>9}{'samples':>9}{'read s':>9}{'decode s':>10}"
+        f"{'device':<16}{'bytes':>12}{'frames':>9}{'samples':>9}{'read s':>9}{'decode s':>10}"
         f"{'frames/s':>11}{'MB/s':>8}{'ratio':>8}{'goal MB/s':>11}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +118,7 @@ def main() -> None:
             goal = "" if rate is None else f"{rate * 1000 / 1e6:.2f}"
             verdict = "" if rate is None else (" ok" if mb_s * 1e6 >= rate * 1000 else " SLOW")
             print(
-                f"{spec.kind:<12}{len(capture):>12,}{stats.frames:>9,}{stats.samples:>9,}"
+                f"{spec.kind:<16}{len(capture):>12,}{stats.frames:>9,}{stats.samples:>9,}"
                 f"{read_s:>9.4f}{decode_s:>10.4f}{stats.frames / decode_s:>11,.0f}"
                 f"{mb_s:>8.2f}{decode_s / read_s:>8.0f}x{goal:>11}{verdict}"
             )

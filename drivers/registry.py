@@ -16,6 +16,7 @@ from pydantic import Field
 
 from drivers.ge_s5.spec import SPEC as GE_S5
 from drivers.intellivue.spec import SPEC as INTELLIVUE
+from drivers.intellivue_lan.spec import SPEC as INTELLIVUE_LAN
 from drivers.ivy_450c.spec import SPEC as IVY_450C
 from drivers.masimo.spec import SPEC as MASIMO
 from drivers.mindray_hl7.spec import SPEC as MINDRAY_HL7
@@ -45,6 +46,7 @@ SPECS: Final[tuple[DeviceSpec, ...]] = (
     IVY_450C,
     NELLCOR,
     MINDRAY_HL7,
+    INTELLIVUE_LAN,
 )
 
 _BY_KIND: Final[dict[str, DeviceSpec]] = {s.kind: s for s in SPECS}

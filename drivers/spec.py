@@ -32,7 +32,7 @@ __all__ = [
     "load",
 ]
 
-Transport = Literal["serial", "tcp", "mqtt"]
+Transport = Literal["serial", "tcp", "udp", "mqtt"]
 
 
 class DriverSettingsBase(ConfigModel):

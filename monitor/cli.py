@@ -261,6 +261,15 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="HOST:PORT",
         help="network monitors: connect to the driver listening at HOST:PORT (mode = listen)",
     )
+    target.add_argument(
+        "--udp", metavar="HOST:PORT", help="LAN monitors: serve on this UDP address (port 24105)"
+    )
+    p.add_argument(
+        "--announce",
+        metavar="HOST:PORT",
+        default=None,
+        help="LAN monitors: send connect indications there (a broadcast address, port 24005)",
+    )
     p.add_argument("--speed", type=_positive_float, default=1.0, help="time speed-up (default 1)")
     p.add_argument(
         "--anchor",

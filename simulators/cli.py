@@ -162,11 +162,35 @@ def _tcp(spec: DeviceSpec) -> Runner:
     return run
 
 
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - a port alone: every interface, as a monitor
+
+
+async def _run_lan_monitor(args: argparse.Namespace, clock: Clock, stats: PublishStats) -> int:
+    """A LAN monitor on `args.udp`, announcing itself to `args.announce` (intellivue_lan.py)."""
+    from simulators.intellivue_lan import IntelliVueLanMonitor  # noqa: PLC0415 - on use
+
+    host, port = _address(args.udp)
+    discovery = _address(args.announce) if args.announce else None
+    monitor = IntelliVueLanMonitor(
+        clock=clock, scenario=args.scenario, host=host, port=port, discovery=discovery,
+        seed=args.seed,
+    )  # fmt: skip
+    async with monitor:
+        _say(f"serving Data Export on udp {monitor.address[0]}:{monitor.address[1]}")
+        await monitor.done.wait()
+    stats.samples = monitor.sent
+    return monitor.sent
+
+
 def _simulator(spec: DeviceSpec) -> DeviceSimulator:
     if spec.transport == "mqtt":
         return DeviceSimulator("mqtt", spec.summary, _run_mqtt_monitor)
     if spec.transport == "tcp":
         return DeviceSimulator("tcp", spec.summary, _tcp(spec))
+    if spec.transport == "udp":
+        return DeviceSimulator("udp", spec.summary, _run_lan_monitor)
     return DeviceSimulator(spec.transport, spec.summary, _serial(spec))
 
 
@@ -190,7 +214,7 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return f"unknown device {args.device!r} (known: {', '.join(DEVICES)})"
     if args.scenario not in SCENARIOS:
         return f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})"
-    return {"mqtt": _mqtt_usage_error, "tcp": _tcp_usage_error}.get(
+    return {"mqtt": _mqtt_usage_error, "tcp": _tcp_usage_error, "udp": _udp_usage_error}.get(
         device.transport, _serial_usage_error
     )(args)
 
@@ -207,6 +231,14 @@ def _tcp_usage_error(args: argparse.Namespace) -> str | None:
     host, _, port = (args.tcp or "").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         return f"{args.device} is a network monitor: give --tcp HOST:PORT"
+    return None
+
+
+def _udp_usage_error(args: argparse.Namespace) -> str | None:
+    if args.udp is None:
+        return f"{args.device} is a LAN monitor: give --udp HOST:PORT"
+    if args.fault:
+        return "--fault applies to serial monitors only"
     return None
 
 
@@ -227,6 +259,8 @@ def _start_line(args: argparse.Namespace, device: DeviceSimulator) -> str:
         where = f"{args.mqtt} topic {args.topic}"
     elif device.transport == "tcp":
         where = f"TCP {args.tcp}"
+    elif device.transport == "udp":
+        where = f"udp {args.udp}"
     elif args.pty is not None:
         where = f"pty {args.pty}"
     else:

@@ -73,7 +73,7 @@ from drivers.intellivue.messages import (
 from kernel.vocabulary import Param, Sample
 from simulators.serial_monitor import Frame
 
-__all__ = ["IntelliVueSide"]
+__all__ = ["IntelliVueLanSide", "IntelliVueSide"]
 
 
 # What the monitor grants (docs/intellivue.md §2.2 constructed AARE): a server, warm start, min poll
@@ -120,6 +120,8 @@ class IntelliVueSide:
     state: int = 0
     timeout_s: float = 10.0
     extended: bool = True
+    # MIB/RS232 frames (serial); False on the LAN: one message a datagram, as it is
+    framed: bool = True
     stats: DriverStats = field(default_factory=DriverStats)
 
     def __post_init__(self) -> None:
@@ -147,7 +149,7 @@ class IntelliVueSide:
     def receive(self, data: bytes, now: float) -> list[bytes]:
         """Answer what the client sent (module docstring); damaged frames are ignored."""
         out: list[bytes] = []
-        for user_data in self._frames.feed(data):
+        for user_data in self._frames.feed(data) if self.framed else [data]:
             try:
                 message = parse_message(user_data)
             except MessageError:
@@ -156,10 +158,13 @@ class IntelliVueSide:
             out += self._frames_of(functools.partial(self._answer, message, now))
         return out
 
+    def _wrap(self, message: bytes) -> bytes:
+        return encode_frame(message) if self.framed else message
+
     def _frames_of(self, build: Callable[[], list[bytes]]) -> list[bytes]:
         """The messages `build` makes, framed; the last one marked with the fresh values."""
         self._carried = 0
-        frames: list[bytes] = [encode_frame(m) for m in build()]
+        frames: list[bytes] = [self._wrap(m) for m in build()]
         if frames and self._carried:
             # a linked result is whole with its last part: that one carries the values
             frames[-1] = Frame(frames[-1], self._carried)
@@ -281,7 +286,7 @@ class IntelliVueSide:
         if self._associated and now - self._heard >= self.timeout_s:
             self._associated = False
             self._periodic = None
-            return [encode_frame(ABORT)]
+            return [self._wrap(ABORT)]
         return self._frames_of(functools.partial(self._deliver, now))
 
     def idle(self, now: float) -> list[bytes]:
@@ -303,3 +308,10 @@ class IntelliVueSide:
         flips = [b for b in range(8) if frame[i] ^ (1 << b) not in {BOF, EOF, ESC}]
         damaged = frame[i] ^ (1 << rng.choice(flips))
         return frame[:i] + bytes((damaged,)) + frame[i + 1 :]
+
+
+@dataclass
+class IntelliVueLanSide(IntelliVueSide):
+    """The monitor on the LAN: one message a datagram, no MIB/RS232 framing."""
+
+    framed: bool = False

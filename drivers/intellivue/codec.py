@@ -47,7 +47,7 @@ passed on and outlives a connection, so a reconnect does not repeat the determin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from types import MappingProxyType
@@ -101,6 +101,7 @@ __all__ = [
     "PollMode",
     "count_unused",
     "decode_capture",
+    "decode_messages",
     "poll_samples",
     "state_problem",
     "unused_reason",
@@ -340,9 +341,7 @@ _JUDGED: Final[dict[tuple[int, int, int], _Judged]] = {}
 _JUDGED_MAX: Final = 4096
 
 
-def _sample(
-    t: float, param: Param, physio_id: int, state: int, raw: int, device_id: str
-) -> Sample:
+def _sample(t: float, param: Param, physio_id: int, state: int, raw: int, device_id: str) -> Sample:
     key = (physio_id, state, raw)  # ints: an enum's hash runs in Python
     known = _JUDGED.get(key)
     if known is not None:
@@ -391,6 +390,14 @@ class IntelliVueLink:
         self._invoke_id = 0
         self._ended = ""
 
+    def _messages(self, data: bytes) -> list[bytes]:
+        """The messages in received bytes: MIB/RS232 frames (the LAN link: one datagram)."""
+        return self._frames.feed(data)
+
+    def _wrap(self, message: bytes) -> bytes:
+        """A message as sent: in a MIB/RS232 frame (the LAN link: as it is, one datagram)."""
+        return encode_frame(message)
+
     @property
     def polling(self) -> bool:
         """Whether the association is up and numerics are polled."""
@@ -405,14 +412,14 @@ class IntelliVueLink:
         """The association request."""
         self._state = _State.ASSOCIATING
         self._since = now
-        return encode_frame(association_request())
+        return self._wrap(association_request())
 
     def receive(self, data: bytes, now: float) -> Received:
         """The samples of the poll results in `data`, and the replies it calls for."""
         self._raise_if_ended()
         samples: list[Sample] = []
         replies: list[bytes] = []
-        for user_data in self._frames.feed(data):
+        for user_data in self._messages(data):
             try:
                 message = parse_message(user_data)
                 if type(message) is PollResult and self._state is _State.POLLING:
@@ -445,7 +452,7 @@ class IntelliVueLink:
                 self._renewed = -math.inf
             # confirmed every time the monitor asks (VSCaptureMP answers every one); a monitor
             # repeats an unconfirmed event, then aborts
-            return [encode_frame(event_report_result(message))] if message.confirmed else []
+            return [self._wrap(event_report_result(message))] if message.confirmed else []
         if isinstance(message, PollResult):
             if self.polling:
                 self._answered = now
@@ -474,7 +481,7 @@ class IntelliVueLink:
         if kind is Session.FINISH:
             self._state = _State.ENDED
             self._ended = "the monitor released the association"
-            return [encode_frame(RELEASE_RESPONSE)]
+            return [self._wrap(RELEASE_RESPONSE)]
         if kind is Session.REFUSE:
             raise ProtocolError("the monitor refused the association")
         if kind is Session.ABORT:
@@ -509,11 +516,11 @@ class IntelliVueLink:
             self._renewed = now
             self._invoke_id = self._extended_invoke_id = (self._invoke_id + 1) & 0xFFFF
             period = round(EXTENDED_PERIOD_S * TICKS_PER_S)
-            return encode_frame(
+            return self._wrap(
                 extended_poll_request(self._invoke_id, self._invoke_id, period=period)
             )
         self._invoke_id = (self._invoke_id + 1) & 0xFFFF
-        return encode_frame(poll_request(self._invoke_id, self._invoke_id))
+        return self._wrap(poll_request(self._invoke_id, self._invoke_id))
 
     def _talking(self, now: float) -> bool:
         """Whether the monitor sent anything within POLL_LOST_S (silence is the driver's)."""
@@ -561,10 +568,22 @@ def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], Driver
     gives no samples and counts as ``no_time``; every unused message counts by its reason.
     """
     stats = DriverStats()
+    samples = decode_messages(FrameDecoder(stats).feed(data), stats=stats, device_id=device_id)
+    stats.samples = len(samples)
+    return samples, stats
+
+
+def decode_messages(
+    messages: Iterable[bytes], *, stats: DriverStats, device_id: str
+) -> list[Sample]:
+    """The samples of a monitor's messages (user data), without a live clock (`decode_capture`).
+
+    Every message is counted in `stats`: a frame, and by its reason if it is not used.
+    """
     cuff = CuffMemory()
     clock = _Clock()
     samples: list[Sample] = []
-    for user_data in FrameDecoder(stats).feed(data):
+    for user_data in messages:
         try:
             message = parse_message(user_data)
             if isinstance(message, PollResult):
@@ -585,5 +604,4 @@ def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], Driver
             stats.drop(MessageDrop.MALFORMED)
             continue
         stats.frames += 1
-    stats.samples = len(samples)
-    return samples, stats
+    return samples

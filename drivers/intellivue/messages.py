@@ -38,8 +38,10 @@ from typing import Final, NamedTuple
 __all__ = [
     "ABORT",
     "MDS",
+    "NOMENCLATURE_HEADER",
     "NOM_ACT_POLL_MDIB_DATA",
     "NOM_ACT_POLL_MDIB_DATA_EXT",
+    "NOM_ATTR_NET_ADDR_INFO",
     "NOM_ATTR_NU_CMPD_VAL_OBS",
     "NOM_ATTR_NU_VAL_OBS",
     "NOM_ATTR_TIME_ABS",
@@ -47,6 +49,7 @@ __all__ = [
     "NOM_ATTR_TIME_REL",
     "NOM_ATTR_TIME_STAMP_ABS",
     "NOM_MOC_VMO_METRIC_NU",
+    "NOM_NOTI_CONN_INDIC",
     "NOM_NOTI_MDS_CREAT",
     "NUMERICS",
     "RELEASE_REQUEST",
@@ -72,6 +75,7 @@ __all__ = [
     "association_request",
     "association_response",
     "bcd_time",
+    "connect_indication",
     "decode_float",
     "encode_float",
     "event_report_result",
@@ -155,6 +159,12 @@ MDS: Final = (NOM_MOC_VMS_MDS, 0, 0)
 NUMERICS: Final = (NOM_PART_OBJ, NOM_MOC_VMO_METRIC_NU)
 
 _SESSION_ID: Final = 0xE100
+# What begins a connect indication instead of the session header: the nomenclature version
+# (a real monitor's: ``00 00 01 00``)
+NOMENCLATURE_HEADER: Final = b"\x00\x00\x01\x00"
+# The connect indication's event type, and its IpAddressInfo attribute (MAC, IP, subnet mask)
+NOM_NOTI_CONN_INDIC: Final = 0x0D17
+NOM_ATTR_NET_ADDR_INFO: Final = 0xF100
 # presentation context negotiated by the standard association request
 _P_CONTEXT_ID: Final = 2
 
@@ -742,6 +752,21 @@ def mds_create_event(*, invoke_id: int, event_time: int, abs_time: bytes, rel_ti
     return _export(RoType.ROIV, _u16(invoke_id) + _u16(CMD_CONFIRMED_EVENT_REPORT), command)
 
 
+def connect_indication(*, ip: bytes, mac: bytes, event_time: int) -> bytes:
+    """The connect indication a monitor broadcasts on the LAN (for the simulator).
+
+    The nomenclature version, then an ROIV unconfirmed event report of the MDS, event
+    NOM_NOTI_CONN_INDIC, whose info is an attribute list: here its IpAddressInfo only (a real
+    monitor adds its system id, model, bed label, protocol support...).
+    """
+    info = _attribute_list((_ava(NOM_ATTR_NET_ADDR_INFO, mac + ip + b"\xff\xff\xff\x00"),))
+    command = (
+        _managed_object(MDS) + _u32(event_time) + _u16(NOM_NOTI_CONN_INDIC) + _u16(len(info)) + info
+    )
+    ro = _u16(0) + _u16(CMD_EVENT_REPORT) + _u16(len(command)) + command
+    return NOMENCLATURE_HEADER + _u16(RoType.ROIV) + _u16(len(ro)) + ro
+
+
 def event_report_result(event: EventReport) -> bytes:
     """The result confirming `event`: its invoke id, object, time and type copied (PERSEUS)."""
     command = (
@@ -1059,6 +1084,10 @@ def parse_message(data: bytes) -> Message:
     if len(data) < _SPPDU_RO.size:
         raise MessageError(f"{len(data)} bytes: no Data Export message")
     session_id, _, raw_type, length = _SPPDU_RO.unpack_from(data)
+    if data.startswith(NOMENCLATURE_HEADER) and raw_type == RoType.ROIV:
+        # the connect indication a monitor broadcasts on the LAN has the nomenclature version
+        # where a Data Export command has its session header (docs/intellivue.md §10)
+        session_id = _SESSION_ID
     if session_id != _SESSION_ID:
         raise MessageError(f"first byte {data[0]:#04x}: no session or Data Export message")
     if length != len(data) - _SPPDU_RO.size:

@@ -1,0 +1,1 @@
+"""Philips IntelliVue Data Export over the LAN (UDP): docs/intellivue.md §10."""
