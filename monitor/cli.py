@@ -228,10 +228,10 @@ def _add_hl7(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_station(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`vigil station`: the nurses' central station, a web page for the ward (monitor/station)."""
     p = sub.add_parser("station", help="the nurses' central station: a web page for the ward")
-    p.add_argument("--broker", default=None, metavar="URL", help="ward broker, mqtt[s]://host[:port]")
     p.add_argument(
-        "--listen", default=None, metavar="HOST:PORT", help="where the page is served"
+        "--broker", default=None, metavar="URL", help="ward broker, mqtt[s]://host[:port]"
     )
+    p.add_argument("--listen", default=None, metavar="HOST:PORT", help="where the page is served")
     p.add_argument(
         "--config", type=Path, default=None, help="station config ([station], [[users]], [broker])"
     )

@@ -55,6 +55,7 @@ def test_the_config_union_accepts_every_kind_and_refuses_others() -> None:
     needs: dict[str, dict[str, object]] = {
         "serial": {"port": "/dev/ttyUSB0"},
         "tcp": {"host": "192.0.2.10", "port": 2575},
+        "udp": {"host": "192.0.2.11"},
         "mqtt": {"topic": "monitors/d/samples"},
     }
     for spec in SPECS:

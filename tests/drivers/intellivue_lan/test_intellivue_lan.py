@@ -22,14 +22,16 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from drivers.base import DeviceError, Driver
+from drivers.base import DeviceError, Driver, DriverStats
 from drivers.intellivue.messages import association_request, connect_indication
-from drivers.intellivue_lan.codec import decode_capture, is_connect_indication
+from drivers.intellivue_lan.codec import IntelliVueLanLink, decode_capture, is_connect_indication
 from drivers.pcap import PcapError, PcapStats, udp_datagrams
 from drivers.registry import DriverSettings, create_driver
 from kernel.clock import SimulatedClock
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import Param, Sample, Step
+from simulators.capture import record_frames
+from simulators.intellivue import IntelliVueLanSide
 from simulators.intellivue_lan import IntelliVueLanMonitor
 from simulators.scenarios import build_scenario
 from tests.drivers.intellivue.test_intellivue_codec import (
@@ -253,3 +255,20 @@ async def test_no_monitor_on_the_network_is_a_lost_device() -> None:
                         listen="127.0.0.1")  # fmt: skip
     with pytest.raises(DeviceError, match="no connect indication"):
         await driver.run(ListSink())
+
+
+def test_a_simulated_lan_capture_decodes_to_the_scenarios_values() -> None:
+    t0 = 1767225600.0
+    sent = record_frames(
+        IntelliVueLanLink("x", DriverStats()), IntelliVueLanSide(), scenario=SCENARIO, t0=t0,
+        seconds=300,
+    )  # fmt: skip
+    capture = pcapng([(t, ethernet(ipv4_udp(MONITOR, 24105, HOST, 50000, m))) for t, m in sent])
+    samples, stats = decode_capture(capture, device_id="x")
+    items = [i for i in build_scenario(SCENARIO, t0=t0, seed=1) if not isinstance(i, Step)]
+    for param in (Param.HR, Param.SPO2, Param.PR):
+        got = [s.value for s in samples if s.param is param]
+        assert len(got) > 100
+        assert is_subsequence(got, [i.value for i in items if i.param is param]), param
+    assert all(t0 <= s.t < t0 + 300 for s in samples)
+    assert not stats.dropped
