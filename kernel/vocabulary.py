@@ -383,6 +383,8 @@ class AlarmEvent:
     message: str
     level: int | None = None
     user: str | None = None
+    # the broker login the command came from (monitor/authority.py), beside the asserted `user`
+    principal: str | None = None
     bed: str | None = None
     alarm_id: str | None = None
     session_id: str | None = None
@@ -402,7 +404,7 @@ class AlarmEvent:
             "phase": self.phase.value,
             "message": self.message,
         }
-        for key in ("level", "user", "bed", "alarm_id", "session_id", "seq"):
+        for key in ("level", "user", "principal", "bed", "alarm_id", "session_id", "seq"):
             val = getattr(self, key)
             if val is not None:
                 out[key] = val

@@ -38,6 +38,7 @@ from kernel.clock import Clock, make_clock
 from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done
 from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
+from monitor.authority import CommandSettings, refusal
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.course import course_summary
 from monitor.journal import InputKind, Journal, samples_data
@@ -101,9 +102,12 @@ class Bed:
         emit: Callable[[list[AlarmEvent], list[Sample]], None],
         journal: Journal | None = None,
         timekeeper: Timekeeper | None = None,
+        commands: CommandSettings | None = None,
     ) -> None:
         self.core = core
         self._journal = journal
+        # who may command the bed (monitor/authority.py); empty: everybody, as before
+        self._commands = commands or CommandSettings()
         self.timekeeper = timekeeper or Timekeeper(max_ahead_s=5.0, max_behind_s=25.0)
         # devices whose clock is off, with their offset (s), while DEVICE_CLOCK_OFF is raised
         self._clocks_off: dict[str, float] = {}
@@ -214,8 +218,12 @@ class Bed:
             journal.session_updated(self._closed_info(before, now))
             journal.session_closed(before.session_id, now, input_id)
 
-    def command(self, payload: bytes) -> dict[str, Any]:
-        """Apply one command payload; return the result for `…/cmd/result`."""
+    def command(self, payload: bytes, principal: str | None = None) -> dict[str, Any]:
+        """Apply one command payload; return the result for `…/cmd/result`.
+
+        `principal`: the broker login the command came from (its topic, monitor/authority.py),
+        checked against `[commands]` and recorded beside the payload's `user`.
+        """
         self.drain()
         now = self._clock.now()
         try:
@@ -238,6 +246,19 @@ class Bed:
             )
             log.warning("event=command_refused request_id=%r reason=%r", request_id, reason)
             return {"request_id": request_id, "ok": False, "error": reason}
+        denied = refusal(self._commands, cmd, principal)
+        if denied is not None:
+            self._record(
+                "command",
+                now,
+                {"refused": denied, "bytes": len(payload), "request_id": cmd.request_id,
+                 "principal": principal, "user": cmd.user},
+            )  # fmt: skip
+            log.warning(
+                "event=command_refused cmd=%s principal=%s user=%s request_id=%r reason=%r",
+                cmd.cmd, principal, cmd.user, cmd.request_id, denied,
+            )  # fmt: skip
+            return {"request_id": cmd.request_id, "ok": False, "error": denied}
         canonical = cmd.model_dump_json()
         if self._journal is not None:
             answered = self._journal.answer(cmd.request_id, canonical)
@@ -247,14 +268,15 @@ class Bed:
                 log.warning("event=command_repeated cmd=%s request_id=%r", cmd.cmd, cmd.request_id)
                 return answered
         # journaled as the command understood, whatever padding its payload carried
-        input_id = self._record("command", now, {"payload": canonical})
+        input_id = self._record("command", now, {"payload": canonical, "principal": principal})
         before = self.core.session
-        outcome = self.core.command(cmd, now)
+        outcome = self.core.command(cmd, now, principal=principal)
         self._journal_session(before, input_id, now)
         log.info(
-            "event=command cmd=%s user=%s request_id=%s ok=%s error=%r",
+            "event=command cmd=%s user=%s principal=%s request_id=%s ok=%s error=%r",
             cmd.cmd,
             cmd.user,
+            principal,
             cmd.request_id,
             outcome.ok,
             outcome.error,
@@ -425,6 +447,7 @@ class Daemon:
             # The bounds are not scaled by a simulated clock's speed: a sample kept while
             # further behind than the no-data window (30 s, hence sample_max_behind_s < 30)
             # could not clear a no-data alarm raised since, which would flap on every tick
+            commands=settings.commands,
             timekeeper=Timekeeper(
                 max_ahead_s=settings.alarms.sample_max_ahead_s,
                 max_behind_s=settings.alarms.sample_max_behind_s,

@@ -33,7 +33,7 @@ def apply_input(core: BedCore, item: Input) -> list[AlarmEvent]:
             cmd = parse_command(item.data["payload"].encode())
         except CommandRejectedError:
             return []  # refused live too, before it changed anything
-        outcome = core.command(cmd, item.t)
+        outcome = core.command(cmd, item.t, principal=item.data.get("principal"))
         return [*outcome.ticked, *outcome.events]
     d = item.data
     return core.condition(

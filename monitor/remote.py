@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from drivers.mqtt.client import refusal_hint
 from kernel.configfile import ConfigError
+from monitor.authority import command_topic
 from monitor.settings import Settings, cli_broker, load_settings
 from monitor.ward import connect_ward
 
@@ -179,7 +180,9 @@ async def send(settings: Settings, command: dict[str, Any], timeout: float) -> d
     async with asyncio.timeout(timeout), connect_ward(settings, identifier=identifier) as client:
         # subscribe first, so the answer cannot come before we listen for it
         await client.subscribe(f"{prefix}/cmd/result", qos=1)
-        await client.publish(f"{prefix}/cmd", json.dumps(command), qos=1)
+        # on the topic of our broker login, which the bed records as the principal
+        topic = command_topic(prefix, settings.broker.username)
+        await client.publish(topic, json.dumps(command), qos=1)
         async for message in client.messages:
             if isinstance(message.payload, bytes | str):
                 result: dict[str, Any] = json.loads(message.payload)

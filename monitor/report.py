@@ -153,6 +153,7 @@ class Override:
     user: str
     t: float
     overrode: str | None = None
+    principal: str | None = None
     let_through: str | None = None
     let_through_t: float | None = None
     recorded_use: bool = True  # False: an older journal that did not record the use
@@ -302,6 +303,7 @@ def _override(o: Mapping[str, Any]) -> Override:
         what=str(o["what"]),
         reason=str(o["reason"]),
         user=str(o["user"]),
+        principal=None if o.get("principal") is None else str(o["principal"]),
         t=float(o["t"]),
         overrode=None if o.get("overrode") is None else str(o["overrode"]),
         let_through=None if o.get("let_through") is None else str(o["let_through"]),
@@ -315,14 +317,25 @@ def _opt_float(x: Any) -> float | None:
 
 
 def _command_user(data: Mapping[str, Any], cmd: str) -> str | None:
-    """The `user` of a journaled command payload if it is command `cmd`."""
+    """Who gave a journaled command if it is command `cmd` (`who`: user and broker login)."""
     try:
         payload = json.loads(data["payload"])
     except (KeyError, TypeError, ValueError):
         return None
     if isinstance(payload, dict) and payload.get("cmd") == cmd and "user" in payload:
-        return str(payload["user"])
+        return who(str(payload["user"]), data.get("principal"))
     return None
+
+
+def who(user: object, principal: object) -> str:
+    """`ann`, or `ann via console-station1` when the broker login that sent it is another.
+
+    The login is what the broker authenticated (monitor/authority.py); `user` is what the
+    command asserted, trusted only as far as `[commands]` lets that login speak for others.
+    """
+    if principal is None or principal == user:
+        return str(user)
+    return f"{user} via {principal}"
 
 
 def _phases(
@@ -470,8 +483,8 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
         used = d.discharge_overrides
         decision = (
             "; ".join(
-                f"{_DISCHARGE_OVERRIDES[o.what]} by override of {o.user}: {o.reason}"
-                + (f" ({o.let_through})" if o.let_through else "")
+                f"{_DISCHARGE_OVERRIDES[o.what]} by override of {who(o.user, o.principal)}: "
+                f"{o.reason}" + (f" ({o.let_through})" if o.let_through else "")
                 for o in used
             )
             or "no override needed"
@@ -514,7 +527,8 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
         (
             "Score",
             (
-                f"{s.get('scale')} {s.get('value')} (by {s.get('user')}, "
+                f"{s.get('scale')} {s.get('value')} "
+                f"(by {who(s.get('user'), s.get('principal'))}, "
                 f"{d.iso(float(s.get('t', 0.0)))})"
             ),
         )
@@ -527,7 +541,7 @@ def report_facts(data: ReportData) -> list[tuple[str, str]]:
 
 def _override_fact(d: ReportData, o: Override) -> str:
     """Who, why, when, what it was given for and what it let through."""
-    text = f"{o.what}: {o.reason} (by {o.user}, {d.iso(o.t)})"
+    text = f"{o.what}: {o.reason} (by {who(o.user, o.principal)}, {d.iso(o.t)})"
     if o.overrode:
         text += f"; given for {o.overrode}"
     if o.let_through is not None and o.let_through_t is not None:

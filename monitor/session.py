@@ -132,6 +132,8 @@ class OverrideRecord:
     overrode: str
     let_through: str | None = None
     let_through_t: float | None = None
+    # the broker login that sent it (monitor/authority.py), beside the asserted `user`
+    principal: str | None = None
 
 
 @dataclass
@@ -165,10 +167,14 @@ class CommandOutcome:
     detail: dict[str, Any] | None = None
     # events of the ticks that were due before the command was judged (not caused by it)
     ticked: tuple[AlarmEvent, ...] = ()
+    # the broker login the command came from (monitor/authority.py)
+    principal: str | None = None
 
     def result_json(self) -> dict[str, Any]:
         """The payload for `…/cmd/result`."""
         out: dict[str, Any] = {"request_id": self.request_id, "ok": self.ok}
+        if self.principal is not None:
+            out["principal"] = self.principal
         if self.error is not None:
             out["error"] = self.error
         if self.detail:
@@ -186,6 +192,8 @@ class BedCore:
         self.bed = bed
         self.session: SessionInfo | None = None
         self.seq = seq
+        # the principal of the command being applied (`command`), for what it records
+        self._principal: str | None = None
         self.audio_paused_until: float | None = None
         self._alarm_ids: dict[str, str] = {}
         # accepted overrides not used yet, by `what`; those of an open session are also in
@@ -293,7 +301,7 @@ class BedCore:
         )
         return self._stamp(events)
 
-    def command(self, cmd: Command, now: float) -> CommandOutcome:
+    def command(self, cmd: Command, now: float, *, principal: str | None = None) -> CommandOutcome:
         """Apply a validated command at time `now`, or refuse it with a reason.
 
         The ticks due up to `now` run first, so a command is judged on the state the alarm
@@ -301,10 +309,22 @@ class BedCore:
         of the outcome (`ticked`) whether the command is accepted or not.
         """
         ticked = self.tick(now)
-        refusal, events, detail = self._dispatch(cmd, now)
+        self._principal = principal
+        try:
+            refusal, events, detail = self._dispatch(cmd, now)
+        finally:
+            self._principal = None
         if refusal is not None:
-            return CommandOutcome(cmd.request_id, ok=False, error=refusal, events=tuple(ticked))
-        return CommandOutcome(cmd.request_id, ok=True, events=(*ticked, *events), detail=detail)
+            return CommandOutcome(
+                cmd.request_id, ok=False, error=refusal, events=tuple(ticked), principal=principal
+            )
+        return CommandOutcome(
+            cmd.request_id,
+            ok=True,
+            events=(*ticked, *events),
+            detail=detail,
+            principal=principal,
+        )
 
     # ------------------------------------------------------------------ state for the ward
 
@@ -511,7 +531,12 @@ class BedCore:
         if refusal is not None:
             return f"nothing to override: {refusal}", [], None
         record = OverrideRecord(
-            what=cmd.what, reason=cmd.reason, user=cmd.user, t=now, overrode=overrode
+            what=cmd.what,
+            reason=cmd.reason,
+            user=cmd.user,
+            t=now,
+            overrode=overrode,
+            principal=self._principal,
         )
         self._pending_overrides[cmd.what] = record
         if self.session is not None:
@@ -584,7 +609,11 @@ class BedCore:
             code = found
         if self.engine.active[code].acknowledged:
             return f"{code} is already acknowledged", [], None
-        return None, self._stamp(self.engine.acknowledge(code, now, cmd.user)), None
+        acknowledged = [
+            replace(e, principal=self._principal) if e.state is AlarmState.ACKNOWLEDGED else e
+            for e in self.engine.acknowledge(code, now, cmd.user)
+        ]
+        return None, self._stamp(acknowledged), None
 
     def _cmd_audio_pause(self, _cmd: AudioPause, now: float) -> _Result:
         self.audio_paused_until = now + self.policy.general.audio_pause_s
@@ -595,6 +624,7 @@ class BedCore:
             return "record_score needs an open session", [], None
         self.session.scores.append(
             {"scale": cmd.scale, "value": cmd.value, "t": now, "user": cmd.user}
+            | ({} if self._principal is None else {"principal": self._principal})
         )
         return None, [], None
 

@@ -25,6 +25,7 @@ from kernel.settings import (
     Number,
     TimeoutSettings,
 )
+from monitor.authority import CommandSettings
 from monitor.wire import bed_prefix
 
 __all__ = [
@@ -124,6 +125,7 @@ class Settings(ConfigModel):
     metrics: MetricsSettings = MetricsSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
     clock: ClockSettings = ClockSettings()
+    commands: CommandSettings = CommandSettings()
     drivers: list[DriverSettings] = Field(default_factory=list)
 
     @property

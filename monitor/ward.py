@@ -8,7 +8,8 @@ Topics and payloads are docs/ARCHITECTURE.md "MQTT" under the bed prefix `vigil/
 - `alarms`: alarm events, QoS 1, in order; an event leaves the pending queue only once the
   broker has acknowledged it (PUBACK), so a dropped link loses none.
 - `alarms/active`, `session`: retained QoS 1 snapshots, re-published on every (re)connect.
-- `cmd` in, `cmd/result` out (QoS 1).
+- `cmd` and `cmd/<login>` in (the sender's broker login, monitor/authority.py), `cmd/result`
+  out (QoS 1).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kernel.clock import Clock
 from kernel.settings import BrokerSettings
 from kernel.tasks import raise_if_cancelled
 from kernel.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
+from monitor.authority import principal_of
 from monitor.outbox import Outbox, OutboxEntry
 from monitor.settings import Settings
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
@@ -58,7 +60,8 @@ NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 # Alarm publishes in flight at once: below paho's default of 20 in-flight QoS 1 messages.
 PIPELINE = 16
 
-CommandHandler = Callable[[bytes], dict[str, Any]]
+# (payload, principal): the broker login the topic carries (`monitor.authority`), or None
+CommandHandler = Callable[[bytes, str | None], dict[str, Any]]
 StateProvider = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
@@ -318,8 +321,11 @@ class WardLink:
             f"{self.prefix}/status", self._payload_status("online"), qos=1, retain=True, timeout=t
         )
         raise_if_cancelled()
-        await client.subscribe(f"{self.prefix}/cmd", qos=1, timeout=t)
-        raise_if_cancelled()
+        # `…/cmd` (no principal) and `…/cmd/<login>` (the broker login that sent it; the ACL
+        # lets each login write only its own, monitor/authority.py)
+        for topic in (f"{self.prefix}/cmd", f"{self.prefix}/cmd/+"):
+            await client.subscribe(topic, qos=1, timeout=t)
+            raise_if_cancelled()
         self._state_dirty = True
         self._wake.set()
 
@@ -412,6 +418,9 @@ class WardLink:
     async def _receive(self, client: aiomqtt.Client) -> None:
         timeout = self._settings.timeouts.publish_s
         async for message in client.messages:
+            is_command, principal = principal_of(self.prefix, str(message.topic))
+            if not is_command:
+                continue  # our own `…/cmd/result`, which `…/cmd/+` matches
             payload = (
                 message.payload
                 if isinstance(message.payload, bytes)
@@ -427,7 +436,7 @@ class WardLink:
                     "error": "retained command ignored: publish commands without retain",
                 }
             else:
-                result = self._on_command(payload)
+                result = self._on_command(payload, principal)
             self.state_changed()
             await client.publish(
                 f"{self.prefix}/cmd/result",

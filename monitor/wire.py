@@ -143,6 +143,7 @@ class WireAlarmEvent(_Wire):
     message: str = ""
     level: int | None = None
     user: str | None = None
+    principal: str | None = None
     bed: str | None = None
     alarm_id: str | None = None
     session_id: str | None = None

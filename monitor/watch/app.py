@@ -337,6 +337,7 @@ def watch_main(args: argparse.Namespace) -> int:
         stale_s=args.stale_s if args.stale_s is not None else DEFAULT_STALE_S,
         # shown on screen: without any password the URL may carry
         broker=f"{urlsplit(broker.url).scheme}://{broker.host}:{broker.port}",
+        login=broker.username,
         hide_offline_s=(
             args.hide_offline_after
             if args.hide_offline_after is not None

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
 from kernel.vocabulary import AlarmState, Priority
+from monitor.authority import command_topic
 from monitor.commands import Ack, AudioPause, Command
 from monitor.wire import (
     TOPIC_ROOT,
@@ -502,9 +503,12 @@ class WardView:
         stale_s: float = DEFAULT_STALE_S,
         broker: str = "",
         hide_offline_s: float = DEFAULT_HIDE_OFFLINE_S,
-        root: str = TOPIC_ROOT,
+        topic = command_topic(bed.prefix, self.login)
+        return [Outgoing(topic, encode_command(command), request_id)]
     ) -> None:
         self.user = user
+        # the broker login: commands go on `…/cmd/<login>` (monitor/authority.py)
+        self.login = login
         self.ward = ward
         self.root = root
         self.stale_s = stale_s
@@ -800,7 +804,8 @@ class WardView:
         request_id = uuid.uuid4().hex
         command = make_command(request_id=request_id, user=self.user)
         self._sent.append(_Sent(request_id, label, now))
-        return [Outgoing(f"{bed.prefix}/cmd", encode_command(command), request_id)]
+        topic = command_topic(bed.prefix, self.login)
+        return [Outgoing(topic, encode_command(command), request_id)]
 
     def send_failed(self, request_id: str, error: str) -> None:
         """The I/O loop could not publish a command: show it as not sent."""

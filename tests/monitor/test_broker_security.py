@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alarms.policy import load_policy
+from kernel.clock import SimulatedClock
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.settings import GatewayConfig
@@ -56,10 +58,11 @@ HOST = "127.0.0.1"
 BED = "bed-w1-b3"  # vigil/w1/b3, reads monitors/mon1 (config/bed.example.toml's bed)
 OTHER_BED = "bed-w1-b4"  # vigil/w1/b4, reads monitors/mon2
 CONSOLE = "console-station1"
+TABLET = "console-station2"  # a second console, given fewer rights in the bed config below
 MONITOR = "monitor-mon1"
 OTHER_MONITOR = "monitor-mon2"
 HL7 = "hl7-w1"  # the HL7 gateway of ward w1
-USERS = (BED, OTHER_BED, CONSOLE, MONITOR, OTHER_MONITOR, HL7)
+USERS = (BED, OTHER_BED, CONSOLE, TABLET, MONITOR, OTHER_MONITOR, HL7)
 PREFIX = "vigil/w1/b3"
 OTHER_PREFIX = "vigil/w1/b4"
 
@@ -331,7 +334,7 @@ def captured_logs() -> Iterator[list[str]]:
             lg.removeHandler(handler)
 
 
-def bed_settings(ward: Ward, tmp_path: Path, *, password: str) -> Settings:
+def bed_settings(ward: Ward, tmp_path: Path, *, password: str, **sections: Any) -> Settings:
     """Bed w1/b3 on the ward broker over TLS, as config/mosquitto/README.md shows."""
     return Settings.model_validate(
         {
@@ -348,6 +351,7 @@ def bed_settings(ward: Ward, tmp_path: Path, *, password: str) -> Settings:
             "timeouts": {"backoff_max_s": 0.5, "broker_connect_s": 5.0},
             "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": "monitors/mon1/samples"}],
         }
+        | sections
     )
 
 
@@ -460,12 +464,12 @@ async def test_a_bed_reads_only_its_own_prefix_and_its_monitor(ward: Ward) -> No
     async with connected(bed, console, monitor, other_monitor):
         await bed.subscribe("#", qos=1)
         await other_monitor.publish("monitors/mon2/samples", b"other monitor", qos=1)
-        await console.publish(f"{OTHER_PREFIX}/cmd", b"other bed's command", qos=1)
-        await console.publish(f"{PREFIX}/cmd", b"own command", qos=1)
+        await console.publish(f"{OTHER_PREFIX}/cmd/{CONSOLE}", b"other bed's command", qos=1)
+        await console.publish(f"{PREFIX}/cmd/{CONSOLE}", b"own command", qos=1)
         await monitor.publish("monitors/mon1/samples", b"own monitor", qos=1)
         seen = await received_until(bed, "monitors/mon1/samples", b"own monitor")
         assert seen == [
-            (f"{PREFIX}/cmd", b"own command"),
+            (f"{PREFIX}/cmd/{CONSOLE}", b"own command"),
             ("monitors/mon1/samples", b"own monitor"),
         ]
 
@@ -490,14 +494,16 @@ async def test_a_console_may_send_commands_and_nothing_else(ward: Ward) -> None:
             "monitors/mon1/samples",
         ):
             assert await pubacks.publish(console, topic, forged) == NOT_AUTHORIZED, topic
-        # control: commands reach each bed, after the forbidden publishes
         command = b'{"cmd": "audio_pause", "request_id": "r1", "user": "ann"}'
-        assert await pubacks.publish(console, f"{PREFIX}/cmd", command) == 0
-        assert await pubacks.publish(console, f"{OTHER_PREFIX}/cmd", command) == 0
-        assert await received_until(bed, f"{PREFIX}/cmd", command) == [(f"{PREFIX}/cmd", command)]
-        assert await received_until(other, f"{OTHER_PREFIX}/cmd", command) == [
-            (f"{OTHER_PREFIX}/cmd", command)
-        ]
+        # commands only under its own login: not the bare …/cmd, not another console's
+        for topic in (f"{PREFIX}/cmd", f"{PREFIX}/cmd/{TABLET}", f"{PREFIX}/cmd/{BED}"):
+            assert await pubacks.publish(console, topic, command) == NOT_AUTHORIZED, topic
+        # control: commands reach each bed, after the forbidden publishes
+        own, other_own = f"{PREFIX}/cmd/{CONSOLE}", f"{OTHER_PREFIX}/cmd/{CONSOLE}"
+        assert await pubacks.publish(console, own, command) == 0
+        assert await pubacks.publish(console, other_own, command) == 0
+        assert await received_until(bed, own, command) == [(own, command)]
+        assert await received_until(other, other_own, command) == [(other_own, command)]
 
 
 async def test_a_monitor_publishes_only_on_its_own_topics(ward: Ward) -> None:
@@ -605,7 +611,7 @@ async def test_the_daemon_over_tls_with_credentials_refuses_a_malformed_command(
             assert (status["ward"], status["bed"]) == ("w1", "b3")
 
             async def send(payload: bytes) -> dict[str, Any]:
-                await console.publish(f"{PREFIX}/cmd", payload, qos=1)
+                await console.publish(f"{PREFIX}/cmd/{CONSOLE}", payload, qos=1)
                 return await next_json(console, f"{PREFIX}/cmd/result")
 
             missing = await send(b'{"cmd": "open_session", "request_id": "r1", "user": "ann"}')
@@ -631,7 +637,9 @@ async def test_the_daemon_over_tls_with_credentials_refuses_a_malformed_command(
             )  # fmt: skip
             out, err = await proc.communicate()
             assert proc.returncode == 0, err.decode()
+            # sent on the topic of its login, which the bed names as the principal
             assert json.loads(out)["ok"] is True
+            assert json.loads(out)["principal"] == CONSOLE
             assert daemon.core.audio_paused_until is not None
 
             # and the monitor's samples reach the ward through the bed (read ACL, driver TLS)
@@ -642,6 +650,89 @@ async def test_the_daemon_over_tls_with_credentials_refuses_a_malformed_command(
             assert (vital["param"], vital["value"]) == ("HR", 61.0)
     assert logs  # the capture works
     assert not [line for line in logs if password in line]
+
+
+async def test_commands_carry_the_broker_login_and_the_bed_config_says_who_may_do_what(
+    ward: Ward, tmp_path: Path
+) -> None:
+    # the station logs its nurses in itself and may act for them; the tablet may only pause
+    principals = {
+        CONSOLE: {"may": ["acknowledge", "audio_pause", "session"], "speaks_for_others": True},
+        TABLET: {"may": ["audio_pause"]},
+    }
+    settings = bed_settings(
+        ward,
+        tmp_path,
+        password=ward.secrets.passwords[BED],
+        commands={"principals": principals},
+    )
+    clock = SimulatedClock(speed=10.0)
+    station = ward.client(CONSOLE, identifier="station")
+    tablet = ward.client(TABLET, identifier="tablet")
+    monitor = ward.client(MONITOR, identifier="mon1")
+    pubacks = Pubacks(tablet)
+    async with (
+        Daemon(settings, load_policy(), clock=clock) as daemon,
+        connected(station, tablet, monitor),
+    ):
+        await daemon.connected(15)
+        await station.subscribe(f"{PREFIX}/alarms", qos=1)
+        await station.subscribe(f"{PREFIX}/cmd/result", qos=1)
+
+        async def ask(client: aiomqtt.Client, login: str, body: dict[str, Any]) -> dict[str, Any]:
+            await client.publish(f"{PREFIX}/cmd/{login}", json.dumps(body).encode(), qos=1)
+            while True:
+                result = await next_json(station, f"{PREFIX}/cmd/result")
+                if result["request_id"] == body["request_id"]:
+                    return result
+
+        # HR 150 for 10 simulated s (1 real s): TACHY_SEVERE, latching (config/alarms.toml)
+        async with asyncio.timeout(MQTT_WAIT_S):
+            while "TACHY_SEVERE" not in daemon.core.engine.active:
+                sample = {"t": clock.now(), "param": "HR", "value": 150.0, "valid": True,
+                          "device_id": "mon1"}  # fmt: skip
+                await monitor.publish("monitors/mon1/samples", json.dumps(sample).encode(), qos=1)
+                await asyncio.sleep(0.1)
+        ack = {"cmd": "ack", "code": "TACHY_SEVERE", "user": "ann"}
+        # the tablet cannot send as the station: the broker refuses the topic
+        forged = json.dumps(ack | {"request_id": "f1"}).encode()
+        assert await pubacks.publish(tablet, f"{PREFIX}/cmd/{CONSOLE}", forged) == NOT_AUTHORIZED
+        # under its own login: it may not acknowledge, and may not name another user
+        refused = await ask(tablet, TABLET, ack | {"request_id": "t1", "user": TABLET})
+        assert refused["ok"] is False
+        assert refused["error"] == f"{TABLET} may not acknowledge (ack)"
+        as_bob = {"cmd": "audio_pause", "request_id": "t2", "user": "bob"}
+        refused = await ask(tablet, TABLET, as_bob)
+        assert refused["ok"] is False
+        assert refused["error"] == f"{TABLET} may not act for user 'bob': send as {TABLET}"
+        assert daemon.core.audio_paused_until is None  # refusals change nothing
+        paused = await ask(tablet, TABLET, as_bob | {"request_id": "t3", "user": TABLET})
+        assert (paused["ok"], paused["principal"]) == (True, TABLET)
+        # the station acknowledges for nurse ann: ann is the user, the station the principal
+        done = await ask(station, CONSOLE, ack | {"request_id": "s1"})
+        assert (done["ok"], done["principal"]) == (True, CONSOLE)
+        async with asyncio.timeout(MQTT_WAIT_S):
+            while True:
+                event = await next_json(station, f"{PREFIX}/alarms")
+                if event["state"] == "acknowledged":
+                    break
+        assert (event["code"], event["user"], event["principal"]) == (
+            "TACHY_SEVERE",
+            "ann",
+            CONSOLE,
+        )
+    # the journal has the principal beside every command, applied or refused
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    rows = [json.loads(d) for (d,) in db.execute(
+        "SELECT data FROM inputs WHERE kind = 'command' ORDER BY id"
+    )]  # fmt: skip
+    db.close()
+    assert [(r.get("principal"), r.get("refused")) for r in rows] == [
+        (TABLET, f"{TABLET} may not acknowledge (ack)"),
+        (TABLET, f"{TABLET} may not act for user 'bob': send as {TABLET}"),
+        (TABLET, None),
+        (CONSOLE, None),
+    ]
 
 
 async def test_a_wrong_password_is_refused_and_never_logged(ward: Ward, tmp_path: Path) -> None:

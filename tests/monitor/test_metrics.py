@@ -109,7 +109,7 @@ def ward_link(tmp_path: Path) -> WardLink:
     return WardLink(
         settings,
         clock=RealClock(),
-        on_command=lambda _: {},
+        on_command=lambda _payload, _principal: {},
         state=lambda: ([], {}),
         birth={},
         outbox=Outbox(tmp_path / "j.sqlite"),

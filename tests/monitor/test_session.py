@@ -423,6 +423,7 @@ def test_bp_pre_gate_blocks_start_until_overridden(core: BedCore) -> None:
             "overrode": "BP_PRE_GATE active",
             "let_through": "start_infusion with BP_PRE_GATE active",
             "let_through_t": T0 + 30,
+            "principal": None,  # given on no login's topic (monitor/authority.py)
         }
     ]
 

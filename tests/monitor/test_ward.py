@@ -38,7 +38,7 @@ async def running(settings: Settings, tmp_path: Path) -> AsyncIterator[WardLink]
     ward = WardLink(
         settings,
         clock=RealClock(),
-        on_command=lambda _payload: {},
+        on_command=lambda _payload, _principal: {},
         state=lambda: ([], {}),
         birth={"ward": "w1", "bed": "b1"},
         outbox=outbox,
