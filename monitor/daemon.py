@@ -444,10 +444,10 @@ class Daemon:
             tick_grace_s=settings.alarms.tick_grace_s * self.clock.speed,
             emit=self._emit,
             journal=self.journal,
+            commands=settings.commands,
             # The bounds are not scaled by a simulated clock's speed: a sample kept while
             # further behind than the no-data window (30 s, hence sample_max_behind_s < 30)
             # could not clear a no-data alarm raised since, which would flap on every tick
-            commands=settings.commands,
             timekeeper=Timekeeper(
                 max_ahead_s=settings.alarms.sample_max_ahead_s,
                 max_behind_s=settings.alarms.sample_max_behind_s,

@@ -48,6 +48,7 @@ from drivers.mqtt import client as mqtt_client
 from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done, raise_if_cancelled
 from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS, iso8601
+from monitor.authority import command_topic
 from monitor.commands import (
     OVERRIDE_MEANINGS,
     Checklist,
@@ -598,7 +599,13 @@ class Station:
             return {"type": "refused", "bed": bed, "cmd": name, "error": "no ward broker"}
         ward.sent(bed, command, self._now())
         self._outgoing.put_nowait(
-            (f"{self.config.station.prefix}/{bed}/cmd", payload, command["request_id"])
+            # under the station's broker login, which the bed records as the principal and
+            # the ACL lets only this station write (monitor/authority.py)
+            (
+                command_topic(f"{self.config.station.prefix}/{bed}", self.config.broker.username),
+                payload,
+                command["request_id"],
+            )
         )
         # at once, not with the next push: every page shows the ack pending before the bed's
         # confirmation can arrive (at least one broker round trip later)
