@@ -245,6 +245,8 @@ class WireCommandResult(_Wire):
     request_id: str | None = None
     ok: bool
     error: str | None = None
+    # the broker login the command came from (monitor/authority.py)
+    principal: str | None = None
     session_id: str | None = None
     dose_mg: float | None = None
     rate_ml_per_h: float | None = None

@@ -503,8 +503,8 @@ class WardView:
         stale_s: float = DEFAULT_STALE_S,
         broker: str = "",
         hide_offline_s: float = DEFAULT_HIDE_OFFLINE_S,
-        topic = command_topic(bed.prefix, self.login)
-        return [Outgoing(topic, encode_command(command), request_id)]
+        root: str = TOPIC_ROOT,
+        login: str | None = None,
     ) -> None:
         self.user = user
         # the broker login: commands go on `…/cmd/<login>` (monitor/authority.py)
