@@ -8,8 +8,8 @@ what the side sends then goes to the last client heard. Every `announce_s` of re
 connect indication goes to `discovery` (a broadcast address and port 24005 on a ward; a
 loopback port in tests). Ports are given (0: any free one; `address` says which).
 
-Faults: `silence(seconds)` answers and sends nothing for that long (a cable pulled; UDP has no
-connection to lose).
+Faults: `silence(seconds)` answers and sends nothing for that long, and `unplug(seconds)` does
+so and waits it out (a cable pulled: UDP has no connection to lose).
 """
 
 from __future__ import annotations
@@ -121,6 +121,11 @@ class IntelliVueLanMonitor:
     def silence(self, seconds: float) -> None:
         """Answer and send nothing for `seconds` of real time."""
         self._quiet_until = asyncio.get_running_loop().time() + seconds
+
+    async def unplug(self, seconds: float) -> None:
+        """The network cable pulled for `seconds` of real time: nothing sent or answered."""
+        self.silence(seconds)
+        await asyncio.sleep(seconds)
 
     def _quiet(self) -> bool:
         return asyncio.get_running_loop().time() < self._quiet_until

@@ -1,11 +1,12 @@
-"""End to end: simulator -> pty or TCP -> `vigil run` (a real subprocess) -> broker.
+"""End to end: simulator -> pty, TCP or UDP -> `vigil run` (a real subprocess) -> broker.
 
 For each byte-stream protocol, the device simulator plays a scenario on a pseudo-terminal (or,
-for a network monitor, over a TCP connection to the daemon's listening driver), the daemon's
-driver reads it, and the scenario's designed alarm reaches a ward
-subscriber on the real broker (`mqtt_broker` fixture). Then the cable is pulled: the daemon
-raises `DEVICE_DISCONNECTED` (medium, technical), and clears it once the replugged monitor
-talks again. The test plays the nurse: the session steps go to `…/cmd` at their scenario times.
+for a network monitor, over a TCP connection to the daemon's listening driver, or a UDP port the
+daemon's driver polls, IntelliVue on the LAN), the daemon's driver reads it, and the scenario's
+designed alarm reaches a ward subscriber on the real broker (`mqtt_broker` fixture). Then the
+cable is pulled: the daemon raises `DEVICE_DISCONNECTED` (medium, technical), and clears it once
+the replugged monitor talks again. The test plays the nurse: the session steps go to `…/cmd` at
+their scenario times.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from drivers.registry import spec_for
 from drivers.spec import DeviceSpec, load
 from kernel.clock import SimulatedClock
 from kernel.vocabulary import SessionEvent, Step
+from simulators.intellivue_lan import IntelliVueLanMonitor
 from simulators.mqtt_monitor import session_command
 from simulators.scenarios import build_scenario
 from simulators.serial_monitor import SerialMonitor
@@ -56,7 +59,14 @@ CASES = [
     Case("ivy-450c", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
     Case("nellcor", "desaturation", "DESAT_CRITICAL"),
     Case("mindray-hl7", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
+    Case("intellivue-lan", "hypertensive-surge", "SYMPATHOMIMETIC_SURGE"),
 ]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, broker: BrokerProcess, case: Case, where: str, anchor: float) -> Path:
@@ -85,8 +95,15 @@ async def test_serial_monitor_to_ward_and_unplug(
     t0 = clock.now() + LEAD_S * SPEED
     assert case.spec.simulator is not None
     side = load(case.spec.simulator)
-    monitor: SerialMonitor
-    if case.spec.transport == "tcp":
+    monitor: SerialMonitor | IntelliVueLanMonitor
+    if case.spec.transport == "udp":
+        # the monitor serves a UDP port; a pulled cable is silence, found by the quiet time
+        port = free_udp_port()
+        where = f'host = "127.0.0.1"\nudp_port = {port}\nquiet_s = 1.0\n'
+        monitor = IntelliVueLanMonitor(
+            clock=clock, scenario=case.scenario, host="127.0.0.1", port=port, seed=3, t0=t0
+        )
+    elif case.spec.transport == "tcp":
         # the daemon's driver listens; the monitor connects to it, again after the unplug
         port = free_port()
         where = f'mode = "listen"\nhost = "127.0.0.1"\nport = {port}\n'
