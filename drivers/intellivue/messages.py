@@ -917,6 +917,11 @@ _NU_VALUE: Final = struct.Struct(">HHHI")  # NuObsValue
 # are made per message; the fields' types are those the struct formats give).
 _new = tuple.__new__
 _RO_TYPES: Final[dict[int, RoType]] = {t.value: t for t in RoType}
+# ObservationPoll bytes -> the Observation they are: a monitor sends the same observation again
+# and again (a numeric that did not change, the cuff's last determination for minutes), and a
+# dictionary lookup of the bytes is cheaper than parsing them (bench/decode.py). Bounded.
+_SEEN: Final[dict[bytes, Observation]] = {}
+_SEEN_MAX: Final = 4096
 
 
 def _fits(pos: int, n: int, end: int, what: str) -> int:
@@ -926,7 +931,43 @@ def _fits(pos: int, n: int, end: int, what: str) -> int:
     return pos + n
 
 
-def _parse_poll_reply(  # noqa: C901, PLR0912 - one pass over the nesting, inlined for speed
+def _observation_at(data: bytes, pos: int, end: int) -> tuple[Observation, int]:
+    """The ObservationPoll at `pos` (handle, then its AttributeList), and where it ends.
+
+    An observation seen before is taken from `_SEEN` by its bytes, not parsed again.
+    """
+    if pos + 6 > end:
+        raise MessageError("an observation cut short")
+    handle, count, attrs_length = _LIST.unpack_from(data, pos)
+    stop = pos + 6 + attrs_length
+    if stop > end:
+        raise MessageError(f"attributes of {attrs_length} bytes, {end - pos - 6} left")
+    raw = data[pos:stop]
+    known = _SEEN.get(raw)
+    if known is not None:
+        return known, stop
+    pos += 6
+    unpack_ava = _AVA.unpack_from
+    attributes = []
+    for _ in range(count):
+        if pos + 4 > stop:
+            raise MessageError("an attribute cut short")
+        attribute_id, n = unpack_ava(data, pos)
+        pos += 4
+        if pos + n > stop:
+            raise MessageError(f"an attribute of {n} bytes, {stop - pos} left")
+        attributes.append(_new(Attribute, (attribute_id, data[pos : pos + n])))
+        pos += n
+    if pos != stop:
+        raise MessageError(f"{stop - pos} bytes after the attribute list")
+    observation: Observation = _new(Observation, (handle, tuple(attributes)))
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[raw] = observation
+    return observation, stop
+
+
+def _parse_poll_reply(
     data: bytes, pos: int, end: int, invoke_id: int, linked: Linked | None, *, extended: bool
 ) -> PollResult:
     """The PollMdibDataReply (or its extended form) in `data[pos:end]`.
@@ -948,7 +989,6 @@ def _parse_poll_reply(  # noqa: C901, PLR0912 - one pass over the nesting, inlin
     if pos + length != end:
         raise MessageError(f"PollInfoList length {length}, {end - pos} bytes follow")
     unpack_list = _LIST.unpack_from
-    unpack_ava = _AVA.unpack_from
     contexts = []
     for _ in range(n_contexts):
         if pos + 6 > end:
@@ -960,27 +1000,8 @@ def _parse_poll_reply(  # noqa: C901, PLR0912 - one pass over the nesting, inlin
             raise MessageError(f"observations of {obs_length} bytes, {end - pos} left")
         observations = []
         for _ in range(n_obs):
-            # ObservationPoll: handle, then its AttributeList (count, length, AVAs)
-            if pos + 6 > obs_end:
-                raise MessageError("an observation cut short")
-            handle, count, attrs_length = unpack_list(data, pos)
-            pos += 6
-            stop = pos + attrs_length
-            if stop > obs_end:
-                raise MessageError(f"attributes of {attrs_length} bytes, {obs_end - pos} left")
-            attributes = []
-            for _ in range(count):
-                if pos + 4 > stop:
-                    raise MessageError("an attribute cut short")
-                attribute_id, n = unpack_ava(data, pos)
-                pos += 4
-                if pos + n > stop:
-                    raise MessageError(f"an attribute of {n} bytes, {stop - pos} left")
-                attributes.append(_new(Attribute, (attribute_id, data[pos : pos + n])))
-                pos += n
-            if pos != stop:
-                raise MessageError(f"{stop - pos} bytes after the attribute list")
-            observations.append(_new(Observation, (handle, tuple(attributes))))
+            observation, pos = _observation_at(data, pos, obs_end)
+            observations.append(observation)
         if pos != obs_end:
             raise MessageError(f"{obs_end - pos} bytes after the observations")
         contexts.append(_new(ContextPoll, (context_id, tuple(observations))))
