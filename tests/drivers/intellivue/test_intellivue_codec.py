@@ -468,10 +468,16 @@ observation = st.builds(
 )
 
 
-@given(st.lists(observation, max_size=40), st.integers(0, 0xFFFF), st.integers(80, 1000))
+@given(
+    st.lists(observation, max_size=40),
+    st.integers(0, 0xFFFF),
+    st.integers(80, 1000),
+    st.sampled_from([None, 0, 7, 0xFFFF]),
+)
 def test_poll_result_round_trip_whole_and_linked(
-    observations: list[Observation], invoke_id: int, mtu: int
+    observations: list[Observation], invoke_id: int, mtu: int, sequence_no: int | None
 ) -> None:
+    # sequence_no None: a single poll's result; else an extended one's, with that number
     result = PollResult(
         invoke_id=invoke_id,
         poll_number=invoke_id ^ 0x5555,
@@ -480,6 +486,8 @@ def test_poll_result_round_trip_whole_and_linked(
         polled_type=NUMERICS,
         attr_group=0,
         contexts=(ContextPoll(0, tuple(observations)),),
+        extended=sequence_no is not None,
+        sequence_no=sequence_no or 0,
     )
     assert parse_message(poll_result(result)) == result
     parts = [parse_message(m) for m in poll_results(result, mtu=mtu)]

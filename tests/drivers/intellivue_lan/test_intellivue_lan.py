@@ -20,11 +20,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from drivers.base import DeviceError, Driver, DriverStats
 from drivers.intellivue.messages import association_request, connect_indication
 from drivers.intellivue_lan.codec import IntelliVueLanLink, decode_capture, is_connect_indication
+from drivers.link import ProtocolError
 from drivers.pcap import PcapError, PcapStats, udp_datagrams
 from drivers.registry import DriverSettings, create_driver
 from kernel.clock import SimulatedClock
@@ -272,3 +275,23 @@ def test_a_simulated_lan_capture_decodes_to_the_scenarios_values() -> None:
         assert is_subsequence(got, [i.value for i in items if i.param is param]), param
     assert all(t0 <= s.t < t0 + 300 for s in samples)
     assert not stats.dropped
+
+
+@given(st.binary(max_size=300))
+def test_any_datagram_is_counted_never_raised(data: bytes) -> None:
+    link = IntelliVueLanLink("x", DriverStats())
+    link.start(0.0)
+    try:
+        link.receive(data, 1.0)
+    except ProtocolError:
+        assert data[0] in {0x0A, 0x0C, 0x19}  # abort, refusal, release response
+        return
+    assert link.stats.frames + sum(link.stats.dropped.values()) >= (1 if data else 0)
+
+
+@given(st.binary(max_size=200), st.sampled_from([b"", b"\xd4\xc3\xb2\xa1", b"\x0a\x0d\x0d\x0a"]))
+def test_any_file_reads_as_datagrams_or_a_pcap_error(data: bytes, head: bytes) -> None:
+    stats = PcapStats()
+    with contextlib.suppress(PcapError):
+        for datagram in udp_datagrams(head + data, stats):
+            assert len(datagram.payload) <= len(data)
