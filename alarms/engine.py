@@ -320,18 +320,19 @@ class AlarmEngine:
             if self.state.active[code].latching:
                 return []  # a latched occurrence ends with its acknowledgement
             return [self._clear(code, t, message=message)]
-        alarm = ActiveAlarm(
+        self._new_alarm(
+            out,
+            t=t,
             code=code,
             priority=priority,
             kind=kind,
-            activated_t=t,
             param=param,
             value=value,
             limit=None,
             latching=latching,
+            message=message,
             condition=not latching,
         )
-        self._raise(out, alarm, t, message=message)
         return out
 
     def restore(self, alarm: ActiveAlarm) -> None:
@@ -743,20 +744,17 @@ class AlarmEngine:
         )
         if alarm is None:
             if due_on and self.state.phase in rule.phases:
-                self._raise(
+                self._new_alarm(
                     out,
-                    ActiveAlarm(
-                        code=rule.code,
-                        priority=rule.priority,
-                        kind=rule.kind,
-                        activated_t=t,
-                        param=src.value,
-                        value=value,
-                        limit=rule.limit,
-                        latching=rule.latching,
-                        signal=rule.signal,
-                    ),
-                    t,
+                    t=t,
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=rule.kind,
+                    param=src.value,
+                    value=value,
+                    limit=rule.limit,
+                    latching=rule.latching,
+                    signal=rule.signal,
                     message=f"{name} for {fmt(rule.delay_s)} s",
                 )
             return
@@ -839,19 +837,16 @@ class AlarmEngine:
         if hit is not None:
             clause, param, value, limit, median = hit
             if alarm is None:
-                self._raise(
+                self._new_alarm(
                     out,
-                    ActiveAlarm(
-                        code=rule.code,
-                        priority=rule.priority,
-                        kind=rule.kind,
-                        activated_t=det.t,
-                        param=param,
-                        value=value,
-                        limit=limit,
-                        latching=rule.latching,
-                    ),
-                    det.t,
+                    t=det.t,
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=rule.kind,
+                    param=param,
+                    value=value,
+                    limit=limit,
+                    latching=rule.latching,
                     message=_bp_message(clause, det, param, median),
                 )
             else:
@@ -947,19 +942,16 @@ class AlarmEngine:
             bl = self.state.session.baseline
             rule = self.policy.baseline
             if bl.pre_determinations < rule.min_determinations:
-                self._raise(
+                self._new_alarm(
                     out,
-                    ActiveAlarm(
-                        code=rule.code,
-                        priority=rule.priority,
-                        kind=AlarmKind.ADVISORY,
-                        activated_t=t,
-                        param=Param.NIBP_SYS.value,
-                        value=float(bl.pre_determinations),
-                        limit=float(rule.min_determinations),
-                        latching=False,
-                    ),
-                    t,
+                    t=t,
+                    code=rule.code,
+                    priority=rule.priority,
+                    kind=AlarmKind.ADVISORY,
+                    param=Param.NIBP_SYS.value,
+                    value=float(bl.pre_determinations),
+                    limit=float(rule.min_determinations),
+                    latching=False,
                     message=f"only {bl.pre_determinations} pre determinations at infusion start",
                 )
         elif event is SessionEvent.INFUSION_STOP:
@@ -1040,19 +1032,16 @@ class AlarmEngine:
                         prio = (
                             rule.priority_in_pre if self.state.phase is Phase.PRE else rule.priority
                         )
-                        self._raise(
+                        self._new_alarm(
                             out,
-                            ActiveAlarm(
-                                code=rule.code,
-                                priority=prio,
-                                kind=AlarmKind.TECHNICAL,
-                                activated_t=now,
-                                param=_first(rule),
-                                value=gap,
-                                limit=rule.after_s,
-                                latching=False,
-                            ),
-                            now,
+                            t=now,
+                            code=rule.code,
+                            priority=prio,
+                            kind=AlarmKind.TECHNICAL,
+                            param=_first(rule),
+                            value=gap,
+                            limit=rule.after_s,
+                            latching=False,
                             message=f"no valid {_params_text(rule)} for {fmt(gap)} s",
                         )
             od = self.policy.nibp_overdue
@@ -1063,19 +1052,16 @@ class AlarmEngine:
             ):
                 gap = now - self._overdue_ref(session)
                 if gap >= self._overdue_limit():
-                    self._raise(
+                    self._new_alarm(
                         out,
-                        ActiveAlarm(
-                            code=od.code,
-                            priority=od.priority,
-                            kind=AlarmKind.TECHNICAL,
-                            activated_t=now,
-                            param=Param.NIBP_SYS.value,
-                            value=gap,
-                            limit=self._overdue_limit(),
-                            latching=False,
-                        ),
-                        now,
+                        t=now,
+                        code=od.code,
+                        priority=od.priority,
+                        kind=AlarmKind.TECHNICAL,
+                        param=Param.NIBP_SYS.value,
+                        value=gap,
+                        limit=self._overdue_limit(),
+                        latching=False,
                         message=f"no NIBP determination for {fmt(self._overdue_limit())} s",
                     )
             dc = self.policy.discharge
@@ -1150,20 +1136,17 @@ class AlarmEngine:
                     if name == HRE
                     else name
                 )
-                self._raise(
+                self._new_alarm(
                     out,
-                    ActiveAlarm(
-                        code=dc.code,
-                        priority=dc.priority,
-                        kind=AlarmKind.ADVISORY,
-                        activated_t=t,
-                        param=param,
-                        value=x,
-                        limit=limit,
-                        latching=False,
-                        signal=name,
-                    ),
-                    t,
+                    t=t,
+                    code=dc.code,
+                    priority=dc.priority,
+                    kind=AlarmKind.ADVISORY,
+                    param=param,
+                    value=x,
+                    limit=limit,
+                    latching=False,
+                    signal=name,
                     message=f"not back to baseline: {name} {fmt(x)} (limit {fmt(limit)})",
                 )
         elif alarm is not None:
@@ -1205,6 +1188,37 @@ class AlarmEngine:
         """Make `alarm` active and announce it."""
         self.state.active[alarm.code] = alarm
         out.append(self._event(alarm, AlarmState.ACTIVE, t, message=message))
+
+    def _new_alarm(  # noqa: PLR0913 (an alarm has this many fields)
+        self,
+        out: list[AlarmEvent],
+        *,
+        t: float,
+        code: str,
+        priority: Priority,
+        kind: AlarmKind,
+        param: str | None,
+        value: float | None,
+        limit: float | None,
+        latching: bool,
+        message: str,
+        signal: str | None = None,
+        condition: bool = True,
+    ) -> None:
+        """Raise an alarm at `t`; `condition`: whether its condition still holds."""
+        alarm = ActiveAlarm(
+            code=code,
+            priority=priority,
+            kind=kind,
+            activated_t=t,
+            param=param,
+            value=value,
+            limit=limit,
+            latching=latching,
+            condition=condition,
+            signal=signal,
+        )
+        self._raise(out, alarm, t, message=message)
 
     def _reading(self, alarm: ActiveAlarm) -> float | None:
         """The alarm's latest reading, for informative fields of later events."""

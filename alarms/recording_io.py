@@ -489,9 +489,7 @@ def _slow(
     line0 = first_line - 1
     if header:
         _slow_header(reader, file)
-    ts: list[float] = []
-    ws: list[int] = []
-    vs: list[float] = []
+    rows: list[tuple[float, int, float]] = []
     while True:
         try:
             fields = next(reader)
@@ -504,17 +502,17 @@ def _slow(
         line = line0 + reader.line_num
         if len(fields) != len(HEADER):
             raise RecordingError(file, line, f"expected 3 fields, got {len(fields)}")
-        t, w, v = _parse(*(f.strip() for f in fields), file=file, line=line)
-        if t < last_t:
-            raise RecordingError(file, line, f"time {t!r} is earlier than the row before it")
-        last_t = t
-        ts.append(t)
-        ws.append(w)
-        vs.append(v)
-        if len(ts) >= _SLOW_BATCH:
-            yield _rows(np.array(ts), np.array(ws), np.array(vs))
-            ts, ws, vs = [], [], []
-    yield _rows(np.array(ts, np.float64), np.array(ws, np.int8), np.array(vs, np.float64))
+        rows.append(_parse(*(f.strip() for f in fields), file=file, line=line, last_t=last_t))
+        last_t = rows[-1][0]
+        if len(rows) >= _SLOW_BATCH:
+            yield _rows_of(rows)
+            rows = []
+    yield _rows_of(rows)
+
+
+def _rows_of(rows: list[tuple[float, int, float]]) -> Rows:
+    t, what, value = zip(*rows, strict=True) if rows else ((), (), ())
+    return _rows(np.array(t, np.float64), np.array(what, np.int8), np.array(value, np.float64))
 
 
 def _slow_header(reader: Iterator[list[str]], file: str) -> None:
@@ -538,9 +536,18 @@ def _lines(blocks: Iterable[bytes], file: str, first_line: int) -> Iterator[str]
 
 
 def _parse(
-    t_text: str, param_text: str, value_text: str, *, file: str, line: int
+    t_text: str, param_text: str, value_text: str, *, file: str, line: int, last_t: float
 ) -> tuple[float, int, float]:
     """One row's fields (stripped) as (t, code, value), or the error of the line."""
+    row = _fields(t_text, param_text, value_text, file=file, line=line)
+    if row[0] < last_t:
+        raise RecordingError(file, line, f"time {row[0]!r} is earlier than the row before it")
+    return row
+
+
+def _fields(
+    t_text: str, param_text: str, value_text: str, *, file: str, line: int
+) -> tuple[float, int, float]:
     try:
         t = float(t_text)
     except ValueError:
@@ -609,20 +616,13 @@ def _fast_parquet(batch: pa.RecordBatch, last_t: float) -> Rows | None:
 
 def _slow_parquet(batch: pa.RecordBatch, file: str, first_row: int, last_t: float) -> Rows:
     """The batch checked row by row: its first bad row raises, named as its CSV line would be."""
-    ts: list[float] = []
-    ws: list[int] = []
-    vs: list[float] = []
+    rows: list[tuple[float, int, float]] = []
     columns = (batch.column(name).to_pylist() for name in HEADER)
     for k, fields in enumerate(zip(*columns, strict=True)):
         line = first_row + k + 2  # the line this row has in the CSV (header on line 1)
-        t, w, v = _parse(*(_text(x) for x in fields), file=file, line=line)
-        if t < last_t:
-            raise RecordingError(file, line, f"time {t!r} is earlier than the row before it")
-        last_t = t
-        ts.append(t)
-        ws.append(w)
-        vs.append(v)
-    return _rows(np.array(ts, np.float64), np.array(ws, np.int8), np.array(vs, np.float64))
+        rows.append(_parse(*(_text(x) for x in fields), file=file, line=line, last_t=last_t))
+        last_t = rows[-1][0]
+    return _rows_of(rows)
 
 
 def _text(x: object) -> str:
