@@ -501,9 +501,8 @@ class AlarmEngine:
             if not len(stream.t):
                 continue
             self.state.signal_last_t[signal] = float(stream.t[-1])
-            good = stream.ok_pos
-            if len(good):
-                g = int(good[-1])
+            g = stream.last_ok_before(b.n)
+            if g >= 0:
                 self.state.latest[signal] = float(stream.v[g])
                 if signal == HRE:
                     src = _CODES[int(stream.src[g])]
@@ -511,9 +510,7 @@ class AlarmEngine:
                     self.state.last_hre_src = src
             hist = self.state.hist.get(signal)
             if hist is not None:
-                _extend_history(
-                    hist, stream.t[good], stream.v[good], float(b.tmax[-1]) - self._keep_s
-                )
+                _extend_history(hist, stream, float(b.tmax[-1]) - self._keep_s)
         self._carry_runs(b)
 
     def _carry_runs(self, b: _Batch) -> None:
@@ -536,8 +533,9 @@ class AlarmEngine:
         n = len(rows)
         t, what, value = rows.t, rows.what, rows.value
         ok = rows.valid & rows.in_range
-        tmax = np.maximum.accumulate(t)
-        ordered = bool(np.array_equal(t, tmax))
+        # in replay time never goes back, and the running maximum is time itself
+        ordered = bool((t[1:] >= t[:-1]).all())
+        tmax = t if ordered else np.maximum.accumulate(t)
         static = np.flatnonzero(_STATIC[what])
         present = np.bincount(what, minlength=len(_CODES))
         valid_rows: dict[Param, np.ndarray] = {}
@@ -591,10 +589,10 @@ class AlarmEngine:
         is_hr = bw == hr_code
         idx = np.where(is_hr & bok, np.arange(len(bt), dtype=np.int32), np.int32(-1))
         np.maximum.accumulate(idx, out=idx)
-        seen = idx >= 0
-        safe = np.maximum(idx, 0)
-        lvt = np.where(seen, bt[safe], last[0] if last else math.nan)
-        lvv = np.where(seen, bv[safe], last[1] if last else math.nan)
+        # the rows before the batch's first valid HR go on from the one carried
+        unseen = int(idx.searchsorted(0))
+        lvt, lvv = bt[idx], bv[idx]
+        lvt[:unseen], lvv[:unseen] = last or (math.nan, math.nan)
         with np.errstate(invalid="ignore"):
             from_hr = bt - lvt <= self._hold  # NaN (no valid HR yet) compares false
         keep = from_hr | ~is_hr
@@ -658,7 +656,7 @@ class AlarmEngine:
         b = self._batch
         if b is not None:
             stream = b.streams[signal]
-            sel = stream.ok_window(lo, hi, b.pos, ordered=b.ordered)
+            sel = stream.ok_window(lo, hi, b.pos)
             values += stream.v[sel].tolist()
         return values
 
@@ -1293,14 +1291,10 @@ _BED_CONDITIONS = frozenset(a.value for a in SystemAlarm if a.of_bed)
 _OVERDUE_PHASES = frozenset({Phase.INFUSION, Phase.POST})
 
 
-def _extend_history(
-    hist: deque[tuple[float, float]], t: np.ndarray, v: np.ndarray, before: float
-) -> None:
-    """Append (t, v) pairs, keeping only those at or after `before` (all of `hist` is older)."""
-    cut = int(np.searchsorted(t, before, side="left"))
-    if cut > 0:
-        hist.clear()
-    hist.extend(zip(t[cut:].tolist(), v[cut:].tolist(), strict=True))
+def _extend_history(hist: deque[tuple[float, float]], s: _Stream, before: float) -> None:
+    """Append the stream's valid samples at or after `before`; drop the older ones of `hist`."""
+    pos = s.ok_since(before)
+    hist.extend(zip(s.t[pos].tolist(), s.v[pos].tolist(), strict=True))
     _prune(hist, before)
 
 
@@ -1397,9 +1391,6 @@ class _Stream:
     src: np.ndarray
     broken: np.ndarray  # a gap over `run_gap_s` before this sample breaks any run
     ordered: bool  # times never go back (always in replay; live rows may come late)
-    ok_pos: np.ndarray  # positions of the valid samples
-    ok_rows: np.ndarray  # their rows
-    ok_t: np.ndarray  # their times
 
     @classmethod
     def of(
@@ -1421,8 +1412,7 @@ class _Stream:
             step = np.diff(t)
             np.greater(step, gap, out=broken[1:])
             ordered = not bool((step < 0).any())
-        ok_pos = np.flatnonzero(ok)
-        return cls(rows, t, v, ok, src, broken, ordered, ok_pos, rows[ok_pos], t[ok_pos])
+        return cls(rows, t, v, ok, src, broken, ordered)
 
     def at(self, row: int) -> int:
         """Position of batch row `row` in the stream, or -1 if it is not one of its samples."""
@@ -1431,18 +1421,30 @@ class _Stream:
 
     def last_ok_before(self, row: int) -> int:
         """Position of the last valid sample on a row before `row`, or -1."""
-        i = int(np.searchsorted(self.ok_rows, row))
-        return int(self.ok_pos[i - 1]) if i else -1
+        p = int(self.rows.searchsorted(row))  # samples before position p are before `row`
+        # the last sample is valid as a rule: look back a little before looking at them all
+        for lo in (max(p - 64, 0), 0):
+            hit = np.flatnonzero(self.ok[lo:p])
+            if len(hit):
+                return lo + int(hit[-1])
+        return -1
 
-    def ok_window(self, lo: float, hi: float, row: int, *, ordered: bool) -> np.ndarray:
+    def ok_window(self, lo: float, hi: float, row: int) -> np.ndarray:
         """Positions of the valid samples before `row` with lo <= t <= hi."""
-        end = int(np.searchsorted(self.ok_rows, row))
-        ts = self.ok_t[:end]
-        if ordered:
-            i, j = np.searchsorted(ts, lo, side="left"), np.searchsorted(ts, hi, side="right")
-            return self.ok_pos[i:j]
-        sel: np.ndarray = self.ok_pos[:end][(ts >= lo) & (ts <= hi)]
-        return sel
+        end = int(self.rows.searchsorted(row))
+        if self.ordered:
+            i = int(self.t[:end].searchsorted(lo, side="left"))
+            j = int(self.t[:end].searchsorted(hi, side="right"))
+            return i + np.flatnonzero(self.ok[i:j])
+        ts = self.t[:end]
+        return np.flatnonzero(self.ok[:end] & (ts >= lo) & (ts <= hi))
+
+    def ok_since(self, before: float) -> np.ndarray:
+        """Positions of the valid samples at or after `before`."""
+        if self.ordered:
+            i = int(self.t.searchsorted(before, side="left"))
+            return i + np.flatnonzero(self.ok[i:])
+        return np.flatnonzero(self.ok & (self.t >= before))
 
 
 @dataclass(eq=False)

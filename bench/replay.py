@@ -278,7 +278,7 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
 
     The policy comes in as the plain dict of `Policy.model_dump`. State is a handful of dicts
     and lists; an active alarm is a list [priority, kind, activated_t, param, value, limit,
-    latching, level, signal]. Ticks run on every whole second between rows.
+    latching, level, signal, condition]. Ticks run on every whole second between rows.
     """
     g = policy["general"]
     gap, clear_after, hold = g["run_gap_s"], g["clear_after_s"], g["hr_hold_s"]
@@ -366,7 +366,7 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
         latching: bool,
         signal: Any = None,
     ) -> None:
-        a = [prio, kind, t, param, value, limit, latching, 0, signal]
+        a = [prio, kind, t, param, value, limit, latching, 0, signal, True]
         active[code] = a
         emit(a, code, "active", t, param, value)
 
@@ -380,6 +380,16 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
             a[3] if param is None else param,
             reading(a) if value is None else value,
         )
+
+    def ended(code: str, a: list[Any], t: float, value: float, param: Any) -> None:
+        # the condition is over: a latching alarm says so once (docs/ALARMS.md "States"),
+        # nobody acknowledges in a replay; any other clears
+        if a[6]:
+            if a[9]:
+                a[9] = False
+                emit(a, code, "latched", t, a[3], value)
+        else:
+            clear(code, t, param, value)
 
     def set_phase(p: str, t: float) -> None:
         nonlocal phase
@@ -420,10 +430,12 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
                         latching=r["latching"],
                         signal=sig,
                     )
-            elif not due_on and due_off and not a[6]:
-                clear(code, t, src, value)
+            elif due_on:
+                a[9] = True
+            elif due_off:
+                ended(code, a, t, value, src)
 
-    def det_rule(  # noqa: C901 (the clauses of docs/ALARMS.md, one after another)
+    def det_rule(  # noqa: C901, PLR0912 (the clauses of docs/ALARMS.md, one after another)
         r: dict[str, Any],
         t: float,
         s: float,
@@ -475,8 +487,10 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
                     hit[2],
                     latching=r["latching"],
                 )
-        elif a is not None and not a[6]:
-            clear(code, t, None, s if a[3] == "NIBP_SYS" else d)
+            else:
+                a[9] = True
+        elif a is not None:
+            ended(code, a, t, s if a[3] == "NIBP_SYS" else d, None)
 
     def discharge_check(t: float) -> None:
         assert session is not None
