@@ -15,7 +15,8 @@ import pytest
 from alarms.policy import load_policy
 from kernel.clock import ManualClock
 from kernel.vocabulary import SessionEvent
-from monitor.daemon import Bed, Daemon
+from monitor.bed import Bed
+from monitor.daemon import Daemon
 from monitor.journal import Journal
 from monitor.session import BedCore
 from monitor.settings import Settings

@@ -17,7 +17,7 @@ import pytest
 from alarms.policy import load_policy
 from kernel.clock import ManualClock
 from kernel.vocabulary import Param, Sample, SessionEvent
-from monitor.daemon import Bed
+from monitor.bed import Bed
 from monitor.journal import Journal
 from monitor.session import BedCore
 from simulators.mqtt_monitor import session_command

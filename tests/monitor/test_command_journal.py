@@ -13,8 +13,8 @@ import pytest
 
 from alarms.policy import load_policy
 from kernel.clock import ManualClock
+from monitor.bed import Bed
 from monitor.commands import CommandRejectedError, parse_command
-from monitor.daemon import Bed
 from monitor.journal import Journal
 from monitor.recovery import apply_input
 from monitor.session import BedCore

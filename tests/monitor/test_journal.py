@@ -24,8 +24,9 @@ from alarms.recording_io import read_recording, write_recording
 from alarms.replay import replay_batches
 from kernel.clock import ManualClock
 from kernel.vocabulary import AlarmEvent, Param, Phase, Sample, SessionEvent, Step
+from monitor.bed import Bed
 from monitor.commands import parse_command
-from monitor.daemon import Bed, Daemon
+from monitor.daemon import Daemon
 from monitor.export import session_items
 from monitor.journal import Journal
 from monitor.outbox import Outbox

@@ -23,8 +23,8 @@ import pytest
 from alarms.policy import load_policy
 from kernel.clock import ManualClock
 from kernel.vocabulary import AlarmEvent, Param, Sample, ScenarioItem, SessionEvent, Step
+from monitor.bed import Bed
 from monitor.cli import main
-from monitor.daemon import Bed
 from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.report import (

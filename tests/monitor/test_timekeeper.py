@@ -15,8 +15,8 @@ import pytest
 from alarms.policy import load_policy
 from kernel.clock import ManualClock
 from kernel.vocabulary import AlarmEvent, Param, Sample
+from monitor.bed import Bed
 from monitor.commands import Checklist
-from monitor.daemon import Bed
 from monitor.session import BedCore
 from monitor.timekeeper import ClockChange, Timekeeper
 
