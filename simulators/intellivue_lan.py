@@ -122,6 +122,10 @@ class IntelliVueLanMonitor:
         """Answer and send nothing for `seconds` of real time."""
         self._quiet_until = asyncio.get_running_loop().time() + seconds
 
+    def inject(self, datagram: bytes) -> None:
+        """Send `datagram` to the client as it is (damage: garbage, a message cut short)."""
+        self._send([datagram], self._client)
+
     async def unplug(self, seconds: float) -> None:
         """The network cable pulled for `seconds` of real time: nothing sent or answered."""
         self.silence(seconds)

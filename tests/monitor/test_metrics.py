@@ -165,6 +165,8 @@ async def test_every_series_is_exported_with_help_and_the_values_fed(tmp_path: P
     stats.samples += 4
     stats.drop("bad_json")
     stats.drop("not_object")
+    # a message counted by what it is, with its code (docs/intellivue.md §8)
+    stats.drop("unsupported_action 0x0C17")
     status.set(LinkState.CONNECTED, 1.0)
     other.reconnects += 3
     ward.status.reconnects += 2
@@ -204,6 +206,10 @@ async def test_every_series_is_exported_with_help_and_the_values_fed(tmp_path: P
     assert value(s, "vigil_frames_total", device="ox1") == 0
     assert value(s, "vigil_frames_dropped_total", device="mon1", reason="bad_json") == 1
     assert value(s, "vigil_frames_dropped_total", device="mon1", reason="not_object") == 1
+    assert (
+        value(s, "vigil_frames_dropped_total", device="mon1", reason="unsupported_action 0x0C17")
+        == 1
+    )
     assert value(s, "vigil_device_connected", device="mon1") == 1
     assert value(s, "vigil_device_connected", device="ox1") == 0
     assert value(s, "vigil_reconnects_total", link="ox1") == 3

@@ -238,6 +238,23 @@ async def test_over_udp_streams_intact_and_silence_raises() -> None:
         assert not driver.stats.dropped
 
 
+async def test_damaged_datagrams_are_counted_and_the_stream_goes_on() -> None:
+    clock = SimulatedClock(speed=SPEED)
+    async with IntelliVueLanMonitor(clock=clock, scenario=SCENARIO) as monitor:
+        host, port = monitor.address
+        driver = lan_driver(clock, host=host, udp_port=port)
+        sink = ListSink()
+        async with running(driver, sink) as task:
+            await sink.wait_for(3)
+            monitor.inject(b"\x00garbage")  # no Data Export message
+            monitor.inject(EXT_ROLRS[:-3])  # a result cut short
+            await sink.wait_for(len(sink.of(Param.HR)) + 5)
+            assert not task.done()
+        assert task.cancelled()
+        assert driver.stats.dropped == {"malformed": 2}
+        assert is_subsequence(sink.of(Param.HR), expected(monitor, Param.HR))
+
+
 async def test_without_a_host_the_connect_indication_finds_the_monitor() -> None:
     clock = SimulatedClock(speed=SPEED)
     discovery = free_udp_port()
