@@ -565,9 +565,10 @@ class AlarmEngine:
             nd_valid[nd.code] = valid
             carry = max(self.state.last_valid_t.get(p, -math.inf) for p in nd.params)
             nd_late[nd.code] = _late_rows(t, tmax, valid, carry, nd.after_s)
+        after_carry = ordered and t[0] >= max(self.state.last_valid_t.values(), default=-math.inf)
         return _Batch(
             n, t, what, value, ok, tmax, ordered, static, streams, signals_of, due,
-            valid_rows, nd_valid, nd_late,
+            valid_rows, nd_valid, nd_late, after_carry,
         )  # fmt: skip
 
     def _streams(
@@ -1078,6 +1079,12 @@ class AlarmEngine:
         """Reading 2: the later of the rule's last valid sample and the session start."""
         ref = session.start
         b = self._batch
+        if b is not None and b.after_carry:
+            # in time order the last valid row of any of the params is the latest of them
+            valid = b.nd_valid[rule.code]
+            i = int(valid.searchsorted(b.pos))
+            if i:
+                return max(ref, float(b.t[valid[i - 1]]))
         for p in rule.params:
             last = self.state.last_valid_t.get(p, -math.inf)
             idx = b.valid_rows.get(p) if b is not None else None
@@ -1523,6 +1530,7 @@ class _Batch:
     valid_rows: dict[Param, np.ndarray]  # rows of valid samples per continuous parameter
     nd_valid: dict[str, np.ndarray]  # per no-data rule: rows of valid samples of its params
     nd_late: dict[str, np.ndarray]  # per no-data rule: rows that long after the last valid one
+    after_carry: bool  # in time order, and not before any last valid time carried in
     pos: int = 0
 
     def first_at_or_after(self, x: float, k: int) -> int:
@@ -1620,20 +1628,18 @@ def _late_rows(
     those gaps are looked at, each with the running maximum of time bounding what is in it.
     """
     n = len(t)
-    # gap i runs over the rows after valid[i - 1] (the carried time for i = 0) up to valid[i]
-    # (to the batch's end for the last gap)
-    ends = np.append(valid, n - 1)
-    begins = np.empty(len(ends), dtype=np.int64)
-    begins[0] = 0
-    begins[1:] = valid + 1
-    ref = np.empty(len(ends))
-    ref[0] = carry
-    ref[1:] = t[valid]
-    cand = np.flatnonzero((begins <= ends) & (tmax[ends] - ref >= after))
-    found = [
-        a + np.flatnonzero(t[a : b + 1] - r >= after)
-        for a, b, r in zip(
-            begins[cand].tolist(), ends[cand].tolist(), ref[cand].tolist(), strict=True
-        )
+    tv = t[valid]
+    reach = tv if tmax is t else tmax[valid]  # the latest time up to each valid row
+    # gap (first row, last row, reference time): after each valid row up to the next one, and
+    # before the first one from the carried time, and after the last one to the batch's end
+    gaps = [
+        (int(valid[i]) + 1, int(valid[i + 1]), float(tv[i]))
+        for i in np.flatnonzero(reach[1:] - tv[:-1] >= after).tolist()
     ]
+    first = int(valid[0]) if len(valid) else n - 1
+    if tmax[first] - carry >= after:
+        gaps.insert(0, (0, first, carry))
+    if len(valid) and int(valid[-1]) < n - 1 and tmax[n - 1] - tv[-1] >= after:
+        gaps.append((int(valid[-1]) + 1, n - 1, float(tv[-1])))
+    found = [a + np.flatnonzero(t[a : b + 1] - r >= after) for a, b, r in gaps]
     return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
