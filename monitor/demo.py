@@ -5,7 +5,9 @@ run as child processes, so the three-hour session at 250x gets both cores; the r
 (drivers, alarm engine, ward link) and a nurse console run here. The console prints vitals and
 alarms as the ward sees them, and acknowledges each high alarm after its first escalation, as a
 nurse at the station would. Simulator and daemon share one simulated clock (same speed and
-anchor). At the end a summary lists the samples and every alarm event with its time.
+anchor). The central station (`monitor.station`) serves the ward's page on a free loopback port
+meanwhile; the demo prints its URL and a one-time password for the user `demo-nurse`. At the end
+a summary lists the samples and every alarm event with its time.
 
 Stopping: SIGTERM or SIGINT (Ctrl-C) stops the simulator, the daemon and the broker, prints the
 summary of what was seen so far, and exits 0 for SIGTERM (a requested stop) or 130 for SIGINT
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import sys
 import tempfile
@@ -41,6 +44,8 @@ from monitor.daemon import Daemon
 from monitor.session import load_bed_policy
 from monitor.settings import Settings
 from monitor.wire import decode_alarm_event, encode_command
+from monitor.station.server import Station, hash_password
+from monitor.station.settings import StationConfig
 from simulators.scenarios import SCENARIOS
 
 __all__ = ["DemoResult", "demo", "demo_main", "summary", "until_signal"]
@@ -176,7 +181,26 @@ async def demo(
             )
             clock = SimulatedClock(speed=speed)
             ready = asyncio.Event()
-            async with asyncio.TaskGroup() as tg:
+            password = secrets.token_urlsafe(9)
+            station_config = StationConfig.model_validate(
+                {
+                    "station": {
+                        "listen": "127.0.0.1:0",
+                        "database": str(Path(tmp) / "station.sqlite"),
+                    },
+                    "broker": {"url": url, "protocol": "3.1.1"},
+                    "users": [
+                        {
+                            "name": NURSE,
+                            "role": "clinician",
+                            "password_hash": hash_password(password),
+                        }
+                    ],
+                }
+            )
+            async with Station(station_config) as station, asyncio.TaskGroup() as tg:
+                out.write(f"Central station: {station.url} (user {NURSE}, password {password})\n")
+                out.flush()
                 nurse = tg.create_task(
                     _nurse_console(url, console, settings.prefix, ready), name="demo.console"
                 )

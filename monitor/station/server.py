@@ -9,8 +9,9 @@ TaskGroup:
   `drivers/mqtt/client.py` like every client), subscribed to
   every bed's `status`, `session`, `alarms/active`, `alarms`, `cmd/result` and `vitals`
   (`monitor.station.ward.TOPICS`), publishing the commands the pages send;
-- `station.push`: every 50 ms the beds that changed go to every open page as JSON over the
-  WebSocket, and once a second a `tick` (the station's clock, the link state), so that a page
+- `station.push`: every 50 ms the beds whose alarms, status or session changed go to every
+  open page as JSON over the WebSocket; beds whose numbers changed once a second, with a
+  `tick` (the station's clock, the link state), so that a page
   that hears nothing knows the station is gone;
 - `station.keep`: writes the batched samples to the station's SQLite file once a second and
   prunes history older than `keep_days`.
@@ -34,6 +35,7 @@ import signal
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -75,6 +77,7 @@ BROKER_LOST: Final = "STATION_BROKER_LOST"
 _STATIC: Final = Path(str(resources.files("monitor.station") / "static"))
 _PUSH_S: Final = 0.05
 _TICK_S: Final = 1.0
+_SLOTS: Final = round(_TICK_S / _PUSH_S)
 _FLUSH_S: Final = 1.0
 _PRUNE_S: Final = 3600.0
 _PUBLISH_S: Final = 10.0
@@ -140,6 +143,7 @@ class Station:
         self.ward: WardState | None = None
         self.pages: set[_Page] = set()
         self._dirty: set[str] = set()
+        self._dirty_vitals: set[str] = set()
         self._outgoing: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -281,7 +285,12 @@ class Station:
             data = payload if isinstance(payload, bytes) else str(payload).encode()
             topic = str(message.topic)
             changed = ward.handle(topic, data, self._now())
-            self._dirty |= changed
+            # an alarm, a status, a session change goes to the pages with the next push; the
+            # numbers of a bed once a second (they come about once a second anyway)
+            if topic.endswith("/vitals"):
+                self._dirty_vitals |= changed
+            else:
+                self._dirty |= changed
             if topic.endswith("/cmd/result") and changed:
                 self._broadcast({"type": "result", **ward.results[-1]})
 
@@ -338,10 +347,23 @@ class Station:
 
     async def _push_loop(self) -> None:
         last_tick = 0.0
+        slot = 0
         while True:
             await asyncio.sleep(_PUSH_S)
+            mono = time.monotonic()
+            tick = mono - last_tick >= _TICK_S
+            # numbers: each bed in its own 50 ms slot of the second, so that a ward's worth of
+            # redrawn tiles is spread over the second instead of landing in one frame
+            slot += 1
+            due = {
+                k for k in self._dirty_vitals if zlib.crc32(k.encode()) % _SLOTS == slot % _SLOTS
+            }
+            if due:
+                self._dirty |= due
+                self._dirty_vitals -= due
             if self._dirty:
                 dirty, self._dirty = self._dirty, set()
+                self._dirty_vitals -= dirty
                 ward = self._w()
                 for key in sorted(dirty):
                     view = ward.view(key)
@@ -350,8 +372,7 @@ class Station:
                         if view is not None
                         else {"type": "gone", "key": key}
                     )
-            mono = time.monotonic()
-            if mono - last_tick >= _TICK_S:
+            if tick:
                 last_tick = mono
                 self._broadcast({"type": "tick", "now": self._now(), **self._link_message()})
 

@@ -51,6 +51,10 @@ def test_demo_prints_the_surge_alarms_and_exits_0() -> None:
     session = out[: out.index("\nSummary")].splitlines()
     # the title comes first, before anything the session prints
     assert session[0].startswith("Vigil demo: scenario hypertensive-surge"), session[:3]
+    # the central station serves the ward meanwhile, and says where
+    assert re.fullmatch(
+        r"Central station: http://127\.0\.0\.1:\d+/ \(user demo-nurse, password \S+\)", session[1]
+    ), session[:3]
     # times never go backwards from line to line (a wrap past midnight is a day later)
     times = [s for s in map(_seconds, session) if s is not None]
     steps = [(b - a) % 86400 for a, b in itertools.pairwise(times)]

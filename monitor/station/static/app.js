@@ -149,9 +149,7 @@ function receive(m) {
       const before = state.beds.get(m.key);
       state.beds.set(m.key, m.bed);
       noteRendered(before, m.bed);
-      renderTile(m.bed);
-      renderBanner();
-      if (state.detail === m.key) renderDetailLive();
+      schedule(m.key);
       break;
     }
     case "gone":
@@ -194,14 +192,43 @@ function receive(m) {
   }
 }
 
+// Changes are drawn once per animation frame, however many arrive in between: a busy ward
+// never makes the page fall behind the station.
+const dirtyBeds = new Set();
+let frame = null;
+let probes = [];
+
+function schedule(key) {
+  dirtyBeds.add(key);
+  if (frame === null) frame = requestAnimationFrame(draw);
+}
+
+function draw() {
+  frame = null;
+  for (const key of dirtyBeds) {
+    const b = state.beds.get(key);
+    if (b) renderTile(b);
+  }
+  if (state.detail && dirtyBeds.has(state.detail)) renderDetailLive();
+  dirtyBeds.clear();
+  renderBanner();
+  // drawn: the probes of this frame are done (the next frame is when they are on screen)
+  const done = probes;
+  probes = [];
+  if (done.length) {
+    requestAnimationFrame(() => {
+      const at = Date.now() / 1000;
+      window.vigilRendered = window.vigilRendered || [];
+      for (const p of done) window.vigilRendered.push({ ...p, at });
+    });
+  }
+}
+
 // Latency probe for bench/station.py: when an alarm first shows, note the page's time.
 function noteRendered(before, after) {
   const seen = new Set((before?.active || []).map((a) => a.alarm_id));
   for (const a of after?.active || []) {
-    if (!seen.has(a.alarm_id)) {
-      window.vigilRendered = window.vigilRendered || [];
-      requestAnimationFrame(() => window.vigilRendered.push({ key: after.key, code: a.code, alarm_id: a.alarm_id, at: Date.now() / 1000 }));
-    }
+    if (!seen.has(a.alarm_id)) probes.push({ key: after.key, code: a.code, alarm_id: a.alarm_id });
   }
 }
 
@@ -321,7 +348,10 @@ function vitalCell(b, label, params, digits = 0) {
     cell.append(h("span", { class: "vvalue" }, "--"));
     return cell;
   }
-  const age = now() - v0.rx;
+  // the age on the bed's own clock (a cuff reading is as old as its determination, however
+  // recently the station heard of it), the bed's clock estimated from its latest samples
+  const bedNow = Math.max(...Object.values(b.vitals).map((v) => v.t + (now() - v.rx)));
+  const age = bedNow - v0.t;
   const expected = (state.expected[params[0]] || 2) * state.staleFactor;
   const stale = age > expected || !state.link.connected;
   const text = vals.map((v) => (v ? fmt(v.value, digits) : "--")).join("/");
@@ -350,7 +380,10 @@ function canCommand() {
   return state.me && state.me.role !== "viewer";
 }
 
+const drawnAt = new Map(); // bed key -> performance.now() of its last drawing
+
 function renderTile(b) {
+  drawnAt.set(b.key, performance.now());
   const grid = $("#ward");
   let tile = grid.querySelector(`[data-bed="${CSS.escape(b.key)}"]`);
   if (!tile) {
@@ -594,7 +627,12 @@ document.addEventListener("DOMContentLoaded", () => {
   renderArm();
   // ages, countdowns and phase clocks move every second, whatever the station sends
   setInterval(() => {
-    if (state.me) { renderAll(); renderArm(); }
+    if (state.me) {
+      // ages, countdowns and clocks: redraw the tiles no message has redrawn this last second
+      const stale = performance.now() - 900;
+      for (const b of state.beds.values()) if ((drawnAt.get(b.key) || 0) < stale) schedule(b.key);
+      renderArm();
+    }
     if (state.socketUp && Date.now() - lastMessage > 5000 && ws) ws.close();
   }, 1000);
   start();

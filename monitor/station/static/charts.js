@@ -42,8 +42,8 @@ const PHASE_CLASS = { pre: "phase-pre", infusion: "phase-infusion", post: "phase
 // phases shaded, and every alarm activation marked by a tick coloured by priority.
 export function sessionChart(el, detail) {
   el.replaceChildren();
-  const w = 1100;
-  const h = 320;
+  const w = Math.max(el.clientWidth || 1100, 600);
+  const h = 360;
   const m = { l: 44, r: 44, t: 18, b: 24 };
   el.setAttribute("viewBox", `0 0 ${w} ${h}`);
   const since = detail.since;
