@@ -43,9 +43,9 @@ from monitor.console import LineConsole, local_time
 from monitor.daemon import Daemon
 from monitor.session import load_bed_policy
 from monitor.settings import Settings
-from monitor.wire import decode_alarm_event, encode_command
 from monitor.station.server import Station, hash_password
 from monitor.station.settings import StationConfig
+from monitor.wire import decode_alarm_event, encode_command
 from simulators.scenarios import SCENARIOS
 
 __all__ = ["DemoResult", "demo", "demo_main", "summary", "until_signal"]

@@ -18,7 +18,7 @@ TaskGroup:
 
 A command from a page carries only what the nurse chose; the station adds the request id and
 the *authenticated* user's name, checks the role (docs/station.md "Roles"), validates it with
-the bed's own command models (`monitor.commands.parse_command`) and publishes it. The page
+the bed's own command models (`monitor.wire.decode_command`) and publishes it. The page
 never names a user.
 """
 
@@ -51,12 +51,7 @@ from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done, raise_if_cancelled
 from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS, iso8601
 from monitor.authority import command_topic
-from monitor.commands import (
-    OVERRIDE_MEANINGS,
-    Checklist,
-    CommandRejectedError,
-    parse_command,
-)
+from monitor.commands import OVERRIDE_MEANINGS, Checklist, CommandRejectedError
 from monitor.logs import setup_logging
 from monitor.metrics import parse_listen
 from monitor.station.settings import StationConfig, User, load_station_config
@@ -64,6 +59,7 @@ from monitor.station.store import StationStore
 from monitor.station.ward import EXPECTED_INTERVAL_S, TOPICS, WardState
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
 from monitor.ward import NO_DELAY, tls_context_for
+from monitor.wire import decode_command, encode_command
 
 __all__ = ["BROKER_LOST", "COOKIE", "Station", "hash_password", "station_main"]
 
@@ -611,9 +607,9 @@ class Station:
             return {"type": "refused", "bed": bed, "cmd": name, "error": f"no bed {bed}"}
         # the name is the logged-in user's, whatever the page put there
         command = {**body, "request_id": uuid.uuid4().hex, "user": user.name}
-        payload = json.dumps(command).encode()
         try:
-            parse_command(payload)  # the bed's own validation: a bad form never leaves
+            # the bed's own validation (monitor/wire.py): a bad form never leaves the station
+            payload = encode_command(decode_command(json.dumps(command)))
         except CommandRejectedError as exc:
             return {"type": "refused", "bed": bed, "cmd": name, "error": exc.reason}
         if self.link.state is not LinkState.CONNECTED:
