@@ -31,6 +31,7 @@ from monitor.wire import (
     decode_sample,
     decode_session,
     decode_status,
+    parse_topic,
 )
 
 __all__ = ["EXPECTED_INTERVAL_S", "TOPICS", "Bed", "Pending", "WardState"]
@@ -121,7 +122,6 @@ class WardState:
     def __init__(self, store: StationStore, *, prefix: str = "vigil") -> None:
         self.store = store
         self.prefix = prefix
-        self._levels = len(prefix.split("/"))
         self.beds: dict[str, Bed] = {}
         self.pending: dict[str, Pending] = {}
         # answers of the station's commands, newest last, for the pages (a refusal's reason)
@@ -162,11 +162,11 @@ class WardState:
 
     def handle(self, topic: str, payload: bytes, rx: float) -> set[str]:
         """Take one message; the keys of the beds it changed (empty if it was dropped)."""
-        parts = topic.split("/")[self._levels :]
-        if len(parts) < 3:
+        where = parse_topic(topic, self.prefix)
+        if where is None:
             self.dropped["topic"] += 1
             return set()
-        ward, bed_id, what = parts[0], parts[1], "/".join(parts[2:])
+        ward, bed_id, what = where
         try:
             return self._handle(ward, bed_id, what, payload, rx)
         except WireError as exc:
