@@ -62,6 +62,7 @@ from drivers.intellivue.messages import (
     EventReport,
     EventReportResult,
     MessageError,
+    Observation,
     OtherCommand,
     PollRequest,
     PollResult,
@@ -281,7 +282,7 @@ def poll_samples(
     lookup = _LOOKUP
     for context in result.contexts:
         for observation in context.observations:
-            for physio_id, state, unit, raw in nu_values(observation.attributes):
+            for physio_id, state, unit, raw in _numerics_of(observation):
                 seen += 1
                 entry = lookup.get(physio_id)
                 if entry is None:
@@ -301,6 +302,21 @@ def poll_samples(
     if not seen and result.polled_type[1] != NOM_MOC_VMO_METRIC_NU:
         _count_other_class(result, stats)
     return out
+
+
+# Observation -> its numerics: the parser hands out the same Observation object for the same
+# bytes (`messages._SEEN`), so a numeric that did not change is not unpacked again. Bounded.
+_NUMERICS: Final[dict[Observation, list[tuple[int, int, int, int]]]] = {}
+
+
+def _numerics_of(observation: Observation) -> list[tuple[int, int, int, int]]:
+    known = _NUMERICS.get(observation)
+    if known is None:
+        known = nu_values(observation.attributes)
+        if len(_NUMERICS) >= _JUDGED_MAX:
+            _NUMERICS.clear()
+        _NUMERICS[observation] = known
+    return known
 
 
 def _cuff_samples(
