@@ -303,6 +303,7 @@ def _measure(pages: list[Page], broker: BrokerProcess, pid: int, alarms: int, be
             else:
                 missing += 1
     broker_rt = [(seen[a] - t) * 1000 for a, t in published.items() if a in seen]
+    drawing = [page.evaluate("window.vigilStation.stats()") for page in pages]
     print(f"station bench: {beds} beds at 1 Hz (HR, PR, SpO2), {len(pages)} pages, {alarms} alarms")
     print(
         f"  published -> rendered (in the page): p50 {_pct(rendered, 50):.1f} ms, "
@@ -313,6 +314,11 @@ def _measure(pages: list[Page], broker: BrokerProcess, pid: int, alarms: int, be
         f"  bare broker round trip:              p50 {_pct(broker_rt, 50):.1f} ms, "
         f"p99 {_pct(broker_rt, 99):.1f} ms"
     )
+    for i, d in enumerate(drawing):
+        print(
+            f"  page {i + 1}: {d['messages']} messages, {d['draws']} frames drawn, "
+            f"{d['tiles']} tiles, {d['drawMs']:.0f} ms drawing in all"
+        )
     print(
         f"  station CPU: {100 * (cpu1 - cpu0) / (wall1 - wall0):.1f} % of one core; "
         f"RSS {max(rss):.0f} MB"

@@ -47,7 +47,7 @@ const state = {
 const sound = new AlarmSound(window.AudioContext);
 // for the browser tests and the benchmark (a command sent this way is checked by the station
 // like any other: the role, the user's name, the bed's own validation)
-window.vigilStation = { state, sound, send: (bed, body) => send(bed, body) };
+window.vigilStation = { state, sound, send: (bed, body) => send(bed, body), stats: () => stats };
 
 const now = () => Date.now() / 1000 + state.offset;
 const MARK = { high: "!!!", medium: "!!", low: "!" };
@@ -115,6 +115,7 @@ function connect() {
   ws.onopen = () => { state.socketUp = true; };
   ws.onmessage = (ev) => {
     lastMessage = Date.now();
+    stats.messages += 1;
     receive(JSON.parse(ev.data));
   };
   ws.onclose = () => {
@@ -203,7 +204,13 @@ function schedule(key) {
   if (frame === null) frame = requestAnimationFrame(draw);
 }
 
+// what drawing costs this page (bench/station.py prints it)
+const stats = { draws: 0, drawMs: 0, tiles: 0, messages: 0 };
+
 function draw() {
+  const t0 = performance.now();
+  stats.draws += 1;
+  stats.tiles += dirtyBeds.size;
   frame = null;
   for (const key of dirtyBeds) {
     const b = state.beds.get(key);
@@ -212,6 +219,7 @@ function draw() {
   if (state.detail && dirtyBeds.has(state.detail)) renderDetailLive();
   dirtyBeds.clear();
   renderBanner();
+  stats.drawMs += performance.now() - t0;
   // drawn: the probes of this frame are done (the next frame is when they are on screen)
   const done = probes;
   probes = [];
