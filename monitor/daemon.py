@@ -36,6 +36,7 @@ from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done
 from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
 from monitor.bed import Bed
+from monitor.conditions import Condition, DeviceLinks, ward_link
 from monitor.journal import Journal
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
@@ -156,11 +157,12 @@ class Daemon:
         ]
         self.device_status = {d.device_id: LinkStatus(name=d.device_id) for d in self.drivers}
         # where each monitor is connected, in the words of its alarm message
-        self._connection = {d.device_id: d.connection() for d in settings.drivers}
+        connections = {d.device_id: d.connection() for d in settings.drivers}
         # a monitor down before a restart counts as down until it delivers again
         down = SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active
-        self._devices_down: dict[str, str] = dict.fromkeys(
-            self.device_status if down else (), "down before the restart"
+        self._devices = DeviceLinks(
+            connections,
+            dict.fromkeys(self.device_status if down else (), "down before the restart"),
         )
         for status in self.device_status.values():
             status.listeners.append(self._device_link_changed)
@@ -223,54 +225,27 @@ class Daemon:
         return self.core.active_alarms(), state
 
     def _device_link_changed(self, status: LinkStatus) -> None:
-        """`DEVICE_DISCONNECTED` while any device is down (issue 5, item 6).
-
-        A device is down from the moment its driver fails (port gone, open refused, silent past
-        the protocol's quiet time, broker lost) until data flows again (the driver's
-        `connected()`); the retries in between do not count as up. One alarm for the bed: when
-        another device is lost while it is active (perhaps acknowledged), it is raised anew,
-        naming them all, so the second loss is announced too.
-        """
+        """`DEVICE_DISCONNECTED` by the rule of `monitor.conditions.DeviceLinks`."""
         name = status.name
-        if status.state is LinkState.BACKING_OFF:
-            new = name not in self._devices_down
-            self._devices_down[name] = status.last_error or "lost"
-            if new:
-                # the alarm is read by a nurse: it names the monitor and where it is plugged;
-                # the driver's own error (errno, pyserial's wording) is for the log
-                log.warning(
-                    "event=device_lost device=%s connection=%r error=%r",
-                    name,
-                    self._connection[name],
-                    status.last_error,
-                )
-                if SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active:
-                    self.bed.condition(
-                        SystemAlarm.DEVICE_DISCONNECTED,
-                        active=False,
-                        message=f"monitor {name} lost as well",
-                    )
-                self.bed.condition(
-                    SystemAlarm.DEVICE_DISCONNECTED,
-                    active=True,
-                    param=name,
-                    message=self._lost_message(),
-                )
-        elif status.state is LinkState.CONNECTED and name in self._devices_down:
-            del self._devices_down[name]
+        if status.state is LinkState.BACKING_OFF and name not in self._devices.down:
+            # the alarm is read by a nurse: it names the monitor and where it is plugged;
+            # the driver's own error (errno, pyserial's wording) is for the log
+            log.warning(
+                "event=device_lost device=%s connection=%r error=%r",
+                name,
+                self._devices.connections[name],
+                status.last_error,
+            )
+        elif status.state is LinkState.CONNECTED and name in self._devices.down:
             log.info("event=device_back device=%s", name)
-            if not self._devices_down:
-                self.bed.condition(
-                    SystemAlarm.DEVICE_DISCONNECTED,
-                    active=False,
-                    param=name,
-                    message=f"monitor {name}: data again",
-                )
+        active = SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active
+        self._apply(
+            self._devices.changed(name, status.state, status.last_error, alarm_active=active)
+        )
 
-    def _lost_message(self) -> str:
-        """`no data from monitor ox (port /dev/ttyUSB0)`, or every monitor down, for a person."""
-        down = [f"{d} ({self._connection[d]})" for d in self._devices_down]
-        return f"no data from monitor{'s' if len(down) > 1 else ''} {', '.join(down)}"
+    def _apply(self, conditions: list[Condition]) -> None:
+        for c in conditions:
+            self.bed.condition(c.code, active=c.active, message=c.message, param=c.param)
 
     def _ward_link_changed(self, status: LinkStatus) -> None:
         if status.state is LinkState.CONNECTED:
@@ -280,31 +255,17 @@ class Daemon:
             self._ward_down_since = time.monotonic()
 
     def _ward_check(self) -> None:
-        """`WARD_LINK_DOWN` while the broker is out of reach, or takes no alarm, for its limit.
-
-        A link that reconnects only to fail again (an ACL that refuses the bed's alarms, a
-        flapping network) never stays down for long: alarms waiting without any PUBACK for as
-        long count the same. Cleared once the link is up and alarms move again; the clearing
-        is queued behind the events raised meanwhile, so the ward gets them all, in seq order,
-        with their own times (issue 6, item 3).
-        """
-        limit = self.settings.timeouts.ward_link_down_s
+        """`WARD_LINK_DOWN` by the rule of `monitor.conditions.ward_link`."""
         since = self._ward_down_since
-        down = since is not None and time.monotonic() - since >= limit
-        stalled = self.ward.stalled_s() >= limit
-        active = SystemAlarm.WARD_LINK_DOWN in self.core.engine.active
-        if (down or stalled) and not active:
-            reason = self.ward.status.last_error or "no connection"
-            what = "out of reach" if down else "takes no alarm"
-            self.bed.condition(
-                SystemAlarm.WARD_LINK_DOWN,
-                active=True,
-                message=f"ward broker {what} for {limit:g} s: {reason}",
-            )
-        elif active and since is None and not stalled:
-            self.bed.condition(
-                SystemAlarm.WARD_LINK_DOWN, active=False, message="ward broker reachable again"
-            )
+        condition = ward_link(
+            down_for_s=None if since is None else time.monotonic() - since,
+            stalled_s=self.ward.stalled_s(),
+            limit_s=self.settings.timeouts.ward_link_down_s,
+            alarm_active=SystemAlarm.WARD_LINK_DOWN in self.core.engine.active,
+            error=self.ward.status.last_error,
+        )
+        if condition is not None:
+            self._apply([condition])
 
     def _shed_count(self) -> int:
         """Samples shed so far: the drivers' full incoming queues and the bed's sample queue."""

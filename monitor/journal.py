@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast, get_args
 
 from kernel.vocabulary import Param, Sample
 from monitor.storage import StorageHealth, is_storage_error
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS journal_meta (
 """
 
 InputKind = Literal["samples", "tick", "command", "condition"]
+_INPUT_KINDS: Final[tuple[str, ...]] = get_args(InputKind)
 _DAY_S: Final = 86400.0
 
 
@@ -333,6 +334,13 @@ class Journal:
 
 
 def _input(row: tuple[int, float, str, str]) -> Input:
+    """One journal row as an `Input`.
+
+    Raises:
+        ValueError: the row's kind is not an input kind (a journal written by something else,
+            or damaged); `resume` then starts afresh and says so (MONITORING_GAP).
+    """
     id_, t, kind, data = row
-    assert kind in ("samples", "tick", "command", "condition")
-    return Input(id_, t, kind, json.loads(data))  # type: ignore[arg-type]
+    if kind not in _INPUT_KINDS:
+        raise ValueError(f"journal input {id_}: kind {kind!r} is not one of {_INPUT_KINDS}")
+    return Input(id_, t, cast("InputKind", kind), json.loads(data))

@@ -170,7 +170,7 @@ async def test_a_second_lost_monitor_is_announced_too(tmp_path: Path) -> None:
     )
     async with Daemon(settings, load_policy()) as daemon:
         async with asyncio.timeout(10):
-            while len(daemon._devices_down) < 2:  # noqa: ASYNC110 - watching from outside
+            while len(daemon._devices.down) < 2:  # noqa: ASYNC110 - watching from outside
                 await asyncio.sleep(0.02)
         events = [
             (e.payload["state"], e.payload["message"])
@@ -202,7 +202,7 @@ async def test_a_lost_monitor_is_named_for_a_person_and_the_error_goes_to_the_lo
     caplog.set_level(logging.INFO)
     async with Daemon(settings, load_policy()) as daemon:
         async with asyncio.timeout(10):
-            while len(daemon._devices_down) < 2:  # noqa: ASYNC110 - watching from outside
+            while len(daemon._devices.down) < 2:  # noqa: ASYNC110 - watching from outside
                 await asyncio.sleep(0.02)
         messages = [
             e.payload["message"]

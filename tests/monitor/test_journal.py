@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -356,3 +357,19 @@ async def test_a_journal_that_cannot_be_replayed_does_not_keep_the_bed_from_star
             e.payload for e in daemon.outbox.peek() if e.payload["code"] == "MONITORING_GAP"
         ]
         assert "could not be restored" in event["message"]
+
+
+def test_a_row_of_no_input_kind_is_a_located_error_not_an_assert(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    first = journal.record("tick", T0, {"tick": T0})
+    journal.close()
+    # a journal damaged, or written by something else, holds a kind the bed never writes
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO inputs (t, kind, data) VALUES (?, 'pump', '{}')", (T0 + 1,))
+    journal = Journal(path, readonly=True)
+    try:
+        with pytest.raises(ValueError, match=rf"journal input {first + 1}: kind 'pump'"):
+            list(journal.inputs())
+    finally:
+        journal.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import subprocess
@@ -9,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from monitor.logs import setup_logging
 from tests.helpers import free_port
 
 SECRET = "s3cr3t-broker-pass"  # noqa: S105 - a value the test looks for in the output
@@ -46,3 +50,31 @@ def test_password_never_appears_in_the_logs(tmp_path: Path) -> None:
     lines = [line for line in out.splitlines() if line.strip()]
     assert lines
     assert all(LINE.match(line) for line in lines), lines
+
+
+def test_values_are_quoted_so_every_line_splits_into_its_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logger = logging.getLogger("vigil")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    setup_logging()
+    try:
+        logging.getLogger("vigil.test").warning(
+            "event=device_lost device=%s connection=%s error=%r n=%d lag_s=%.1f",
+            "ox",
+            "port /dev/ttyUSB0",
+            "ENOENT: No such file",
+            3,
+            0.25,
+        )
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+    line = capsys.readouterr().out.strip()
+    fields = line.split(" ", 3)[3]  # after the time, level and logger
+    assert fields == (
+        'event=device_lost device=ox connection="port /dev/ttyUSB0" '
+        'error="ENOENT: No such file" n=3 lag_s=0.2'
+    )
+    # every field reads back as key=value by logfmt's rule (a quoted value may hold spaces)
+    pairs = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', fields)
+    assert [k for k, _ in pairs] == ["event", "device", "connection", "error", "n", "lag_s"]

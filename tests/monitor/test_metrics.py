@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import socket
 import time
 import urllib.error
@@ -17,6 +18,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from alarms.policy import load_policy
@@ -450,3 +453,64 @@ async def test_a_busy_metrics_address_stops_the_daemon_from_starting(
         with pytest.raises(MetricsListenError, match=f"127.0.0.1:{port}.*address already in use"):
             async with Daemon(settings, load_policy()):
                 raise AssertionError("the daemon started")
+
+
+_LINE_END = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
+_REQUESTS = st.one_of(
+    st.binary(max_size=600),
+    st.builds(
+        lambda method, target, version, end, headers, tail: (
+            method + b" " + target + b" " + version + end + b"".join(headers) + tail
+        ),
+        st.sampled_from([b"GET", b"HEAD", b"POST", b"get", b"", b"GET GET", b"\x00"]),
+        st.sampled_from([b"/metrics", b"/", b"/metrics?x=1", b"", b"*", b"/%00", b"/" * 300]),
+        st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"", b"http/1.1"]),
+        _LINE_END,
+        st.lists(
+            st.builds(
+                lambda k, v, e: k + b": " + v + e,
+                st.binary(max_size=20),
+                st.binary(max_size=40),
+                _LINE_END,
+            ),
+            max_size=5,
+        ),
+        st.sampled_from([b"\r\n", b"\r\n\r\n", b"", b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]),
+    ),
+    st.integers(8000, 9000).map(lambda n: b"GET /metrics HTTP/1.1\r\nX: " + b"a" * n),
+)
+_STATUS = re.compile(rb"HTTP/1\.1 (200|400|404|405|431) [A-Za-z ]+\r\n")
+
+
+async def test_malformed_requests_get_an_answer_or_a_close_and_never_break_the_server() -> None:
+    # issue 18 item 6: the endpoint faces the ward network; whatever bytes arrive (hypothesis
+    # makes them), over a real socket, it answers with a status line or hangs up, and serves
+    # the next scrape as before
+    metrics = Metrics(version="1")
+    port = free_port()
+    server = await metrics.serve(f"127.0.0.1:{port}")
+    try:
+
+        @settings(max_examples=150, deadline=None)
+        @given(_REQUESTS)
+        def probe(request: bytes) -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(request)
+                sock.shutdown(socket.SHUT_WR)  # no more: an incomplete head ends here
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            answer = b"".join(chunks)
+            if not answer:
+                # hung up without a word: only a head that never ended may get that
+                assert b"\r\n\r\n" not in request[: 8192 + 4]
+                return
+            assert _STATUS.match(answer), answer[:80]
+
+        await asyncio.to_thread(probe)
+        assert (await get(port, "/metrics"))[0] == 200
+        async with asyncio.timeout(5):
+            while server.connections:  # noqa: ASYNC110 - every probe's connection gone
+                await asyncio.sleep(0.01)
+    finally:
+        await server.close()
