@@ -64,10 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# A module whose clocks run many times faster than real time: a scheduling stall of 0.2 s is
+# A module whose clocks run many times faster than real time: a scheduling stall of 0.1 s is
 # tens of simulated seconds there, enough to re-stamp samples or raise a no-data alarm the test
-# does not expect. pytest-xdist (scripts/test, --dist loadgroup) runs such tests one at a time,
-# on one worker, beside the others.
+# does not expect. scripts/pytest runs these alone, after the others have run in parallel.
 _FAST_CLOCK = re.compile(r"SimulatedClock|[\"']--speed[\"']|[\"']speed[\"']\s*:")
 
 
@@ -76,11 +75,19 @@ def _uses_a_fast_clock(path: Path) -> bool:
     return _FAST_CLOCK.search(path.read_text(encoding="utf-8")) is not None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the tests of fast-clock modules in one xdist group (see `_FAST_CLOCK`)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under scripts/pytest, keep the pass's half of the tests (see `_FAST_CLOCK`)."""
+    phase = os.environ.get("VIGIL_TEST_PASS")
+    if phase not in {"parallel", "fast-clock"}:
+        return  # plain pytest: every test
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
-        if item.path.suffix == ".py" and _uses_a_fast_clock(item.path):
-            item.add_marker(pytest.mark.xdist_group("fast_clock"))
+        fast = item.path.suffix == ".py" and _uses_a_fast_clock(item.path)
+        (keep if fast == (phase == "fast-clock") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
