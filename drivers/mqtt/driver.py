@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.base import DeviceError, DriverStats, nothing
@@ -48,6 +50,8 @@ DROP_OVERLOAD: Final = "overload"  # shed from a full incoming queue (`_shedding
 
 # The subscription QoS: the broker keeps QoS 1 messages for us in flight, QoS 0 it may lose.
 _QOS: Final = 1
+# Packets read per readable-socket callback (`_read_in_bursts`).
+READ_BURST: Final = 64
 
 
 class MqttMonitorDriver:
@@ -186,7 +190,7 @@ class MqttMonitorDriver:
                 certfile=_str_or_none(broker.cert_file),
                 keyfile=_str_or_none(broker.key_file),
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             broker.host,
             broker.port,
             username=broker.username,
@@ -206,6 +210,8 @@ class MqttMonitorDriver:
                 protocol, broker.session_expiry_s if self._persistent else 0
             ),
         )
+        _read_in_bursts(client._client)  # noqa: SLF001 - aiomqtt does not expose the read loop
+        return client
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         topic = self._settings.topic
@@ -261,6 +267,49 @@ def _shedding_queue(stats: DriverStats) -> type[asyncio.Queue[aiomqtt.Message]]:
             super().put_nowait(item)
 
     return SheddingQueue
+
+
+def _read_in_bursts(paho: PahoClient, most: int = READ_BURST) -> None:
+    """Make `paho` read up to `most` packets each time its socket is readable, not one.
+
+    aiomqtt calls paho's `loop_read` once per readable event of the event loop, and paho then
+    reads one packet (its `max_packets` is ignored for incoming QoS 0/1 messages). So the
+    driver read one sample per turn of the event loop, at whatever pace the rest of the bed
+    left it: a monitor publishing faster than that (5,000 samples/s against a bed that takes
+    ~3,000) built its backlog in the socket and the broker's queue for this client, ahead of
+    the shedding queue, uncounted, and a zero-delay alarm waited behind all of it (issue 17,
+    item 5: 3.8-8.8 s at 5,000/s, measured by tests/monitor/test_overload.py). Reading until
+    the socket is empty (or `most` packets) moves the backlog into the bounded queue
+    (`_shedding_queue`), where the oldest are shed and counted and the newest samples go on
+    (0.05-0.8 s then, same test, same machine).
+
+    Uses paho's own `_packet_read`, as `loop_read` does (paho-mqtt 2.x, which aiomqtt 2
+    requires); tests/drivers/mqtt exercise it on every connect, reconnect and message.
+    """
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:  # noqa: ARG001 - paho's signature
+        read = 0
+        for _ in range(most):
+            if paho._sock is None:  # noqa: SLF001 - see above
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = paho._packet_read()  # noqa: SLF001
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+            if rc > 0:
+                return paho._loop_rc_handle(rc)  # noqa: SLF001
+            read += 1
+        # only after a burst of messages on an established session, never after the CONNACK
+        # alone: writing from here right after it broke reconnecting
+        # (tests/drivers/mqtt/test_mqtt_driver.py, the broker coming back)
+        if read > 1 and paho.is_connected() and paho.want_write():
+            # The PUBACKs of what was just read go out now, not at the next writable turn
+            # of the event loop: the broker sends a QoS 1 subscriber only so many messages
+            # unacknowledged (mosquitto's max_inflight_messages, 20), so a late PUBACK
+            # throttles the stream and the backlog waits in the broker's queue instead.
+            return paho.loop_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    paho.loop_read = loop_read  # type: ignore[method-assign]
 
 
 def _cancelling() -> bool:
