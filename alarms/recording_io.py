@@ -292,6 +292,9 @@ _CONVERT: Final = pacsv.ConvertOptions(
     column_types={"t": pa.float64(), "param": pa.string(), "value": pa.float64()},
     null_values=[""],
     strings_can_be_null=False,
+    # bytes that are not UTF-8 are no name of the vocabulary and no number: such a block goes
+    # to the line-by-line reader, which names the line
+    check_utf8=False,
 )
 _EVENT_FIELD: Final = f",{EVENT},".encode()
 # a stand-in number for each session step: far outside every physiological range, and checked
