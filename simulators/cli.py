@@ -177,11 +177,13 @@ async def _run_lan_monitor(args: argparse.Namespace, clock: Clock, stats: Publis
         clock=clock, scenario=args.scenario, host=host, port=port, discovery=discovery,
         seed=args.seed,
     )  # fmt: skip
-    async with monitor:
-        _say(f"serving Data Export on udp {monitor.address[0]}:{monitor.address[1]}")
-        await monitor.done.wait()
-    stats.samples = monitor.sent
-    return monitor.sent
+    try:
+        async with monitor:
+            _say(f"serving Data Export on udp {monitor.address[0]}:{monitor.address[1]}")
+            await _play_with_faults(monitor, args)
+    finally:
+        stats.samples = monitor.stats.samples
+    return monitor.stats.samples
 
 
 def _simulator(spec: DeviceSpec) -> DeviceSimulator:
@@ -237,8 +239,6 @@ def _tcp_usage_error(args: argparse.Namespace) -> str | None:
 def _udp_usage_error(args: argparse.Namespace) -> str | None:
     if args.udp is None:
         return f"{args.device} is a LAN monitor: give --udp HOST:PORT"
-    if args.fault:
-        return "--fault applies to serial monitors only"
     return None
 
 

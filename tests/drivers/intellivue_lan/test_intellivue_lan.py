@@ -37,6 +37,7 @@ from simulators.capture import record_frames
 from simulators.intellivue import IntelliVueLanSide
 from simulators.intellivue_lan import IntelliVueLanMonitor
 from simulators.scenarios import build_scenario
+from simulators.serial_monitor import Fault
 from tests.drivers.intellivue.test_intellivue_codec import (
     AARE,
     EXT_ROLRS,
@@ -246,8 +247,10 @@ async def test_damaged_datagrams_are_counted_and_the_stream_goes_on() -> None:
         sink = ListSink()
         async with running(driver, sink) as task:
             await sink.wait_for(3)
-            monitor.inject(b"\x00garbage")  # no Data Export message
-            monitor.inject(EXT_ROLRS[:-3])  # a result cut short
+            # a datagram of garbage before the next message, then a message cut in half (a
+            # bit flipped is no fault UDP lets through: its checksum drops the datagram)
+            monitor.inject(Fault.GARBAGE)
+            monitor.inject(Fault.TRUNCATE)
             await sink.wait_for(len(sink.of(Param.HR)) + 5)
             assert not task.done()
         assert task.cancelled()
