@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import BrokerProcess
 
 DEPS = (
-    "import aiomqtt, numpy, pydantic, pydantic_settings, prometheus_client, serial, "
+    "import aiomqtt, numpy, pydantic, prometheus_client, serial, "
     "serial_asyncio_fast, amqtt"
 )
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,8 +1,14 @@
 """The bed config: TOML at the edge, typed models inside (docs/ARCHITECTURE.md "Config file").
 
 Load with `load_settings(path)`. Environment variables `VIGIL_<SECTION>__<KEY>` override the file
-(e.g. `VIGIL_BROKER__URL`, `VIGIL_BROKER__PASSWORD`), so secrets need not live in the file. Every
-problem is reported with the file, the dotted key and the reason (`ConfigError`).
+(e.g. `VIGIL_BROKER__URL`, `VIGIL_BROKER__PASSWORD`), so secrets need not live in the file; each
+further `__` reaches one table deeper, and `VIGIL_DRIVERS__<DEVICE_ID>__<KEY>` the `[[drivers]]`
+entry of that device (`VIGIL_DRIVERS__OX__PORT=/dev/ttyUSB1`). Every problem is reported with
+the file, the dotted key and the reason (`ConfigError`).
+
+The overrides are read here rather than with pydantic-settings: its sources cannot reach one
+entry of a list (`[[drivers]]`) by a key of the entry, and they read the process environment
+only, where `load_settings` takes the environment as an argument (tests, `vigil check-config`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,19 +147,51 @@ class Settings(ConfigModel):
 
 
 _ENV_PREFIX = "VIGIL_"
-_SECTIONS = frozenset({"bed", "broker", "journal", "alarms", "metrics", "timeouts", "clock"})
+# the tables an environment variable may reach: every section of the file but the drivers,
+# which are reached by device id (`_env_overrides`)
+_SECTIONS = frozenset(set(Settings.model_fields) - {"drivers"})
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
-    """`VIGIL_BROKER__URL=...` → {"broker": {"url": ...}} (one nesting level, like the file)."""
-    out: dict[str, dict[str, str]] = {}
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The environment's overrides: (sections, drivers by device id).
+
+    `VIGIL_BROKER__URL=...` gives {"broker": {"url": ...}}; each further `__` goes one table
+    deeper (`VIGIL_ALARMS__X__Y`). `VIGIL_DRIVERS__<DEVICE_ID>__<KEY>` reaches the `[[drivers]]`
+    entry of that device (ids compared without case, as variable names are written in capitals).
+    Names are read without case; anything else under `VIGIL_` is not an override.
+    """
+    sections: dict[str, Any] = {}
+    drivers: dict[str, dict[str, Any]] = {}
     for name, value in environ.items():
         if not name.startswith(_ENV_PREFIX) or "__" not in name:
             continue
-        section, _, key = name[len(_ENV_PREFIX) :].lower().partition("__")
-        if section in _SECTIONS and key:
-            out.setdefault(section, {})[key] = value
-    return out
+        path = name[len(_ENV_PREFIX) :].lower().split("__")
+        if not all(path):
+            continue
+        if path[0] == "drivers" and len(path) >= 3:
+            node = drivers.setdefault(path[1], {})
+            path = path[2:]
+        elif path[0] in _SECTIONS:
+            node = sections
+        else:
+            continue
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                break  # a shorter variable named this key already: the value wins
+            node = child
+        else:
+            node[path[-1]] = value
+    return sections, drivers
+
+
+def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        node = into.get(key)
+        if isinstance(value, dict) and isinstance(node, dict):
+            _merge(node, value)
+        else:
+            into[key] = value
 
 
 def parse_settings(data: dict[str, Any], *, file: str) -> Settings:
@@ -204,10 +243,27 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
     """
     file = str(path)
     data = read_toml(path)
-    for section, values in _env_overrides(dict(os.environ if environ is None else environ)).items():
-        node = data.setdefault(section, {})
-        if isinstance(node, dict):
-            node.update(values)
+    sections, drivers = _env_overrides(os.environ if environ is None else environ)
+    _merge(data, sections)
+    entries = data.get("drivers")
+    for device, values in drivers.items():
+        found = [
+            d
+            for d in (entries if isinstance(entries, list) else [])
+            if isinstance(d, dict) and str(d.get("device_id", "")).lower() == device
+        ]
+        if not found:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        file=file,
+                        key="drivers",
+                        reason=f"{_ENV_PREFIX}DRIVERS__{device.upper()}__…: "
+                        f"no [[drivers]] entry has device_id {device!r}",
+                    )
+                ]
+            )
+        _merge(found[0], values)
     base = path.parent
     for section, key in (("journal", "path"), ("alarms", "policy")):
         node = data.get(section)

@@ -449,3 +449,38 @@ def test_a_bad_driver_broker_url_never_shows_its_password(tmp_path: Path) -> Non
     assert "s3cret" not in str(e.value)
     (problem,) = e.value.problems
     assert problem.key == "drivers[0].broker_url"
+
+
+def test_env_overrides_reach_nested_tables_and_a_driver_by_its_device_id(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BED
+        + '[commands.principals.station-w1]\nmay = ["acknowledge"]\n'
+        + '[[drivers]]\nkind = "masimo"\ndevice_id = "ox"\nport = "/dev/ttyUSB0"\n'
+        + MQTT_DRIVER,
+    )
+    s = load_settings(
+        path,
+        environ={
+            # three levels deep: [commands.principals.station-w1] speaks_for_others
+            "VIGIL_COMMANDS__PRINCIPALS__STATION-W1__SPEAKS_FOR_OTHERS": "true",
+            # the [[drivers]] entry whose device_id is ox (names are read without case)
+            "VIGIL_DRIVERS__OX__PORT": "/dev/ttyUSB1",
+            "VIGIL_DRIVERS__OX__QUIET_S": "7.5",
+        },
+    )
+    assert s.commands.principals["station-w1"].speaks_for_others is True
+    assert s.commands.principals["station-w1"].may == ["acknowledge"]
+    ox = next(d for d in s.drivers if d.device_id == "ox")
+    assert (getattr(ox, "port", None), getattr(ox, "quiet_s", None)) == ("/dev/ttyUSB1", 7.5)
+    mon1 = next(d for d in s.drivers if d.device_id == "mon1")
+    assert getattr(mon1, "topic", None) == "monitors/mon1/samples"
+
+
+def test_an_override_for_a_device_the_file_lacks_is_a_located_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, BED + MQTT_DRIVER)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={"VIGIL_DRIVERS__PUMP__PORT": "/dev/ttyUSB1"})
+    (problem,) = err.value.problems
+    assert (problem.file, problem.key) == (str(path), "drivers")
+    assert "no [[drivers]] entry has device_id 'pump'" in problem.reason
