@@ -68,7 +68,7 @@ class DeterminationMemory:
     """The last cuff determination passed on, for protocols that repeat it without a time.
 
     A monitor that shows the last NIBP determination in every message (Ivy 450C ANSAR-B,
-    docs/devices.md §2.5) or resends it (Mindray HL7, §3) gives no measurement time to tell a
+    docs/devices.md §2.5) or resends it (Mindray HL7, §3.1) gives no measurement time to tell a
     new determination from the displayed one: a determination is new when its (sys, dia, mean)
     differ from the last one passed on, so two in a row with the very same values are one.
     Kept by a driver across reconnections, so a reconnect does not pass the displayed

@@ -2,7 +2,7 @@
 
 Reuses `drivers.mindray_hl7.codec.encode_group`, so the simulator and the driver agree by
 construction; the parser is tested on messages written by hand from public captures of the
-dialect (docs/devices.md §3).
+dialect (docs/devices.md §3.1).
 """
 
 from __future__ import annotations

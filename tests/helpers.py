@@ -261,8 +261,9 @@ def write_bed_config(
     speed: float | None = None,
     anchor: float | None = None,
     extra: str = "",
+    bed: str = "b1",
 ) -> Path:
-    """A bed config for a `vigil run` under test: bed w1/b1 on `broker`, journal beside it.
+    """A bed config for a `vigil run` under test: bed w1/`bed` on `broker`, journal beside it.
 
     Metrics are off (one port fewer to clash on). `driver` is the body of the one
     `[[drivers]]` entry; with `speed` the daemon runs on a simulated clock from `anchor`;
@@ -271,7 +272,7 @@ def write_bed_config(
     protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
     clock = f"[clock]\nspeed = {speed}\nanchor = {anchor}\n" if speed is not None else ""
     path.write_text(
-        f'[bed]\nward = "w1"\nbed = "b1"\n'
+        f'[bed]\nward = "w1"\nbed = "{bed}"\n'
         f'[broker]\nurl = "{broker.url}"\nprotocol = "{protocol}"\n'
         f'[journal]\npath = "{path.parent / "journal.sqlite"}"\n'
         f"[metrics]\nenabled = false\n{clock}{extra}"

@@ -1,4 +1,4 @@
-r"""Sans-I/O codec for the HL7 v2.3.1 ORU messages Mindray monitors send (docs/devices.md §3).
+r"""Sans-I/O codec for the HL7 v2.3.1 ORU messages Mindray monitors send (docs/devices.md §3.1).
 
 Mindray BeneView and ePM monitors (and their eGateway) push unsolicited ORU^R01 messages over
 MLLP (`kernel.mllp`), one message per parameter group a second, in their own dialect::
@@ -65,7 +65,7 @@ __all__ = [
     "parse_message",
 ]
 
-# docs/devices.md §3: the vendor code of each parameter Vigil reads
+# docs/devices.md §3.1: the vendor code of each parameter Vigil reads
 VENDOR_CODES: Final[Mapping[int, Param]] = MappingProxyType(
     {
         101: Param.HR,

@@ -16,7 +16,7 @@ __all__ = ["MindrayHl7Driver"]
 class MindrayHl7Driver(TcpDriver):
     """A Mindray BeneView / ePM monitor's HL7 output (`[[drivers]] kind = "mindray-hl7"`).
 
-    Quiet time: `drivers/mindray_hl7/spec.py` (docs/devices.md §3). The last NIBP
+    Quiet time: `drivers/mindray_hl7/spec.py` (docs/devices.md §3.1). The last NIBP
     determination passed on is remembered across connections (`DeterminationMemory`).
     """
 

@@ -1,4 +1,4 @@
-"""Mindray HL7 v2.3.1 over MLLP/TCP's spec (docs/devices.md §3)."""
+"""Mindray HL7 v2.3.1 over MLLP/TCP's spec (docs/devices.md §3.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mindray HL7 codec and driver: messages by hand from the dialect (docs/devices.md §3), ACKs."""
+"""Mindray HL7 codec and driver: messages by hand from the dialect (docs/devices.md §3.1), ACKs."""
 
 from __future__ import annotations
 
