@@ -45,6 +45,8 @@ def _simulate(*argv: str) -> int:
         (("mqtt-monitor", "--scenario", "x", "--mqtt", "mqtt://h"), "unknown scenario 'x'"),
         (("mqtt-monitor", "--serial", "/dev/ttyUSB0"), "publishes over MQTT: give --mqtt URL"),
         (("mqtt-monitor", "--mqtt", "mqtts://h:8883"), "broker URL must be mqtt://"),
+        (("mindray-hl7", "--serial", "/dev/ttyS0"), "network monitor: give --tcp HOST:PORT"),
+        (("mindray-hl7", "--tcp", "127.0.0.1:99999"), "network monitor: give --tcp HOST:PORT"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(
