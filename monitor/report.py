@@ -13,11 +13,10 @@ Times are shown in one time zone (the machine's, unless the caller passes `tz`):
 as ISO 8601 with their offset, the chart's x axis as minutes since the session opened, its
 label naming the clock time and offset of minute 0.
 
-Baseline: the journal's session record does not keep the alarm engine's baseline (docs/ALARMS.md
-"Baseline"). When a record has one (a ``baseline`` object with ``sys0``, ``dia0``, ``hr0``,
-``spo2_0``) it is shown as the session baseline; otherwise the report recomputes the same
-medians from the journaled samples (SYS/DIA: every `pre` determination; HR, SpO2: the last
-300 s of `pre`) and labels them "pre-infusion median", since they are not the engine's record.
+Baseline: the report replays the session's journaled inputs through a fresh bed core with the
+bed's policy (`monitor.recovery.apply_input`, the function resume uses), so its baseline is the
+alarm engine's own (docs/ALARMS.md "Baseline": the policy's window, HRE), never re-derived. Only
+when the replay takes none (no infusion start) is a baseline the session record kept shown.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import io
 import json
 import math
 import re
-import statistics
 import sys
 import textwrap
 from collections import Counter
@@ -40,10 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from alarms.engine import Baseline as EngineBaseline
+from alarms.policy import Policy, load_policy
+from kernel.configfile import ConfigError
 from kernel.vocabulary import Param
 from monitor import sessions
 from monitor.export import UsageError, open_journal
 from monitor.journal import Journal, SessionRecord
+from monitor.recovery import apply_input
+from monitor.session import BedCore
+from monitor.settings import load_settings
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,7 +75,6 @@ HONESTY: Final = "Decision support, not a certified medical device"
 INSTALL_HINT: Final = "pip install 'vigil[report]'"
 PRIORITY_COLOURS: Final = {"high": "#d62728", "medium": "#f39c12", "low": "#17becf"}
 PHASE_COLOURS: Final = {"pre": "#9e9e9e", "infusion": "#ab47bc", "post": "#42a5f5"}
-BASELINE_WINDOW_S: Final = 300.0  # docs/ALARMS.md "Baseline": HR0, SPO2_0 on the last 300 s of pre
 _DPI: Final = 110
 # the overrides a discharge can go through on, and how the discharge decision names each
 _DISCHARGE_OVERRIDES: Final = {
@@ -238,13 +241,20 @@ def find_session(journal: Journal, session: str) -> SessionRecord:
         raise ReportError(str(exc), status=1) from None
 
 
-def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None) -> ReportData:
+def build_report(
+    journal: Journal,
+    session: str,
+    *,
+    tz: dt.tzinfo | None = None,
+    policy: Policy | None = None,
+) -> ReportData:
     """Gather the report of `session` (an id or a unique prefix of one) from `journal`.
 
     The samples are those of the journal's inputs from the session's first input (the
     `open_session` command) to its last (the `discharge` command; for a session still open,
     up to the next session's first input or the journal's end), as the bed processed them.
-    `tz` is the time zone the facts are given in (None: the machine's local rules).
+    `tz` is the time zone the facts are given in (None: the machine's local rules). `policy`
+    is the bed's alarm policy (None: the shipped one), which the inputs are replayed with.
 
     Raises:
         ReportError: no such session, or an ambiguous prefix.
@@ -258,8 +268,12 @@ def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None)
     raw: dict[Param, tuple[list[float], list[float]]] = {}
     discharge_user: str | None = None
     last_t = record.opened_t
+    core = BedCore(policy or load_policy(), ward="report", bed="report")
     for item in journal.inputs(after=record.first_input - 1, until=until):
         last_t = max(last_t, item.t)
+        if core.engine.baseline is None:
+            # the engine takes its baseline at infusion start: the rest need not be replayed
+            apply_input(core, item)
         if item.kind == "samples":
             for t, param, value, valid, *_ in item.data:
                 ts, vs = raw.setdefault(Param(param), ([], []))
@@ -289,7 +303,7 @@ def build_report(journal: Journal, session: str, *, tz: dt.tzinfo | None = None)
         series=series,
         phases=_phases(record.opened_t, start, stop, end),
         alarms=_alarm_marks(journal.events(record.session_id)),
-        baseline=_baseline(info.get("baseline"), series, start),
+        baseline=_baseline(core.engine.baseline, info.get("baseline")),
         overrides=tuple(_override(o) for o in info.get("overrides", [])),
         scores=tuple(info.get("scores", [])),
         cns_depressants=bool(info.get("cns_depressants", False)),
@@ -389,7 +403,16 @@ def _alarm_marks(events: Iterable[Mapping[str, Any]]) -> tuple[AlarmMark, ...]:
     )
 
 
-def _baseline(stored: Any, series: Mapping[Param, Series], start: float | None) -> Baseline:
+def _baseline(replayed: EngineBaseline | None, stored: Any) -> Baseline:
+    if replayed is not None:
+        return Baseline(
+            source="session baseline",
+            sys=replayed.sys0,
+            dia=replayed.dia0,
+            hr=replayed.hr0,
+            spo2=replayed.spo2_0,
+            determinations=replayed.pre_determinations,
+        )
     if isinstance(stored, Mapping):
         return Baseline(
             source="session baseline",
@@ -399,25 +422,13 @@ def _baseline(stored: Any, series: Mapping[Param, Series], start: float | None) 
             spo2=_opt_float(stored.get("spo2_0")),
             determinations=stored.get("pre_determinations"),
         )
-    limit = math.inf if start is None else start
-
-    def pre(param: Param, since: float = -math.inf) -> list[float]:
-        s = series.get(param, Series((), ()))
-        return [
-            v for t, v in zip(s.t, s.value, strict=True) if since <= t < limit and not math.isnan(v)
-        ]
-
-    sys0, dia0 = pre(Param.NIBP_SYS), pre(Param.NIBP_DIA)
-    since = limit - BASELINE_WINDOW_S
-    hr = pre(Param.HR, since) or pre(Param.PR, since)
-    spo2 = pre(Param.SPO2, since)
     return Baseline(
-        source="pre-infusion median" if start is not None else "pre-phase median (no infusion)",
-        sys=statistics.median(sys0) if sys0 else None,
-        dia=statistics.median(dia0) if dia0 else None,
-        hr=statistics.median(hr) if hr else None,
-        spo2=statistics.median(spo2) if spo2 else None,
-        determinations=min(len(sys0), len(dia0)),
+        source="none taken: no infusion started",
+        sys=None,
+        dia=None,
+        hr=None,
+        spo2=None,
+        determinations=None,
     )
 
 
@@ -889,7 +900,9 @@ th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; verti
 # ---------------------------------------------------------------------- the command
 
 
-def write_report(journal: Journal, session: str, out: Path) -> ReportData:
+def write_report(
+    journal: Journal, session: str, out: Path, *, policy: Policy | None = None
+) -> ReportData:
     """Build the report of `session` and write it to `out` (``.png`` or ``.html``).
 
     Raises:
@@ -900,7 +913,7 @@ def write_report(journal: Journal, session: str, out: Path) -> ReportData:
     if suffix not in {".png", ".html", ".htm"}:
         raise ReportError(f"--out must end in .png or .html, not {out.name!r}", status=2)
     _require_matplotlib()
-    data = build_report(journal, session)
+    data = build_report(journal, session, policy=policy)
     try:
         if suffix == ".png":
             out.write_bytes(render_png(data))
@@ -909,6 +922,19 @@ def write_report(journal: Journal, session: str, out: Path) -> ReportData:
     except OSError as exc:
         raise ReportError(f"cannot write {out}: {exc}") from None
     return data
+
+
+def _policy_of(args: argparse.Namespace) -> Policy:
+    """The alarm policy of the bed config ``--config`` names, else the shipped one.
+
+    Raises:
+        ReportError: the config or its policy is invalid (2).
+    """
+    try:
+        config = getattr(args, "config", None)
+        return load_policy(load_settings(config).alarms.policy if config is not None else None)
+    except ConfigError as exc:
+        raise ReportError(str(exc), status=2) from None
 
 
 def report_main(args: argparse.Namespace) -> int:
@@ -928,7 +954,7 @@ def report_main(args: argparse.Namespace) -> int:
         except UsageError as exc:
             raise ReportError(str(exc), status=2) from None
         try:
-            data = write_report(journal, args.session, out)
+            data = write_report(journal, args.session, out, policy=_policy_of(args))
         finally:
             journal.close()
     except ReportError as exc:

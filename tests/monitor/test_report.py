@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from alarms.policy import load_policy
+from alarms.policy import Policy, load_policy
 from kernel.clock import ManualClock
 from kernel.vocabulary import AlarmEvent, Param, Sample, ScenarioItem, SessionEvent, Step
 from monitor.bed import Bed
@@ -46,11 +47,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class Ward:
     """A bed with a journal and an outbox in one file, driven by a manual clock."""
 
-    def __init__(self, path: Path, start: float) -> None:
+    def __init__(self, path: Path, start: float, policy: Policy | None = None) -> None:
         self.path = path
         self.outbox = Outbox(path)
         self.journal = Journal(path)
-        core = BedCore(load_policy(), ward="w1", bed="b1", seq=self.outbox.last_seq)
+        core = BedCore(policy or load_policy(), ward="w1", bed="b1", seq=self.outbox.last_seq)
         self.clock = ManualClock(start)
         self.bed = Bed(core, clock=self.clock, tick_grace_s=0.0, emit=self._emit,
                        journal=self.journal)  # fmt: skip
@@ -430,3 +431,48 @@ def test_every_override_and_a_discharge_without_vitals(tmp_path: Path) -> None:
             "at 2025-11-27T08:03:23+00:00"
         ),
     ]
+
+
+def test_the_reports_baseline_is_the_engines_for_a_policy_with_its_own_window(
+    tmp_path: Path,
+) -> None:
+    """docs/ALARMS.md "Baseline": HR0 is the median HRE over the policy's window of `pre`.
+
+    With a 120 s window and HR 60 /min for the first 180 s of `pre`, then 90 /min for the last
+    120 s, HR0 is 90 (a fixed 300 s window would say 60). The report takes it by replaying the
+    session through the core, not from the record (removed here) nor re-derived.
+    """
+    shipped = load_policy()
+    policy = shipped.model_copy(
+        update={"baseline": shipped.baseline.model_copy(update={"window_s": 120.0})}
+    )
+    ward = Ward(tmp_path / "journal.sqlite", T0 - 1.0, policy)
+    user = {"user": "nurse.a"}
+    ward.play([Step(T0, SessionEvent.SESSION_START)])
+    for i in range(1, 300):
+        ward.play([vital(T0 + i, Param.HR, 60.0 if i < 180 else 90.0),
+                   vital(T0 + i, Param.SPO2, 98.0)])  # fmt: skip
+        if i in (20, 40):
+            ward.play([vital(T0 + i, Param.NIBP_SYS, 120.0), vital(T0 + i, Param.NIBP_DIA, 80.0)])
+    assert ward.command(T0 + 300, {"cmd": "start_infusion", "request_id": "s", **user})["ok"]
+    engine = ward.bed.core.engine.baseline
+    assert engine is not None
+    assert engine.hr0 == 90.0
+    (record,) = ward.journal.sessions()
+    ward.close()
+    with sqlite3.connect(tmp_path / "journal.sqlite") as db:
+        db.execute("UPDATE sessions SET info = json_remove(info, '$.baseline')")
+    journal = open_journal(tmp_path / "journal.sqlite")
+    try:
+        assert "baseline" not in journal.sessions()[0].info
+        data = build_report(journal, record.session_id, policy=policy)
+        shipped_window = build_report(journal, record.session_id)
+    finally:
+        journal.close()
+    b = data.baseline
+    assert (b.sys, b.dia, b.hr, b.spo2, b.determinations) == (
+        engine.sys0, engine.dia0, engine.hr0, engine.spo2_0, engine.pre_determinations,
+    )  # fmt: skip
+    assert b.hr == 90.0
+    # replayed with the shipped policy's 300 s window, the same inputs give the other HR0
+    assert shipped_window.baseline.hr == 60.0
