@@ -315,3 +315,15 @@ class IntelliVueLanSide(IntelliVueSide):
     """The monitor on the LAN: one message a datagram, no MIB/RS232 framing."""
 
     framed: bool = False
+
+    def corrupt(self, frame: bytes, rng: random.Random) -> bytes:  # noqa: ARG002 - no choice
+        """A datagram damaged where the parser must see it: a length field's bit flipped.
+
+        A bit flipped anywhere on the LAN is dropped by UDP's checksum before any application
+        sees it; what gets through damaged is what a sender got wrong, a length that does not
+        add up (the ROapdus length of a command, the LI of a session message).
+        """
+        i = 7 if frame[:2] == b"\xe1\x00" and len(frame) > 8 else 1
+        if len(frame) <= i:
+            return frame[:-1]
+        return frame[:i] + bytes((frame[i] ^ 0x01,)) + frame[i + 1 :]

@@ -89,9 +89,7 @@ class IntelliVueLanMonitor(SerialMonitor):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         if self._discovery is not None:
-            self._announcing = asyncio.create_task(
-                self._announce(), name="intellivue-lan.announce"
-            )
+            self._announcing = asyncio.create_task(self._announce(), name="intellivue-lan.announce")
         return self
 
     async def __aexit__(

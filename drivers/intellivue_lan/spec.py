@@ -49,5 +49,8 @@ SPEC = DeviceSpec(
     decode="drivers.intellivue_lan.codec:decode_capture",
     # the monitor side, unframed; served over UDP by `vigil simulate intellivue-lan --udp`
     simulator="simulators.intellivue:IntelliVueLanSide",
-    contract=Contract(frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS})),
+    # no framing: a datagram cut short is a message that does not parse, not a cut frame
+    contract=Contract(
+        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}), names_cut_frames=False
+    ),
 )

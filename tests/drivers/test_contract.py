@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import math
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from drivers.spec import DeviceSpec, load
 from kernel.clock import SimulatedClock
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import NIBP_PARAMS, Param, Sample, Step
+from simulators.intellivue_lan import IntelliVueLanMonitor
 from simulators.mqtt_monitor import run_mqtt_monitor
 from simulators.scenarios import build_scenario
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor
@@ -44,12 +46,19 @@ SCENARIO = "hypertensive-surge"
 SEED = 3
 
 
-# the byte-stream devices: serial ones over a pty, network ones over loopback TCP
-STREAM = [s for s in SPECS if s.transport in {"serial", "tcp"}]
+# the byte-stream devices: serial ones over a pty, network ones over loopback TCP, LAN ones
+# over loopback UDP
+STREAM = [s for s in SPECS if s.transport in {"serial", "tcp", "udp"}]
 # every one with its default settings, then with each of its contract's variants
 STREAM_RUNS = [
     (s, variant) for s in STREAM for variant in ((), *s.contract.variants)
 ]  # fmt: skip
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def expected_values(t0: float, param: Param, seed: int = SEED) -> list[float]:
@@ -98,7 +107,16 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     assert spec.simulator is not None
     side: Callable[[], MonitorSide] = load(spec.simulator)
     monitor: SerialMonitor
-    if spec.transport == "tcp":
+    if spec.transport == "udp":
+        # the monitor serves a UDP port the driver polls (IntelliVue on the LAN)
+        port = free_udp_port()
+        driver = make_driver(
+            spec, clock, host="127.0.0.1", udp_port=port, quiet_s=QUIET_S, **variant
+        )
+        monitor = IntelliVueLanMonitor(
+            clock=clock, scenario=SCENARIO, host="127.0.0.1", port=port, seed=SEED, side=side
+        )
+    elif spec.transport == "tcp":
         # the driver listens, the monitor connects to it (as a Mindray monitor's HL7 output)
         port = free_port()
         driver = make_driver(
@@ -229,12 +247,18 @@ async def test_unplug_raises_at_once_and_replug_streams_at_the_same_path(rig: Ri
     sink = ListSink()
     async with running(rig, sink) as (task, _):
         await samples_of(sink, rig.device.contract.params, 3)
-        unplugging = asyncio.create_task(rig.monitor.unplug(1.0))
-        async with asyncio.timeout(0.5):
+        # at once, except over UDP, which has no connection to lose: its quiet time tells, so
+        # the cable stays out long enough for that and for a second run to find nothing
+        udp = rig.device.transport == "udp"
+        unplugging = asyncio.create_task(rig.monitor.unplug(QUIET_S * 3.5 if udp else 1.0))
+        async with asyncio.timeout(QUIET_S * 1.5 if udp else 0.5):
             with pytest.raises(DeviceError):
                 await task
-    # while unplugged, the port cannot be opened (a listening driver waits its quiet time)
-    missing = "no monitor connected" if rig.device.transport == "tcp" else "cannot open"
+    # while unplugged, the port cannot be opened (a listening driver waits its quiet time; a
+    # UDP one hears nothing for it)
+    missing = {"tcp": "no monitor connected", "udp": "no valid frame"}.get(
+        rig.device.transport, "cannot open"
+    )
     with pytest.raises(DeviceError, match=missing):
         async with asyncio.timeout(QUIET_S * 2):
             await rig.driver.run(ListSink())
