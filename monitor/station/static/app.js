@@ -150,6 +150,9 @@ function receive(m) {
       const before = state.beds.get(m.key);
       state.beds.set(m.key, m.bed);
       noteRendered(before, m.bed);
+      // an acknowledgement waiting for the bed is drawn at once: the bed's confirmation may
+      // follow within the same frame, and the pending state is still a state of the alarm
+      if ((m.bed.active || []).some((a) => a.pending)) renderTile(m.bed);
       schedule(m.key);
       break;
     }
