@@ -22,7 +22,17 @@ from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm
 from monitor.authority import CommandSettings, refusal
 from monitor.commands import CommandRejectedError, parse_command
 from monitor.course import course_summary
-from monitor.journal import InputKind, Journal, samples_data
+from monitor.inputs import (
+    Applied,
+    BedInput,
+    CommandInput,
+    ConditionInput,
+    SamplesInput,
+    TickInput,
+    apply,
+    encode,
+)
+from monitor.journal import Journal
 from monitor.queues import SampleQueue
 from monitor.session import BedCore, SessionInfo
 from monitor.timekeeper import ClockChange, Timekeeper
@@ -97,8 +107,7 @@ class Bed:
             batch, changes = self.timekeeper.stamp(batch, now)
             # how far behind its samples the bed is (the newest of the batch, bed seconds)
             self.lag_s = max(0.0, now - max(s.t for s in batch))
-            self._record("samples", now, samples_data(batch))
-            self._emit(self.core.samples(batch), batch)
+            self._emit(self._live(SamplesInput(now, tuple(batch))).events, batch)
             if changes:
                 self._clock_changes(changes)
 
@@ -154,9 +163,18 @@ class Bed:
         kept = record.info if record is not None else {}
         return asdict(before) | {"baseline": kept.get("baseline"), "discharge_t": now}
 
-    def _record(self, kind: InputKind, t: float, data: Any) -> int:
+    def _record(self, item: BedInput) -> int:
         """Journal an input before it is applied (`monitor.journal`); its id, 0 without one."""
-        return 0 if self._journal is None else self._journal.record(kind, t, data)
+        return 0 if self._journal is None else self._journal.record(*encode(item))
+
+    def _live(self, item: BedInput) -> Applied:
+        """Live is "record, then apply" (monitor/inputs.py).
+
+        The input goes to the journal first, then to the core through the one `apply` that
+        resume and report use.
+        """
+        self._record(item)
+        return apply(self.core, item)
 
     def _journal_session(self, before: SessionInfo | None, input_id: int, now: float) -> None:
         """Keep the journal's session record in step with what the command did."""
@@ -195,21 +213,15 @@ class Bed:
             # sending megabytes of refusals must not fill the disk (issue 17, item 8).
             reason = exc.reason[:REFUSAL_TEXT_MAX]
             request_id = exc.request_id[:100] if exc.request_id else None
-            self._record(
-                "command",
-                now,
-                {"refused": reason, "bytes": len(payload), "request_id": request_id},
-            )
+            summary = {"refused": reason, "bytes": len(payload), "request_id": request_id}
+            self._record(CommandInput(now, None, refused=summary))
             log.warning("event=command_refused request_id=%r reason=%r", request_id, reason)
             return {"request_id": request_id, "ok": False, "error": reason}
         denied = refusal(self._commands, cmd, principal)
         if denied is not None:
-            self._record(
-                "command",
-                now,
-                {"refused": denied, "bytes": len(payload), "request_id": cmd.request_id,
-                 "principal": principal, "user": cmd.user},
-            )  # fmt: skip
+            summary = {"refused": denied, "bytes": len(payload), "request_id": cmd.request_id,
+                       "principal": principal, "user": cmd.user}  # fmt: skip
+            self._record(CommandInput(now, None, principal, refused=summary))
             log.warning(
                 "event=command_refused cmd=%s principal=%s user=%s request_id=%r reason=%r",
                 cmd.cmd, principal, cmd.user, cmd.request_id, denied,
@@ -224,9 +236,12 @@ class Bed:
                 log.warning("event=command_repeated cmd=%s request_id=%r", cmd.cmd, cmd.request_id)
                 return answered
         # journaled as the command understood, whatever padding its payload carried
-        input_id = self._record("command", now, {"payload": canonical, "principal": principal})
+        item = CommandInput(now, canonical, principal)
+        input_id = self._record(item)
         before = self.core.session
-        outcome = self.core.command(cmd, now, principal=principal)
+        outcome = apply(self.core, item).outcome
+        if outcome is None:  # pragma: no cover - the payload parsed a moment ago
+            raise RuntimeError(f"command {cmd.request_id!r} was not applied")
         self._journal_session(before, input_id, now)
         log.info(
             "event=command cmd=%s user=%s principal=%s request_id=%s ok=%s error=%r",
@@ -267,27 +282,15 @@ class Bed:
         """Raise or clear a system alarm now (latching as `code` is)."""
         self.drain()
         now = self._clock.now()
-        self._record(
-            "condition",
-            now,
-            {"code": code, "active": active, "message": message, "param": param,
-             "value": value, "latching": code.latching},
-        )  # fmt: skip
-        events = self.core.condition(
-            code,
-            active=active,
-            now=now,
-            message=message,
-            param=param,
-            value=value,
-        )
-        self._emit(events, [])
+        item = ConditionInput(now, code, active, message, param, value, latching=code.latching)
+        self._emit(self._live(item).events, [])
 
     def tick(self, tick: float) -> None:
         """Apply the ticks due up to `tick` (queued samples first)."""
         self.drain()
-        input_id = self._record("tick", tick, tick)
-        self._emit(self.core.tick(tick), [])
+        item = TickInput(tick)
+        input_id = self._record(item)
+        self._emit(apply(self.core, item).events, [])
         if self._journal is not None:
             self._mark_idle(tick, input_id)
             if tick - self._pruned_at >= PRUNE_EVERY_S:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Final
 from alarms.recording_io import write_recording
 from kernel.configfile import ConfigError
 from kernel.vocabulary import Sample, ScenarioItem, SessionEvent, Step
-from monitor.journal import Journal, SessionRecord, samples_from
+from monitor.inputs import SamplesInput, decode
+from monitor.journal import Journal, SessionRecord
 from monitor.sessions import UnknownSessionError, find_session, session_table
 from monitor.settings import load_settings
 
@@ -71,9 +72,10 @@ def session_items(journal: Journal, record: SessionRecord) -> list[ScenarioItem]
         if t is not None:
             items.append((float(t), 0, len(items), Step(float(t), event)))
     for item in journal.inputs(after=record.first_input - 1, until=record.last_input):
-        if item.kind != "samples":
+        batch = decode(item)
+        if not isinstance(batch, SamplesInput):
             continue
-        for sample in samples_from(item.data):
+        for sample in batch.samples:
             items.append((sample.t, 1, len(items), _recorded(sample)))
     items.sort(key=lambda x: (x[0], x[1], x[2]))
     return [item for *_, item in items]

@@ -23,14 +23,12 @@ Inputs older than `keep_days` and before the idle mark are pruned.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast, get_args
 
-from kernel.vocabulary import Param, Sample
 from monitor.storage import StorageHealth, is_storage_error
 
 _T = TypeVar("_T")
@@ -93,30 +91,6 @@ class SessionRecord:
     first_input: int
     last_input: int | None
     info: dict[str, Any]
-
-
-def samples_data(batch: list[Sample]) -> list[list[Any]]:
-    """A sample batch as JSON: ``[t, param, value or null, valid, device_id, reason]``."""
-    return [
-        [s.t, s.param.value, s.value if math.isfinite(s.value) else None, s.valid, s.device_id,
-         s.reason]
-        for s in batch
-    ]  # fmt: skip
-
-
-def samples_from(data: list[list[Any]]) -> list[Sample]:
-    """The inverse of `samples_data` (units and MDC codes are not kept: the core ignores them)."""
-    return [
-        Sample(
-            t=float(t),
-            param=Param(param),
-            value=math.nan if value is None else float(value),
-            valid=bool(valid),
-            device_id=str(device_id),
-            reason=reason,
-        )
-        for t, param, value, valid, device_id, reason in data
-    ]
 
 
 class Journal:

@@ -1,9 +1,10 @@
 """Resuming a bed after a crash: the journal's inputs replayed into a fresh core.
 
 See `monitor.journal` for why replaying inputs is exact. `resume` applies every input after
-the journal's idle mark to `core` exactly as the live bed loop applied it (same method, same
-time, same order). The events it regenerates were, as a rule, made durable the first time;
-those a crash caught before their durable write are handed back to be stored now.
+the journal's idle mark to `core` exactly as the live bed loop applied it: the same function
+(`monitor.inputs.apply`), the same time, the same order. The events it regenerates were, as a
+rule, made durable the first time; those a crash caught before their durable write are handed
+back to be stored now.
 """
 
 from __future__ import annotations
@@ -11,40 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kernel.vocabulary import AlarmEvent
-from monitor.commands import CommandRejectedError, parse_command
-from monitor.journal import Input, Journal, samples_from
+from monitor.inputs import apply, decode
+from monitor.journal import Input, Journal
 
 if TYPE_CHECKING:
     from monitor.session import BedCore
 
-__all__ = ["apply_input", "resume"]
-
-
-def apply_input(core: BedCore, item: Input) -> list[AlarmEvent]:
-    """Apply one journaled input to `core`, as the bed loop did live; the events it made."""
-    if item.kind == "samples":
-        return core.samples(samples_from(item.data))
-    if item.kind == "tick":
-        return core.tick(float(item.data))
-    if item.kind == "command":
-        if "payload" not in item.data:
-            return []  # refused live, journaled as a summary: it changed nothing
-        try:
-            cmd = parse_command(item.data["payload"].encode())
-        except CommandRejectedError:
-            return []  # refused live too, before it changed anything
-        outcome = core.command(cmd, item.t, principal=item.data.get("principal"))
-        return [*outcome.ticked, *outcome.events]
-    d = item.data
-    return core.condition(
-        d["code"],
-        active=d["active"],
-        now=item.t,
-        message=d["message"],
-        param=d.get("param"),
-        value=d.get("value"),
-        latching=d.get("latching", False),
-    )
+__all__ = ["resume"]
 
 
 def resume(core: BedCore, journal: Journal) -> tuple[Input | None, int, list[AlarmEvent]]:
@@ -61,7 +35,7 @@ def resume(core: BedCore, journal: Journal) -> tuple[Input | None, int, list[Ala
     n = 0
     events: list[AlarmEvent] = []
     for item in journal.inputs(after=journal.idle_mark):
-        events += apply_input(core, item)
+        events += apply(core, decode(item)).events
         last = item
         n += 1
     return last, n, events

@@ -14,7 +14,7 @@ as ISO 8601 with their offset, the chart's x axis as minutes since the session o
 label naming the clock time and offset of minute 0.
 
 Baseline: the report replays the session's journaled inputs through a fresh bed core with the
-bed's policy (`monitor.recovery.apply_input`, the function resume uses), so its baseline is the
+bed's policy (`monitor.inputs.apply`, the function live and resume use), so its baseline is the
 alarm engine's own (docs/ALARMS.md "Baseline": the policy's window, HRE), never re-derived. Only
 when the replay takes none (no infusion start) is a baseline the session record kept shown.
 """
@@ -44,8 +44,8 @@ from kernel.configfile import ConfigError
 from kernel.vocabulary import Param
 from monitor import sessions
 from monitor.export import UsageError, open_journal
+from monitor.inputs import apply, decode
 from monitor.journal import Journal, SessionRecord
-from monitor.recovery import apply_input
 from monitor.session import BedCore
 from monitor.settings import load_settings
 
@@ -273,7 +273,7 @@ def build_report(
         last_t = max(last_t, item.t)
         if core.engine.baseline is None:
             # the engine takes its baseline at infusion start: the rest need not be replayed
-            apply_input(core, item)
+            apply(core, decode(item))
         if item.kind == "samples":
             for t, param, value, valid, *_ in item.data:
                 ts, vs = raw.setdefault(Param(param), ([], []))

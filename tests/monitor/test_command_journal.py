@@ -15,8 +15,8 @@ from alarms.policy import load_policy
 from kernel.clock import ManualClock
 from monitor.bed import Bed
 from monitor.commands import CommandRejectedError, parse_command
+from monitor.inputs import apply, decode
 from monitor.journal import Journal
-from monitor.recovery import apply_input
 from monitor.session import BedCore
 
 T0 = 1767225600.0
@@ -68,7 +68,7 @@ def test_resume_passes_over_a_refusal_summary(rig: tuple[Bed, Journal]) -> None:
     bed.command(b'{"cmd": "nonsense", "request_id": "r3", "user": "nurse"}')
     [item] = [i for i in journal.inputs() if i.kind == "command"]
     fresh = BedCore(load_policy(), ward="w1", bed="b1")
-    assert apply_input(fresh, item) == []
+    assert apply(fresh, decode(item)).events == []
     assert fresh.session is None
 
 
