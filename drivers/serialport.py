@@ -26,13 +26,36 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from drivers.base import SampleSink
+    from drivers.link import LineSettings
     from drivers.spec import SerialSettings
     from kernel.clock import Clock
     from kernel.settings import BrokerSettings, TimeoutSettings
 
-__all__ = ["SerialDriver"]
+__all__ = ["SerialDriver", "open_port"]
 
 _log = logging.getLogger("vigil.drivers")
+
+
+async def open_port(
+    port: str, line: LineSettings
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open `port` (any pyserial URL) with `line`, as `line_for` adapts it to a pty.
+
+    The one place pyserial opens a port: the serial driver and the serial simulator
+    (simulators/serial_monitor.py) both come here.
+
+    Raises:
+        OSError, serial.SerialException, ValueError: the port cannot be opened.
+    """
+    settings = line_for(port, line)
+    return await serial_asyncio_fast.open_serial_connection(
+        url=port,
+        baudrate=settings.baudrate,
+        bytesize=settings.bytesize,
+        parity=settings.parity,
+        stopbits=settings.stopbits,
+        rtscts=settings.rtscts,
+    )
 
 
 class SerialDriver(StreamDriver):
@@ -74,14 +97,7 @@ class SerialDriver(StreamDriver):
         line = line_for(self.port, self.spec.serial_line)
         try:
             async with asyncio.timeout(self._timeouts.serial_write_s):
-                reader, writer = await serial_asyncio_fast.open_serial_connection(
-                    url=self.port,
-                    baudrate=line.baudrate,
-                    bytesize=line.bytesize,
-                    parity=line.parity,
-                    stopbits=line.stopbits,
-                    rtscts=line.rtscts,
-                )
+                reader, writer = await open_port(self.port, self.spec.serial_line)
         except (OSError, serial.SerialException, ValueError) as exc:
             raise DeviceError(f"{where}: cannot open: {exc}") from exc
         except TimeoutError as exc:

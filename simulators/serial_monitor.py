@@ -40,9 +40,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, Self
 
-import serial_asyncio_fast
-
-from drivers.link import line_for
+from drivers.serialport import open_port
 from kernel.vocabulary import Step
 from simulators.scenarios import build_scenario
 
@@ -261,15 +259,7 @@ class SerialMonitor:
         else:
             assert self._port is not None
             assert self._line is not None  # a real port is opened with the device's settings
-            line = line_for(self._port, self._line)
-            self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
-                url=self._port,
-                baudrate=line.baudrate,
-                bytesize=line.bytesize,
-                parity=line.parity,
-                stopbits=line.stopbits,
-                rtscts=line.rtscts,
-            )
+            self._reader, self._writer = await open_port(self._port, self._line)
         self._plugged.set()
 
     def _unplug(self) -> None:
