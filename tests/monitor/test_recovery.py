@@ -136,5 +136,5 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
     seqs = [r[0] for r in rows]
     assert seqs == list(range(1, len(seqs) + 1))
     keys = [(code, state, t) for _, code, state, t in rows]
-    assert len(keys) == len(set(keys)), "an event was written twice"
+    assert len(keys) == len(set(keys)), ("an event was written twice", rows)
     assert ("BP_CRISIS", "active", crisis["t"]) in keys

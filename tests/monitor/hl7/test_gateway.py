@@ -453,7 +453,9 @@ async def publish_alarms(
     return published
 
 
-@pytest.mark.parametrize("outage_s", [1.5, 4.0])
+# issue 16 asks for a receiver down for 30 s; the short outage runs on both brokers, the long one
+# once (its subject is the MLLP side, not the broker)
+@pytest.mark.parametrize("outage_s", [1.5, pytest.param(30.0, marks=pytest.mark.broker_incidental)])
 async def test_receiver_down_for_a_while_loses_nothing_and_raises_hl7_link_down(
     mqtt_broker: BrokerProcess, tmp_path: Path, outage_s: float
 ) -> None:
