@@ -38,16 +38,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from pydantic import ValidationError
+
 from alarms.engine import Baseline as EngineBaseline
 from alarms.policy import Policy, load_policy
 from kernel.configfile import ConfigError
-from kernel.vocabulary import Param
+from kernel.vocabulary import AlarmState, Param
 from monitor import sessions
 from monitor.export import UsageError, open_journal
 from monitor.inputs import apply, decode
 from monitor.journal import Journal, SessionRecord
 from monitor.session import BedCore
 from monitor.settings import load_settings
+from monitor.wire import WireAlarmEvent
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -367,36 +370,44 @@ def _phases(
 
 
 def _alarm_marks(events: Iterable[Mapping[str, Any]]) -> tuple[AlarmMark, ...]:
-    """One mark per `active` event, with the later states of the same alarm (`alarm_id`)."""
+    """One mark per `active` event, with the later states of the same alarm (`alarm_id`).
+
+    Each journaled event is read with the one alarm-event model (`monitor.wire`); a row that is
+    not one (never written by a bed) is left out.
+    """
     marks: list[dict[str, Any]] = []
     open_by_id: dict[str, dict[str, Any]] = {}
-    for e in events:
-        state, alarm_id = e.get("state"), e.get("alarm_id") or e.get("code")
-        if state == "active":
+    for raw in events:
+        try:
+            e = WireAlarmEvent.model_validate(raw)
+        except ValidationError:
+            continue
+        alarm_id = e.alarm_id or e.code
+        if e.state is AlarmState.ACTIVE:
             mark: dict[str, Any] = {
-                "t": float(e["t"]),
-                "code": str(e["code"]),
-                "priority": str(e.get("priority", "low")),
-                "phase": str(e.get("phase", "")),
-                "message": str(e.get("message", "")),
-                "alarm_id": e.get("alarm_id"),
+                "t": e.t,
+                "code": e.code,
+                "priority": e.priority.value,
+                "phase": e.phase.value,
+                "message": e.message,
+                "alarm_id": e.alarm_id,
                 "escalated": [],
                 "acknowledged_t": None,
                 "cleared_t": None,
             }
             marks.append(mark)
-            open_by_id[str(alarm_id)] = mark
+            open_by_id[alarm_id] = mark
             continue
-        mark_or_none = open_by_id.get(str(alarm_id))
+        mark_or_none = open_by_id.get(alarm_id)
         if mark_or_none is None:
             continue  # an alarm raised before the session (not this session's)
-        if state == "escalated":
-            mark_or_none["escalated"].append(float(e["t"]))
-        elif state == "acknowledged" and mark_or_none["acknowledged_t"] is None:
-            mark_or_none["acknowledged_t"] = float(e["t"])
-        elif state == "cleared":
-            mark_or_none["cleared_t"] = float(e["t"])
-            del open_by_id[str(alarm_id)]
+        if e.state is AlarmState.ESCALATED:
+            mark_or_none["escalated"].append(e.t)
+        elif e.state is AlarmState.ACKNOWLEDGED and mark_or_none["acknowledged_t"] is None:
+            mark_or_none["acknowledged_t"] = e.t
+        elif e.state is AlarmState.CLEARED:
+            mark_or_none["cleared_t"] = e.t
+            del open_by_id[alarm_id]
     return tuple(
         AlarmMark(**(m | {"escalated": tuple(m["escalated"])}))
         for m in sorted(marks, key=lambda m: m["t"])
