@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from kernel.vocabulary import SystemAlarm
 from monitor.supervisor import LinkState
 
-__all__ = ["Condition", "DeviceLinks", "ward_link"]
+__all__ = [
+    "SHED_QUIET_S",
+    "Condition",
+    "DeviceLinks",
+    "Shedding",
+    "disk_space",
+    "journal_health",
+    "ward_link",
+]
+
+# real seconds without a sample shed before SAMPLES_SHED clears
+SHED_QUIET_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,7 @@ class Condition:
     active: bool
     message: str
     param: str | None = None
+    value: float | None = None
 
 
 @dataclass
@@ -99,4 +111,72 @@ def ward_link(
         return Condition(
             SystemAlarm.WARD_LINK_DOWN, active=False, message="ward broker reachable again"
         )
+    return None
+
+
+@dataclass
+class Shedding:
+    """`SAMPLES_SHED` while samples are being shed; cleared after `SHED_QUIET_S` without.
+
+    `seen` is the count of samples shed so far (every queue's), `last` when it last grew
+    (monotonic seconds).
+    """
+
+    seen: int = 0
+    last: float = 0.0
+
+    def check(self, shed: int, now: float, lag_s: float, *, alarm_active: bool) -> Condition | None:
+        """The condition to apply with `shed` samples shed so far at monotonic time `now`."""
+        if shed > self.seen:
+            new = shed - self.seen
+            self.seen, self.last = shed, now
+            if alarm_active:
+                return None
+            return Condition(
+                SystemAlarm.SAMPLES_SHED,
+                active=True,
+                value=float(new),
+                message=f"more samples than the bed can take: {new} shed "
+                f"(the bed runs {lag_s:.0f} s behind); check the monitors' rates",
+            )
+        if alarm_active and now - self.last >= SHED_QUIET_S:
+            return Condition(
+                SystemAlarm.SAMPLES_SHED,
+                active=False,
+                message=f"no sample shed for {SHED_QUIET_S:g} s",
+            )
+        return None
+
+
+def journal_health(failed: str | None, *, alarm_active: bool) -> Condition | None:
+    """`JOURNAL_FAILED` while the disk refuses the journal or the outbox (`failed` says why).
+
+    Monitoring and alarming go on in memory meanwhile (`monitor.storage`); the alarm is cleared
+    once both write again.
+    """
+    if failed is not None and not alarm_active:
+        return Condition(
+            SystemAlarm.JOURNAL_FAILED,
+            active=True,
+            message=f"the bed cannot write its journal ({failed}): alarms go on, but a "
+            "restart now would lose the session; free the disk",
+        )
+    if failed is None and alarm_active:
+        return Condition(SystemAlarm.JOURNAL_FAILED, active=False, message="journal writes again")
+    return None
+
+
+def disk_space(free_mb: float, min_free_mb: float, *, alarm_active: bool) -> Condition | None:
+    """`JOURNAL_SPACE_LOW` while less than `min_free_mb` is free on the journal's disk."""
+    low = free_mb < min_free_mb
+    if low and not alarm_active:
+        return Condition(
+            SystemAlarm.JOURNAL_SPACE_LOW,
+            active=True,
+            value=round(free_mb),
+            message=f"{free_mb:.0f} MB free on the journal's disk "
+            f"(warning below {min_free_mb:g} MB)",
+        )
+    if not low and alarm_active:
+        return Condition(SystemAlarm.JOURNAL_SPACE_LOW, active=False, message="disk space back")
     return None

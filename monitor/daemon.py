@@ -36,7 +36,14 @@ from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done
 from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
 from monitor.bed import Bed
-from monitor.conditions import Condition, DeviceLinks, ward_link
+from monitor.conditions import (
+    Condition,
+    DeviceLinks,
+    Shedding,
+    disk_space,
+    journal_health,
+    ward_link,
+)
 from monitor.journal import Journal
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
@@ -55,8 +62,6 @@ log = logging.getLogger("vigil.daemon")
 
 # How often a task that has not ended after being cancelled is cancelled again.
 CANCEL_RETRY_S = 0.5
-# real seconds without a sample shed before SAMPLES_SHED clears
-SHED_QUIET_S = 10.0
 # A restart shorter than this (a couple of ticks) is not worth a nurse's attention.
 GAP_REPORT_S = 2.0
 # `WATCHDOG=1` is sent only if the bed processed a tick within the watchdog interval plus one
@@ -95,8 +100,7 @@ class Daemon:
         self._status_changed = asyncio.Event()
         self._stopping = False
         # samples shed so far, and when the last were (monotonic): SAMPLES_SHED
-        self._shed_seen = 0
-        self._shed_last = 0.0
+        self._shedding = Shedding()
         self._ready = asyncio.Event()
 
     def _open(self, stack: contextlib.AsyncExitStack) -> None:
@@ -245,7 +249,9 @@ class Daemon:
 
     def _apply(self, conditions: list[Condition]) -> None:
         for c in conditions:
-            self.bed.condition(c.code, active=c.active, message=c.message, param=c.param)
+            self.bed.condition(
+                c.code, active=c.active, message=c.message, param=c.param, value=c.value
+            )
 
     def _ward_link_changed(self, status: LinkStatus) -> None:
         if status.state is LinkState.CONNECTED:
@@ -275,65 +281,35 @@ class Daemon:
         return shed
 
     def _shedding_check(self) -> None:
-        """`SAMPLES_SHED` while samples are being shed; cleared after `SHED_QUIET_S` without."""
-        shed = self._shed_count()
-        now = time.monotonic()
+        """`SAMPLES_SHED` by the rule of `monitor.conditions.Shedding`."""
+        before = self._shedding.seen
         active = SystemAlarm.SAMPLES_SHED in self.core.engine.active
-        if shed > self._shed_seen:
-            new = shed - self._shed_seen
-            self._shed_seen, self._shed_last = shed, now
-            if not active:
-                log.warning("event=samples_shed n=%d lag_s=%.1f", new, self.bed.lag_s)
-                self.bed.condition(
-                    SystemAlarm.SAMPLES_SHED,
-                    active=True,
-                    value=float(new),
-                    message=f"more samples than the bed can take: {new} shed "
-                    f"(the bed runs {self.bed.lag_s:.0f} s behind); check the monitors' rates",
-                )
-        elif active and now - self._shed_last >= SHED_QUIET_S:
-            self.bed.condition(
-                SystemAlarm.SAMPLES_SHED,
-                active=False,
-                message=f"no sample shed for {SHED_QUIET_S:g} s",
-            )
+        shed = self._shed_count()
+        condition = self._shedding.check(
+            shed, time.monotonic(), self.bed.lag_s, alarm_active=active
+        )
+        if condition is not None and condition.active:
+            log.warning("event=samples_shed n=%d lag_s=%.1f", shed - before, self.bed.lag_s)
+        self._apply([condition] if condition is not None else [])
 
     def _storage_check(self) -> None:
-        """`JOURNAL_FAILED` while the disk refuses the journal or the outbox; low space warned.
-
-        Monitoring and alarming go on in memory meanwhile (`monitor.storage`); the alarm is
-        cleared once both write again.
-        """
+        """`JOURNAL_FAILED` and `JOURNAL_SPACE_LOW` by the rules of `monitor.conditions`."""
         failed = self.journal.health.failed or self.outbox.health.failed
-        if failed is not None and SystemAlarm.JOURNAL_FAILED not in self.core.engine.active:
-            self.bed.condition(
-                SystemAlarm.JOURNAL_FAILED,
-                active=True,
-                message=f"the bed cannot write its journal ({failed}): alarms go on, but a "
-                "restart now would lose the session; free the disk",
-            )
-        elif failed is None and SystemAlarm.JOURNAL_FAILED in self.core.engine.active:
-            self.bed.condition(
-                SystemAlarm.JOURNAL_FAILED, active=False, message="journal writes again"
-            )
+        active = self.core.engine.active
+        found = [journal_health(failed, alarm_active=SystemAlarm.JOURNAL_FAILED in active)]
         try:
             usage = shutil.disk_usage(self.settings.journal.path.parent)
         except OSError:
-            return
-        free_mb = usage.free / 1e6
-        low = free_mb < self.settings.journal.min_free_mb
-        if low and SystemAlarm.JOURNAL_SPACE_LOW not in self.core.engine.active:
-            self.bed.condition(
-                SystemAlarm.JOURNAL_SPACE_LOW,
-                active=True,
-                value=round(free_mb),
-                message=f"{free_mb:.0f} MB free on the journal's disk "
-                f"(warning below {self.settings.journal.min_free_mb:g} MB)",
+            usage = None
+        if usage is not None:
+            found.append(
+                disk_space(
+                    usage.free / 1e6,
+                    self.settings.journal.min_free_mb,
+                    alarm_active=SystemAlarm.JOURNAL_SPACE_LOW in active,
+                )
             )
-        elif not low and SystemAlarm.JOURNAL_SPACE_LOW in self.core.engine.active:
-            self.bed.condition(
-                SystemAlarm.JOURNAL_SPACE_LOW, active=False, message="disk space back"
-            )
+        self._apply([c for c in found if c is not None])
 
     async def _watch_ward(self) -> None:
         """Raise `WARD_LINK_DOWN` once the broker has been out of reach for its limit.

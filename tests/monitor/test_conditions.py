@@ -7,7 +7,14 @@ DEVICE_DISCONNECTED for the bed naming every monitor down, and WARD_LINK_DOWN af
 from __future__ import annotations
 
 from kernel.vocabulary import SystemAlarm
-from monitor.conditions import Condition, DeviceLinks, ward_link
+from monitor.conditions import (
+    Condition,
+    DeviceLinks,
+    Shedding,
+    disk_space,
+    journal_health,
+    ward_link,
+)
 from monitor.supervisor import LinkState
 
 DOWN = SystemAlarm.DEVICE_DISCONNECTED
@@ -79,3 +86,46 @@ def test_a_broker_that_takes_no_alarm_counts_as_down() -> None:
     )
     assert condition is not None
     assert condition.message == "ward broker takes no alarm for 10 s: not authorised"
+
+
+def test_samples_shed_is_raised_once_and_cleared_after_ten_quiet_seconds() -> None:
+    shedding = Shedding()
+    assert shedding.check(0, 100.0, 0.0, alarm_active=False) is None
+    raised = shedding.check(5, 101.0, 3.4, alarm_active=False)
+    assert raised == Condition(
+        SystemAlarm.SAMPLES_SHED,
+        active=True,
+        value=5.0,
+        message="more samples than the bed can take: 5 shed (the bed runs 3 s behind); "
+        "check the monitors' rates",
+    )
+    assert shedding.check(9, 105.0, 3.0, alarm_active=True) is None  # still shedding
+    assert shedding.check(9, 114.9, 0.0, alarm_active=True) is None  # 9.9 s quiet
+    cleared = shedding.check(9, 115.0, 0.0, alarm_active=True)
+    assert cleared == Condition(
+        SystemAlarm.SAMPLES_SHED, active=False, message="no sample shed for 10 s"
+    )
+
+
+def test_journal_failure_and_low_space() -> None:
+    failed = journal_health("disk I/O error", alarm_active=False)
+    assert failed is not None
+    assert (failed.code, failed.active) == (SystemAlarm.JOURNAL_FAILED, True)
+    assert "disk I/O error" in failed.message
+    assert journal_health("disk I/O error", alarm_active=True) is None
+    assert journal_health(None, alarm_active=False) is None
+    back = journal_health(None, alarm_active=True)
+    assert back is not None
+    assert (back.active, back.message) == (False, "journal writes again")
+    low = disk_space(150.4, 200.0, alarm_active=False)
+    assert low == Condition(
+        SystemAlarm.JOURNAL_SPACE_LOW,
+        active=True,
+        value=150,
+        message="150 MB free on the journal's disk (warning below 200 MB)",
+    )
+    assert disk_space(150.4, 200.0, alarm_active=True) is None
+    assert disk_space(250.0, 200.0, alarm_active=False) is None
+    space = disk_space(250.0, 200.0, alarm_active=True)
+    assert space is not None
+    assert (space.active, space.message) == (False, "disk space back")
