@@ -370,7 +370,7 @@ class Station:
                     )
             if tick:
                 last_tick = mono
-                self._broadcast({"type": "tick", "now": self._now(), **self._link_message()})
+                self._broadcast({**self._link_message(), "type": "tick", "now": self._now()})
 
     async def _keep_loop(self) -> None:
         last_prune = 0.0
@@ -405,6 +405,7 @@ class Station:
         """The first message on a new WebSocket: the whole ward and who is logged in."""
         ward = self._w()
         return {
+            **self._link_message(),
             "type": "snapshot",
             "now": self._now(),
             "me": {"name": user.name, "role": user.role, "full_name": user.full_name},
@@ -412,7 +413,6 @@ class Station:
             "expected_s": EXPECTED_INTERVAL_S,
             "stale_factor": self.config.station.stale_factor,
             "results": list(ward.results)[-10:],
-            **self._link_message(),
         }
 
     # ------------------------------------------------------------------ HTTP: auth

@@ -427,9 +427,20 @@ function renderTile(b) {
     vitalCell(b, "NIBP", ["NIBP_SYS", "NIBP_DIA"]));
   const spark = svg("svg", { class: "spark", viewBox: "0 0 200 30", preserveAspectRatio: "none" });
   sparkline(spark, b.trend || {}, Math.max(...Object.values(b.vitals).map((v) => v.t), 0));
-  const list = h("ul", { class: "alarms" }, ...alarms.slice(0, 3).map((a) => alarmLine(b, a)));
-  if (alarms.length > 3) list.append(h("li", { class: "more" }, `+${alarms.length - 3} more`));
-  tile.replaceChildren(head, status, nums, spark, list);
+  // the alarm lines are rebuilt only when the alarms changed: a number arriving every second
+  // neither restarts a flash nor moves an Acknowledge button under a nurse's pointer
+  const sig = JSON.stringify([alarms.map((a) => [a.alarm_id, a.state, a.pending, a.acked_by]), canCommand()]);
+  // (the list stays in the tile: an element taken out of the page restarts its animation)
+  const list = tile.querySelector(":scope > ul.alarms");
+  if (!list || tile.dataset.sig !== sig) {
+    const fresh = h("ul", { class: "alarms" }, ...alarms.slice(0, 3).map((a) => alarmLine(b, a)));
+    if (alarms.length > 3) fresh.append(h("li", { class: "more" }, `+${alarms.length - 3} more`));
+    tile.dataset.sig = sig;
+    tile.replaceChildren(head, status, nums, spark, fresh);
+    return;
+  }
+  for (const el of [...tile.children]) if (el !== list) el.remove();
+  list.before(head, status, nums, spark);
 }
 
 function renderAll() {

@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import signal
 import statistics
 import subprocess
@@ -620,6 +621,10 @@ def step_a_killed_bed_is_offline_and_its_values_go_stale(
     expect(tile(page, "b2").locator('[data-status="offline"]')).to_contain_text("OFFLINE")
     # no more vitals through the dead bed: after 3 expected intervals (3 x 2 s) they are stale
     expect(tile(page, "b2").locator('[data-param="HR"] .vage')).to_contain_text("STALE")
+    # each value by its own interval: the cuff reading of seconds ago is not stale (15 min)
+    expect(tile(page, "b2").locator('[data-param="NIBP_SYS"] .vage')).to_have_attribute(
+        "data-stale", "0"
+    )
     expect(tile(page, "b1").locator('[data-param="HR"] .vage')).to_have_attribute("data-stale", "0")
     # a bed offline during a session is the station's technical alarm
     expect(page.locator("#banner-alarms")).to_contain_text("BED_OFFLINE")
@@ -637,6 +642,13 @@ def step_a_restarted_station_keeps_its_history(ward: Ward, pages: dict[str, Page
     expect(history).to_contain_text("anna")  # who acknowledged
     expect(page.locator("#report-link")).to_have_attribute("href", "/report/w1/b1")
     page.click("#detail-close")
+    # the report: the same history, times with their offset (ISO 8601)
+    report = page.context.new_page()
+    report.goto(ward.station.url + "/report/w1/b1")
+    expect(report.locator("#history tbody")).to_contain_text("DESAT_CRITICAL")
+    first = report.locator("#history tbody tr td").first.text_content() or ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", first), first
+    report.close()
 
 
 def step_broker_loss_at_the_station(ward: Ward, pages: dict[str, Page]) -> None:
