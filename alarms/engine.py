@@ -408,8 +408,8 @@ class AlarmEngine:
             elif not alarm.latching or alarm.acknowledged or alarm.condition:
                 nxt = min(nxt, b.due[rule.code].off.next_row(stream, k, nxt))
             else:
-                # latched, its condition over: the row where it returns matters, so that the
-                # next end is announced as `latched` again (docs/ALARMS.md "States")
+                # latched, its condition over: the row where it returns sets `condition` back
+                # (the active list's `latched`, docs/ALARMS.md "States"; no event)
                 nxt = min(nxt, b.due[rule.code].on.next_row(stream, k, nxt))
         return nxt
 
@@ -760,19 +760,10 @@ class AlarmEngine:
         if due_on:
             alarm.condition = True
         elif due_off:
-            ended = alarm.condition
             alarm.condition = False
-            if alarm.latching and not alarm.acknowledged:
-                if ended:
-                    out.append(
-                        self._latched(
-                            alarm,
-                            t,
-                            value=value,
-                            what=f"{name} back for {fmt(self._clear_after)} s",
-                        )
-                    )
-            else:
+            # A latching alarm stays until acknowledged: the end of its condition is no state
+            # change and no event (docs/ALARMS.md "States"); the active list shows it.
+            if not alarm.latching or alarm.acknowledged:
                 out.append(
                     self._clear(
                         rule.code,
@@ -861,17 +852,16 @@ class AlarmEngine:
         det: _Determination,
         out: list[AlarmEvent],
     ) -> None:
-        """A determination that no longer meets active `alarm`'s rule: clear it, or latch it."""
-        ended = alarm.condition
+        """A determination that no longer meets active `alarm`'s rule: clear it, or latch it.
+
+        Latching and unacknowledged, it stays; the end of its condition is no event
+        (docs/ALARMS.md "States"), only `condition` records it (the active list's `latched`).
+        """
         alarm.condition = False
+        if alarm.latching and not alarm.acknowledged:
+            return
         reading = det.sys if alarm.param == Param.NIBP_SYS else det.dia
         side = "SYS" if alarm.param == Param.NIBP_SYS else "DIA"
-        if alarm.latching and not alarm.acknowledged:
-            if ended:
-                out.append(
-                    self._latched(alarm, det.t, value=reading, what=f"NIBP {side} {fmt(reading)}")
-                )
-            return
         median = None
         for clause in rule.when:
             if clause.hre_ratio is not None:
@@ -1260,21 +1250,6 @@ class AlarmEngine:
             message=message,
             level=level,
             user=user,
-        )
-
-    def _latched(self, alarm: ActiveAlarm, t: float, *, value: float, what: str) -> AlarmEvent:
-        """Announce that a latching alarm's condition has ended: it stays until acknowledged.
-
-        docs/ALARMS.md "States": the alarm is still active, latched; the ward (and the HL7
-        gateway's PCD-04 state facet) learns that the condition is over without the alarm
-        clearing.
-        """
-        return self._event(
-            alarm,
-            AlarmState.LATCHED,
-            t,
-            message=f"{alarm.code} latched: {what}; acknowledge to clear",
-            value=value,
         )
 
     def _clear(

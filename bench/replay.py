@@ -382,12 +382,10 @@ def plain_replay(path: str, policy: dict[str, Any]) -> tuple[int, list[Event]]: 
         )
 
     def ended(code: str, a: list[Any], t: float, value: float, param: Any) -> None:
-        # the condition is over: a latching alarm says so once (docs/ALARMS.md "States"),
-        # nobody acknowledges in a replay; any other clears
+        # the condition is over: a latching alarm stays, with no event (docs/ALARMS.md
+        # "States"), as nobody acknowledges in a replay; any other clears
         if a[6]:
-            if a[9]:
-                a[9] = False
-                emit(a, code, "latched", t, a[3], value)
+            a[9] = False
         else:
             clear(code, t, param, value)
 

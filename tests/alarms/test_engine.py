@@ -156,17 +156,14 @@ def test_latched_alarm_outlives_its_condition_until_phase_leaves_set(policy: Pol
     rows += [(300.0, "EVENT", "infusion_stop")]
     rows += [(310.0, "EVENT", "discharge")]
     events = run(policy, rows)
-    # DESAT_SEVERE (< 88, 10 s) at +210; SpO2 back from +212, so its condition ends 5 s
-    # later (clear_after_s) and it is announced latched at +217; it escalates at +270; post
-    # keeps it; discharge (phase none, outside its set) clears it
+    # DESAT_SEVERE (< 88, 10 s) at +210, latched, escalates at +270; post keeps it;
+    # discharge (phase none, outside its set) clears it
     assert ev(events, "DESAT_SEVERE") == [
         (210.0, "DESAT_SEVERE", "active"),
-        (217.0, "DESAT_SEVERE", "latched"),
         (270.0, "DESAT_SEVERE", "escalated"),
         (310.0, "DESAT_SEVERE", "cleared"),
     ]
     assert [e.phase.value for e in events if e.code == "DESAT_SEVERE"] == [
-        "infusion",
         "infusion",
         "infusion",
         "none",
@@ -177,11 +174,9 @@ def test_escalation_levels_and_acknowledgement(policy: Policy) -> None:
     engine = AlarmEngine(policy)
     events = run(policy, session() + spo2(200, [84] * 10 + [97] * 200, step=1.0), engine=engine)
     crit = [(e.t - T0, e.state.value, e.level) for e in events if e.code == "DESAT_CRITICAL"]
-    # < 85 for 5 s from +200: active at +205; SpO2 97 from +210, so the condition ends at
-    # +215 (5 s, clear_after_s) and it latches; escalations at +265, +325, +385 (levels 1-3)
+    # < 85 for 5 s from +200: active at +205; escalations at +265, +325, +385 (levels 1-3)
     assert crit == [
         (205.0, "active", None),
-        (215.0, "latched", None),
         (265.0, "escalated", 1),
         (325.0, "escalated", 2),
         (385.0, "escalated", 3),

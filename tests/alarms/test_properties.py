@@ -25,9 +25,6 @@ from kernel.vocabulary import AlarmEvent, AlarmState, Param, Phase, SessionEvent
 
 T0 = 1767225600.0
 POLICY = load_policy()
-LATCHING = {r.code for r in POLICY.continuous if r.latching} | {
-    r.code for r in POLICY.determination if r.latching
-}
 RULES = {r.code: r for r in POLICY.continuous}
 GAP = 5.0  # docs/ALARMS.md "Run semantics": a gap over 5 s breaks a run
 CLEAR_AFTER = 5.0  # Reading 4
@@ -202,19 +199,16 @@ def run_start(samples: list[Sig], i: int, rule: ContinuousRule) -> float | None:
 def model_transitions(
     rows: list[Row], rule: ContinuousRule
 ) -> list[tuple[float, str, float | None]]:
-    """(t, state, value) of `rule`'s active/latched/cleared events, from docs/ALARMS.md.
+    """(t, state, value) of `rule`'s active/cleared events, straight from docs/ALARMS.md.
 
-    `value` is the crossing value of `active` events (exact, Reading 15); None for the others
+    `value` is the crossing value of `active` events (exact, Reading 15); None for `cleared`
     (informative only).
 
     The whole recording is in `infusion` (in every rule's phase set) and nothing is acknowledged,
-    so a latching alarm, once active, stays active; each end of its condition (where a
-    non-latching twin would clear) is announced `latched`, and the condition is back where the
-    twin would be raised again ("States").
+    so a latching alarm, once active, stays active.
     """
     out: list[tuple[float, str, float | None]] = []
     active = False
-    condition = False  # would a non-latching twin be active?
     hold: float | None = None
     off: float | None = None
     prev_t: float | None = None
@@ -230,16 +224,11 @@ def model_transitions(
             hold = None
             off = s.t if off is None or broken else off
         if not active and hold is not None and s.t - hold >= rule.delay_s:
-            active = condition = True
+            active = True
             out.append((s.t, "active", s.value))
         elif active and not rule.latching and off is not None and s.t - off >= CLEAR_AFTER:
-            active = condition = False
+            active = False
             out.append((s.t, "cleared", None))
-        elif active and condition and off is not None and s.t - off >= CLEAR_AFTER:
-            condition = False
-            out.append((s.t, "latched", None))
-        elif active and not condition and hold is not None and s.t - hold >= rule.delay_s:
-            condition = True
     return out
 
 
@@ -289,13 +278,13 @@ def test_no_alarm_without_its_condition(rows: list[Row]) -> None:
 def test_continuous_alarms_follow_alarms_md_exactly(rows: list[Row]) -> None:
     """Every continuous rule's active/cleared events are exactly the model's (and none is
     missed): first sample `delay_s` into a run; non-latching ones clear 5 s into a run of
-    not-holding; latched ones stay active and say `latched` at that moment instead."""
+    not-holding; latched ones stay active."""
     events = events_of(rows)
     for code, rule in RULES.items():
         got = [
             (e.t, e.state.value, e.value if e.state is AlarmState.ACTIVE else None)
             for e in of_code(events, code)
-            if e.state in (AlarmState.ACTIVE, AlarmState.LATCHED, AlarmState.CLEARED)
+            if e.state in (AlarmState.ACTIVE, AlarmState.CLEARED)
         ]
         assert got == model_transitions(rows, rule), code
 
@@ -350,10 +339,6 @@ def test_event_times_are_ordered_and_states_follow_the_life_cycle(rows: list[Row
         elif e.state is AlarmState.CLEARED:
             assert e.code in open_codes, e
             del open_codes[e.code]
-        elif e.state is AlarmState.LATCHED:
-            # only a latching alarm that is active latches (docs/ALARMS.md "States")
-            assert e.code in open_codes, e
-            assert e.code in LATCHING, e
         else:
             raise AssertionError(f"nobody acknowledged: {e}")
 

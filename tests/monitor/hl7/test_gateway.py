@@ -155,47 +155,30 @@ async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_
                     await nurse.publish(f"{TOPIC}/b1", json.dumps(sample).encode(), qos=1)
                     await asyncio.sleep(0.1)
 
-        # HR 150 for 10 s (1 real second at 10x): TACHY_SEVERE, latching (config/alarms.toml)
+        # HR 150 for 10 s (1 real second at 10x): TACHY_SEVERE, latching
         await feed(150.0, lambda: len(pcd04("TACHY_SEVERE")) >= 1)
         alarm_id = fields(pcd04("TACHY_SEVERE")[0])["obr3"].split("^")[0]
-        # HR back at 80: 5 s later its condition has ended, and the latched alarm says so
-        # (docs/ALARMS.md "States") without clearing
-        await feed(80.0, lambda: len(pcd04("TACHY_SEVERE")) >= 2)
         ack = {"cmd": "ack", "alarm_id": alarm_id, "request_id": "r1", "user": "ann"}
         await nurse.publish("vigil/w1/b1/cmd", json.dumps(ack).encode(), qos=1)
-        await receiver.wait_for(lambda _: len(pcd04("TACHY_SEVERE")) >= 4, timeout=10)
-        # what the bed published, as the ward saw it, in order
-        on_wire: list[str] = []
-        async with asyncio.timeout(10):
-            async for message in nurse.messages:
-                assert isinstance(message.payload, bytes)
-                data = json.loads(message.payload)
-                if str(message.topic) == "vigil/w1/b1/cmd/result":
-                    assert data["ok"] is True, data
-                elif data.get("code") == "TACHY_SEVERE":
-                    on_wire.append(data["state"])
-                if len(on_wire) == 4:
-                    break
+        result = await next_json(nurse, "vigil/w1/b1/cmd/result")
+        assert result["ok"] is True, result
+        await feed(150.0, lambda: len(pcd04("TACHY_SEVERE")) >= 2)
+        await feed(80.0, lambda: len(pcd04("TACHY_SEVERE")) >= 3)
 
-    assert on_wire == ["active", "latched", "acknowledged", "cleared"]
     messages = pcd04("TACHY_SEVERE")
     for m in receiver.received:
         validate(str(m))
     phases = [obx_rows(m)[2][5] for m in messages]
     inactivation = [obx_rows(m)[4][5] for m in messages]
     states = [obx_rows(m)[3][5] for m in messages]
-    # raised, latched (its condition over), acknowledged, and then cleared by the ack
-    assert phases == ["start", "update", "update", "end"]
-    assert states == ["active", "latched", "active", "inactive"]
-    assert inactivation == ["enabled", "enabled", "alert-acknowledged", "enabled"]
-    # still about HR above its limit, though the latched event's reading (80) is in range
-    assert {obx_rows(m)[0][3] for m in messages} == {"196650^MDC_EVT_HI_VAL_GT_LIM^MDC"}
-    assert [obx_rows(m)[1][8] for m in messages[:2]] == ["H", ""]
+    assert phases == ["start", "update", "end"]
+    assert inactivation == ["enabled", "alert-acknowledged", "enabled"]
+    assert states == ["active", "active", "inactive"]
     ids = {fields(m)["obr3"].split("^")[0] for m in messages}
     assert ids == {alarm_id}
     seqs = [int(fields(m)["obr3"].split("^")[1]) for m in messages]
     assert seqs == sorted(seqs)
-    assert len(set(seqs)) == 4
+    assert len(set(seqs)) == 3
     assert {fields(m)["type"] for m in messages} == {"ORU^R40^ORU_R40"}
     # no session: the patient is unknown, the bed is the location
     assert {fields(m)["patient"] for m in messages} == {"UNKNOWN"}
