@@ -35,15 +35,8 @@ from kernel.clock import Clock, make_clock
 from kernel.configfile import ConfigError
 from kernel.tasks import cancel_until_done
 from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
+from monitor import conditions
 from monitor.bed import Bed
-from monitor.conditions import (
-    Condition,
-    DeviceLinks,
-    Shedding,
-    disk_space,
-    journal_health,
-    ward_link,
-)
 from monitor.journal import Journal
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
@@ -100,7 +93,7 @@ class Daemon:
         self._status_changed = asyncio.Event()
         self._stopping = False
         # samples shed so far, and when the last were (monotonic): SAMPLES_SHED
-        self._shedding = Shedding()
+        self._shedding = conditions.Shedding()
         self._ready = asyncio.Event()
 
     def _open(self, stack: contextlib.AsyncExitStack) -> None:
@@ -164,7 +157,7 @@ class Daemon:
         connections = {d.device_id: d.connection() for d in settings.drivers}
         # a monitor down before a restart counts as down until it delivers again
         down = SystemAlarm.DEVICE_DISCONNECTED in self.core.engine.active
-        self._devices = DeviceLinks(
+        self._devices = conditions.DeviceLinks(
             connections,
             dict.fromkeys(self.device_status if down else (), "down before the restart"),
         )
@@ -247,8 +240,8 @@ class Daemon:
             self._devices.changed(name, status.state, status.last_error, alarm_active=active)
         )
 
-    def _apply(self, conditions: list[Condition]) -> None:
-        for c in conditions:
+    def _apply(self, decided: list[conditions.Condition]) -> None:
+        for c in decided:
             self.bed.condition(
                 c.code, active=c.active, message=c.message, param=c.param, value=c.value
             )
@@ -263,7 +256,7 @@ class Daemon:
     def _ward_check(self) -> None:
         """`WARD_LINK_DOWN` by the rule of `monitor.conditions.ward_link`."""
         since = self._ward_down_since
-        condition = ward_link(
+        condition = conditions.ward_link(
             down_for_s=None if since is None else time.monotonic() - since,
             stalled_s=self.ward.stalled_s(),
             limit_s=self.settings.timeouts.ward_link_down_s,
@@ -296,14 +289,16 @@ class Daemon:
         """`JOURNAL_FAILED` and `JOURNAL_SPACE_LOW` by the rules of `monitor.conditions`."""
         failed = self.journal.health.failed or self.outbox.health.failed
         active = self.core.engine.active
-        found = [journal_health(failed, alarm_active=SystemAlarm.JOURNAL_FAILED in active)]
+        found = [
+            conditions.journal_health(failed, alarm_active=SystemAlarm.JOURNAL_FAILED in active)
+        ]
         try:
             usage = shutil.disk_usage(self.settings.journal.path.parent)
         except OSError:
             usage = None
         if usage is not None:
             found.append(
-                disk_space(
+                conditions.disk_space(
                     usage.free / 1e6,
                     self.settings.journal.min_free_mb,
                     alarm_active=SystemAlarm.JOURNAL_SPACE_LOW in active,
