@@ -532,6 +532,18 @@ def step_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pag
         )
 
 
+def step_an_audio_pause_shows_its_countdown_on_every_page(pages: dict[str, Page]) -> None:
+    anna, ben = pages["anna"], pages["ben"]
+    tile(anna, "b1").click()
+    anna.click('#actions [data-cmd="audio_pause"]')
+    anna.click("#detail-close")
+    # the bed's 120 s pause (docs/ALARMS.md), from its retained session, on both pages
+    for page in (anna, ben):
+        paused = tile(page, "b1").locator('[data-paused="1"]')
+        expect(paused).to_contain_text("AUDIO PAUSED")
+        expect(paused).to_contain_text(re.compile(r"1 min|1[0-9]{2} s|[0-9]{1,2} s"))
+
+
 def step_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(
     pages: dict[str, Page],
 ) -> None:
@@ -672,6 +684,7 @@ def test_the_station_in_a_browser(chromium: Browser, ward: Ward, pages: dict[str
     step_a_high_alarm_flashes_red_at_2_hz_and_sounds_the_high_burst(ward, pages)
     step_the_audio_schedule_is_within_the_standards_ranges(chromium, ward)
     step_acknowledge_goes_pending_then_confirmed_with_the_nurses_name_on_two_pages(pages)
+    step_an_audio_pause_shows_its_countdown_on_every_page(pages)
     step_a_viewer_cannot_acknowledge_and_a_nurse_cannot_override(pages)
     step_the_checklist_form_is_refused_then_accepted(ward, pages)
     step_a_killed_bed_is_offline_and_its_values_go_stale(ward, pages)
