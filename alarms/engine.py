@@ -75,6 +75,9 @@ class ActiveAlarm:
     # clears at once or waits for its condition to end ("Alarm system behaviour").
     condition: bool = True
     signal: str | None = None
+    # When its condition last ended (None while it holds): a latching alarm's condition end is
+    # no event (docs/ALARMS.md "States"), the active list shows it with this time.
+    ended_t: float | None = None
 
 
 @dataclass(frozen=True)
@@ -525,8 +528,10 @@ class AlarmEngine:
             if alarm is not None:
                 # a latched alarm's condition, for an acknowledgement between batches
                 on, off = due.on.last(), due.off.last()
-                if on >= 0 or off >= 0:
+                if (on >= 0 or off >= 0) and alarm.condition != (on > off):
                     alarm.condition = on > off
+                    # (the stepping has set both already where it went through these rows)
+                    alarm.ended_t = None if on > off else float(b.t[due.off.row_lo[-1]])
 
     def _columns(self, rows: Rows) -> _Batch:
         """The batch as columns, from the state carried so far (`_Batch`)."""
@@ -758,9 +763,10 @@ class AlarmEngine:
                 )
             return
         if due_on:
-            alarm.condition = True
+            alarm.condition, alarm.ended_t = True, None
         elif due_off:
-            alarm.condition = False
+            if alarm.condition:
+                alarm.condition, alarm.ended_t = False, t
             # A latching alarm stays until acknowledged: the end of its condition is no state
             # change and no event (docs/ALARMS.md "States"); the active list shows it.
             if not alarm.latching or alarm.acknowledged:
@@ -840,7 +846,7 @@ class AlarmEngine:
                     message=_bp_message(clause, det, param, median),
                 )
             else:
-                alarm.condition = True
+                alarm.condition, alarm.ended_t = True, None
             return
         if alarm is not None:
             self._determination_ended(rule, alarm, det, out)
@@ -857,7 +863,8 @@ class AlarmEngine:
         Latching and unacknowledged, it stays; the end of its condition is no event
         (docs/ALARMS.md "States"), only `condition` records it (the active list's `latched`).
         """
-        alarm.condition = False
+        if alarm.condition:
+            alarm.condition, alarm.ended_t = False, det.t
         if alarm.latching and not alarm.acknowledged:
             return
         reading = det.sys if alarm.param == Param.NIBP_SYS else det.dia

@@ -158,9 +158,6 @@ class AlarmState(StrEnum):
     ACTIVE = "active"
     ACKNOWLEDGED = "acknowledged"
     ESCALATED = "escalated"
-    # a latching alarm whose condition has ended: still active until acknowledged
-    # (docs/ALARMS.md "States")
-    LATCHED = "latched"
     CLEARED = "cleared"
 
 

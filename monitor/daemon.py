@@ -198,6 +198,13 @@ class Daemon:
         self.ward.status.listeners.append(self._ward_link_changed)
         self.metrics = self._make_metrics() if settings.metrics.enabled else None
         self._status_phase = self.core.phase
+        self._latched = self._latched_alarms()
+
+    def _latched_alarms(self) -> frozenset[str]:
+        """Latching alarms whose condition has ended: the active list's `latched` entries."""
+        return frozenset(
+            code for code, a in self.core.engine.active.items() if a.latching and not a.condition
+        )
 
     def _make_metrics(self) -> Metrics:
         metrics = Metrics(version=version("vigil"))
@@ -336,7 +343,11 @@ class Daemon:
             self.ward.publish_alarm(event)
         for sample in samples:
             self.ward.publish_vital(sample)
-        if events:
+        # a latching alarm's condition end is no event (docs/ALARMS.md "States"), yet the
+        # retained active list must show it (`latched`): re-published when that changes too
+        latched = self._latched_alarms()
+        if events or latched != self._latched:
+            self._latched = latched
             self.ward.state_changed()
         if self.core.phase is not self._status_phase:
             self._status_phase = self.core.phase

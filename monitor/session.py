@@ -345,7 +345,10 @@ class BedCore:
                     "value": a.value,
                     "limit": a.limit,
                     "level": a.level,
+                    # a latching alarm whose condition has ended, and since when (bed time):
+                    # no alarm event says it (docs/ALARMS.md "States")
                     "latched": a.latching and not a.condition,
+                    "latched_t": a.ended_t if a.latching and not a.condition else None,
                 }
             )
         out.sort(key=lambda d: (Priority(d["priority"]).rank, d["since"]))

@@ -164,7 +164,10 @@ class WireActiveAlarm(_Wire):
     value: float | None = None
     limit: float | None = None
     level: int | None = None
+    # its condition has ended, it waits for acknowledgement (docs/ALARMS.md "States"); since
+    # `latched_t` (None for a system alarm's occurrence, over as it is announced)
     latched: bool = False
+    latched_t: float | None = None
 
 
 class WireBaseline(_Wire):

@@ -4,6 +4,10 @@ One gateway per ward reads every bed on the ward broker (`<prefix>/<ward>/<bed>/
 one MLLP connection to the receiver (an interface engine, an alarm manager):
 
 - each alarm event on `…/alarms` becomes a PCD-04 ORU^R40, queued at once;
+- a latching alarm whose condition ends (or holds again) while it waits for acknowledgement is
+  no alarm event (docs/ALARMS.md "States"): the bed's retained `…/alarms/active` list says so
+  (`latched`, `latched_t`), and it becomes a PCD-04 `update` with the state facet `latched`
+  (or `active` again), queued once (its key in the queue, what was sent a note in the file);
 - each bed's observations become a PCD-01 ORU^R01 every `interval_s`, and at once when a
   cuff determination is complete (its three rows share one time);
 - the queue (SQLite, `monitor.hl7.queue`) sends alarms first, one message at a time, and a
@@ -53,6 +57,7 @@ from monitor.hl7.messages import (
     alarm_message,
     eui64,
     side_of,
+    state_message,
     vitals_message,
 )
 from monitor.hl7.messages import Metric as Observation
@@ -64,7 +69,9 @@ from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
 from monitor.ward import NO_DELAY, tls_context_for
 from monitor.wire import (
+    WireActiveAlarm,
     WireError,
+    decode_active_alarms,
     decode_alarm_event,
     decode_sample,
     decode_session,
@@ -128,6 +135,9 @@ class _Bed:
     reported: dict[Param, float] = field(default_factory=dict)
     # alarm_id -> the side of its limit its start event showed (`side` of alarm_message)
     sides: dict[str, str] = field(default_factory=dict)
+    # alarm_id -> latched_t of the `latched` state the receiver was sent last (kept in the
+    # queue's file: `Gateway._latched_note`)
+    latched: dict[str, float] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -304,18 +314,27 @@ class Gateway:
         if found is None:
             found = self._beds[ward, bed] = _Bed(ward=ward, bed=bed)
             self._wards.add(ward)
+            noted = self._q().note(self._latched_note(found))
+            if noted is not None:
+                found.latched = {str(k): float(v) for k, v in json.loads(noted).items()}
         return found
+
+    @staticmethod
+    def _latched_note(b: _Bed) -> str:
+        return f"latched:{b.key}"
 
     def handle(self, topic: str, payload: bytes) -> None:
         """One message from the ward broker."""
         parts = topic.split("/")
         n = self._levels
-        if len(parts) != n + 3 or parts[n + 1] == GATEWAY_BED:
+        if len(parts) not in (n + 3, n + 4) or parts[n + 1] == GATEWAY_BED:
             return
-        ward, bed, what = parts[n], parts[n + 1], parts[n + 2]
+        ward, bed, what = parts[n], parts[n + 1], "/".join(parts[n + 2 :])
         try:
             if what == "alarms":
                 self._on_alarm(self._bed(ward, bed), payload)
+            elif what == "alarms/active":
+                self._on_active(self._bed(ward, bed), payload)
             elif what == "vitals":
                 self._on_sample(self._bed(ward, bed), payload)
             elif what == "session":
@@ -352,6 +371,9 @@ class Gateway:
             side = b.sides.get(event.alarm_id)
             if event.state is AlarmState.CLEARED:
                 b.sides.pop(event.alarm_id, None)
+        # an alarm whose condition has ended stays `latched` in its later messages (an
+        # escalation, the acknowledgement that clears it), as the active list said
+        latched = event.alarm_id is not None and event.alarm_id in b.latched
         key = f"{b.key}/{event.session_id}/{event.alarm_id}/{event.seq}/{event.state}/{event.t!r}"
         control_id = self._q().enqueue(
             Kind.ALARM,
@@ -364,6 +386,7 @@ class Gateway:
                 now=self._now(),
                 audio_paused=paused,
                 side=side,
+                latched=latched,
             ),
             key=key,
         )
@@ -375,6 +398,73 @@ class Gateway:
             b.key,
             event.code,
             event.state,
+            control_id,
+        )
+        self._wake.set()
+
+    def _on_active(self, b: _Bed, payload: bytes) -> None:
+        """A bed's active list: a PCD-04 `update` where an alarm's `latched` changed.
+
+        At least once and at most once: the message's key (bed, alarm, the time its condition
+        ended) is stored with it in one transaction, so a list handed over again (a redelivery,
+        the retained copy after a restart) queues nothing twice, and the receiver's view
+        (`_Bed.latched`) is kept in the file after it.
+        """
+        active = decode_active_alarms(payload)
+        before = dict(b.latched)
+        present = {a.alarm_id for a in active if a.alarm_id is not None}
+        for alarm in active:
+            if alarm.alarm_id is None:
+                continue
+            # the list's value is the activation's: the side of its limit for its messages,
+            # known again from the retained list after a restart
+            if side_of(alarm):
+                b.sides.setdefault(alarm.alarm_id, side_of(alarm))
+            sent = b.latched.get(alarm.alarm_id)
+            if alarm.latched and alarm.latched_t is not None and sent != alarm.latched_t:
+                self._state_update(b, alarm, t=alarm.latched_t, latched=True)
+                b.latched[alarm.alarm_id] = alarm.latched_t
+            elif not alarm.latched and sent is not None:
+                # its condition holds again: `active` again; the list does not say since when,
+                # so the time is the gateway's, when it learns it (docs/hl7.md)
+                self._state_update(b, alarm, t=self._now(), latched=False, key=sent)
+                del b.latched[alarm.alarm_id]
+        for alarm_id in set(b.latched) - present:
+            del b.latched[alarm_id]  # cleared: its end event said so
+        for alarm_id in set(b.sides) - present:
+            del b.sides[alarm_id]
+        if b.latched != before:
+            self._q().set_note(self._latched_note(b), json.dumps(b.latched) if b.latched else None)
+
+    def _state_update(
+        self, b: _Bed, alarm: WireActiveAlarm, *, t: float, latched: bool, key: float | None = None
+    ) -> None:
+        paused = b.audio_paused_until is not None and b.audio_paused_until > t
+        context = b.context()
+        state = "latched" if latched else "active"
+        control_id = self._q().enqueue(
+            Kind.ALARM,
+            b.key,
+            lambda cid: state_message(
+                self.header,
+                context,
+                alarm,
+                t=t,
+                latched=latched,
+                control_id=cid,
+                now=self._now(),
+                audio_paused=paused,
+            ),
+            key=f"{b.key}/{alarm.alarm_id}/{state}/{(t if key is None else key)!r}",
+        )
+        if control_id is None:
+            self.stats.duplicates += 1
+            return
+        log.info(
+            "event=hl7_queued kind=alarm bed=%s code=%s state=%s control_id=%s",
+            b.key,
+            alarm.code,
+            state,
             control_id,
         )
         self._wake.set()
@@ -471,7 +561,8 @@ class Gateway:
             # broker before the gateway subscribed.
             tg.create_task(self._receive(client), name="hl7.ward.receive")
             # the retained session before the alarms, so an alarm knows its patient
-            for what, qos in (("status", 1), ("session", 1), ("alarms", 1), ("vitals", 0)):
+            topics = (("status", 1), ("session", 1), ("alarms", 1), ("alarms/active", 1))
+            for what, qos in (*topics, ("vitals", 0)):
                 await client.subscribe(f"{h.prefix}/{ward}/+/{what}", qos=qos, timeout=_PUBLISH_S)
                 raise_if_cancelled()
             if h.ward:

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from kernel.vocabulary import AlarmKind, AlarmState, Param, Priority
-from monitor.wire import WireAlarmEvent
+from kernel.vocabulary import AlarmKind, AlarmState, Param, Phase, Priority
+from monitor.wire import WireActiveAlarm, WireAlarmEvent
 
 __all__ = [
     "EVENT_ALARM",
@@ -39,6 +39,7 @@ __all__ = [
     "eui64",
     "hl7_time",
     "side_of",
+    "state_message",
     "vitals_message",
 ]
 
@@ -141,7 +142,6 @@ _PHASES: Final[dict[AlarmState, str]] = {
     AlarmState.ACTIVE: "start",
     AlarmState.ACKNOWLEDGED: "update",
     AlarmState.ESCALATED: "escalate",
-    AlarmState.LATCHED: "update",
     AlarmState.CLEARED: "end",
 }
 _PRIORITIES: Final[dict[Priority, str]] = {
@@ -369,7 +369,7 @@ def _metric_of(param: str | None) -> MetricCode | None:
         return None
 
 
-def side_of(event: WireAlarmEvent) -> str:
+def side_of(event: WireAlarmEvent | WireActiveAlarm) -> str:
     """`L`: the event's value is below its limit, `H` above it; empty without value and limit."""
     if event.value is None or event.limit is None:
         return ""
@@ -389,19 +389,95 @@ def alarm_message(
     now: float,
     audio_paused: bool = False,
     side: str | None = None,
+    latched: bool = False,
 ) -> str:
     """A PCD-04 ORU^R40 for one alarm event: OBR-3 `alarm_id^seq^bed EUI-64^EUI-64`, 7 facets.
 
     The mapping of Vigil's states (docs/hl7.md): active → start, acknowledged → update with
-    alert-acknowledged, escalated → escalate, latched → update with state latched (the
-    condition is over, the alarm stays until acknowledged), cleared → end (state inactive).
+    alert-acknowledged, escalated → escalate, cleared → end (state inactive).
 
     `audio_paused`: the bed's audio is paused now, reported as the inactivation state of an
     unacknowledged alarm. `side`: which side of its limit the alarm is about (`L` below, `H`
     above), as its start event showed it; later events carry the latest reading, which may be
-    back in range (a latched or cleared alarm), so the event identification must not come
-    from them. None: taken from this event's value.
+    back in range (a cleared alarm), so the event identification must not come from them.
+    None: taken from this event's value. `latched`: the alarm's condition has ended while it
+    waits for acknowledgement (the bed's active list, docs/ALARMS.md "States"): state facet
+    `latched` instead of `active`.
     """
+    if event.state is AlarmState.ACKNOWLEDGED:
+        inactivation = "alert-acknowledged"
+    elif event.state is not AlarmState.CLEARED and audio_paused:
+        inactivation = "audio-paused"
+    else:
+        inactivation = "enabled"
+    state = "latched" if latched else "active"
+    if event.state is AlarmState.CLEARED:
+        state = "inactive"
+    return _pcd04(
+        header,
+        bed,
+        event,
+        control_id=control_id,
+        now=now,
+        side=side,
+        facets=(_PHASES[event.state], state, inactivation),
+    )
+
+
+def state_message(
+    header: Header,
+    bed: BedContext,
+    alarm: WireActiveAlarm,
+    *,
+    t: float,
+    latched: bool,
+    control_id: str,
+    now: float,
+    audio_paused: bool = False,
+) -> str:
+    """A PCD-04 `update` for a change of an active alarm's state facet, no alarm event.
+
+    `latched`: its condition ended at `t` (state `latched`), else it holds again (`active`);
+    the bed's active list says so (docs/ALARMS.md "States", docs/hl7.md). The identification
+    and the limit's side are the activation's (`alarm.value` is the crossing value); the
+    source row has no reading, as the list carries none of that moment, and OBR-3 no `seq`,
+    which numbers the bed's events.
+    """
+    event = WireAlarmEvent(
+        t=t,
+        code=alarm.code,
+        priority=alarm.priority,
+        kind=alarm.kind,
+        state=AlarmState.ACTIVE,
+        param=alarm.param,
+        limit=alarm.limit,
+        phase=Phase.NONE,
+        alarm_id=alarm.alarm_id,
+    )
+    side = side_of(alarm)
+    inactivation = "audio-paused" if audio_paused else "enabled"
+    return _pcd04(
+        header,
+        bed,
+        event,
+        control_id=control_id,
+        now=now,
+        side=side,
+        facets=("update", "latched" if latched else "active", inactivation),
+    )
+
+
+def _pcd04(
+    header: Header,
+    bed: BedContext,
+    event: WireAlarmEvent,
+    *,
+    control_id: str,
+    now: float,
+    side: str | None,
+    facets: tuple[str, str, str],
+) -> str:
+    """The ORU^R40 of `event`; `facets`: its phase, state and inactivation state."""
     metric = _metric_of(event.param)
     base = metric.path if metric is not None else _MDS[1]
     direction = side if side is not None else side_of(event)
@@ -481,18 +557,10 @@ def alarm_message(
                 t=event.t,
             )
         )
-    if event.state is AlarmState.ACKNOWLEDGED:
-        inactivation = "alert-acknowledged"
-    elif event.state is not AlarmState.CLEARED and audio_paused:
-        inactivation = "audio-paused"
-    else:
-        inactivation = "enabled"
-    state = {AlarmState.CLEARED: "inactive", AlarmState.LATCHED: "latched"}.get(
-        event.state, "active"
-    )
+    phase, state, inactivation = facets
     for facet, (identifier, text) in enumerate(
         (
-            (_PHASE, _PHASES[event.state]),
+            (_PHASE, phase),
             (_STATE, state),
             (_INACTIVATION, inactivation),
             (_PRIORITY, priority),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from alarms.engine import AlarmEngine
+from alarms.engine import AlarmEngine, Rows
 from alarms.policy import Policy, load_policy
 from kernel.vocabulary import AlarmEvent, Param, SessionEvent
 
@@ -188,6 +188,35 @@ def test_escalation_levels_and_acknowledgement(policy: Policy) -> None:
         ("cleared", None),
     ]
     assert "DESAT_CRITICAL" not in engine.active
+
+
+def test_a_latched_alarms_condition_end_is_no_event_only_its_condition(policy: Policy) -> None:
+    # docs/ALARMS.md "States": DESAT_CRITICAL (< 85 for 5 s, latching) at +205; SpO2 97 from
+    # +210, so its condition ends at +215 (5 s, Reading 4); < 85 again from +220 holds again
+    # at +225 (its delay); 97 from +226 ends it again at +231. None of it is an event.
+    engine = AlarmEngine(policy)
+    run(policy, session(), engine=engine)
+    values = [84] * 10 + [97] * 10 + [84] * 6 + [97] * 10
+    seen: list[tuple[float, bool, float | None]] = []
+    events: list[AlarmEvent] = []
+    for i, value in enumerate(values):
+        off = 200.0 + i
+        events += engine.row(T0 + off, Param.SPO2, float(value))
+        alarm = engine.active.get("DESAT_CRITICAL")
+        if alarm is not None:
+            ended = None if alarm.ended_t is None else alarm.ended_t - T0
+            if not seen or seen[-1][1:] != (alarm.condition, ended):
+                seen.append((off, alarm.condition, ended))
+    assert ev(events, "DESAT_CRITICAL") == [(205.0, "DESAT_CRITICAL", "active")]
+    assert seen == [(205.0, True, None), (215.0, False, 215.0), (225.0, True, None),
+                    (231.0, False, 231.0)]  # fmt: skip
+    # the same rows in one batch (replay, resume) leave the same state
+    whole = AlarmEngine(policy)
+    run(policy, session(), engine=whole)
+    batch = [(T0 + 200.0 + i, Param.SPO2, float(v), True) for i, v in enumerate(values)]
+    assert ev(whole.rows(Rows.of(batch)), "DESAT_CRITICAL") == [(205.0, "DESAT_CRITICAL", "active")]
+    alarm = whole.active["DESAT_CRITICAL"]
+    assert (alarm.condition, alarm.ended_t) == (False, T0 + 231.0)
 
 
 def test_acknowledged_high_alarm_does_not_escalate(policy: Policy) -> None:

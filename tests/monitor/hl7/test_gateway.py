@@ -127,22 +127,19 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> 
 # ---------------------------------------------------------------------- with a real bed
 
 
-async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_end(
+async def test_an_alarm_raised_latched_acknowledged_and_cleared_arrives_as_start_update_end(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
     clock = SimulatedClock(speed=10.0)
     settings = bed_settings(mqtt_broker, tmp_path)
+    config = gateway_config(mqtt_broker, receiver, tmp_path)
     async with (
-        Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
         Daemon(settings, load_policy(), clock=clock) as daemon,
         aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
-        await gw.connected(10)
-        # `[broker] protocol` auto: MQTT 5 on mosquitto, 3.1.1 on the embedded broker
-        assert gw.mqtt_version == ("5" if mqtt_broker.implementation == "mosquitto" else "3.1.1")
-        await nurse.subscribe("vigil/w1/b1/alarms", qos=1)
-        await nurse.subscribe("vigil/w1/b1/cmd/result", qos=1)
+        for topic in ("vigil/w1/b1/alarms", "vigil/w1/b1/alarms/active", "vigil/w1/b1/cmd/result"):
+            await nurse.subscribe(topic, qos=1)
 
         def pcd04(code: str) -> list[hl7.Message]:
             return [m for m in receiver.received if f"|{code}|" in str(m)]
@@ -155,30 +152,78 @@ async def test_an_alarm_raised_acknowledged_and_cleared_arrives_as_start_update_
                     await nurse.publish(f"{TOPIC}/b1", json.dumps(sample).encode(), qos=1)
                     await asyncio.sleep(0.1)
 
-        # HR 150 for 10 s (1 real second at 10x): TACHY_SEVERE, latching
-        await feed(150.0, lambda: len(pcd04("TACHY_SEVERE")) >= 1)
-        alarm_id = fields(pcd04("TACHY_SEVERE")[0])["obr3"].split("^")[0]
-        ack = {"cmd": "ack", "alarm_id": alarm_id, "request_id": "r1", "user": "ann"}
-        await nurse.publish("vigil/w1/b1/cmd", json.dumps(ack).encode(), qos=1)
-        result = await next_json(nurse, "vigil/w1/b1/cmd/result")
-        assert result["ok"] is True, result
-        await feed(150.0, lambda: len(pcd04("TACHY_SEVERE")) >= 2)
-        await feed(80.0, lambda: len(pcd04("TACHY_SEVERE")) >= 3)
+        async with Gateway(config) as gw:
+            await gw.connected(10)
+            # `[broker] protocol` auto: MQTT 5 on mosquitto, 3.1.1 on the embedded broker
+            version = "5" if mqtt_broker.implementation == "mosquitto" else "3.1.1"
+            assert gw.mqtt_version == version
+            # HR 150 for 10 s (1 real second at 10x): TACHY_SEVERE, latching (config/alarms.toml)
+            await feed(150.0, lambda: len(pcd04("TACHY_SEVERE")) >= 1)
+            alarm_id = fields(pcd04("TACHY_SEVERE")[0])["obr3"].split("^")[0]
+            # HR back at 80: 5 s later its condition has ended; no alarm event says so
+            # (docs/ALARMS.md "States"), the active list does, and the gateway sends it on
+            await feed(80.0, lambda: len(pcd04("TACHY_SEVERE")) >= 2)
+        # a restart: the retained list (still latched) comes again and nothing is sent twice,
+        # not even offered to the queue again (what was sent is kept in the queue's file)
+        async with Gateway(config) as gw:
+            await gw.connected(10)
+            ack = {"cmd": "ack", "alarm_id": alarm_id, "request_id": "r1", "user": "ann"}
+            await nurse.publish("vigil/w1/b1/cmd", json.dumps(ack).encode(), qos=1)
+            await receiver.wait_for(lambda _: len(pcd04("TACHY_SEVERE")) >= 4, timeout=10)
+            assert gw.stats.duplicates == 0
+        # what the bed published, as the ward saw it, in order: its events, and its active
+        # list's entry for the alarm (absent, or its `latched`), each change once
+        on_wire: list[tuple[str, object]] = []
+        async with asyncio.timeout(10):
+            async for message in nurse.messages:
+                assert isinstance(message.payload, bytes)
+                topic = str(message.topic)
+                if topic.endswith("/cmd/result"):
+                    assert json.loads(message.payload)["ok"] is True
+                    continue
+                if topic.endswith("/alarms/active"):
+                    entry = [a for a in decode_active_alarms(message.payload)
+                             if a.code == "TACHY_SEVERE"]  # fmt: skip
+                    item: tuple[str, object] = ("list", entry[0].latched if entry else None)
+                else:
+                    data = json.loads(message.payload)
+                    if data["code"] != "TACHY_SEVERE":
+                        continue
+                    item = ("event", data["state"])
+                if not on_wire or on_wire[-1] != item:
+                    on_wire.append(item)
+                if on_wire[-2:] == [("event", "cleared"), ("list", None)]:
+                    break
 
+    assert on_wire == [
+        ("list", None),
+        ("event", "active"),
+        ("list", False),
+        ("list", True),  # its condition over: no event
+        ("event", "acknowledged"),
+        ("event", "cleared"),
+        ("list", None),
+    ]
     messages = pcd04("TACHY_SEVERE")
     for m in receiver.received:
         validate(str(m))
     phases = [obx_rows(m)[2][5] for m in messages]
-    inactivation = [obx_rows(m)[4][5] for m in messages]
     states = [obx_rows(m)[3][5] for m in messages]
-    assert phases == ["start", "update", "end"]
-    assert inactivation == ["enabled", "alert-acknowledged", "enabled"]
-    assert states == ["active", "active", "inactive"]
+    inactivation = [obx_rows(m)[4][5] for m in messages]
+    # raised; latched (its condition over); acknowledged while latched; cleared by the ack
+    assert phases == ["start", "update", "update", "end"]
+    assert states == ["active", "latched", "latched", "inactive"]
+    assert inactivation == ["enabled", "enabled", "alert-acknowledged", "enabled"]
+    # still about HR above its limit, though HR is back in range
+    assert {obx_rows(m)[0][3] for m in messages} == {"196650^MDC_EVT_HI_VAL_GT_LIM^MDC"}
     ids = {fields(m)["obr3"].split("^")[0] for m in messages}
     assert ids == {alarm_id}
-    seqs = [int(fields(m)["obr3"].split("^")[1]) for m in messages]
-    assert seqs == sorted(seqs)
-    assert len(set(seqs)) == 3
+    # the bed's events carry its seq; the latched update is no event and has none
+    seqs = [fields(m)["obr3"].split("^")[1] for m in messages]
+    assert seqs[1] == ""
+    events = [int(seqs[i]) for i in (0, 2, 3)]
+    assert events == sorted(events)
+    assert len(set(events)) == 3
     assert {fields(m)["type"] for m in messages} == {"ORU^R40^ORU_R40"}
     # no session: the patient is unknown, the bed is the location
     assert {fields(m)["patient"] for m in messages} == {"UNKNOWN"}

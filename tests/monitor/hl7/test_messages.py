@@ -18,9 +18,10 @@ from monitor.hl7.messages import (
     escape,
     eui64,
     hl7_time,
+    state_message,
     vitals_message,
 )
-from monitor.wire import WireAlarmEvent
+from monitor.wire import WireActiveAlarm, WireAlarmEvent
 from tests.monitor.hl7.conformance import validate
 
 DATA = Path(__file__).parents[2] / "data" / "hl7"
@@ -104,25 +105,41 @@ def test_pcd04_matches_the_golden_files_and_validates() -> None:
 
 
 def test_pcd04_latched_matches_the_golden_file_and_validates() -> None:
-    # DESAT_SEVERE latches (config/alarms.toml): SpO2 is back at 95 %, the alarm stays until
-    # acknowledged. The event is still about SpO2 below 88 %, which the start event showed
-    # (side L); this reading is in range, so the source row has no abnormality flag.
-    latched = event(
-        t=T + 400,
-        code="DESAT_SEVERE",
-        priority="high",
-        state="latched",
-        value=95.0,
-        limit=88.0,
-        message="DESAT_SEVERE latched: SPO2 95 back for 5 s; acknowledge to clear",
-        alarm_id="a9b8",
-        seq=21,
-    )
-    text = alarm_message(
-        HEADER, BED, latched, control_id="V0000000100000000045", now=T + 401, side="L"
+    # DESAT_SEVERE latches (config/alarms.toml), raised at SpO2 84 (< 88, side L); its
+    # condition ended at T + 400 and it waits for acknowledgement: no alarm event, the bed's
+    # active list says `latched` (docs/ALARMS.md "States"). The update keeps the start's
+    # identification (LO, `>88`); the list has no reading of that moment, so the source row
+    # has none, and no `seq` (that numbers the bed's events): OBR-3 `a9b8^^…`.
+    alarm = WireActiveAlarm.model_validate(
+        {
+            "alarm_id": "a9b8", "code": "DESAT_SEVERE", "priority": "high",
+            "kind": "physiological", "state": "active", "since": T + 300, "param": "SPO2",
+            "value": 84.0, "limit": 88.0, "level": 1, "latched": True, "latched_t": T + 400,
+        }
+    )  # fmt: skip
+    text = state_message(
+        HEADER, BED, alarm, t=T + 400, latched=True, control_id="V0000000100000000045", now=T + 401
     )
     assert text == golden("pcd04_latched.hl7")
     validate(text)
+    # its condition holds again: the same update with the state `active`
+    again = state_message(
+        HEADER, BED, alarm, t=T + 400, latched=False, control_id="V0000000100000000045", now=T + 401
+    )
+    assert again == text.replace("|latched|", "|active|")
+    validate(again)
+
+
+def test_a_latched_alarm_stays_latched_in_its_later_messages() -> None:
+    # an escalation and the acknowledgement of an alarm the active list shows latched
+    for state, inactivation in (("escalated", "enabled"), ("acknowledged", "alert-acknowledged")):
+        text = alarm_message(HEADER, BED, event(state=state), control_id="C", now=T, latched=True)
+        validate(text)
+        assert [r[5] for r in obx(text)[3:5]] == ["latched", inactivation]
+    cleared = alarm_message(
+        HEADER, BED, event(state="cleared"), control_id="C", now=T, latched=True
+    )
+    assert obx(cleared)[3][5] == "inactive"
 
 
 def obx(text: str) -> list[list[str]]:
@@ -135,7 +152,6 @@ def obx(text: str) -> list[list[str]]:
         ("active", "start", "active", "enabled"),
         ("acknowledged", "update", "active", "alert-acknowledged"),
         ("escalated", "escalate", "active", "enabled"),
-        ("latched", "update", "latched", "enabled"),
         ("cleared", "end", "inactive", "enabled"),
     ],
 )
