@@ -8,7 +8,7 @@ same way everywhere (docs/ARCHITECTURE.md "Config file"). Pure pydantic: no I/O.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,6 +25,7 @@ __all__ = [
     "ID_PATTERN",
     "BrokerSettings",
     "ConfigModel",
+    "Endpoint",
     "Int",
     "Number",
     "TimeoutSettings",
@@ -72,10 +73,34 @@ def broker_url(v: str) -> str:
     return v
 
 
+class Endpoint(NamedTuple):
+    """One broker to try: where it listens (the TLS choice and credentials are the config's)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _endpoint(url: str) -> Endpoint:
+    parts = urlsplit(url)
+    assert parts.hostname is not None  # checked by `broker_url`
+    return Endpoint(parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883))
+
+
 class BrokerSettings(ConfigModel):
-    """The ward MQTT broker."""
+    """The ward MQTT broker, and the brokers to fail over to (docs/ARCHITECTURE.md "Failover")."""
 
     url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://")
+    # The ward's redundant broker: a bridged pair (config/mosquitto/README.md "A redundant
+    # pair"). Every connection attempt tries `url`, then these in order (drivers/mqtt/client.py
+    # `connect`), so a client moves to the next broker when one is unreachable and goes back
+    # to the first at its next reconnect, never while a later one serves it.
+    failover: tuple[str, ...] = Field(
+        default=(),
+        description="further broker URLs, tried in order when `url` is unreachable; same scheme",
+    )
     username: str | None = None
     password: SecretStr | None = None
     ca_file: Path | None = None
@@ -113,6 +138,16 @@ class BrokerSettings(ConfigModel):
     def _check_url(cls, v: str) -> str:
         return broker_url(v)
 
+    @field_validator("failover")
+    @classmethod
+    def _check_failover(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, url in enumerate(v):
+            try:
+                broker_url(url)
+            except ValueError as exc:
+                raise ValueError(f"failover[{i}]: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _check_tls(self) -> Self:
         # TLS files with a plain mqtt:// URL would be ignored and the password sent in clear:
@@ -122,7 +157,16 @@ class BrokerSettings(ConfigModel):
             raise ValueError(f"{', '.join(files)} given, but url is not mqtts://")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file without cert_file")
+        # one TLS context and one set of credentials serve every broker of the list
+        scheme = urlsplit(self.url).scheme
+        if any(urlsplit(u).scheme != scheme for u in self.failover):
+            raise ValueError(f"every failover URL must be {scheme}:// like url")
         return self
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """`url`, then each `failover` broker: the order every connection attempt tries."""
+        return tuple(_endpoint(u) for u in (self.url, *self.failover))
 
     @property
     def host(self) -> str:

@@ -37,6 +37,7 @@ import aiomqtt
 from drivers.base import DriverStats
 from drivers.mqtt import client as mqtt_client
 from kernel.clock import SimulatedClock
+from kernel.settings import Endpoint
 from kernel.vocabulary import AlarmState
 from monitor.commands import Ack
 from monitor.console import LineConsole, local_time
@@ -69,11 +70,11 @@ async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asy
     host, port = url.removeprefix("mqtt://").rsplit(":", 1)
     identifier = f"vigil-demo-console-{uuid.uuid4().hex[:6]}"
 
-    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
-        return aiomqtt.Client(host, int(port), identifier=identifier, protocol=protocol)
+    def build(protocol: aiomqtt.ProtocolVersion, broker: Endpoint) -> aiomqtt.Client:
+        return aiomqtt.Client(broker.host, broker.port, identifier=identifier, protocol=protocol)
 
     # the embedded broker speaks 3.1.1 only: no need to ask for 5 first
-    async with mqtt_client.connect("3.1.1", build) as client:
+    async with mqtt_client.connect("3.1.1", (Endpoint(host, int(port)),), build) as client:
         await client.subscribe(f"{console.root}/#", qos=1)
         ready.set()
         async for message in client.messages:

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 
 from drivers.mqtt import client as mqtt_client
 from kernel.clock import Clock
-from kernel.settings import BrokerSettings
+from kernel.settings import BrokerSettings, Endpoint
 from kernel.tasks import raise_if_cancelled
 from kernel.vocabulary import NIBP_PARAMS, AlarmEvent, Param, Sample, iso8601
 from monitor.authority import principal_of
@@ -78,17 +78,18 @@ def tls_context_for(b: BrokerSettings) -> ssl.SSLContext | None:
 def make_client(
     settings: Settings,
     protocol: aiomqtt.ProtocolVersion,
+    endpoint: Endpoint,
     *,
     identifier: str,
     will: aiomqtt.Will | None = None,
     on_refused: Callable[[], None] | None = None,
 ) -> aiomqtt.Client:
-    """An aiomqtt client for the ward broker of `settings` (TLS and credentials included)."""
+    """An aiomqtt client for `endpoint`, a ward broker of `settings` (TLS and credentials)."""
     b = settings.broker
     tls_context = tls_context_for(b)
     client = aiomqtt.Client(
-        b.host,
-        b.port,
+        endpoint.host,
+        endpoint.port,
         username=b.username,
         password=b.password.get_secret_value() if b.password else None,
         identifier=identifier,
@@ -117,10 +118,12 @@ def connect_ward(
     """A connected client for the ward broker, in the version ``broker.protocol`` names.
 
     `async with connect_ward(...) as client`: ``auto`` falls back from MQTT 5 to 3.1.1 on a
-    broker that refuses 5 (`drivers.mqtt.client.connect`).
+    broker that refuses 5, and ``url`` falls over to the ``failover`` brokers in order
+    (`drivers.mqtt.client.connect`).
     """
     return mqtt_client.connect(
         settings.broker.protocol,
+        settings.broker.endpoints,
         functools.partial(
             make_client, settings, identifier=identifier, will=will, on_refused=on_refused
         ),
@@ -198,6 +201,8 @@ class WardLink:
         # the broker refused an alarm since the last one it took (an ACL): reconnecting fast
         # would not help
         self._refused = False
+        # the broker of `broker.endpoints` serving the link now (None: not connected)
+        self.broker: Endpoint | None = None
 
     def _note_refused(self) -> None:
         self._refused = True
@@ -210,10 +215,8 @@ class WardLink:
         """
         if status.state is LinkState.BACKING_OFF and not self._lost_logged:
             self._lost_logged = True
-            b = self._settings.broker
-            log.warning(
-                "event=ward_link_lost broker=%s:%d error=%r", b.host, b.port, status.last_error
-            )
+            brokers = ",".join(map(str, self._settings.broker.endpoints))
+            log.warning("event=ward_link_lost broker=%s error=%r", brokers, status.last_error)
         elif status.state is LinkState.CONNECTED:
             self._lost_logged = False
 
@@ -299,19 +302,17 @@ class WardLink:
         ) as client:
             try:
                 await self._birth_messages(client)
+                self.broker = mqtt_client.endpoint_of(client)
                 connected()
-                log.info(
-                    "event=ward_connected broker=%s:%d prefix=%s",
-                    self._settings.broker.host,
-                    self._settings.broker.port,
-                    self.prefix,
-                )
+                log.info("event=ward_connected broker=%s prefix=%s", self.broker, self.prefix)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._receive(client), name="ward.receive")
                     tg.create_task(self._send(client), name="ward.send")
             except asyncio.CancelledError:
                 await self._goodbye(client)
                 raise
+            finally:
+                self.broker = None
 
     async def _birth_messages(self, client: aiomqtt.Client) -> None:
         # Re-publish birth and every retained state on each CONNACK, never before it

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from drivers.mqtt.client import MqttVersion, connect
+from kernel.settings import Endpoint
 from kernel.tasks import raise_if_cancelled
 from kernel.vocabulary import CHECKLIST_ITEMS, NIBP_PARAMS, Param, Sample, SessionEvent, Step
 from simulators.scenarios import build_scenario
@@ -113,7 +114,9 @@ def session_command(event: SessionEvent) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def _connected(
-    version: MqttVersion, build: Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]
+    version: MqttVersion,
+    broker: BrokerAddress,
+    build: Callable[[aiomqtt.ProtocolVersion, Endpoint], aiomqtt.Client],
 ) -> AsyncIterator[aiomqtt.Client]:
     """`mqtt_client.connect`, except that a cancel while connecting still closes the connection.
 
@@ -123,7 +126,11 @@ async def _connected(
     version tried), the exit stack then disconnects cleanly, and the `CancelledError` goes on.
     """
     async with contextlib.AsyncExitStack() as stack:
-        connecting = asyncio.ensure_future(stack.enter_async_context(connect(version, build)))
+        connecting = asyncio.ensure_future(
+            stack.enter_async_context(
+                connect(version, (Endpoint(broker.host, broker.port),), build)
+            )
+        )
         try:
             client = await asyncio.shield(connecting)
         except asyncio.CancelledError:
@@ -134,11 +141,14 @@ async def _connected(
 
 
 def _client(
-    broker: BrokerAddress, identifier: str, version: aiomqtt.ProtocolVersion
+    broker: BrokerAddress,
+    identifier: str,
+    version: aiomqtt.ProtocolVersion,
+    endpoint: Endpoint,
 ) -> aiomqtt.Client:
     return aiomqtt.Client(
-        broker.host,
-        broker.port,
+        endpoint.host,
+        endpoint.port,
         username=broker.username,
         password=broker.password,
         identifier=identifier,
@@ -197,7 +207,7 @@ async def run_mqtt_monitor(  # noqa: PLR0913 - the CLI's options, each needed, a
     # at the broker.
     identifier = f"vigil-sim-{device_id}-{secrets.token_hex(4)}"
     build = functools.partial(_client, broker, identifier)
-    async with _connected(protocol, build) as client:
+    async with _connected(protocol, broker, build) as client:
         group: list[Sample] = []
 
         async def send(samples: list[Sample]) -> None:

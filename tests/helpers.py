@@ -175,6 +175,16 @@ class BrokerProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the broker and reap it, as a crash would end it: nothing saved, no goodbye."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def log_text(self) -> str:
         """What the broker has logged so far (for failure messages)."""
         with contextlib.suppress(FileNotFoundError):

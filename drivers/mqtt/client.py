@@ -11,6 +11,15 @@ with the version a config's ``broker.protocol`` or a command's ``--mqtt-version`
   settings again with 3.1.1. Any other failure (no broker, bad credentials, TLS) is not a
   version question and is raised as it is, without a second attempt.
 
+Failover (docs/ARCHITECTURE.md "Broker failover"): `connect` is given the ordered brokers of a
+config (``BrokerSettings.endpoints``: ``url``, then ``failover``) and tries them in that order,
+each with the version rule above; the first that takes the connection serves until it is lost.
+So a client moves to the next broker when one is unreachable (refused at once when its process
+is gone; after ``timeout`` when its host is silent), and goes back to the first at its next
+connection, never while a later one serves it: a bridged pair carries every message to both
+(config/mosquitto/README.md "A redundant pair"), and leaving a working broker would only risk
+the alarms in flight. `endpoint_of` says which broker a connected client reached.
+
 `speaks_v5` tells a connected client's version, for what only MQTT 5 carries (message expiry).
 """
 
@@ -26,13 +35,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from kernel.settings import Endpoint
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 __all__ = [
     "MQTT_VERSIONS",
     "MqttVersion",
     "connect",
+    "endpoint_of",
     "protocols",
     "refusal_hint",
     "session_options",
@@ -68,31 +80,53 @@ def _refuses_version(exc: aiomqtt.MqttError) -> bool:
 
 @contextlib.asynccontextmanager
 async def connect(
-    version: MqttVersion, build: Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]
+    version: MqttVersion,
+    endpoints: Sequence[Endpoint],
+    build: Callable[[aiomqtt.ProtocolVersion, Endpoint], aiomqtt.Client],
 ) -> AsyncIterator[aiomqtt.Client]:
-    """Connect a client made by `build(protocol)`; disconnect it when the block ends.
+    """Connect a client made by `build(protocol, endpoint)`; disconnect it when the block ends.
 
-    `build` is called once per attempt (an aiomqtt client connects once) and must make the same
-    client each time but for the protocol version. See the module docstring for `version`.
+    `endpoints` are tried in order (failover, module docstring); `build` is called once per
+    attempt (an aiomqtt client connects once) and must make the same client each time but for
+    the protocol version and the broker. See the module docstring for `version`.
 
     Raises:
-        aiomqtt.MqttError: the broker could not be reached or refused the connection; with
-            ``"auto"``, the 3.1.1 attempt's error once MQTT 5 was refused.
+        aiomqtt.MqttError: no broker of `endpoints` could be reached or took the connection:
+            the last one's error (each earlier one is logged); with ``"auto"``, the 3.1.1
+            attempt's error once MQTT 5 was refused.
     """
+    if not endpoints:
+        raise ValueError("no broker to connect to")
     attempts = protocols(version)
     async with contextlib.AsyncExitStack() as stack:
-        for i, protocol in enumerate(attempts):
-            client = build(protocol)
-            try:
-                await stack.enter_async_context(client)
-            except aiomqtt.MqttError as exc:
-                if i + 1 < len(attempts) and _refuses_version(exc):
-                    log.debug("event=mqtt5_refused falling_back=3.1.1 error=%s", exc)
-                    continue
-                raise
-            yield client
-            return
+        for n, endpoint in enumerate(endpoints):
+            for i, protocol in enumerate(attempts):
+                client = build(protocol, endpoint)
+                try:
+                    await stack.enter_async_context(client)
+                except aiomqtt.MqttError as exc:
+                    if i + 1 < len(attempts) and _refuses_version(exc):
+                        log.debug("event=mqtt5_refused falling_back=3.1.1 error=%s", exc)
+                        continue
+                    if n + 1 == len(endpoints):
+                        raise
+                    log.info(
+                        "event=broker_unreachable broker=%s next=%s error=%s",
+                        endpoint,
+                        endpoints[n + 1],
+                        exc,
+                    )
+                    break
+                if n:
+                    log.warning("event=broker_failover broker=%s skipped=%d", endpoint, n)
+                yield client
+                return
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def endpoint_of(client: aiomqtt.Client) -> Endpoint:
+    """The broker `client` was made for (after `connect`: the one that took it)."""
+    return Endpoint(client._hostname, client._port)  # noqa: SLF001 - aiomqtt keeps them private
 
 
 def session_options(protocol: aiomqtt.ProtocolVersion, expiry_s: int) -> dict[str, Any]:

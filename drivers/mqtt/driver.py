@@ -26,7 +26,7 @@ from drivers.base import DeviceError, DriverStats, nothing
 from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
 from drivers.mqtt.spec import MqttSettings
-from kernel.settings import BrokerSettings, TimeoutSettings
+from kernel.settings import BrokerSettings, Endpoint, TimeoutSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,21 +146,23 @@ class MqttMonitorDriver:
                 ``timeouts.broker_connect_s``, refused the subscription, or the connection
                 was lost.
         """
-        where = f"{self.device_id}: broker {self._broker.host}:{self._broker.port}"
+        brokers = self._broker.endpoints
+        where = f"{self.device_id}: broker {','.join(map(str, brokers))}"
+        # each broker of a failover list gets its own connect timeout (drivers/mqtt/client.py)
+        connect_s = self._timeouts.broker_connect_s * len(brokers)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # aiomqtt bounds CONNACK and SUBACK itself; this also bounds DNS and TCP/TLS.
                 # The ward broker's protocol setting: MQTT 5, else 3.1.1 where 5 is refused.
-                async with asyncio.timeout(self._timeouts.broker_connect_s):
+                async with asyncio.timeout(connect_s):
                     client = await stack.enter_async_context(
-                        mqtt_client.connect(self._broker.protocol, self._client)
+                        mqtt_client.connect(self._broker.protocol, brokers, self._client)
                     )
                     await self._subscribe(client)
                 _log.info(
-                    "event=broker_connected device=%s broker=%s:%d client_id=%s",
+                    "event=broker_connected device=%s broker=%s client_id=%s",
                     self.device_id,
-                    self._broker.host,
-                    self._broker.port,
+                    mqtt_client.endpoint_of(client),
                     self._identifier,
                 )
                 connected()
@@ -173,13 +175,11 @@ class MqttMonitorDriver:
                 raise asyncio.CancelledError from exc
             if isinstance(exc, aiomqtt.MqttError):
                 raise DeviceError(f"{where}: {exc}") from exc
-            raise DeviceError(
-                f"{where}: no answer within {self._timeouts.broker_connect_s} s"
-            ) from exc
+            raise DeviceError(f"{where}: no answer within {connect_s} s") from exc
         # `messages` only ends by raising MqttError; an end without one is a lost link too
         raise DeviceError(f"{where}: message stream ended")
 
-    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         broker = self._broker
         password = broker.password.get_secret_value() if broker.password is not None else None
         tls = None
@@ -191,8 +191,8 @@ class MqttMonitorDriver:
                 keyfile=_str_or_none(broker.key_file),
             )
         client = aiomqtt.Client(
-            broker.host,
-            broker.port,
+            endpoint.host,
+            endpoint.port,
             username=broker.username,
             password=password,
             identifier=self._identifier,

@@ -48,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from drivers.mqtt import client as mqtt_client
 from kernel.configfile import ConfigError
+from kernel.settings import Endpoint
 from kernel.tasks import cancel_until_done, raise_if_cancelled
 from kernel.vocabulary import NIBP_PARAMS, AlarmState, Param, iso8601
 from monitor.hl7.messages import (
@@ -512,7 +513,7 @@ class Gateway:
             for b in list(self._beds.values()):
                 self._report(b)
 
-    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         """The ward client for `protocol` (`mqtt_client.connect` picks it: `auto` tries 5)."""
         b = self.config.broker
         h = self.config.hl7
@@ -525,8 +526,8 @@ class Gateway:
                 retain=True,
             )
         client = aiomqtt.Client(
-            b.host,
-            b.port,
+            endpoint.host,
+            endpoint.port,
             username=b.username,
             password=b.password.get_secret_value() if b.password else None,
             # fixed, so the broker keeps the subscriptions and the alarm events meanwhile
@@ -550,7 +551,9 @@ class Gateway:
         h = self.config.hl7
         ward = h.ward or "+"
         async with (
-            mqtt_client.connect(self.config.broker.protocol, self._client) as client,
+            mqtt_client.connect(
+                self.config.broker.protocol, self.config.broker.endpoints, self._client
+            ) as client,
             asyncio.TaskGroup() as tg,
         ):
             # Receiving (and acknowledging) starts before the first SUBSCRIBE: a broker may
@@ -585,9 +588,8 @@ class Gateway:
             self.mqtt_version = "5" if mqtt_client.speaks_v5(client) else "3.1.1"
             connected()
             log.info(
-                "event=hl7_ward_connected broker=%s:%d mqtt=%s",
-                self.config.broker.host,
-                self.config.broker.port,
+                "event=hl7_ward_connected broker=%s mqtt=%s",
+                mqtt_client.endpoint_of(client),
                 self.mqtt_version,
             )
             tg.create_task(self._publish(client), name="hl7.ward.publish")

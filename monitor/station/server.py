@@ -48,6 +48,7 @@ from aiohttp import WSMsgType, web
 
 from drivers.mqtt import client as mqtt_client
 from kernel.configfile import ConfigError
+from kernel.settings import Endpoint
 from kernel.tasks import cancel_until_done, raise_if_cancelled
 from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS, iso8601
 from monitor.authority import command_topic
@@ -242,13 +243,13 @@ class Station:
 
     # ------------------------------------------------------------------ the ward link
 
-    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         b = self.config.broker
         s = self.config.station
         port = (self.address or (None, 0))[1]
         return aiomqtt.Client(
-            b.host,
-            b.port,
+            endpoint.host,
+            endpoint.port,
             username=b.username,
             password=b.password.get_secret_value() if b.password else None,
             identifier=b.client_id or f"vigil-station-{s.ward or 'all'}-{port}",
@@ -265,7 +266,9 @@ class Station:
     async def _serve_ward(self, connected: Callable[[], None]) -> None:
         s = self.config.station
         ward = s.ward or "+"
-        async with mqtt_client.connect(self.config.broker.protocol, self._client) as client:
+        async with mqtt_client.connect(
+            self.config.broker.protocol, self.config.broker.endpoints, self._client
+        ) as client:
             for what, qos in TOPICS:
                 await client.subscribe(f"{s.prefix}/{ward}/+/{what}", qos=qos, timeout=_PUBLISH_S)
                 raise_if_cancelled()

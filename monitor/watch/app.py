@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from drivers.mqtt import client as mqtt_client
 from kernel.clock import Clock, RealClock
-from kernel.settings import BrokerSettings
+from kernel.settings import BrokerSettings, Endpoint
 from kernel.tasks import raise_if_cancelled
 from monitor.settings import cli_broker
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
@@ -246,13 +246,13 @@ class Watch:
 
     # ------------------------------------------------------------------ broker
 
-    def _client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def _client(self, protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         b = self.broker
         parts = urlsplit(b.url)
         user = re.sub(r"[^A-Za-z0-9_-]", "_", self.view.user)[:32]
         return aiomqtt.Client(
-            b.host,
-            b.port,
+            endpoint.host,
+            endpoint.port,
             username=b.username or (unquote(parts.username) if parts.username else None),
             password=(
                 b.password.get_secret_value()
@@ -274,7 +274,8 @@ class Watch:
             stale = self._outgoing.get_nowait()
             self.view.send_failed(stale.request_id, "the broker link was lost before sending")
         # --mqtt-version: MQTT 5, else 3.1.1 where the broker refuses 5 (drivers/mqtt/client.py)
-        async with mqtt_client.connect(self.broker.protocol, self._client) as client:
+        b = self.broker
+        async with mqtt_client.connect(b.protocol, b.endpoints, self._client) as client:
             for topic in subscriptions(self.view.ward, self.view.root):
                 await client.subscribe(topic, qos=1, timeout=BROKER_TIMEOUT_S)
                 raise_if_cancelled()

@@ -19,7 +19,7 @@ from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
 from kernel.clock import RealClock
-from kernel.settings import BrokerSettings, TimeoutSettings
+from kernel.settings import BrokerSettings, Endpoint, TimeoutSettings
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from tests.helpers import BrokerImplementation, BrokerProcess, mosquitto_path
@@ -45,17 +45,21 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerPro
         yield b
 
 
-def _build(broker: BrokerProcess, name: str) -> Callable[[aiomqtt.ProtocolVersion], aiomqtt.Client]:
-    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
-        return aiomqtt.Client(broker.host, broker.port, identifier=name, protocol=protocol)
+def _build(name: str) -> Callable[[aiomqtt.ProtocolVersion, Endpoint], aiomqtt.Client]:
+    def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
+        return aiomqtt.Client(endpoint.host, endpoint.port, identifier=name, protocol=protocol)
 
     return build
+
+
+def _at(broker: BrokerProcess) -> tuple[Endpoint, ...]:
+    return (Endpoint(broker.host, broker.port),)
 
 
 async def test_auto_takes_mqtt5_where_the_broker_speaks_it_and_311_otherwise(
     broker: BrokerProcess,
 ) -> None:
-    async with mqtt_client.connect("auto", _build(broker, "auto")) as client:
+    async with mqtt_client.connect("auto", _at(broker), _build("auto")) as client:
         assert mqtt_client.speaks_v5(client) is SPEAKS_V5[broker.implementation]
         # the connection works: a message goes round trip
         await client.subscribe("t/round", qos=1)
@@ -66,14 +70,14 @@ async def test_auto_takes_mqtt5_where_the_broker_speaks_it_and_311_otherwise(
 
 
 async def test_an_explicit_version_is_not_negotiated(broker: BrokerProcess) -> None:
-    async with mqtt_client.connect("3.1.1", _build(broker, "v311")) as client:
+    async with mqtt_client.connect("3.1.1", _at(broker), _build("v311")) as client:
         assert not mqtt_client.speaks_v5(client)
     if SPEAKS_V5[broker.implementation]:
-        async with mqtt_client.connect("5", _build(broker, "v5")) as client:
+        async with mqtt_client.connect("5", _at(broker), _build("v5")) as client:
             assert mqtt_client.speaks_v5(client)
     else:
         with pytest.raises(aiomqtt.MqttCodeError, match="Unsupported protocol version"):
-            async with mqtt_client.connect("5", _build(broker, "v5")):
+            async with mqtt_client.connect("5", _at(broker), _build("v5")):
                 pass
 
 
@@ -84,14 +88,40 @@ async def test_a_refusal_that_is_not_about_the_version_is_not_retried(tmp_path: 
         port = b.port
     # the broker is gone: connecting fails at TCP, which says nothing about MQTT versions
 
-    def build(protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+    def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         attempts.append(protocol)
-        return aiomqtt.Client("127.0.0.1", port, identifier="nobody", protocol=protocol, timeout=2)
+        return aiomqtt.Client(endpoint.host, endpoint.port, identifier="nobody", protocol=protocol)
 
     with pytest.raises(aiomqtt.MqttError):
-        async with mqtt_client.connect("auto", build):
+        async with mqtt_client.connect("auto", (Endpoint("127.0.0.1", port),), build):
             pass
     assert attempts == [aiomqtt.ProtocolVersion.V5]
+
+
+async def test_an_unreachable_broker_falls_over_to_the_next_in_order(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    # the first broker of the list is gone (refused at TCP): the second takes the connection,
+    # with the version rule applied to it; the first is tried again at every new connection
+    with BrokerProcess(tmp_path / "gone", implementation="amqtt") as gone:
+        dead = Endpoint(gone.host, gone.port)
+    tried: list[Endpoint] = []
+
+    def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
+        tried.append(endpoint)
+        return aiomqtt.Client(endpoint.host, endpoint.port, identifier="fo", protocol=protocol)
+
+    live = Endpoint(broker.host, broker.port)
+    for _ in range(2):
+        async with mqtt_client.connect("auto", (dead, live), build) as client:
+            assert mqtt_client.endpoint_of(client) == live
+            assert mqtt_client.speaks_v5(client) is SPEAKS_V5[broker.implementation]
+    per_connection = [dead, live] if SPEAKS_V5[broker.implementation] else [dead, live, live]
+    assert tried == per_connection * 2
+    # none reachable: the last one's error
+    with pytest.raises(aiomqtt.MqttError):
+        async with mqtt_client.connect("auto", (dead, dead), build):
+            pass
 
 
 def _settings(broker: BrokerProcess, tmp_path: Path) -> Settings:

@@ -88,6 +88,8 @@ def test_every_commented_key_of_the_example_is_valid(tmp_path: Path) -> None:
     assert s.broker.password.get_secret_value() == "..."
     assert s.broker.ca_file == Path("/etc/vigil/ca.crt")
     assert s.broker.prefix == "vigil/w1/b3"
+    # the order every connection tries (drivers/mqtt/client.py)
+    assert s.broker.endpoints == (("127.0.0.1", 8883), ("10.0.0.2", 8883))
     assert s.alarms.policy == Path("/etc/vigil/alarms.toml")
     assert s.clock.anchor == 1767225600.0
     # every registered kind is shown, each once
