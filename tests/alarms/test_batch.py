@@ -11,6 +11,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,6 +112,8 @@ def test_batch_equals_row_by_row(seed: int, n: int) -> None:
     assert events(list(replay(rows, policy))) == events(list(replay_per_row(rows, policy)))
 
 
+# 25 whole recordings: about 6 s idle, far more on a loaded machine
+@pytest.mark.timeout(240)
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, 400), min_size=1, max_size=20))
 def test_batches_of_any_size_equal_one_batch(seed: int, cuts: list[int]) -> None:
