@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,41 @@ def validate(
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, data, file=file, tags=tags)) from None
+
+
+def read_ward_process_config(
+    path: Path | None,
+    *,
+    sections: frozenset[str],
+    own: str,
+    broker_url: str | None,
+    environ: Mapping[str, str],
+) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """The raw config of a ward-level process (the station, the HL7 gateway), before validation.
+
+    Shared by both: unknown top-level sections refused with their names, `--broker` and
+    `VIGIL_BROKER__PASSWORD` put into `[broker]`. Returns the data, the file name errors name,
+    and the process's own section (None when it is not a table: validation says so).
+    """
+    data: dict[str, Any] = {} if path is None else read_toml(path)
+    file = "(command line)" if path is None else str(path)
+    extra = set(data) - sections
+    if extra:
+        raise ConfigError(
+            [ConfigProblem(file=file, key=k, reason="unknown section") for k in sorted(extra)]
+        )
+    section = data.setdefault(own, {})
+    broker = data.setdefault("broker", {})
+    if isinstance(broker, dict):
+        if broker_url is not None:
+            broker["url"] = broker_url
+        if environ.get("VIGIL_BROKER__PASSWORD"):
+            broker["password"] = environ["VIGIL_BROKER__PASSWORD"]
+    return data, file, section if isinstance(section, dict) else None
+
+
+def beside(path: Path | None, table: dict[str, Any], key: str) -> None:
+    """A relative file path at `table[key]` is taken relative to the config file `path`."""
+    value = table.get(key)
+    if path is not None and isinstance(value, str) and not Path(value).is_absolute():
+        table[key] = str(path.parent / value)

@@ -24,11 +24,17 @@ import re
 import ssl
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.configfile import (
+    ConfigError,
+    ConfigProblem,
+    beside,
+    read_ward_process_config,
+    validate,
+)
 from kernel.settings import BrokerSettings, Number
 from monitor.metrics import MetricsListenError, parse_listen
 from monitor.wire import TOPIC_ROOT
@@ -185,32 +191,21 @@ def load_gateway_config(
     Raises:
         ConfigError: every located problem.
     """
-    data: dict[str, Any] = {} if path is None else read_toml(path)
-    file = "(command line)" if path is None else str(path)
-    extra = set(data) - {"hl7", "broker"}
-    if extra:
-        raise ConfigError(
-            [ConfigProblem(file=file, key=k, reason="unknown section") for k in sorted(extra)]
-        )
-    hl7 = data.setdefault("hl7", {})
-    broker = data.setdefault("broker", {})
-    env = os.environ if environ is None else environ
-    if isinstance(broker, dict):
-        if broker_url is not None:
-            broker["url"] = broker_url
-        if env.get("VIGIL_BROKER__PASSWORD"):
-            broker["password"] = env["VIGIL_BROKER__PASSWORD"]
-    if isinstance(hl7, dict):
+    data, file, hl7 = read_ward_process_config(
+        path,
+        sections=frozenset({"hl7", "broker"}),
+        own="hl7",
+        broker_url=broker_url,
+        environ=os.environ if environ is None else environ,
+    )
+    if hl7 is not None:
         if to is not None:
             hl7["to"] = to
-        queue = hl7.get("queue")
-        if path is not None and isinstance(queue, str) and not Path(queue).is_absolute():
-            hl7["queue"] = str(path.parent / queue)
+        beside(path, hl7, "queue")
         tls = hl7.get("tls")
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = tls.get(key) if isinstance(tls, dict) else None
-            if path is not None and isinstance(value, str) and not Path(value).is_absolute():
-                tls[key] = str(path.parent / value)  # type: ignore[index]
+        if isinstance(tls, dict):
+            for key in ("ca_file", "cert_file", "key_file"):
+                beside(path, tls, key)
     config: GatewayConfig = validate(GatewayConfig, data, file=file)
     return config
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kernel.configfile import ConfigError, ConfigProblem, read_toml, validate
+from kernel.configfile import beside, read_ward_process_config, validate
 from kernel.settings import BrokerSettings, Number
 from monitor.metrics import MetricsListenError, parse_listen
 
@@ -134,26 +134,16 @@ def load_station_config(
     Raises:
         ConfigError: every located problem.
     """
-    data: dict[str, Any] = {} if path is None else read_toml(path)
-    file = "(command line)" if path is None else str(path)
-    extra = set(data) - {"station", "users", "broker"}
-    if extra:
-        raise ConfigError(
-            [ConfigProblem(file=file, key=k, reason="unknown section") for k in sorted(extra)]
-        )
-    station = data.setdefault("station", {})
-    broker = data.setdefault("broker", {})
-    env = os.environ if environ is None else environ
-    if isinstance(broker, dict):
-        if broker_url is not None:
-            broker["url"] = broker_url
-        if env.get("VIGIL_BROKER__PASSWORD"):
-            broker["password"] = env["VIGIL_BROKER__PASSWORD"]
-    if isinstance(station, dict):
+    data, file, station = read_ward_process_config(
+        path,
+        sections=frozenset({"station", "users", "broker"}),
+        own="station",
+        broker_url=broker_url,
+        environ=os.environ if environ is None else environ,
+    )
+    if station is not None:
         if listen is not None:
             station["listen"] = listen
-        db = station.get("database")
-        if path is not None and isinstance(db, str) and not Path(db).is_absolute():
-            station["database"] = str(path.parent / db)
+        beside(path, station, "database")
     config: StationConfig = validate(StationConfig, data, file=file)
     return config
