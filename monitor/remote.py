@@ -157,7 +157,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         return settings.model_copy(update={"broker": broker})
     if args.broker is None or args.bed is None:
         raise ValueError("give --config FILE, or --broker URL and --bed PREFIX")
-    ward, _, bed = args.bed.removeprefix("vigil/").partition("/")
+    # a prefix is `<root>/<ward>/<bed>` whatever the root (monitor.wire.bed_prefix): the
+    # bed's names are its last two levels
+    *_, ward, bed = ["", "", *args.bed.split("/")]
     try:
         broker = cli_broker(args, args.broker).model_copy(update={"prefix": args.bed})
     except ValidationError as exc:

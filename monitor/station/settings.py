@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kernel.configfile import beside, read_ward_process_config, validate
 from kernel.settings import BrokerSettings, Number
 from monitor.metrics import MetricsListenError, parse_listen
+from monitor.wire import TOPIC_ROOT
 
 __all__ = ["ROLES", "Role", "StationConfig", "StationSettings", "User", "load_station_config"]
 
@@ -58,7 +59,7 @@ class StationSettings(_Model):
 
     listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT; --listen overrides")
     ward: Annotated[str, Field(pattern=_ID)] | None = None
-    prefix: str = Field(default="vigil", description="first topic level of the beds")
+    prefix: str = Field(default=TOPIC_ROOT, description="first topic level of the beds")
     database: Path = Path("/var/lib/vigil/station.sqlite")
     origins: list[str] = Field(
         default_factory=list,

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from monitor.station.store import StationStore
 from monitor.wire import (
+    TOPIC_ROOT,
     WireActiveAlarm,
     WireError,
     WireSession,
@@ -119,7 +120,7 @@ class Bed:
 class WardState:
     """Every bed the station has heard of, and the commands it is waiting on."""
 
-    def __init__(self, store: StationStore, *, prefix: str = "vigil") -> None:
+    def __init__(self, store: StationStore, *, prefix: str = TOPIC_ROOT) -> None:
         self.store = store
         self.prefix = prefix
         self.beds: dict[str, Bed] = {}

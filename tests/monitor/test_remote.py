@@ -201,16 +201,18 @@ BROKERS: list[BrokerImplementation] = (
 )
 
 
-async def _answer_one_command(broker: BrokerProcess, ready: asyncio.Event) -> dict[str, Any]:
-    """Play the bed b1: answer the first command on its cmd topic; return that command."""
+async def _answer_one_command(
+    broker: BrokerProcess, ready: asyncio.Event, prefix: str = "vigil/w1/b1"
+) -> dict[str, Any]:
+    """Play the bed at `prefix`: answer the first command on its cmd topic; return it."""
     async with aiomqtt.Client(broker.host, broker.port, identifier="bed-b1") as bed:
-        await bed.subscribe("vigil/w1/b1/cmd", qos=1)
+        await bed.subscribe(f"{prefix}/cmd", qos=1)
         ready.set()
         async with asyncio.timeout(20):
             async for message in bed.messages:
                 command: dict[str, Any] = json.loads(message.payload)
                 result = {"request_id": command["request_id"], "ok": True, "result": {}}
-                await bed.publish("vigil/w1/b1/cmd/result", json.dumps(result), qos=1)
+                await bed.publish(f"{prefix}/cmd/result", json.dumps(result), qos=1)
                 return command
     raise AssertionError("message stream ended")
 
@@ -231,6 +233,25 @@ async def test_cmd_reaches_either_broker(
         )  # fmt: skip
         out, err = await proc.communicate()
         command = await bed
+    assert proc.returncode == 0, err.decode()
+    assert command["cmd"] == "discharge"
+    assert command["request_id"] in out.decode()
+
+
+async def test_cmd_goes_to_a_bed_under_any_topic_root(mqtt_broker: BrokerProcess) -> None:
+    # a site whose beds live under `hospital/icu` rather than `vigil`: `--bed` is the whole
+    # prefix, and the command and its answer travel under it
+    prefix = "hospital/icu/w1/b1"
+    ready = asyncio.Event()
+    bed = asyncio.create_task(_answer_one_command(mqtt_broker, ready, prefix))
+    await ready.wait()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "cmd", "--broker", mqtt_broker.url,
+        "--bed", prefix, "--timeout", "10", "--json", "discharge",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    command = await bed
     assert proc.returncode == 0, err.decode()
     assert command["cmd"] == "discharge"
     assert command["request_id"] in out.decode()
