@@ -159,7 +159,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise ValueError("give --config FILE, or --broker URL and --bed PREFIX")
     # a prefix is `<root>/<ward>/<bed>` whatever the root (monitor.wire.bed_prefix): the
     # bed's names are its last two levels
-    *_, ward, bed = ["", "", *args.bed.split("/")]
+    prefix: str = args.bed
+    *_, ward, bed = ["", "", *prefix.split("/")]
     try:
         broker = cli_broker(args, args.broker).model_copy(update={"prefix": args.bed})
     except ValidationError as exc:
