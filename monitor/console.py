@@ -18,13 +18,24 @@ an escalation says how long the alarm has gone unacknowledged, an acknowledgemen
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
-from monitor.wire import TOPIC_ROOT, parse_topic
+from monitor.wire import (
+    TOPIC_ROOT,
+    WireAlarmEvent,
+    WireError,
+    WireSample,
+    WireSession,
+    WireStatus,
+    decode_alarm_event,
+    decode_sample,
+    decode_session,
+    decode_status,
+    parse_topic,
+)
 
 __all__ = ["BedView", "LineConsole"]
 
@@ -59,7 +70,10 @@ class LineConsole:
     vitals_every_s: float = 60.0
     root: str = TOPIC_ROOT
     beds: dict[str, BedView] = field(default_factory=dict)
-    alarm_log: list[dict[str, Any]] = field(default_factory=list)
+    alarm_log: list[WireAlarmEvent] = field(default_factory=list)
+    # messages refused, by topic kind: a payload that is not what its topic carries
+    # (docs/ARCHITECTURE.md "MQTT") is counted, never printed as if it were
+    dropped: Counter[str] = field(default_factory=Counter)
     # the latest time printed on any line (epoch s): no later line shows an earlier one
     last_t: float = field(default=-math.inf, init=False)
     # alarm_id -> time it became active, for "not acknowledged for N s" on escalation
@@ -72,66 +86,64 @@ class LineConsole:
             return []
         bed_id, kind = where.key, where.kind
         view = self.beds.setdefault(bed_id, BedView(bed_id))
-        try:
-            data: Any = json.loads(payload) if payload else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return []
         lines: list[str] = []
-        if kind == "status" and isinstance(data, dict):
-            lines += self._status(view, data)
-        elif kind == "session" and isinstance(data, dict):
-            phase = str(data.get("phase", "none"))
-            if phase != view.phase:
-                view.phase = phase
-                lines.append(self._session_line(bed_id, data))
-        elif kind == "vitals" and isinstance(data, dict):
-            lines += self._vital(view, data)
-        elif kind == "alarms" and isinstance(data, dict):
-            self.alarm_log.append(data)
-            lines.append(self._alarm_line(data))
+        try:
+            if kind == "status" and payload:  # an empty retained payload clears the topic
+                lines += self._status(view, decode_status(payload))
+            elif kind == "session" and payload:
+                session = decode_session(payload)
+                if session.phase.value != view.phase:
+                    view.phase = session.phase.value
+                    lines.append(self._session_line(bed_id, session))
+            elif kind == "vitals":
+                lines += self._vital(view, decode_sample(payload))
+            elif kind == "alarms":
+                event = decode_alarm_event(payload)
+                self.alarm_log.append(event)
+                lines.append(self._alarm_line(event))
+        except WireError:
+            self.dropped[kind] += 1
+            return []
         for line in lines:
             self.out.write(line + "\n")
         self.out.flush()
         return lines
 
-    def _status(self, view: BedView, data: dict[str, Any]) -> list[str]:
-        online = data.get("status") == "online"
+    def _status(self, view: BedView, status: WireStatus) -> list[str]:
+        online = status.status == "online"
         if online == view.online:
             return []
         view.online = online
         return [f"{'':8} {view.bed:8} bed is {'ONLINE' if online else 'OFFLINE'}"]
 
-    def _session_line(self, bed_id: str, data: dict[str, Any]) -> str:
-        t = float(data.get("t", 0.0))
+    def _session_line(self, bed_id: str, data: WireSession) -> str:
+        t = data.t
         self.last_t = max(self.last_t, t)
-        text = f"{local_time(t)} {bed_id:8} phase -> {data.get('phase')}"
-        session = data.get("session") or {}
-        if data.get("phase") == "pre" and session:
+        phase = data.phase.value
+        text = f"{local_time(t)} {bed_id:8} phase -> {phase}"
+        session = data.session
+        if phase == "pre" and session is not None:
             text += (
-                f"  (patient {session.get('patient_id')}, {session.get('weight_kg')} kg: "
-                f"dose {session.get('dose_mg')} mg at {session.get('rate_ml_per_h')} mL/h)"
+                f"  (patient {session.patient_id}, {session.weight_kg} kg: "
+                f"dose {session.dose_mg} mg at {session.rate_ml_per_h} mL/h)"
             )
-        baseline = data.get("baseline")
-        if data.get("phase") == "infusion" and baseline:
+        baseline = data.baseline
+        if phase == "infusion" and baseline is not None:
             text += (
-                f"  baseline BP {_n(baseline.get('sys0'))}/{_n(baseline.get('dia0'))} mmHg, "
-                f"HR {_n(baseline.get('hr0'))}/min, SpO2 {_n(baseline.get('spo2_0'))} %"
+                f"  baseline BP {_n(baseline.sys0)}/{_n(baseline.dia0)} mmHg, "
+                f"HR {_n(baseline.hr0)}/min, SpO2 {_n(baseline.spo2_0)} %"
             )
         return text
 
-    def _vital(self, view: BedView, data: dict[str, Any]) -> list[str]:
-        t = data.get("t")
-        param = data.get("param")
-        if not isinstance(t, int | float) or not isinstance(param, str):
-            return []
-        value = data.get("value") if data.get("valid") else None
-        view.vitals[param] = (float(t), value if isinstance(value, int | float) else None)
+    def _vital(self, view: BedView, sample: WireSample) -> list[str]:
+        t, param = sample.t, sample.param.value
+        view.vitals[param] = (t, sample.value if sample.valid else None)
         view.counts[param] += 1
         if t - view.last_vitals_line < self.vitals_every_s or t < self.last_t:
             return []
-        view.last_vitals_line = float(t)
-        self.last_t = float(t)
-        return [self.vitals_line(view, float(t))]
+        view.last_vitals_line = t
+        self.last_t = t
+        return [self.vitals_line(view, t)]
 
     def vitals_line(self, view: BedView, now: float) -> str:
         """The latest vitals of a bed with the age of the cuff reading."""
@@ -150,26 +162,24 @@ class LineConsole:
             f"SpO2 {latest('SPO2'):>3} %  BP {bp}"
         )
 
-    def _alarm_line(self, a: dict[str, Any]) -> str:
-        prio = str(a.get("priority", "low"))
-        state = str(a.get("state", ""))
-        t = float(a.get("t", 0.0))
+    def _alarm_line(self, a: WireAlarmEvent) -> str:
+        prio, state, t = a.priority.value, a.state.value, a.t
         self.last_t = max(self.last_t, t)
-        alarm_id = str(a.get("alarm_id", a.get("code")))
+        alarm_id = a.alarm_id or a.code
         if state == "active":
             self._active_since[alarm_id] = t
         text = (
-            f"{local_time(t)} {a.get('bed', '?'):8} {_MARK.get(prio, '   ')} "
-            f"{prio.upper():6} {a.get('code')} {state.upper()}"
+            f"{local_time(t)} {a.bed or '?':8} {_MARK.get(prio, '   ')} "
+            f"{prio.upper():6} {a.code} {state.upper()}"
         )
         if state == "escalated":
-            text += f" level {a.get('level')}"
+            text += f" level {a.level}"
             since = self._active_since.get(alarm_id)
             if since is not None:
                 text += f" (not acknowledged for {t - since:.0f} s)"
-        if state == "acknowledged" and a.get("user"):
-            text += f" by {a.get('user')}"
-        news = _news(str(a.get("code")), state, str(a.get("message") or ""))
+        if state == "acknowledged" and a.user:
+            text += f" by {a.user}"
+        news = _news(a.code, state, a.message)
         if news:
             text += f": {news}"
         if self.colour:

@@ -270,12 +270,9 @@ def summary(result: DemoResult, out: Any) -> None:
         return
     out.write(f"  {len(console.alarm_log)} alarm events:\n")
     for a in console.alarm_log:
-        extra = f" level {a.get('level')}" if a.get("level") else ""
-        extra += f" by {a.get('user')}" if a.get("user") else ""
-        out.write(
-            f"    {local_time(float(a['t']))}  {a.get('priority', ''):6} {a.get('code')} "
-            f"{a.get('state')}{extra}\n"
-        )
+        extra = f" level {a.level}" if a.level else ""
+        extra += f" by {a.user}" if a.user else ""
+        out.write(f"    {local_time(a.t)}  {a.priority.value:6} {a.code} {a.state.value}{extra}\n")
 
 
 def demo_main(args: argparse.Namespace) -> int:

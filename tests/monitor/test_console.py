@@ -32,7 +32,7 @@ def test_alarm_line_names_bed_priority_code_state_and_message() -> None:
     assert "*** HIGH" in line
     assert "BP_CRISIS ACTIVE" in line
     assert str(ALARM["message"]) in line
-    assert console.alarm_log == [ALARM]
+    assert [e.model_dump(mode="json", exclude_unset=True) for e in console.alarm_log] == [ALARM]
     assert out.getvalue() == line + "\n"
 
 
@@ -55,9 +55,10 @@ def test_acknowledged_and_escalated_lines() -> None:
     assert (
         "ACKNOWLEDGED by ann" in console.handle("vigil/w1/b1/alarms", json.dumps(acked).encode())[0]
     )
-    assert "ESCALATED level 2" in console.handle(
-        "vigil/w1/b1/alarms", json.dumps(escalated).encode()
-    )[0]
+    assert (
+        "ESCALATED level 2"
+        in console.handle("vigil/w1/b1/alarms", json.dumps(escalated).encode())[0]
+    )
 
 
 def test_offline_bed_is_shown_and_garbage_is_ignored() -> None:
@@ -66,6 +67,8 @@ def test_offline_bed_is_shown_and_garbage_is_ignored() -> None:
     (line,) = console.handle("vigil/w1/b1/status", b'{"status": "offline"}')
     assert "OFFLINE" in line
     assert console.handle("vigil/w1/b1/alarms", b"not json") == []
+    assert console.handle("vigil/w1/b1/vitals", b'{"t": 1, "param": "NOPE"}') == []
+    assert console.dropped == {"alarms": 1, "vitals": 1}
     assert console.handle("other/topic", b"{}") == []
 
 
@@ -90,9 +93,9 @@ def test_a_vitals_line_never_shows_a_time_before_a_line_already_printed() -> Non
     # vitals travel behind alarms and session updates: a reading older than the phase change
     # just printed waits for a newer one rather than print an earlier time
     console = LineConsole(out=io.StringIO(), vitals_every_s=300.0)
-    session = {"t": 1000.0, "phase": "pre", "session": {}}
+    session = {"t": 1000.0, "phase": "pre", "session": {"session_id": "s1", "patient_id": "p1"}}
     console.handle("vigil/w1/b1/session", json.dumps(session).encode())
-    vital = {"t": 968.0, "param": "HR", "value": 71, "valid": True}
+    vital = {"t": 968.0, "param": "HR", "value": 71, "valid": True, "device_id": "m"}
     assert console.handle("vigil/w1/b1/vitals", json.dumps(vital).encode()) == []
     later = {**vital, "t": 1001.0, "value": 72}
     (line,) = console.handle("vigil/w1/b1/vitals", json.dumps(later).encode())
