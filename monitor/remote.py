@@ -33,6 +33,7 @@ from kernel.configfile import ConfigError
 from monitor.authority import command_topic
 from monitor.settings import Settings, cli_broker, load_settings
 from monitor.ward import connect_ward
+from monitor.wire import WireError, decode_command_result
 
 if TYPE_CHECKING:
     import argparse
@@ -187,10 +188,18 @@ async def send(settings: Settings, command: dict[str, Any], timeout: float) -> d
         topic = command_topic(prefix, settings.broker.username)
         await client.publish(topic, json.dumps(command), qos=1)
         async for message in client.messages:
-            if isinstance(message.payload, bytes | str):
-                result: dict[str, Any] = json.loads(message.payload)
-                if result.get("request_id") == command["request_id"]:
-                    return result
+            if not isinstance(message.payload, bytes | str):
+                continue
+            try:
+                result = decode_command_result(message.payload)
+            except WireError as exc:
+                # another client's garbage on the topic is not our answer: say so, wait on
+                _say(f"ignored a message on {message.topic} that is not a command result: {exc}")
+                continue
+            if result.request_id == command["request_id"]:
+                # as the bed sent it: the fields it set, no defaults added
+                answer: dict[str, Any] = result.model_dump(mode="json", exclude_unset=True)
+                return answer
     raise aiomqtt.MqttError("message stream ended")
 
 

@@ -202,15 +202,20 @@ BROKERS: list[BrokerImplementation] = (
 
 
 async def _answer_one_command(
-    broker: BrokerProcess, ready: asyncio.Event, prefix: str = "vigil/w1/b1"
+    broker: BrokerProcess, ready: asyncio.Event, prefix: str = "vigil/w1/b1", noise: bool = False
 ) -> dict[str, Any]:
-    """Play the bed at `prefix`: answer the first command on its cmd topic; return it."""
+    """Play the bed at `prefix`: answer the first command on its cmd topic; return it.
+
+    With `noise`, a payload that is no command result goes to the result topic first.
+    """
     async with aiomqtt.Client(broker.host, broker.port, identifier="bed-b1") as bed:
         await bed.subscribe(f"{prefix}/cmd", qos=1)
         ready.set()
         async with asyncio.timeout(20):
             async for message in bed.messages:
                 command: dict[str, Any] = json.loads(message.payload)
+                if noise:
+                    await bed.publish(f"{prefix}/cmd/result", b"{not json", qos=1)
                 result = {"request_id": command["request_id"], "ok": True, "result": {}}
                 await bed.publish(f"{prefix}/cmd/result", json.dumps(result), qos=1)
                 return command
@@ -240,10 +245,11 @@ async def test_cmd_reaches_either_broker(
 
 async def test_cmd_goes_to_a_bed_under_any_topic_root(mqtt_broker: BrokerProcess) -> None:
     # a site whose beds live under `hospital/icu` rather than `vigil`: `--bed` is the whole
-    # prefix, and the command and its answer travel under it
+    # prefix, and the command and its answer travel under it; garbage on the result topic
+    # before the answer is reported and waited past
     prefix = "hospital/icu/w1/b1"
     ready = asyncio.Event()
-    bed = asyncio.create_task(_answer_one_command(mqtt_broker, ready, prefix))
+    bed = asyncio.create_task(_answer_one_command(mqtt_broker, ready, prefix, noise=True))
     await ready.wait()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "monitor.cli", "cmd", "--broker", mqtt_broker.url,
@@ -254,7 +260,8 @@ async def test_cmd_goes_to_a_bed_under_any_topic_root(mqtt_broker: BrokerProcess
     command = await bed
     assert proc.returncode == 0, err.decode()
     assert command["cmd"] == "discharge"
-    assert command["request_id"] in out.decode()
+    assert json.loads(out) == {"request_id": command["request_id"], "ok": True, "result": {}}
+    assert f"ignored a message on {prefix}/cmd/result that is not a command result" in err.decode()
 
 
 def test_mqtt5_only_at_the_embedded_broker_is_refused_with_the_reason(tmp_path: Path) -> None:
