@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from kernel.vocabulary import TOPIC_ROOT
+
 __all__ = [
     "ID_PATTERN",
     "BrokerSettings",
@@ -106,7 +108,9 @@ class BrokerSettings(ConfigModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    prefix: str | None = Field(default=None, description="topic prefix; default vigil/<ward>/<bed>")
+    prefix: str | None = Field(
+        default=None, description=f"topic prefix; default {TOPIC_ROOT}/<ward>/<bed>"
+    )
     client_id: str | None = None
     protocol: Literal["auto", "5", "3.1.1"] = Field(
         default="auto",

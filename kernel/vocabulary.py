@@ -23,6 +23,7 @@ __all__ = [
     "PRIORITY_ORDER",
     "RELATIVE_CONTRAINDICATIONS",
     "SYSTEM_ALARM_CODES",
+    "TOPIC_ROOT",
     "UNITS",
     "AlarmEvent",
     "AlarmKind",
@@ -40,6 +41,11 @@ __all__ = [
     "iso8601",
     "system_alarm",
 ]
+
+# The first topic level of every bed unless a config says otherwise (`[broker] prefix` of a
+# bed, `[hl7] prefix` of the gateway, `--topic-root` of `vigil watch`; docs/ARCHITECTURE.md
+# "MQTT"): the one place the default is written.
+TOPIC_ROOT: Final = "vigil"
 
 
 class Param(StrEnum):

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kernel.vocabulary import TOPIC_ROOT
+
 __all__ = ["build_parser", "main"]
 
 # subcommand -> "module:function"; the function takes the parsed namespace and returns the
@@ -203,7 +205,7 @@ def _add_session_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--broker", default=None, help="broker URL (instead of --config)")
     _add_broker_credentials(p)
     _add_mqtt_version(p)
-    p.add_argument("--bed", default=None, help="bed topic prefix, e.g. vigil/w1/b3")
+    p.add_argument("--bed", default=None, help=f"bed topic prefix, e.g. {TOPIC_ROOT}/w1/b3")
     p.add_argument("--user", default=None, help="who sends it (default: the login name)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait")
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
@@ -284,7 +286,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--bed",
         metavar="PREFIX",
         default=None,
-        help="bed topic prefix (e.g. vigil/w1/b1): also send session steps as commands",
+        help=f"bed topic prefix (e.g. {TOPIC_ROOT}/w1/b1): also send session steps as commands",
     )
     p.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
     p.add_argument(
@@ -329,7 +331,8 @@ def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--topic-root",
         default=None,
         metavar="ROOT",
-        help="first topic level(s) of the beds, as their [broker] prefix has it (default vigil)",
+        help=f"first topic level(s) of the beds, as their [broker] prefix has it "
+        f"(default {TOPIC_ROOT})",
     )
     p.add_argument(
         "--stale-s",

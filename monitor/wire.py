@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kernel.vocabulary import AlarmKind, AlarmState, Param, Phase, Priority, Sample
+from kernel.vocabulary import TOPIC_ROOT, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.commands import Command, parse_command
 
 __all__ = [
@@ -56,9 +56,6 @@ __all__ = [
     "topic_filters",
 ]
 
-# The first topic level of every bed unless a config says otherwise (`[broker] prefix` of a
-# bed, `[hl7] prefix` of the gateway, `--topic-root` of `vigil watch`).
-TOPIC_ROOT: Final = "vigil"
 # What a bed publishes or reads under its prefix (docs/ARCHITECTURE.md "MQTT").
 TOPIC_KINDS: Final = ("status", "session", "vitals", "alarms", "alarms/active", "cmd", "cmd/result")
 

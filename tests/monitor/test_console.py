@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
+import aiomqtt
+
 from monitor.console import LineConsole
+from monitor.wire import WireStatus, encode_alarm_event, encode_status, topic_filters
 
 ALARM: dict[str, object] = {
     "t": 1767226740.0,
@@ -130,3 +134,33 @@ def test_an_acknowledgement_names_who_and_does_not_repeat_the_code() -> None:
     }
     (line,) = console.handle("vigil/w1/b1/alarms", json.dumps(cleared).encode())
     assert line.endswith("BP_CRISIS CLEARED: acknowledged after its condition ended")
+
+
+async def test_the_console_reads_beds_under_a_configured_root(mqtt_broker_url: str) -> None:
+    # a ward whose beds publish under `site/north` (their `[broker] prefix`): the console given
+    # that root prints them, and ignores a bed under the default root on the same broker
+    host, port = mqtt_broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    console = LineConsole(out=io.StringIO(), root="site/north")
+    event = encode_alarm_event(ALARM)
+    status = encode_status(WireStatus(status="online", ward="w2", bed="b7"))
+    async with (
+        aiomqtt.Client(host, int(port), identifier="console") as reader,
+        aiomqtt.Client(host, int(port), identifier="beds") as beds,
+    ):
+        for topic in topic_filters(["status", "alarms"], root="site/north"):
+            await reader.subscribe(topic, qos=1)
+        await beds.publish("vigil/w1/b1/alarms", event, qos=1)
+        await beds.publish("site/north/w2/b7/status", status, qos=1)
+        await beds.publish("site/north/w2/b7/alarms", event, qos=1)
+        lines: list[str] = []
+        async with asyncio.timeout(10):
+            async for message in reader.messages:
+                assert isinstance(message.payload, bytes)
+                lines += console.handle(str(message.topic), message.payload)
+                if len(lines) == 2:
+                    break
+    assert "w2/b7" in lines[0]
+    assert "ONLINE" in lines[0]
+    assert "BP_CRISIS ACTIVE" in lines[1]
+    assert list(console.beds) == ["w2/b7"]
+    assert console.handle("vigil/w1/b1/alarms", event) == []
