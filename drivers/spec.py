@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import Field
 
 from drivers.link import LineSettings
 from kernel.settings import ID_PATTERN, ConfigModel, Number
-from kernel.vocabulary import Param
+from kernel.vocabulary import NIBP_PARAMS, Param
 
 __all__ = [
+    "MONITOR_PARAMS",
+    "OXIMETER_PARAMS",
     "Contract",
     "DeviceSpec",
     "DriverSettingsBase",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 Transport = Literal["serial", "tcp", "udp", "mqtt"]
+
+# What a contract stream carries: a patient monitor's (ECG heart rate, oximetry, the cuff), or a
+# pulse oximeter's alone.
+MONITOR_PARAMS: Final = frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS})
+OXIMETER_PARAMS: Final = frozenset({Param.SPO2, Param.PR})
 
 
 class DriverSettingsBase(ConfigModel):
@@ -126,6 +133,51 @@ class DeviceSpec:
     def simulator_name(self) -> str:
         """The name `vigil simulate` knows this device by."""
         return self.simulate_as or self.kind
+
+
+def device_spec(  # noqa: PLR0913 - the spec's own fields, by keyword
+    settings: type[DriverSettingsBase],
+    *,
+    summary: str,
+    driver: str,
+    contract: Contract,
+    transport: Transport | None = None,
+    line: LineSettings | None = None,
+    quiet_s: float | None = None,
+    link: str | None = None,
+    simulator: str | None = None,
+    simulate_as: str | None = None,
+) -> DeviceSpec:
+    """The `DeviceSpec` of the device whose settings model is `settings`, by the folder layout.
+
+    Its `kind` is the settings model's `kind` literal; its transport that of the settings' base
+    (`SerialSettings`, `TcpSettings`) unless given; `driver` and `link` are class names in the
+    device folder's `driver.py` and `codec.py`, and a device with a link has its capture decoder
+    in `codec.py` too (docs/devices.md "Adding a device").
+    """
+    folder = settings.__module__.rpartition(".")[0]
+    (kind,) = get_args(settings.model_fields["kind"].annotation)
+    if transport is None:
+        if issubclass(settings, SerialSettings):
+            transport = "serial"
+        elif issubclass(settings, TcpSettings):
+            transport = "tcp"
+        else:
+            raise ValueError(f"{kind}: give the transport of {settings.__name__}")
+    return DeviceSpec(
+        kind=kind,
+        summary=summary,
+        settings=settings,
+        transport=transport,
+        driver=f"{folder}.driver:{driver}",
+        contract=contract,
+        line=line,
+        quiet_s=quiet_s,
+        link=None if link is None else f"{folder}.codec:{link}",
+        decode=None if link is None else f"{folder}.codec:decode_capture",
+        simulator=simulator,
+        simulate_as=simulate_as,
+    )
 
 
 def load(ref: str) -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from drivers.link import LineSettings
-from drivers.spec import Contract, DeviceSpec, SerialSettings
-from kernel.vocabulary import NIBP_PARAMS, Param
+from drivers.spec import MONITOR_PARAMS, Contract, SerialSettings, device_spec
 
 __all__ = ["SPEC", "GeS5Settings"]
 
@@ -17,22 +16,17 @@ class GeS5Settings(SerialSettings):
     kind: Literal["ge-s5"]
 
 
-SPEC = DeviceSpec(
-    kind="ge-s5",
+SPEC = device_spec(
+    GeS5Settings,
     summary="a GE Datex-Ohmeda S/5 monitor, computer interface (DRI displayed values)",
-    settings=GeS5Settings,
-    transport="serial",
-    driver="drivers.ge_s5.driver:GeS5Driver",
+    driver="GeS5Driver",
     # 19200 bit/s, 8 data bits, even parity, 1 stop bit, RTS/CTS, not configurable on the
     # monitor ([CI] p.3). The link asks for displayed values every 5 s, the fastest the monitor
     # sends them, so 15 s without a valid record is three missed records.
     line=LineSettings(baudrate=19200, parity="E", rtscts=True),
     quiet_s=15.0,
-    link="drivers.ge_s5.codec:GeS5Link",
-    decode="drivers.ge_s5.codec:decode_capture",
+    link="GeS5Link",
     simulator="simulators.ge_s5:GeS5Side",
     # GE S/5's flags split a cut record's halves into frames that fail their length or checksum
-    contract=Contract(
-        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}), names_cut_frames=False
-    ),
+    contract=Contract(MONITOR_PARAMS, names_cut_frames=False),
 )

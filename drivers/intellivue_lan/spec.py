@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.spec import Contract, DeviceSpec, DriverSettingsBase
+from drivers.spec import MONITOR_PARAMS, Contract, DriverSettingsBase, device_spec
 from kernel.settings import Number
-from kernel.vocabulary import NIBP_PARAMS, Param
 
 __all__ = ["SPEC", "IntelliVueLanSettings"]
 
@@ -36,21 +35,17 @@ class IntelliVueLanSettings(DriverSettingsBase):
         return f"udp {self.host}:{self.udp_port}"
 
 
-SPEC = DeviceSpec(
-    kind="intellivue-lan",
+SPEC = device_spec(
+    IntelliVueLanSettings,
     summary="a Philips IntelliVue MP monitor, Data Export over the LAN (UDP, numerics polled)",
-    settings=IntelliVueLanSettings,
     transport="udp",
-    driver="drivers.intellivue_lan.driver:IntelliVueLanDriver",
+    driver="IntelliVueLanDriver",
     # As on the serial link, a result comes every second: ten seconds without a valid message
     # means the network or the association is gone (docs/intellivue.md §5).
     quiet_s=10.0,
-    link="drivers.intellivue_lan.codec:IntelliVueLanLink",
-    decode="drivers.intellivue_lan.codec:decode_capture",
+    link="IntelliVueLanLink",
     # the monitor side, unframed; served over UDP by `vigil simulate intellivue-lan --udp`
     simulator="simulators.intellivue:IntelliVueLanSide",
     # no framing: a datagram cut short is a message that does not parse, not a cut frame
-    contract=Contract(
-        frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS}), names_cut_frames=False
-    ),
+    contract=Contract(MONITOR_PARAMS, names_cut_frames=False),
 )

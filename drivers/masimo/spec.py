@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from drivers.link import LineSettings
-from drivers.spec import Contract, DeviceSpec, SerialSettings
-from kernel.vocabulary import Param
+from drivers.spec import OXIMETER_PARAMS, Contract, SerialSettings, device_spec
 
 __all__ = ["SPEC", "MasimoSettings"]
 
@@ -17,19 +16,16 @@ class MasimoSettings(SerialSettings):
     kind: Literal["masimo"]
 
 
-SPEC = DeviceSpec(
-    kind="masimo",
+SPEC = device_spec(
+    MasimoSettings,
     summary="a Masimo Radical-7 / Rad-8 pulse oximeter, ASCII 1 output",
-    settings=MasimoSettings,
-    transport="serial",
-    driver="drivers.masimo.driver:MasimoDriver",
+    driver="MasimoDriver",
     # 9600 bit/s, 8N1, no handshake (Rad-87 operator's manual). The monitor sends a line every
     # second, so five seconds without a valid line means it is unplugged, off, or set to
     # another output mode (ASCII 2 is the Rad-8 default).
     line=LineSettings(baudrate=9600),
     quiet_s=5.0,
-    link="drivers.masimo.codec:MasimoLink",
-    decode="drivers.masimo.codec:decode_capture",
+    link="MasimoLink",
     simulator="simulators.masimo:MasimoSide",
-    contract=Contract(frozenset({Param.SPO2, Param.PR})),
+    contract=Contract(OXIMETER_PARAMS),
 )

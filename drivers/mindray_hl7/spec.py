@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drivers.spec import Contract, DeviceSpec, TcpSettings
-from kernel.vocabulary import NIBP_PARAMS, Param
+from drivers.spec import MONITOR_PARAMS, Contract, TcpSettings, device_spec
 
 __all__ = ["SPEC", "MindrayHl7Settings"]
 
@@ -16,17 +15,14 @@ class MindrayHl7Settings(TcpSettings):
     kind: Literal["mindray-hl7"]
 
 
-SPEC = DeviceSpec(
-    kind="mindray-hl7",
+SPEC = device_spec(
+    MindrayHl7Settings,
     summary="a Mindray BeneView / ePM monitor, HL7 v2.3.1 ORU over MLLP/TCP",
-    settings=MindrayHl7Settings,
-    transport="tcp",
-    driver="drivers.mindray_hl7.driver:MindrayHl7Driver",
+    driver="MindrayHl7Driver",
     # the monitor sends each parameter group every second: five seconds without a valid
     # message means the network or the monitor is gone
     quiet_s=5.0,
-    link="drivers.mindray_hl7.codec:MindrayLink",
-    decode="drivers.mindray_hl7.codec:decode_capture",
+    link="MindrayLink",
     simulator="simulators.mindray_hl7:MindraySide",
-    contract=Contract(frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS})),
+    contract=Contract(MONITOR_PARAMS),
 )

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from drivers.spec import Contract, DeviceSpec, DriverSettingsBase
+from drivers.spec import MONITOR_PARAMS, Contract, DriverSettingsBase, device_spec
 from kernel.settings import broker_url
-from kernel.vocabulary import NIBP_PARAMS, Param
 
 __all__ = ["SPEC", "MqttSettings"]
 
@@ -44,13 +43,12 @@ class MqttSettings(DriverSettingsBase):
         return "MQTT"
 
 
-SPEC = DeviceSpec(
-    kind="mqtt",
+SPEC = device_spec(
+    MqttSettings,
     summary="a monitor publishing Vigil Sample JSON over MQTT",
-    settings=MqttSettings,
     transport="mqtt",
-    driver="drivers.mqtt.driver:MqttMonitorDriver",
+    driver="MqttMonitorDriver",
     # the simulator publishes every scenario sample, cuff determinations included
-    contract=Contract(frozenset({Param.HR, Param.SPO2, Param.PR, *NIBP_PARAMS})),
+    contract=Contract(MONITOR_PARAMS),
     simulate_as="mqtt-monitor",
 )

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from drivers.link import LineSettings
-from drivers.spec import Contract, DeviceSpec, SerialSettings
-from kernel.vocabulary import Param
+from drivers.spec import OXIMETER_PARAMS, Contract, SerialSettings, device_spec
 
 __all__ = ["SPEC", "NellcorSettings"]
 
@@ -17,18 +16,15 @@ class NellcorSettings(SerialSettings):
     kind: Literal["nellcor"]
 
 
-SPEC = DeviceSpec(
-    kind="nellcor",
+SPEC = device_spec(
+    NellcorSettings,
     summary="a Nellcor N-595 / N-560 pulse oximeter, ASCII real-time data port output",
-    settings=NellcorSettings,
-    transport="serial",
-    driver="drivers.nellcor.driver:NellcorDriver",
+    driver="NellcorDriver",
     # 9600 bit/s, 8N1, no handshake (OpenICE's N-595 adapter). A line every 2 s, so ten seconds
     # without a valid line is five missed lines: the cable is out or the oximeter is off.
     line=LineSettings(baudrate=9600),
     quiet_s=10.0,
-    link="drivers.nellcor.codec:NellcorLink",
-    decode="drivers.nellcor.codec:decode_capture",
+    link="NellcorLink",
     simulator="simulators.nellcor:NellcorSide",
-    contract=Contract(frozenset({Param.SPO2, Param.PR})),
+    contract=Contract(OXIMETER_PARAMS),
 )
