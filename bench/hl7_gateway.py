@@ -29,8 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiomqtt
-
+from drivers.mqtt.client import Client as MqttClient
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.settings import GatewayConfig
@@ -84,7 +83,7 @@ async def run(beds: int, alarms: int, vitals_s: float, interval_s: float, tmp: P
             names = [f"b{i}" for i in range(1, beds + 1)]
             async with (
                 Gateway(config) as gw,
-                aiomqtt.Client(broker.host, broker.port, identifier="bench") as client,
+                MqttClient(broker.host, broker.port, identifier="bench") as client,
             ):
                 await gw.connected(10)
                 for name in names:

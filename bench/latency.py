@@ -51,6 +51,7 @@ import aiomqtt
 import numpy as np
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.daemon import Daemon
 from monitor.settings import Settings, load_settings
@@ -112,7 +113,7 @@ class Figures:
 
 
 def _client(broker: BrokerProcess, protocol: aiomqtt.ProtocolVersion, role: str) -> aiomqtt.Client:
-    return aiomqtt.Client(
+    return MqttClient(
         broker.host,
         broker.port,
         identifier=f"bench-{role}-{uuid.uuid4().hex[:6]}",

@@ -36,6 +36,7 @@ import aiomqtt
 
 from drivers.base import DriverStats
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from kernel.settings import Endpoint
 from kernel.vocabulary import AlarmState
@@ -71,7 +72,7 @@ async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asy
     identifier = f"vigil-demo-console-{uuid.uuid4().hex[:6]}"
 
     def build(protocol: aiomqtt.ProtocolVersion, broker: Endpoint) -> aiomqtt.Client:
-        return aiomqtt.Client(broker.host, broker.port, identifier=identifier, protocol=protocol)
+        return MqttClient(broker.host, broker.port, identifier=identifier, protocol=protocol)
 
     # the embedded broker speaks 3.1.1 only: no need to ask for 5 first
     async with mqtt_client.connect("3.1.1", (Endpoint(host, int(port)),), build) as client:

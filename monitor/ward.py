@@ -31,6 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import Clock
 from kernel.settings import BrokerSettings, Endpoint
 from kernel.tasks import raise_if_cancelled
@@ -87,7 +88,7 @@ def make_client(
     """An aiomqtt client for `endpoint`, a ward broker of `settings` (TLS and credentials)."""
     b = settings.broker
     tls_context = tls_context_for(b)
-    client = aiomqtt.Client(
+    client = MqttClient(
         endpoint.host,
         endpoint.port,
         username=b.username,

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.client import MqttVersion, connect
 from kernel.settings import Endpoint
 from kernel.tasks import raise_if_cancelled
@@ -146,7 +147,7 @@ def _client(
     version: aiomqtt.ProtocolVersion,
     endpoint: Endpoint,
 ) -> aiomqtt.Client:
-    return aiomqtt.Client(
+    return MqttClient(
         endpoint.host,
         endpoint.port,
         username=broker.username,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
 
 TESTS = Path(__file__).parent
@@ -20,7 +21,7 @@ def _client(url: str, **kwargs: object) -> aiomqtt.Client:
     assert parts.scheme == "mqtt"
     assert parts.hostname is not None
     assert parts.port is not None
-    return aiomqtt.Client(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
+    return MqttClient(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
 
 
 async def _first_message(client: aiomqtt.Client) -> aiomqtt.Message:

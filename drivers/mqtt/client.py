@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MQTT_VERSIONS",
+    "Client",
     "MqttVersion",
     "connect",
     "endpoint_of",
@@ -59,6 +60,40 @@ MQTT_VERSIONS: Final[tuple[str, ...]] = get_args(MqttVersion)
 # CONNACK codes that refuse the protocol version itself: 3.1.1 §3.2.2.3 return code 1,
 # MQTT 5 §3.2.2.2 reason 0x84 (paho reports a 3.1.1 broker's answer to a v5 CONNECT as 0x84).
 _VERSION_REFUSED: Final = frozenset({1, 0x84})
+
+
+class Client(aiomqtt.Client):
+    """`aiomqtt.Client`, with its socket bookkeeping kept in order; every Vigil client is one.
+
+    aiomqtt (2.5) registers a socket's reader and writer with the event loop through
+    `call_soon_threadsafe`, because paho may open the socket on the executor thread of
+    `connect`, but removes them at once when paho closes the socket. A socket that closes while
+    its registration is still queued (a connection refused or dropped just after it opened, as
+    when a broker restarts) is then registered after it is gone: the loop's selector keeps a
+    key for a file descriptor the kernel has closed, the next socket gets the same number, and
+    adding its reader fails in the selector (`FileNotFoundError` from epoll `modify`). That
+    client is connected but never reads: no sample, no command, until it is restarted. Removing
+    the reader and writer through the same queue keeps them after the registrations, in order;
+    removing one that is not registered, or whose descriptor is already closed, is a no-op.
+    """
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        del client, userdata
+        fileno = sock.fileno()
+        loop = self._loop
+        if loop.is_closed():
+            return
+        if fileno > -1:
+            loop.call_soon_threadsafe(loop.remove_reader, fileno)
+            loop.call_soon_threadsafe(loop.remove_writer, fileno)
+        misc = self._misc_task
+        if misc is not None and not misc.done():
+            loop.call_soon_threadsafe(misc.cancel)
+
+    def _on_socket_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        del client, userdata
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.remove_writer, sock.fileno())
 
 
 def protocols(version: MqttVersion) -> tuple[aiomqtt.ProtocolVersion, ...]:

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.base import DeviceError, DriverStats, nothing
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
 from drivers.mqtt.spec import MqttSettings
 from kernel.settings import BrokerSettings, Endpoint, TimeoutSettings
@@ -190,7 +191,7 @@ class MqttMonitorDriver:
                 certfile=_str_or_none(broker.cert_file),
                 keyfile=_str_or_none(broker.key_file),
             )
-        client = aiomqtt.Client(
+        client = MqttClient(
             endpoint.host,
             endpoint.port,
             username=broker.username,

@@ -47,6 +47,7 @@ import aiomqtt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
 from kernel.tasks import cancel_until_done, raise_if_cancelled
@@ -525,7 +526,7 @@ class Gateway:
                 qos=1,
                 retain=True,
             )
-        client = aiomqtt.Client(
+        client = MqttClient(
             endpoint.host,
             endpoint.port,
             username=b.username,

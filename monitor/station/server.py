@@ -47,6 +47,7 @@ import argon2
 from aiohttp import WSMsgType, web
 
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
 from kernel.tasks import cancel_until_done, raise_if_cancelled
@@ -247,7 +248,7 @@ class Station:
         b = self.config.broker
         s = self.config.station
         port = (self.address or (None, 0))[1]
-        return aiomqtt.Client(
+        return MqttClient(
             endpoint.host,
             endpoint.port,
             username=b.username,

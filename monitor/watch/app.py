@@ -37,6 +37,7 @@ import aiomqtt
 from pydantic import ValidationError
 
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import Clock, RealClock
 from kernel.settings import BrokerSettings, Endpoint
 from kernel.tasks import raise_if_cancelled
@@ -250,7 +251,7 @@ class Watch:
         b = self.broker
         parts = urlsplit(b.url)
         user = re.sub(r"[^A-Za-z0-9_-]", "_", self.view.user)[:32]
-        return aiomqtt.Client(
+        return MqttClient(
             endpoint.host,
             endpoint.port,
             username=b.username or (unquote(parts.username) if parts.username else None),

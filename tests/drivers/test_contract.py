@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from pydantic import TypeAdapter
 
 from drivers.base import DeviceError, Driver
+from drivers.mqtt.client import Client as MqttClient
 from drivers.registry import SPECS, DriverSettings, create_driver
 from drivers.spec import DeviceSpec, load
 from kernel.clock import SimulatedClock
@@ -344,7 +344,7 @@ async def test_mqtt_monitor_streams_intact_and_damage_is_dropped_and_counted(
     ]
     async with mqtt_rig(mqtt_broker_url) as (driver, sink, t0):
         await samples_of(sink, MQTT.contract.params, 5)
-        async with aiomqtt.Client("127.0.0.1", int(mqtt_broker_url.rsplit(":", 1)[1])) as pub:
+        async with MqttClient("127.0.0.1", int(mqtt_broker_url.rsplit(":", 1)[1])) as pub:
             for payload in damaged:
                 await pub.publish(TOPIC, payload, qos=1)
         await samples_of(sink, MQTT.contract.params, 15)

@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
@@ -213,7 +214,7 @@ class Ward:
             password = self.secrets.passwords[user]
         if tls and context is None:
             context = ssl.create_default_context(cafile=str(self.secrets.ca_file))
-        return aiomqtt.Client(
+        return MqttClient(
             self.broker.host,
             self.broker.port,
             username=user,

@@ -13,6 +13,7 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
@@ -60,7 +61,7 @@ async def test_bad_input_is_counted_and_ignored_and_the_daemon_keeps_running(
     settings = settings_for(mqtt_broker, tmp_path)
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="bad-input") as client,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="bad-input") as client,
     ):
         await daemon.connected(10)
         await client.subscribe(f"{PREFIX}/vitals", qos=1)
@@ -101,7 +102,7 @@ async def test_commands_are_answered_and_refusals_change_nothing(
     settings = settings_for(mqtt_broker, tmp_path)
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
@@ -220,4 +221,3 @@ async def test_a_lost_monitor_is_named_for_a_person_and_the_error_goes_to_the_lo
     details = {r.getMessage() for r in caplog.records if "event=device_lost" in r.getMessage()}
     assert any("device=ox" in d and "No such file or directory" in d for d in details), details
     assert any("device=mon1" in d and "Connection refused" in d for d in details), details
-

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
@@ -62,7 +62,7 @@ async def test_simulator_to_daemon_to_ward_desat(
     infusion_t = math.inf
     statuses: list[str] = []
 
-    async with aiomqtt.Client(host, port, identifier="e2e-observer") as observer:
+    async with MqttClient(host, port, identifier="e2e-observer") as observer:
         await observer.subscribe("monitors/mon1/samples", qos=1)
         await observer.subscribe(f"{PREFIX}/#", qos=1)
         daemon = await asyncio.create_subprocess_exec(

@@ -13,6 +13,7 @@ import aiomqtt
 import pytest
 from amqtt.errors import BrokerError
 
+from drivers.mqtt.client import Client as MqttClient
 from monitor.embedded_broker import embedded_broker
 from tests.helpers import free_port
 
@@ -21,7 +22,7 @@ def _client(url: str, **kwargs: object) -> aiomqtt.Client:
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
-    return aiomqtt.Client(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
+    return MqttClient(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
 
 
 async def _first_message(client: aiomqtt.Client) -> aiomqtt.Message:

@@ -23,6 +23,7 @@ import aiomqtt
 import pytest
 
 from alarms.policy import Policy, load_policy
+from drivers.mqtt.client import Client as MqttClient
 from kernel.settings import Endpoint
 from kernel.vocabulary import Phase
 from monitor.daemon import Daemon
@@ -119,7 +120,7 @@ async def test_the_bed_moves_to_the_bridged_secondary_and_the_ward_loses_no_alar
     received: list[dict[str, Any]] = []
     stop = asyncio.Event()
     with primary, secondary:
-        async with aiomqtt.Client(
+        async with MqttClient(
             secondary.host,
             secondary.port,
             identifier="station-1",
@@ -134,7 +135,7 @@ async def test_the_bed_moves_to_the_bridged_secondary_and_the_ward_loses_no_alar
                         break
             async with (
                 Daemon(settings(primary, secondary, tmp_path), flapping_policy()) as daemon,
-                aiomqtt.Client(secondary.host, secondary.port, identifier="mon1") as monitor,
+                MqttClient(secondary.host, secondary.port, identifier="mon1") as monitor,
                 asyncio.TaskGroup() as tg,
             ):
                 await daemon.connected(timeout=10)

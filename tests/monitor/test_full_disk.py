@@ -18,6 +18,7 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from monitor.daemon import Daemon
 from monitor.journal import Journal
 from monitor.outbox import Outbox
@@ -122,7 +123,7 @@ async def test_a_full_disk_raises_journal_failed_and_alarms_still_reach_the_ward
     seen: list[dict[str, Any]] = []
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await nurse.subscribe(f"{PREFIX}/alarms", qos=1)
@@ -166,7 +167,7 @@ async def test_the_bed_warns_before_its_disk_is_full(
     seen: list[dict[str, Any]] = []
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await nurse.subscribe(f"{PREFIX}/alarms", qos=1)

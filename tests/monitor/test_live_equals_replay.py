@@ -14,13 +14,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alarms.policy import load_policy
 from alarms.replay import Row, replay
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import ManualClock
 from kernel.vocabulary import Param, SessionEvent
 from monitor.commands import Checklist
@@ -104,7 +104,7 @@ async def run_live(rows: list[Row], broker: BrokerProcess, tmp_path: Path) -> li
     results: list[dict[str, Any]] = []
     async with (
         Daemon(settings, load_policy(), clock=clock) as daemon,
-        aiomqtt.Client(broker.host, broker.port, identifier="live-equals-replay") as client,
+        MqttClient(broker.host, broker.port, identifier="live-equals-replay") as client,
     ):
         await daemon.connected(10)
         await client.subscribe(f"{PREFIX}/alarms", qos=1)

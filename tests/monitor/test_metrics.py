@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alarms.policy import load_policy
 from drivers.base import DriverStats
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import RealClock
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.daemon import Daemon
@@ -405,7 +405,7 @@ async def test_the_daemon_serves_its_metrics(mqtt_broker: BrokerProcess, tmp_pat
     settings = daemon_settings(mqtt_broker, tmp_path, f"127.0.0.1:{port}")
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="monitor") as monitor,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="monitor") as monitor,
     ):
         await daemon.connected(10)
         await monitor.publish(TOPIC, b"this is not json", qos=1)

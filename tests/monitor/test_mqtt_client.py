@@ -16,6 +16,7 @@ import pytest
 
 from alarms.policy import load_policy
 from drivers.mqtt import client as mqtt_client
+from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
 from kernel.clock import RealClock
@@ -47,7 +48,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerPro
 
 def _build(name: str) -> Callable[[aiomqtt.ProtocolVersion, Endpoint], aiomqtt.Client]:
     def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
-        return aiomqtt.Client(endpoint.host, endpoint.port, identifier=name, protocol=protocol)
+        return MqttClient(endpoint.host, endpoint.port, identifier=name, protocol=protocol)
 
     return build
 
@@ -90,7 +91,7 @@ async def test_a_refusal_that_is_not_about_the_version_is_not_retried(tmp_path: 
 
     def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         attempts.append(protocol)
-        return aiomqtt.Client(endpoint.host, endpoint.port, identifier="nobody", protocol=protocol)
+        return MqttClient(endpoint.host, endpoint.port, identifier="nobody", protocol=protocol)
 
     with pytest.raises(aiomqtt.MqttError):
         async with mqtt_client.connect("auto", (Endpoint("127.0.0.1", port),), build):
@@ -108,7 +109,7 @@ async def test_an_unreachable_broker_falls_over_to_the_next_in_order(
 
     def build(protocol: aiomqtt.ProtocolVersion, endpoint: Endpoint) -> aiomqtt.Client:
         tried.append(endpoint)
-        return aiomqtt.Client(endpoint.host, endpoint.port, identifier="fo", protocol=protocol)
+        return MqttClient(endpoint.host, endpoint.port, identifier="fo", protocol=protocol)
 
     live = Endpoint(broker.host, broker.port)
     for _ in range(2):
@@ -143,7 +144,7 @@ async def test_the_daemon_with_the_default_protocol_works_with_either_broker(
     assert settings.broker.protocol == "auto"
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(broker.host, broker.port, identifier="ward-watcher") as ward,
+        MqttClient(broker.host, broker.port, identifier="ward-watcher") as ward,
     ):
         await daemon.connected(10)
         await ward.subscribe("vigil/w1/b1/#", qos=1)
@@ -186,7 +187,7 @@ async def test_the_mqtt_driver_follows_the_ward_broker_protocol(broker: BrokerPr
     try:
         async with asyncio.timeout(10):
             await up.wait()
-        async with aiomqtt.Client(broker.host, broker.port, identifier="mon1") as monitor:
+        async with MqttClient(broker.host, broker.port, identifier="mon1") as monitor:
             doc = {"t": time.time(), "param": "SPO2", "value": 97, "valid": True}
             await monitor.publish("m/1", json.dumps({**doc, "device_id": "mon1"}), qos=1)
             async with asyncio.timeout(10):

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from kernel.vocabulary import Param, Sample
 from monitor.daemon import Daemon
 from monitor.outbox import Outbox
@@ -67,7 +67,7 @@ async def test_events_raised_while_the_broker_is_down_are_delivered_after_restar
     assert raised >= 1
     mqtt_broker.start()
     received: list[dict[str, Any]] = []
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="ward") as ward:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="ward") as ward:
         await ward.subscribe(f"{PREFIX}/alarms", qos=1)
         async with Daemon(settings, load_policy()):
             async with asyncio.timeout(15):

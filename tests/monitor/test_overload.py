@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from alarms.policy import Policy, load_policy
 from drivers.base import DriverStats
+from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.driver import _shedding_queue
 from kernel.vocabulary import Phase
 from monitor.daemon import Daemon
@@ -110,7 +110,7 @@ async def test_a_flood_is_shed_counted_and_said_with_memory_bounded(
     events: list[tuple[float, dict[str, Any]]] = []
     async with (
         Daemon(settings_for(mqtt_broker, tmp_path), zero_delay_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await nurse.subscribe(f"{PREFIX}/alarms", qos=1)

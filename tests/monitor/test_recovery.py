@@ -22,6 +22,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from tests.helpers import BrokerProcess, stop_process, write_bed_config
 
 PREFIX = "vigil/w1/b1"
@@ -63,7 +64,7 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
     simulator: asyncio.subprocess.Process | None = None
     again: asyncio.subprocess.Process | None = None
     try:
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="obs") as obs:
+        async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="obs") as obs:
             await obs.subscribe(f"{PREFIX}/status", qos=1)
             await retained(obs, f"{PREFIX}/status", lambda s: s["status"] == "online")
             await obs.subscribe(f"{PREFIX}/alarms", qos=1)
@@ -93,7 +94,7 @@ async def test_kill_9_mid_infusion_and_the_session_comes_back(
         killed_at = time.time()
         await asyncio.sleep(1.0)  # the bed goes unwatched for a moment
         again = await start_daemon(config)
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="obs3") as obs:
+        async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="obs3") as obs:
             await obs.subscribe(f"{PREFIX}/alarms", qos=1)
             gap = await retained(obs, f"{PREFIX}/alarms", lambda e: e["code"] == "MONITORING_GAP")
             await obs.subscribe(f"{PREFIX}/session", qos=1)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS
 from monitor.commands import (
     OVERRIDE_MEANINGS,
@@ -208,7 +208,7 @@ async def _answer_one_command(
 
     With `noise`, a payload that is no command result goes to the result topic first.
     """
-    async with aiomqtt.Client(broker.host, broker.port, identifier="bed-b1") as bed:
+    async with MqttClient(broker.host, broker.port, identifier="bed-b1") as bed:
         await bed.subscribe(f"{prefix}/cmd", qos=1)
         ready.set()
         async with asyncio.timeout(20):

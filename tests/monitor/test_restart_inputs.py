@@ -18,6 +18,7 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
@@ -75,7 +76,7 @@ async def test_a_command_and_a_determination_sent_during_a_restart_arrive_after_
 
 async def _sent_during_a_restart(mqtt_broker: BrokerProcess, tmp_path: Path) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse:
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
         await nurse.subscribe(f"{PREFIX}/vitals", qos=1)
         # a first run makes the broker hold the bed's and the monitor's sessions
@@ -102,7 +103,7 @@ async def test_a_retained_command_is_refused_not_run_at_start(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse:
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
         await nurse.publish(f"{PREFIX}/cmd", open_session("kept"), qos=1, retain=True)
         for _ in range(2):  # at every start
@@ -123,7 +124,7 @@ async def test_the_same_accepted_command_again_is_answered_again_not_applied(
     settings = settings_for(mqtt_broker, tmp_path)
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)

@@ -24,6 +24,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from drivers.registry import spec_for
 from drivers.spec import DeviceSpec, load
 from kernel.clock import SimulatedClock
@@ -144,7 +145,7 @@ async def play(
     alarms: list[dict[str, Any]] = []
     async with (
         monitor,
-        aiomqtt.Client(broker.host, broker.port, identifier=f"e2e-{bed}") as ward,
+        MqttClient(broker.host, broker.port, identifier=f"e2e-{bed}") as ward,
     ):
         await ward.subscribe(f"{prefix}/alarms", qos=1)
         daemon = await asyncio.create_subprocess_exec(
@@ -153,9 +154,7 @@ async def play(
         )  # fmt: skip
         # the nurse starts once the bed listens for commands (a loaded machine starts it late;
         # a step sent late still opens the session, a step sent to nobody is lost)
-        async with aiomqtt.Client(
-            broker.host, broker.port, identifier=f"e2e-{bed}-status"
-        ) as probe:
+        async with MqttClient(broker.host, broker.port, identifier=f"e2e-{bed}-status") as probe:
             await probe.subscribe(f"{prefix}/status", qos=1)
             async with asyncio.timeout(30):
                 async for message in probe.messages:

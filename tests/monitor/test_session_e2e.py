@@ -19,6 +19,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from monitor.commands import Checklist
 from monitor.journal import Journal
 from tests.helpers import BrokerProcess, stop_process, write_bed_config
@@ -127,7 +128,7 @@ async def test_a_whole_session_with_every_refusal(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="ward") as w:
+        async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="ward") as w:
             await w.subscribe(f"{PREFIX}/session", qos=1)
             await w.subscribe(f"{PREFIX}/alarms", qos=1)
             bed = Bed(config, w)

@@ -24,6 +24,7 @@ import pytest
 
 from alarms.policy import load_policy
 from drivers.masimo.spec import SPEC as MASIMO
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from kernel.vocabulary import SessionEvent, Step
 from monitor.daemon import Daemon
@@ -57,7 +58,7 @@ def settings(broker: BrokerProcess, tmp_path: Path, port: Path, anchor: float) -
 @contextlib.asynccontextmanager
 async def station(broker: BrokerProcess) -> AsyncIterator[aiomqtt.Client]:
     """The nurses' station: a persistent session, so the broker queues for it while away."""
-    client = aiomqtt.Client(
+    client = MqttClient(
         broker.host,
         broker.port,
         identifier="station-1",
@@ -102,7 +103,7 @@ async def test_alarms_raised_during_a_30_s_outage_all_reach_the_ward_in_order(
             Daemon(settings(broker, tmp_path, link, anchor), load_policy(), clock=clock) as daemon,
         ):
             await daemon.connected(timeout=10)
-            async with aiomqtt.Client(broker.host, broker.port, identifier="nurse") as nurse:
+            async with MqttClient(broker.host, broker.port, identifier="nurse") as nurse:
                 for event in (SessionEvent.SESSION_START, SessionEvent.INFUSION_START):
                     await clock.sleep_until(steps[event])
                     await nurse.publish(f"{PREFIX}/cmd", json.dumps(session_command(event)), qos=1)

@@ -17,6 +17,7 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from monitor import console as line_console
 from monitor.cli import build_parser
 from monitor.commands import Ack, AudioPause, parse_command
@@ -619,7 +620,7 @@ async def test_nurse_acknowledges_a_new_alarm_from_the_keyboard(
     settings = settings_for(mqtt_broker, tmp_path)
     async with (
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="tmux-test") as client,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="tmux-test") as client,
     ):
         await daemon.connected(10)
         await client.subscribe(f"{PREFIX}/alarms", qos=1)
@@ -726,7 +727,7 @@ async def test_issue11_a_bp_surge_shows_its_nibp_at_80_120_and_200_columns(
         "limit": 200.0, "latched": True,
     }  # fmt: skip
     gone = {**alarm("BP_CRISIS", "high", start - 7260), "alarm_id": "w1/b9/BP_CRISIS/1"}
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="tmux-bed") as bed:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="tmux-bed") as bed:
         await _retain(bed, "vigil/w1/b1/status", {"status": "online", "t": bed_now})
         session = {"t": bed_now, "phase": "infusion", "audio_paused_until": bed_now + 600}
         await _retain(bed, "vigil/w1/b1/session", session)

@@ -10,11 +10,11 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
 import pytest
 
 from drivers.masimo.driver import MasimoDriver
 from drivers.masimo.spec import MasimoSettings
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import RealClock, SimulatedClock, make_clock
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import Sample
@@ -89,7 +89,7 @@ async def _subscribed(url: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
     """Every JSON payload on the sample and command topics, in a queue."""
     broker = parse_broker_url(url)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    async with aiomqtt.Client(broker.host, broker.port) as client:
+    async with MqttClient(broker.host, broker.port) as client:
         await client.subscribe(TOPIC, qos=1)
         await client.subscribe(f"{BED}/cmd", qos=1)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import ManualClock, SimulatedClock
 from kernel.vocabulary import NIBP_PARAMS, Param, Sample, SessionEvent
 from monitor.commands import Checklist
@@ -60,7 +61,7 @@ async def inbox(mqtt_broker_url: str) -> AsyncIterator[Inbox]:
     """A subscriber to the sample topic and the bed's command topic, ready before the test."""
     broker = parse_broker_url(mqtt_broker_url)
     box = Inbox()
-    async with aiomqtt.Client(broker.host, broker.port) as client:
+    async with MqttClient(broker.host, broker.port) as client:
         await client.subscribe(TOPIC, qos=1)
         await client.subscribe(f"{BED}/cmd", qos=1)
 

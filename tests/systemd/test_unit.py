@@ -17,9 +17,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
+from drivers.mqtt.client import Client as MqttClient
 from tests.helpers import BrokerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +197,7 @@ topic = "monitors/mon1/samples"
 """
     )
     statuses: list[str] = []
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="mdwe-obs") as obs:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="mdwe-obs") as obs:
         await obs.subscribe("vigil/w1/b9/status", qos=1)
         daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-c", MDWE_EXEC, str(VIGIL), "run", "--config", str(config),

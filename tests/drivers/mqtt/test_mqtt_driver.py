@@ -14,6 +14,7 @@ import aiomqtt
 import pytest
 
 from drivers.base import DeviceError, Driver
+from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.codec import encode_vigil, encode_vscapture
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
@@ -87,7 +88,7 @@ def hr(value: float | None, t: float = T0) -> Sample:
 async def publisher(url: str) -> AsyncIterator[aiomqtt.Client]:
     parts = urlsplit(url)
     assert parts.hostname is not None
-    async with aiomqtt.Client(parts.hostname, parts.port or 1883, identifier="test-pub") as pub:
+    async with MqttClient(parts.hostname, parts.port or 1883, identifier="test-pub") as pub:
         yield pub
 
 

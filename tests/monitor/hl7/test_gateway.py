@@ -25,6 +25,7 @@ import hl7
 import pytest
 
 from alarms.policy import load_policy
+from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.commands import Checklist
@@ -135,7 +136,7 @@ async def test_an_alarm_raised_latched_acknowledged_and_cleared_arrives_as_start
     config = gateway_config(mqtt_broker, receiver, tmp_path)
     async with (
         Daemon(settings, load_policy(), clock=clock) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         for topic in ("vigil/w1/b1/alarms", "vigil/w1/b1/alarms/active", "vigil/w1/b1/cmd/result"):
@@ -237,7 +238,7 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
     async with (
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path, interval_s=0.5)) as gw,
         Daemon(settings, load_policy()) as daemon,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
     ):
         await daemon.connected(10)
         await gw.connected(10)
@@ -331,7 +332,7 @@ async def test_vigil_hl7_command_reports_two_bed_daemons_and_stops_on_sigterm(
         async with (
             Daemon(bed_settings(mqtt_broker, tmp_path, "b1"), load_policy()) as bed1,
             Daemon(bed_settings(mqtt_broker, tmp_path, "b2"), load_policy()) as bed2,
-            aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
+            MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
         ):
             await bed1.connected(10)
             await bed2.connected(10)
@@ -383,7 +384,7 @@ async def test_vigil_hl7_command_forwards_published_alarms(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="bed") as bed:
+        async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="bed") as bed:
             await bed.subscribe("vigil/w1/hl7/status", qos=1)
             assert (await next_json(bed, "vigil/w1/hl7/status", 20))["status"] == "online"
             for seq in range(1, 6):
@@ -491,7 +492,7 @@ async def test_receiver_down_for_a_while_loses_nothing_and_raises_hl7_link_down(
     config = gateway_config(mqtt_broker, receiver, tmp_path, link_down_s=1.0)
     async with (
         Gateway(config) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED, 10)
         await beds.subscribe("vigil/w1/hl7/alarms", qos=1)
@@ -503,7 +504,7 @@ async def test_receiver_down_for_a_while_loses_nothing_and_raises_hl7_link_down(
             "technical",
         )
         # what a console that connects now finds: the retained list, in a bed's own shape
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="late") as late:
+        async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="late") as late:
             await late.subscribe("vigil/w1/hl7/alarms/active", qos=1)
             async with asyncio.timeout(10):
                 message = await anext(aiter(late.messages))
@@ -546,7 +547,7 @@ async def test_answers_ae_are_logged_and_retried_until_accepted(
     async with (
         receiver,
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await gw.connected(10)
         published = await publish_alarms(beds, ["b1", "b2"], 3)
@@ -575,7 +576,7 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
     async with (
         receiver,
         Gateway(config) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await gw.connected(10)
         published = await publish_alarms(beds, ["b1", "b2"], 3)
@@ -606,7 +607,7 @@ async def test_receiver_closing_with_a_message_unanswered_loses_nothing(
     async with (
         receiver,
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await gw.connected(10)
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
@@ -626,7 +627,7 @@ async def test_queued_messages_survive_a_gateway_restart_with_their_control_ids(
     receiver = Receiver()  # away during the first run
     config = gateway_config(mqtt_broker, receiver, tmp_path)
     path = tmp_path / "hl7-queue.sqlite"
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds:
         async with Gateway(config) as gw:
             await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED, 10)
             await publish_alarms(beds, ["b1"], 3)
@@ -665,7 +666,7 @@ async def test_queue_size_and_age_are_in_the_metrics(
     config = gateway_config(mqtt_broker, receiver, tmp_path, metrics_listen="127.0.0.1:0")
     async with (
         Gateway(config) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
         await beds.publish("vigil/w1/b2/status", b'{"status": "offline", "ward": "w1"}', qos=1)
@@ -705,7 +706,7 @@ async def test_mllp_over_tls_delivers_and_refuses_an_unknown_certificate(
     )
     async with (
         receiver,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         async with Gateway(untrusted) as gw:
             await eventually(lambda: gw.mllp.reconnects >= 2)
@@ -735,7 +736,7 @@ async def test_a_receiver_closing_in_the_middle_of_a_frame_gets_the_message_agai
     torn = await asyncio.start_server(half_reader, "127.0.0.1", receiver.port)
     async with (
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
         published = await publish_alarms(beds, ["b1", "b2"], 2)
@@ -766,7 +767,7 @@ async def test_a_bed_whose_messages_are_always_refused_does_not_stop_the_ward(
     async with (
         receiver,
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path, retry_max_s=0.3)) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await gw.connected(10)
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
@@ -809,7 +810,7 @@ async def test_an_ack_that_names_no_control_id_is_taken_for_the_message_in_fligh
     async with (
         server,
         Gateway(gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=2.0)) as gw,
-        aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
+        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
     ):
         await gw.connected(10)
         await publish_alarms(beds, ["b1"], 3)
@@ -828,7 +829,7 @@ async def test_hl7_link_down_raised_before_a_restart_clears_after_it_with_its_id
 ) -> None:
     receiver = Receiver()  # away during the first run
     config = gateway_config(mqtt_broker, receiver, tmp_path, link_down_s=0.5)
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="ward") as ward:
+    async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="ward") as ward:
         await ward.subscribe("vigil/w1/hl7/alarms", qos=1)
         async with Gateway(config) as gw:
             await eventually(lambda: gw.ward_link.state is LinkState.CONNECTED)
