@@ -156,6 +156,10 @@ function receive(m) {
       schedule(m.key);
       break;
     }
+    case "beds":
+      // one push of the station: every bed that changed since the last one
+      for (const item of m.items) receive(item);
+      break;
     case "gone":
       state.beds.delete(m.key);
       renderAll();
@@ -323,12 +327,16 @@ function renderBanner() {
     }
   }
   rows.sort((x, y) => (x.acked - y.acked) || RANK[y.priority] - RANK[x.priority] || x.since - y.since);
+  sound.play(soundPriority());
+  // rebuilt only when what it lists changed: numbers arriving every frame leave it alone
+  const sig = JSON.stringify([rows.slice(0, 8).map((r) => [r.key, r.code, r.priority, r.acked, r.text]), rows.length]);
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
   el.replaceChildren(
     ...rows.slice(0, 8).map((r) => synced(h("li", { class: `banner-alarm prio-${r.priority}${r.acked ? " acked" : " flashing"}`, "data-priority": r.priority, onclick: () => r.key !== "station" && openDetail(r.key) },
       h("span", { class: "mark" }, MARK[r.priority]), " ", h("b", {}, r.key), " ", WORD[r.priority], " ", r.code, r.acked ? " (acknowledged)" : "", " ", h("span", { class: "banner-text" }, r.text || "")), r.acked ? null : r.priority)),
   );
   $("#banner-count").textContent = rows.length > 8 ? `+${rows.length - 8} more` : "";
-  sound.play(soundPriority());
 }
 
 function alarmText(a) {
@@ -350,26 +358,86 @@ function phaseClock(b) {
   return s.phase === "pre" ? "pre-infusion" : s.phase;
 }
 
-function vitalCell(b, label, params, digits = 0) {
+// What a vital's cell shows: its value(s), its age on the bed's own clock and whether it is
+// stale (a cuff reading is as old as its determination, however recently the station heard of
+// it; the bed's clock estimated from its latest samples).
+function vitalState(b, params, digits) {
   const vals = params.map((p) => b.vitals[p]);
   const v0 = vals[0];
-  const cell = h("div", { class: "vital", "data-param": params[0] });
-  cell.append(h("span", { class: "vlabel" }, label));
-  if (!v0) {
-    cell.append(h("span", { class: "vvalue" }, "--"));
-    return cell;
-  }
-  // the age on the bed's own clock (a cuff reading is as old as its determination, however
-  // recently the station heard of it), the bed's clock estimated from its latest samples
+  if (!v0) return { text: "--", age: "", stale: false };
   const bedNow = Math.max(...Object.values(b.vitals).map((v) => v.t + (now() - v.rx)));
   const age = bedNow - v0.t;
   const expected = (state.expected[params[0]] || 2) * state.staleFactor;
   const stale = age > expected || !state.link.connected;
   const text = vals.map((v) => (v ? fmt(v.value, digits) : "--")).join("/");
-  cell.append(h("span", { class: "vvalue" }, text));
-  cell.append(h("span", { class: `vage${stale ? " stale" : ""}`, "data-stale": stale ? "1" : "0" }, stale ? `STALE ${fmtAge(age)}` : fmtAge(age)));
-  if (stale) cell.classList.add("is-stale");
-  return cell;
+  return { text, age: stale ? `STALE ${fmtAge(age)}` : fmtAge(age), stale };
+}
+
+const VITALS = [["HR", ["HR"]], ["PR", ["PR"]], ["SpO\u2082", ["SPO2"]], ["NIBP", ["NIBP_SYS", "NIBP_DIA"]]];
+
+// A tile is built once and then updated in place: a number arriving every second changes two
+// text nodes, not a tile's worth of elements (bench/station.py measures what drawing costs).
+function tileParts(tile, b) {
+  if (tile.parts) return tile.parts;
+  const parts = {
+    patient: h("span", { class: "patient" }),
+    paused: h("span", { class: "paused", "data-paused": "0", title: "audio paused", hidden: true }),
+    status: h("div"),
+    cells: VITALS.map(([label, params]) => {
+      const cell = h("div", { class: "vital", "data-param": params[0] },
+        h("span", { class: "vlabel" }, label), h("span", { class: "vvalue" }, "--"), h("span", { class: "vage", "data-stale": "0" }));
+      return { cell, params, value: cell.children[1], age: cell.children[2] };
+    }),
+    spark: svg("svg", { class: "spark", viewBox: "0 0 200 30", preserveAspectRatio: "none" }),
+    sparkSig: null,
+    list: null,
+  };
+  const head = h("header", { class: "tile-head" },
+    h("span", { class: "bed-name" }, b.bed), h("span", { class: "ward-name" }, b.ward), parts.patient, parts.paused);
+  parts.list = h("ul", { class: "alarms" });
+  tile.replaceChildren(head, parts.status, h("div", { class: "vitals" }, ...parts.cells.map((c) => c.cell)), parts.spark, parts.list);
+  tile.parts = parts;
+  return parts;
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function updateTile(tile, b) {
+  const parts = tileParts(tile, b);
+  const s = b.session;
+  setText(parts.patient, (s && s.session ? s.session.patient_id : "") || "\u2014");
+  const until = pausedUntil(b);
+  parts.paused.hidden = !until;
+  parts.paused.dataset.paused = until ? "1" : "0";
+  setText(parts.paused, until ? `AUDIO PAUSED \u2298 ${fmtAge(until - now())}` : "");
+  // without the broker the station knows nothing new of any bed, whatever it last heard
+  const [cls, status, text] = !state.link.connected
+    ? ["status-nobroker", "no-broker", "NO DATA: station lost the broker"]
+    : isOffline(b)
+      ? ["status-offline", "offline", `OFFLINE since ${clock(b.status_rx)}`]
+      : ["phase", "", phaseClock(b)];
+  parts.status.className = cls;
+  if (status) parts.status.dataset.status = status;
+  else delete parts.status.dataset.status;
+  setText(parts.status, text);
+  for (const c of parts.cells) {
+    const v = vitalState(b, c.params, 0);
+    setText(c.value, v.text);
+    setText(c.age, v.age);
+    c.age.className = `vage${v.stale ? " stale" : ""}`;
+    c.age.dataset.stale = v.stale ? "1" : "0";
+    c.cell.classList.toggle("is-stale", v.stale);
+  }
+  // the trend line moves by a point every 10 s: redrawn when its points or its step changed
+  const latest = Math.max(...Object.values(b.vitals).map((v) => v.t), 0);
+  const trend = b.trend || {};
+  const sparkSig = JSON.stringify([Math.floor(latest / 10), ...["HR", "SPO2"].map((p) => (trend[p] || []).at(-1) || null)]);
+  if (parts.sparkSig !== sparkSig) {
+    parts.sparkSig = sparkSig;
+    sparkline(parts.spark, trend, latest);
+  }
 }
 
 function alarmLine(b, a) {
@@ -409,38 +477,17 @@ function renderTile(b) {
   tile.className = `tile${top ? ` tile-${top.priority} flashing` : ""}${offline ? " offline" : ""}${state.link.connected ? "" : " no-broker"}`;
   if (tile.dataset.priority !== (top ? top.priority : "")) synced(tile, top ? top.priority : null);
   tile.dataset.priority = top ? top.priority : "";
-  const s = b.session;
-  const patient = s && s.session ? s.session.patient_id : "";
-  const until = pausedUntil(b);
-  const head = h("header", { class: "tile-head" },
-    h("span", { class: "bed-name" }, b.bed), h("span", { class: "ward-name" }, b.ward),
-    h("span", { class: "patient" }, patient || "—"),
-    until ? h("span", { class: "paused", "data-paused": "1", title: "audio paused" }, `AUDIO PAUSED \u2298 ${fmtAge(until - now())}`) : null);
-  // without the broker the station knows nothing new of any bed, whatever it last heard
-  const status = !state.link.connected
-    ? h("div", { class: "status-nobroker", "data-status": "no-broker" }, "NO DATA: station lost the broker")
-    : offline
-      ? h("div", { class: "status-offline", "data-status": "offline" }, `OFFLINE since ${clock(b.status_rx)}`)
-      : h("div", { class: "phase" }, phaseClock(b));
-  const nums = h("div", { class: "vitals" },
-    vitalCell(b, "HR", ["HR"]), vitalCell(b, "PR", ["PR"]), vitalCell(b, "SpO\u2082", ["SPO2"]),
-    vitalCell(b, "NIBP", ["NIBP_SYS", "NIBP_DIA"]));
-  const spark = svg("svg", { class: "spark", viewBox: "0 0 200 30", preserveAspectRatio: "none" });
-  sparkline(spark, b.trend || {}, Math.max(...Object.values(b.vitals).map((v) => v.t), 0));
+  updateTile(tile, b);
   // the alarm lines are rebuilt only when the alarms changed: a number arriving every second
   // neither restarts a flash nor moves an Acknowledge button under a nurse's pointer
-  const sig = JSON.stringify([alarms.map((a) => [a.alarm_id, a.state, a.pending, a.acked_by]), canCommand()]);
   // (the list stays in the tile: an element taken out of the page restarts its animation)
-  const list = tile.querySelector(":scope > ul.alarms");
-  if (!list || tile.dataset.sig !== sig) {
-    const fresh = h("ul", { class: "alarms" }, ...alarms.slice(0, 3).map((a) => alarmLine(b, a)));
-    if (alarms.length > 3) fresh.append(h("li", { class: "more" }, `+${alarms.length - 3} more`));
+  const sig = JSON.stringify([alarms.map((a) => [a.alarm_id, a.state, a.pending, a.acked_by]), canCommand()]);
+  if (tile.dataset.sig !== sig) {
     tile.dataset.sig = sig;
-    tile.replaceChildren(head, status, nums, spark, fresh);
-    return;
+    const lines = alarms.slice(0, 3).map((a) => alarmLine(b, a));
+    if (alarms.length > 3) lines.push(h("li", { class: "more" }, `+${alarms.length - 3} more`));
+    tile.parts.list.replaceChildren(...lines);
   }
-  for (const el of [...tile.children]) if (el !== list) el.remove();
-  list.before(head, status, nums, spark);
 }
 
 function renderAll() {
