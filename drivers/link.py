@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from kernel.vocabulary import Sample
 
-__all__ = ["LineSettings", "LinkProtocol", "ProtocolError", "Received", "line_for"]
+__all__ = [
+    "LineSettings",
+    "LinkProtocol",
+    "ProtocolError",
+    "Received",
+    "UnaskedLink",
+    "line_for",
+]
 
 
 class ProtocolError(Exception):
@@ -75,3 +82,20 @@ class LinkProtocol(Protocol):
     def timer(self, now: float) -> bytes:
         """Called every `timer_s` of daemon-clock time: bytes to send, if any."""
         ...
+
+
+class UnaskedLink:
+    """A `LinkProtocol` base for a device that sends unasked and needs no keep-alive.
+
+    Masimo ASCII 1, the Nellcor and Ivy ANSAR-B outputs and Mindray's HL7 push: the host only
+    listens (docs/devices.md), so it sends nothing at start or on a tick; each device's link
+    says what a chunk received gives (`receive`).
+    """
+
+    def start(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
+        """Nothing: the device needs no request."""
+        return b""
+
+    def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
+        """Nothing: the device has no keep-alive."""
+        return b""

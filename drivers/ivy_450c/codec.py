@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.link import Received
+from drivers.link import Received, UnaskedLink
 from drivers.samples import DeterminationMemory, judged
 from kernel.vocabulary import Param, Sample
 
@@ -306,7 +306,7 @@ def encode_message(
 
 
 @dataclass
-class IvyLink:
+class IvyLink(UnaskedLink):
     """The `drivers.link.LinkProtocol` of ANSAR-B: the monitor talks, the host listens.
 
     Samples are stamped with the receive time (`now`): ANSAR-B sends no clock.
@@ -319,20 +319,12 @@ class IvyLink:
     def __post_init__(self) -> None:
         self._decoder = MessageDecoder(self.stats)
 
-    def start(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: ANSAR-B needs no request."""
-        return b""
-
     def receive(self, data: bytes, now: float) -> Received:
         """The samples of the messages `data` completed, stamped `now`."""
         samples: list[Sample] = []
         for message in self._decoder.feed(data):
             samples += message_samples(message, t=now, device_id=self.device_id, cuff=self.cuff)
         return Received(tuple(samples))
-
-    def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: ANSAR-B has no keep-alive."""
-        return b""
 
 
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:

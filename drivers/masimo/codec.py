@@ -37,7 +37,8 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.link import Received
+from drivers.lines import StampedLines
+from drivers.link import Received, UnaskedLink
 from drivers.samples import judged
 from kernel.vocabulary import Param, Sample
 
@@ -272,64 +273,18 @@ def record_samples(record: MasimoRecord, *, t: float, device_id: str) -> tuple[S
     return tuple(out)
 
 
-@dataclass
-class LineDecoder:
+class LineDecoder(StampedLines[MasimoRecord]):
     """Splits a byte stream into lines and decodes them; resyncs on garbage, counts drops.
 
     `feed` takes any chunk (a line may arrive in pieces) and returns the records of the lines
     it completed. Every complete valid line counts in ``stats.frames``; every dropped piece in
-    ``stats.dropped`` by `DropReason`.
+    ``stats.dropped`` by `DropReason` (the framing is `drivers.lines.StampedLines`).
     """
 
-    stats: DriverStats = field(default_factory=DriverStats)
-    _buffer: bytearray = field(default_factory=bytearray)
-    _discarding: bool = False
-
-    def feed(self, data: bytes) -> list[MasimoRecord]:
-        """Add received bytes; return the records of the lines they completed."""
-        out: list[MasimoRecord] = []
-        buf = self._buffer
-        buf += data
-        while True:
-            end = buf.find(b"\n")
-            if end < 0:
-                if len(buf) > MAX_LINE:
-                    # drop what we have and everything up to the next line end
-                    if not self._discarding:
-                        self.stats.drop(DropReason.TOO_LONG)
-                    self._discarding = True
-                    buf.clear()
-                return out
-            line = bytes(buf[:end]).rstrip(b"\r")
-            del buf[: end + 1]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > MAX_LINE:
-                self.stats.drop(DropReason.TOO_LONG)
-                continue
-            if not line.strip(b" \r"):
-                continue  # an empty line between lines is not a frame
-            record = self._line(line)
-            if record is not None:
-                out.append(record)
-
-    def _line(self, line: bytes) -> MasimoRecord | None:
-        # A line cut short runs into the next one: keep the last whole line in it. Each piece
-        # before it is dropped for what it is: bytes that start no line, a line begun and cut.
-        starts = [m.start() for m in _STAMP.finditer(line)]
-        if starts and starts[0] > 0:
-            self.stats.drop(DropReason.GARBAGE)
-        if len(starts) > 1:
-            self.stats.drop(DropReason.TRUNCATED, len(starts) - 1)
-        if starts:
-            line = line[starts[-1] :]
-        result = parse_line(line)
-        if isinstance(result, DropReason):
-            self.stats.drop(result)
-            return None
-        self.stats.frames += 1
-        return result
+    def __init__(self, stats: DriverStats | None = None) -> None:
+        super().__init__(
+            _STAMP, parse_line, MAX_LINE, DriverStats() if stats is None else stats, blank=b" \r"
+        )
 
 
 def _field(value: float | None, width: int, decimals: int = 0, unit: str = "") -> str:
@@ -384,7 +339,7 @@ def encode_line(
 
 
 @dataclass
-class MasimoLink:
+class MasimoLink(UnaskedLink):
     """The `drivers.link.LinkProtocol` of ASCII 1: the monitor talks, the host listens."""
 
     device_id: str
@@ -393,20 +348,12 @@ class MasimoLink:
     def __post_init__(self) -> None:
         self._decoder = LineDecoder(self.stats)
 
-    def start(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: ASCII 1 needs no request."""
-        return b""
-
     def receive(self, data: bytes, now: float) -> Received:
         """The samples of the lines `data` completed, stamped `now`."""
-        samples: list[Sample] = []
-        for record in self._decoder.feed(data):
-            samples += record_samples(record, t=now, device_id=self.device_id)
-        return Received(tuple(samples))
-
-    def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: ASCII 1 has no keep-alive."""
-        return b""
+        feed = self._decoder.feed(data)
+        return Received(
+            tuple(s for r in feed for s in record_samples(r, t=now, device_id=self.device_id))
+        )
 
 
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:

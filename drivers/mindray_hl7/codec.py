@@ -44,7 +44,7 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.link import Received
+from drivers.link import Received, UnaskedLink
 from drivers.samples import DeterminationMemory, judged
 from kernel.mllp import MllpDecoder, frame
 from kernel.vocabulary import NIBP_PARAMS, Param, Sample
@@ -282,7 +282,7 @@ class MindrayStream:
 
 
 @dataclass
-class MindrayLink:
+class MindrayLink(UnaskedLink):
     """The `drivers.link.LinkProtocol` of Mindray HL7: the monitor pushes, Vigil ACKs if asked.
 
     Samples are stamped with the receive time (`now`): the monitor's messages often carry no
@@ -296,18 +296,10 @@ class MindrayLink:
     def __post_init__(self) -> None:
         self._stream = MindrayStream(self.device_id, self.stats, self.cuff)
 
-    def start(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: the monitor sends unasked."""
-        return b""
-
     def receive(self, data: bytes, now: float) -> Received:
         """The samples of the messages `data` completed, and the ACKs asked for."""
         messages, acks = self._stream.feed(data, now)
         return Received(tuple(s for _, samples in messages for s in samples), acks)
-
-    def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: MLLP has no keep-alive."""
-        return b""
 
 
 def _value(value: float | None) -> str:

@@ -32,13 +32,14 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.link import Received
+from drivers.lines import StampedLines
+from drivers.link import Received, UnaskedLink
 from drivers.samples import judged
 from kernel.vocabulary import Param, Sample
 
@@ -193,66 +194,26 @@ def reading_samples(reading: NellcorReading, *, t: float, device_id: str) -> tup
     return tuple(out)
 
 
-@dataclass
-class LineDecoder:
+class LineDecoder(StampedLines[NellcorReading]):
     """Splits the byte stream into lines and parses them; resyncs on garbage, counts drops.
 
     `feed` takes any chunk and returns the readings of the data lines it completed. Every
-    recognised line (data or heading) counts in ``stats.frames``.
+    recognised line (data or heading) counts in ``stats.frames`` (the framing is
+    `drivers.lines.StampedLines`); a status code the codec does not know is counted as
+    ``unknown_status``.
     """
 
-    stats: DriverStats = field(default_factory=DriverStats)
-    _buffer: bytearray = field(default_factory=bytearray)
-    _discarding: bool = False
+    def __init__(self, stats: DriverStats | None = None) -> None:
+        super().__init__(_STAMP, parse_line, MAX_LINE, DriverStats() if stats is None else stats)
 
     def feed(self, data: bytes) -> list[NellcorReading]:
         """Add received bytes; return the readings of the lines they completed."""
-        out: list[NellcorReading] = []
-        buf = self._buffer
-        buf += data
-        while True:
-            end = buf.find(b"\n")
-            if end < 0:
-                if len(buf) > MAX_LINE:
-                    if not self._discarding:
-                        self.stats.drop(DropReason.TOO_LONG)
-                    self._discarding = True
-                    buf.clear()
-                return out
-            line = bytes(buf[:end]).rstrip(b"\r")
-            del buf[: end + 1]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > MAX_LINE:
-                self.stats.drop(DropReason.TOO_LONG)
-                continue
-            if not line.strip():
-                continue  # the blank line the oximeter prints between headings and data
-            reading = self._line(line)
-            if reading is not None:
-                out.append(reading)
-
-    def _line(self, line: bytes) -> NellcorReading | None:
-        # a data line cut short runs into the next one: keep the last whole line in it. Each
-        # piece before it is dropped for what it is: bytes that begin no line, a line cut short.
-        starts = [m.start() for m in _STAMP.finditer(line)]
-        if starts and starts[0] > 0:
-            self.stats.drop(DropReason.GARBAGE)
-        if len(starts) > 1:
-            self.stats.drop(DropReason.TRUNCATED, len(starts) - 1)
-        if starts:
-            line = line[starts[-1] :]
-        result = parse_line(line)
-        if isinstance(result, DropReason):
-            self.stats.drop(result)
-            return None
-        self.stats.frames += 1
-        if result is not None:
-            unknown = [c for c in result.status if c not in STATUS_CODES]
+        readings = super().feed(data)
+        for reading in readings:
+            unknown = [c for c in reading.status if c not in STATUS_CODES]
             if unknown:
                 self.stats.drop(DropReason.UNKNOWN_STATUS, len(unknown))
-        return result
+        return readings
 
 
 def _field(value: float | None, *, star: bool = False) -> str:
@@ -298,7 +259,7 @@ def encode_heading(
 
 
 @dataclass
-class NellcorLink:
+class NellcorLink(UnaskedLink):
     """The `drivers.link.LinkProtocol` of the ASCII output: the oximeter talks, the host listens.
 
     Samples are stamped with the receive time (`now`), as for every device without a clock of
@@ -311,20 +272,12 @@ class NellcorLink:
     def __post_init__(self) -> None:
         self._decoder = LineDecoder(self.stats)
 
-    def start(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: the real-time output needs no request."""
-        return b""
-
     def receive(self, data: bytes, now: float) -> Received:
         """The samples of the data lines `data` completed, stamped `now`."""
-        samples: list[Sample] = []
-        for reading in self._decoder.feed(data):
-            samples += reading_samples(reading, t=now, device_id=self.device_id)
-        return Received(tuple(samples))
-
-    def timer(self, now: float) -> bytes:  # noqa: ARG002 - the LinkProtocol contract
-        """Nothing: the output has no keep-alive."""
-        return b""
+        feed = self._decoder.feed(data)
+        return Received(
+            tuple(s for r in feed for s in reading_samples(r, t=now, device_id=self.device_id))
+        )
 
 
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
