@@ -6,8 +6,7 @@ import asyncio
 import io
 import json
 
-import aiomqtt
-
+from drivers.mqtt.client import Client as MqttClient
 from monitor.console import LineConsole
 from monitor.wire import WireStatus, encode_alarm_event, encode_status, topic_filters
 
@@ -144,8 +143,8 @@ async def test_the_console_reads_beds_under_a_configured_root(mqtt_broker_url: s
     event = encode_alarm_event(ALARM)
     status = encode_status(WireStatus(status="online", ward="w2", bed="b7"))
     async with (
-        aiomqtt.Client(host, int(port), identifier="console") as reader,
-        aiomqtt.Client(host, int(port), identifier="beds") as beds,
+        MqttClient(host, int(port), identifier="console") as reader,
+        MqttClient(host, int(port), identifier="beds") as beds,
     ):
         for topic in topic_filters(["status", "alarms"], root="site/north"):
             await reader.subscribe(topic, qos=1)

@@ -274,3 +274,47 @@ def test_mqtt5_only_at_the_embedded_broker_is_refused_with_the_reason(tmp_path: 
     assert f"broker 127.0.0.1:{broker.port}: [code:132] Unsupported protocol version" in out.stderr
     assert "the broker does not speak MQTT 5: try --mqtt-version auto" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+async def test_cmd_and_its_result_under_a_configured_root(
+    tmp_path: Path, mqtt_broker_url: str
+) -> None:
+    # `[broker] prefix` with a root of two levels (docs/ARCHITECTURE.md "MQTT"): the command goes
+    # to that bed's cmd topic and the answer is read from its cmd/result, nothing under `vigil/`
+    host, port = mqtt_broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    config = tmp_path / "bed.toml"
+    config.write_text(
+        f'[bed]\nward = "w2"\nbed = "b7"\n[broker]\nurl = "{mqtt_broker_url}"\n'
+        'prefix = "site/north/w2/b7"\n'
+    )
+    seen: list[str] = []
+    ready = asyncio.Event()
+
+    async def bed() -> dict[str, Any]:
+        async with MqttClient(host, int(port), identifier="bed-b7") as client:
+            await client.subscribe("#", qos=1)
+            ready.set()
+            async with asyncio.timeout(20):
+                async for message in client.messages:
+                    seen.append(str(message.topic))
+                    if str(message.topic) != "site/north/w2/b7/cmd":
+                        continue
+                    assert isinstance(message.payload, bytes)
+                    command: dict[str, Any] = json.loads(message.payload)
+                    result = {"request_id": command["request_id"], "ok": True, "dose_mg": 35.0}
+                    await client.publish("site/north/w2/b7/cmd/result", json.dumps(result), qos=1)
+                    return command
+        raise AssertionError("message stream ended")
+
+    answering = asyncio.create_task(bed())
+    await ready.wait()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "cmd", "--config", str(config), "--timeout", "10",
+        "discharge", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    command = await answering
+    assert proc.returncode == 0, err.decode()
+    assert command["cmd"] == "discharge"
+    assert out.decode().splitlines() == ["discharge: accepted", "  dose: 35 mg"]
+    assert not [t for t in seen if t.startswith("vigil/")]
