@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 
 import playwright
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.monitor.station.browser_rig import (
+    USERS,
+    WAIT_MS,
+    Ward,
+    browser_context,
+    collect_errors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,3 +76,39 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def ward(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ward]:
+    """The module's ward: its beds are the module's `BEDS` (default b1 and b2)."""
+    w = Ward(tmp_path_factory.mktemp("ward"), getattr(request.module, "BEDS", ("b1", "b2")))
+    try:
+        w.start()
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def pages(
+    request: pytest.FixtureRequest, chromium: Browser, ward: Ward
+) -> Iterator[dict[str, Page]]:
+    """A page per user, logged in, except the module's `LOGIN_BY_FORM` users (its test logs
+    them in through the form)."""
+    assert ward.station is not None
+    by_form = getattr(request.module, "LOGIN_BY_FORM", ())
+    contexts = {u: browser_context(chromium, ward, None if u in by_form else u) for u in USERS}
+    out = {}
+    errors: list[str] = []
+    for user, context in contexts.items():
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", collect_errors(errors, user))
+        page.goto(ward.station.url + "/")
+        out[user] = page
+    yield out
+    for context in contexts.values():
+        context.close()
+    assert errors == [], errors  # the page threw: a broken page can look fine
