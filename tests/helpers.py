@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Self
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from types import TracebackType
+
+    from drivers.mqtt.client import Client
+    from monitor.daemon import Daemon
+    from monitor.settings import Settings
 
 __all__ = [
     "MQTT_MONITOR",
@@ -27,6 +32,7 @@ __all__ = [
     "BrokerProcess",
     "free_port",
     "mosquitto_path",
+    "running_bed",
     "stop_process",
     "wait_for_port",
     "write_bed_config",
@@ -163,24 +169,23 @@ class BrokerProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the broker (SIGTERM, SIGKILL after `timeout` s) and reap it; idempotent."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._end(timeout)
 
     def kill(self) -> None:
         """SIGKILL the broker and reap it, as a crash would end it: nothing saved, no goodbye."""
+        self._end(None)
+
+    def _end(self, timeout: float | None) -> None:
+        # SIGTERM and `timeout` s to go, or (None) SIGKILL at once; then close the log
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
+            if timeout is not None:
+                process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -301,3 +306,21 @@ async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 10.0) 
     except TimeoutError:
         proc.kill()
         return await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_bed(
+    settings: Settings, broker: BrokerProcess, identifier: str
+) -> AsyncIterator[tuple[Daemon, Client]]:
+    """A daemon on `settings`, its ward link up, and a client of `broker` named `identifier`."""
+    # imported here: bench scripts and every test import this module for the broker alone
+    from alarms.policy import load_policy  # noqa: PLC0415
+    from drivers.mqtt.client import Client  # noqa: PLC0415
+    from monitor.daemon import Daemon  # noqa: PLC0415
+
+    async with (
+        Daemon(settings, load_policy()) as daemon,
+        Client(broker.host, broker.port, identifier=identifier) as client,
+    ):
+        await daemon.connected(10)
+        yield daemon, client

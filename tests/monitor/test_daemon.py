@@ -13,12 +13,11 @@ import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
-from drivers.mqtt.client import Client as MqttClient
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from tests.helpers import BrokerProcess, free_port
+from tests.helpers import BrokerProcess, free_port, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -59,11 +58,7 @@ async def test_bad_input_is_counted_and_ignored_and_the_daemon_keeps_running(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="bad-input") as client,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "bad-input") as (daemon, client):
         await client.subscribe(f"{PREFIX}/vitals", qos=1)
         now = time.time()
         bad = [
@@ -100,11 +95,7 @@ async def test_commands_are_answered_and_refusals_change_nothing(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "nurse") as (daemon, nurse):
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
 
         async def send(cmd: dict[str, Any] | bytes) -> dict[str, Any]:

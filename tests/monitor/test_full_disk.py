@@ -17,13 +17,10 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from alarms.policy import load_policy
-from drivers.mqtt.client import Client as MqttClient
-from monitor.daemon import Daemon
 from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -121,11 +118,7 @@ async def test_a_full_disk_raises_journal_failed_and_alarms_still_reach_the_ward
 ) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
     seen: list[dict[str, Any]] = []
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "nurse") as (daemon, nurse):
         await nurse.subscribe(f"{PREFIX}/alarms", qos=1)
         fill(daemon.journal._db)
         fill(daemon.outbox._db)
@@ -165,11 +158,7 @@ async def test_the_bed_warns_before_its_disk_is_full(
     # more free space wanted than any disk has: the warning is due now
     settings = settings_for(mqtt_broker, tmp_path, min_free_mb=1e12)
     seen: list[dict[str, Any]] = []
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "nurse") as (_daemon, nurse):
         await nurse.subscribe(f"{PREFIX}/alarms", qos=1)
         await alarms_until(nurse, ("JOURNAL_SPACE_LOW", "active"), seen)
     low = next(e for e in seen if e["code"] == "JOURNAL_SPACE_LOW")

@@ -23,7 +23,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alarms.policy import load_policy
 from drivers.base import DriverStats
-from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import RealClock
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
 from monitor.daemon import Daemon
@@ -33,7 +32,7 @@ from monitor.queues import SampleQueue
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
 from monitor.ward import WardLink
-from tests.helpers import BrokerProcess, free_port
+from tests.helpers import BrokerProcess, free_port, running_bed
 
 # Every series of the brief, by family name as the text format declares it in # HELP / # TYPE.
 FAMILIES = {
@@ -403,11 +402,7 @@ def spo2(t: float, value: float) -> bytes:
 async def test_the_daemon_serves_its_metrics(mqtt_broker: BrokerProcess, tmp_path: Path) -> None:
     port = free_port()
     settings = daemon_settings(mqtt_broker, tmp_path, f"127.0.0.1:{port}")
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="monitor") as monitor,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "monitor") as (daemon, monitor):
         await monitor.publish(TOPIC, b"this is not json", qos=1)
         # SPO2 80 % (< 85) for over 5 s: DESAT_CRITICAL (high, every phase), raised by a sample
         start = time.time() - 7.0

@@ -14,16 +14,20 @@ from typing import TYPE_CHECKING
 import aiomqtt
 import pytest
 
-from alarms.policy import load_policy
 from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.driver import MqttMonitorDriver
 from drivers.mqtt.spec import MqttSettings as MqttDriver
 from kernel.clock import RealClock
 from kernel.settings import BrokerSettings, Endpoint, TimeoutSettings
-from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
+from tests.helpers import (
+    BrokerImplementation,
+    BrokerProcess,
+    free_port,
+    mosquitto_path,
+    running_bed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -142,11 +146,7 @@ async def test_the_daemon_with_the_default_protocol_works_with_either_broker(
 ) -> None:
     settings = _settings(broker, tmp_path)
     assert settings.broker.protocol == "auto"
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(broker.host, broker.port, identifier="ward-watcher") as ward,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, broker, "ward-watcher") as (_daemon, ward):
         await ward.subscribe("vigil/w1/b1/#", qos=1)
         sample = {"t": time.time(), "param": "HR", "value": 71, "valid": True, "device_id": "mon1"}
         await ward.publish("monitors/mon1/samples", json.dumps(sample), qos=1)

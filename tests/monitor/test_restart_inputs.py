@@ -22,7 +22,7 @@ from drivers.mqtt.client import Client as MqttClient
 from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess, mosquitto_path
+from tests.helpers import BrokerProcess, mosquitto_path, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -122,11 +122,7 @@ async def test_the_same_accepted_command_again_is_answered_again_not_applied(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
     settings = settings_for(mqtt_broker, tmp_path)
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="nurse") as nurse,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "nurse") as (_daemon, nurse):
         await nurse.subscribe(f"{PREFIX}/cmd/result", qos=1)
         await nurse.publish(f"{PREFIX}/cmd", open_session("once"), qos=1)
         first = await next_on(nurse, f"{PREFIX}/cmd/result")

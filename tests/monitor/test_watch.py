@@ -16,12 +16,10 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
 from monitor import console as line_console
 from monitor.cli import build_parser
 from monitor.commands import Ack, AudioPause, parse_command
-from monitor.daemon import Daemon
 from monitor.watch.app import decode_keys, subscriptions
 from monitor.watch.model import (
     ANSI,
@@ -35,7 +33,7 @@ from monitor.watch.model import (
     plain_text,
     to_ansi,
 )
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, running_bed
 from tests.monitor.test_daemon import PREFIX, TOPIC, sample, settings_for
 
 T0 = 1767226000.0
@@ -618,11 +616,7 @@ async def test_nurse_acknowledges_a_new_alarm_from_the_keyboard(
         "echo vigil-watch-exited-$?; sleep 60"
     )
     settings = settings_for(mqtt_broker, tmp_path)
-    async with (
-        Daemon(settings, load_policy()) as daemon,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="tmux-test") as client,
-    ):
-        await daemon.connected(10)
+    async with running_bed(settings, mqtt_broker, "tmux-test") as (daemon, client):
         await client.subscribe(f"{PREFIX}/alarms", qos=1)
         feeder: asyncio.Task[None] | None = None
         try:
