@@ -23,6 +23,8 @@ from playwright.sync_api import Page, expect
 from tests.monitor.station.browser_rig import (
     MEASURE_FLASH,
     Ward,
+    bursts,
+    gaps,
     rgb,
     tile,
 )
@@ -74,9 +76,37 @@ def step_a_low_alarm_is_cyan_steady_and_says_low(page: Page) -> None:
     assert line.evaluate("el => getComputedStyle(el).animationName") == "none"
 
 
+def step_a_higher_alarm_breaks_through_an_audio_pause(ward: Ward, page: Page) -> None:
+    assert ward.feed is not None
+    # armed, the low alarm sounds; paused, the page plays nothing
+    page.click("#arm")
+    page.wait_for_function("window.vigilStation.sound.priority === 'low'")
+    page.evaluate("window.vigilStation.send('w1/b1', {cmd: 'audio_pause'})")
+    _accepted(page, "audio_pause")
+    expect(tile(page, "b1").locator('[data-paused="1"]')).to_contain_text("AUDIO PAUSED")
+    page.wait_for_function("window.vigilStation.sound.priority === null")
+    page.evaluate("window.__audio.pulses.length = 0")
+    # a new alarm of higher priority than any present when the pause began: DESAT_CRITICAL
+    ward.feed.values["b1"]["SPO2"] = 80.0
+    expect(tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')).to_have_attribute(
+        "data-priority", "high"
+    )
+    expect(tile(page, "b1").locator('[data-paused="1"]')).to_contain_text("AUDIO PAUSED")
+    page.wait_for_function("window.vigilStation.sound.priority === 'high'")
+    # the stub AudioContext records the high burst: 10 pulses as 3+2, a pause, 3+2
+    page.wait_for_function("window.__audio.pulses.length >= 10")
+    first = bursts(page.evaluate("window.__audio.pulses"))[0]
+    assert len(first) == 10, first
+    assert all(0.075 <= p["stop"] - p["start"] <= 0.2 for p in first), first
+    between = gaps(first)
+    assert 0.35 <= between[4] <= 1.30, between  # the pause between the halves
+    assert all(between[i] < between[4] for i in (0, 1, 2, 3, 5, 6, 7, 8)), between
+
+
 @pytest.mark.timeout(120)
 def test_alarm_states_from_a_real_bed(ward: Ward, pages: dict[str, Page]) -> None:
     """Low, break-through, latched: one bed, one nurse's page, the steps in order."""
     page = pages["anna"]
     expect(tile(page, "b1").locator('[data-param="HR"] .vvalue')).to_have_text("72")
     step_a_low_alarm_is_cyan_steady_and_says_low(page)
+    step_a_higher_alarm_breaks_through_an_audio_pause(ward, page)
