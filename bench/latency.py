@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import numpy as np
+from alarm_policy import instant_alarm_policy  # bench/alarm_policy.py, beside this script
 
 from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
@@ -74,22 +75,7 @@ WAIT_S = 5.0  # longest wait for any one message before the run is declared fail
 READY_S = 30.0  # longest wait for the daemon to connect and subscribe
 STOP_S = 15.0  # longest wait for the daemon to exit after SIGTERM
 
-POLICY = f"""\
-# bench/latency.py: one continuous rule that fires on the first high sample and clears on the
-# first normal one.
-[general]
-clear_after_s = 0.0
-
-[[continuous]]
-code = "{CODE}"
-priority = "medium"
-signal = "HRE"
-op = ">="
-limit = 140.0
-delay_s = 0.0
-latching = false
-phases = ["none", "pre", "infusion", "post"]
-"""
+POLICY = instant_alarm_policy(CODE, "bench/latency.py")
 
 Stamped = tuple[float, aiomqtt.Message]
 
@@ -198,7 +184,7 @@ async def _until_ready(pub: aiomqtt.Client, queue: asyncio.Queue[Stamped], t: fl
     vitals = f"{PREFIX}/vitals"
     async with asyncio.timeout(READY_S):
         while True:
-            t += 1.0
+            t = _next_time(t)
             await pub.publish(MONITOR_TOPIC, _sample(t, NORMAL_HR), qos=1)
             try:
                 async with asyncio.timeout(0.2):
@@ -215,7 +201,10 @@ async def measure_alarm_path(
     alarms, vitals = f"{PREFIX}/alarms", f"{PREFIX}/vitals"
     active: list[float] = []
     cleared: list[float] = []
-    t = float(int(time.time()))  # sample time: +1 s per trial, strictly increasing
+    # sample times follow the wall clock, strictly increasing: the bed checks every sample's
+    # time against its own clock (docs/ARCHITECTURE.md "Time and units"), and a monitor
+    # running ahead of it raises DEVICE_CLOCK_OFF and is retimed
+    t = time.time()
     async with _client(broker, protocol, "ward") as sub, _client(broker, protocol, "mon") as pub:
         # the subscriber is a nurse console: the subscriptions `vigil watch` makes
         for topic in subscriptions(None):
@@ -223,12 +212,12 @@ async def measure_alarm_path(
         async with _arrivals(sub) as queue:
             t = await _until_ready(pub, queue, t)
             for i in range(-WARMUP, trials):
-                t += 1.0
+                t = _next_time(t)
                 t0 = time.perf_counter()
                 await pub.publish(MONITOR_TOPIC, _sample(t, HIGH_HR), qos=1)
                 on = await _arrival(queue, alarms, code=CODE, state="active", t=t)
                 await _arrival(queue, vitals, t=t)
-                t_off = t + 0.5
+                t_off = _next_time(t)
                 t1 = time.perf_counter()
                 await pub.publish(MONITOR_TOPIC, _sample(t_off, NORMAL_HR), qos=1)
                 off = await _arrival(queue, alarms, code=CODE, state="cleared", t=t_off)
@@ -240,6 +229,11 @@ async def measure_alarm_path(
         Figures("alarm path bedside -> console, active", active),
         Figures("clear path bedside -> console, cleared", cleared),
     )
+
+
+def _next_time(t: float) -> float:
+    """The next sample time: now, or just after `t` if the clock has not moved on (ms steps)."""
+    return max(round(time.time(), 3), round(t + 0.001, 3))
 
 
 # ---------------------------------------------------------------------------- set-up

@@ -36,6 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from alarm_policy import instant_alarm_policy  # bench/alarm_policy.py, beside this script
+
 from alarms.policy import load_policy
 from monitor.daemon import Daemon
 from monitor.settings import Settings
@@ -43,22 +45,7 @@ from tests.helpers import BrokerProcess
 
 WARD = "w1"
 CODE = "BENCH_HR_HIGH"
-POLICY = f"""\
-# bench/ward.py: one continuous rule that fires on the first high sample and clears on the
-# first normal one.
-[general]
-clear_after_s = 0.0
-
-[[continuous]]
-code = "{CODE}"
-priority = "medium"
-signal = "HRE"
-op = ">="
-limit = 140.0
-delay_s = 0.0
-latching = false
-phases = ["none", "pre", "infusion", "post"]
-"""
+POLICY = instant_alarm_policy(CODE, "bench/ward.py")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 # The monitors and the console, in their own process so that their work is not the beds'.

@@ -67,33 +67,48 @@ class Client(aiomqtt.Client):
 
     aiomqtt (2.5) registers a socket's reader and writer with the event loop through
     `call_soon_threadsafe`, because paho may open the socket on the executor thread of
-    `connect`, but removes them at once when paho closes the socket. A socket that closes while
-    its registration is still queued (a connection refused or dropped just after it opened, as
-    when a broker restarts) is then registered after it is gone: the loop's selector keeps a
-    key for a file descriptor the kernel has closed, the next socket gets the same number, and
-    adding its reader fails in the selector (`FileNotFoundError` from epoll `modify`). That
-    client is connected but never reads: no sample, no command, until it is restarted. Removing
-    the reader and writer through the same queue keeps them after the registrations, in order;
-    removing one that is not registered, or whose descriptor is already closed, is a no-op.
+    `connect`, but removes them at once when paho closes the socket, and never removes the
+    writer on close. A registration still queued when its socket closes (a connection dropped
+    just after it opened, as when a broker restarts) then lands after the socket is gone, on
+    its file descriptor number, which the next socket may already hold: the loop's selector
+    is left with a key the kernel's epoll set does not have, and adding the next socket's
+    reader fails in the selector (`FileNotFoundError` from epoll `modify`). That client is
+    connected but never reads: no sample, no command, until it is restarted.
+
+    So on close the reader and writer are removed at once (the descriptor is still open:
+    paho closes it after this callback) and once more through the same queue, after any
+    registration queued before the close; a socket opened later queues its own registration
+    after that. Removing what is not registered is a no-op.
     """
 
     def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
         del client, userdata
         fileno = sock.fileno()
         loop = self._loop
-        if loop.is_closed():
-            return
         if fileno > -1:
-            loop.call_soon_threadsafe(loop.remove_reader, fileno)
-            loop.call_soon_threadsafe(loop.remove_writer, fileno)
+            loop.remove_reader(fileno)
+            loop.remove_writer(fileno)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._forget, fileno)
         misc = self._misc_task
-        if misc is not None and not misc.done():
+        if misc is not None and not misc.done() and not loop.is_closed():
             loop.call_soon_threadsafe(misc.cancel)
 
     def _on_socket_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
         del client, userdata
+        fileno = sock.fileno()
+        self._loop.remove_writer(fileno)
         if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._loop.remove_writer, sock.fileno())
+            # after an `add_writer` still queued: the last word is this one
+            self._loop.call_soon_threadsafe(self._loop.remove_writer, fileno)
+
+    def _forget(self, fileno: int) -> None:
+        """Remove what a registration queued before its socket closed left on `fileno`."""
+        try:
+            self._loop.remove_reader(fileno)
+            self._loop.remove_writer(fileno)
+        except OSError as exc:  # a stale key on a closed descriptor cannot be modified
+            log.warning("mqtt socket %d: stale event loop registration: %s", fileno, exc)
 
 
 def protocols(version: MqttVersion) -> tuple[aiomqtt.ProtocolVersion, ...]:
