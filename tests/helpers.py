@@ -18,9 +18,13 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Self
 
+from kernel.vocabulary import Param, Sample
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from types import TracebackType
+
+    import aiomqtt
 
     from drivers.mqtt.client import Client
     from monitor.daemon import Daemon
@@ -30,6 +34,9 @@ __all__ = [
     "MQTT_MONITOR",
     "BrokerImplementation",
     "BrokerProcess",
+    "ListSink",
+    "client_of",
+    "first_message",
     "free_port",
     "mosquitto_path",
     "running_bed",
@@ -324,3 +331,47 @@ async def running_bed(
     ):
         await daemon.connected(10)
         yield daemon, client
+
+
+class ListSink:
+    """A driver's `SampleSink` that keeps every sample; `grew` is set by each new one."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.grew = asyncio.Event()
+
+    def put(self, sample: Sample) -> None:
+        self.samples.append(sample)
+        self.grew.set()
+
+    def of(self, param: Param) -> list[float]:
+        """The values of `param`'s samples, in order."""
+        return [s.value for s in self.samples if s.param is param]
+
+    async def wait_for(self, n: int, param: Param = Param.HR) -> None:
+        """Until `n` samples of `param` have come (10 s at most)."""
+        async with asyncio.timeout(10):
+            while len(self.of(param)) < n:
+                self.grew.clear()
+                await self.grew.wait()
+
+
+def client_of(url: str, **kwargs: object) -> Client:
+    """A client (not yet connected) of the broker at the ``mqtt://host:port`` `url`."""
+    from urllib.parse import urlsplit  # noqa: PLC0415 - beside the lazy client import
+
+    from drivers.mqtt.client import Client  # noqa: PLC0415 - see running_bed
+
+    parts = urlsplit(url)
+    assert parts.scheme == "mqtt"
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return Client(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
+
+
+async def first_message(client: aiomqtt.Client) -> aiomqtt.Message:
+    """The next message `client` receives (5 s at most)."""
+    async with asyncio.timeout(5):
+        async for message in client.messages:
+            return message
+    raise AssertionError("message stream ended")

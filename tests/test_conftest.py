@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -10,25 +9,16 @@ from urllib.parse import urlsplit
 import aiomqtt
 import pytest
 
-from drivers.mqtt.client import Client as MqttClient
-from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
+from tests.helpers import (
+    BrokerImplementation,
+    BrokerProcess,
+    client_of,
+    first_message,
+    free_port,
+    mosquitto_path,
+)
 
 TESTS = Path(__file__).parent
-
-
-def _client(url: str, **kwargs: object) -> aiomqtt.Client:
-    parts = urlsplit(url)
-    assert parts.scheme == "mqtt"
-    assert parts.hostname is not None
-    assert parts.port is not None
-    return MqttClient(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
-
-
-async def _first_message(client: aiomqtt.Client) -> aiomqtt.Message:
-    async with asyncio.timeout(5):
-        async for message in client.messages:
-            return message
-    raise AssertionError("message stream ended")
 
 
 def test_free_port_is_bindable() -> None:
@@ -44,11 +34,11 @@ def test_url_points_at_loopback(mqtt_broker_url: str, mosquitto: str) -> None:
 
 
 async def test_retained_message_goes_through_the_broker(mqtt_broker_url: str) -> None:
-    async with _client(mqtt_broker_url) as publisher:
+    async with client_of(mqtt_broker_url) as publisher:
         await publisher.publish("vigil/test/status", b"online", qos=1, retain=True)
-    async with _client(mqtt_broker_url) as subscriber:
+    async with client_of(mqtt_broker_url) as subscriber:
         await subscriber.subscribe("vigil/test/#", qos=1)
-        message = await _first_message(subscriber)
+        message = await first_message(subscriber)
     assert str(message.topic) == "vigil/test/status"
     assert message.payload == b"online"
     assert message.retain
@@ -60,25 +50,25 @@ async def test_a_second_broker_gets_another_port(
     with BrokerProcess(tmp_path / "second") as second:
         assert second.port != mqtt_broker.port
         assert second.url != mqtt_broker.url
-        async with _client(second.url), _client(mqtt_broker.url):
+        async with client_of(second.url), client_of(mqtt_broker.url):
             pass
 
 
 async def test_broker_restarts_on_the_same_url(mqtt_broker: BrokerProcess) -> None:
     url = mqtt_broker.url
-    async with _client(url) as client:
+    async with client_of(url) as client:
         await client.publish("vigil/test/status", b"online", qos=1, retain=True)
     mqtt_broker.stop()
     assert not mqtt_broker.running
     with pytest.raises(aiomqtt.MqttError):
-        async with _client(url, timeout=2):
+        async with client_of(url, timeout=2):
             pass
     mqtt_broker.start()
     assert mqtt_broker.url == url
-    async with _client(url) as client:
+    async with client_of(url) as client:
         await client.subscribe("vigil/test/#", qos=1)
         await client.publish("vigil/test/ping", b"1", qos=1)
-        message = await _first_message(client)
+        message = await first_message(client)
     # Persistence is off: the retained status did not survive the restart.
     assert str(message.topic) == "vigil/test/ping"
 
@@ -91,10 +81,10 @@ async def test_each_implementation_serves_and_restarts(
         pytest.skip("mosquitto is not installed")
     with BrokerProcess(tmp_path, implementation=implementation) as broker:
         for _ in range(2):
-            async with _client(broker.url) as client:
+            async with client_of(broker.url) as client:
                 await client.subscribe("vigil/test/ping", qos=1)
                 await client.publish("vigil/test/ping", implementation.encode(), qos=1)
-                assert (await _first_message(client)).payload == implementation.encode()
+                assert (await first_message(client)).payload == implementation.encode()
             broker.stop()
             broker.start()
 

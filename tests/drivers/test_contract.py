@@ -32,13 +32,13 @@ from drivers.registry import SPECS, DriverSettings, create_driver
 from drivers.spec import DeviceSpec, load
 from kernel.clock import SimulatedClock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from kernel.vocabulary import NIBP_PARAMS, Param, Sample, Step
+from kernel.vocabulary import NIBP_PARAMS, Param, Step
 from simulators.intellivue_lan import IntelliVueLanMonitor
 from simulators.mqtt_monitor import run_mqtt_monitor
 from simulators.scenarios import build_scenario
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor
 from simulators.tcp_monitor import TcpMonitor
-from tests.helpers import free_port
+from tests.helpers import ListSink, free_port
 
 SPEED = 20.0
 QUIET_S = 1.0
@@ -64,19 +64,6 @@ def free_udp_port() -> int:
 def expected_values(t0: float, param: Param, seed: int = SEED) -> list[float]:
     items = build_scenario(SCENARIO, t0=t0, seed=seed, device_id="x")
     return [i.value for i in items if not isinstance(i, Step) and i.param is param]
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.grew = asyncio.Event()
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
-        self.grew.set()
-
-    def of(self, param: Param) -> list[float]:
-        return [s.value for s in self.samples if s.param is param]
 
 
 @dataclass

@@ -13,23 +13,8 @@ import aiomqtt
 import pytest
 from amqtt.errors import BrokerError
 
-from drivers.mqtt.client import Client as MqttClient
 from monitor.embedded_broker import embedded_broker
-from tests.helpers import free_port
-
-
-def _client(url: str, **kwargs: object) -> aiomqtt.Client:
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    return MqttClient(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
-
-
-async def _first_message(client: aiomqtt.Client) -> aiomqtt.Message:
-    async with asyncio.timeout(5):
-        async for message in client.messages:
-            return message
-    raise AssertionError("message stream ended")
+from tests.helpers import client_of, first_message, free_port
 
 
 async def _drain(client: aiomqtt.Client) -> None:
@@ -79,7 +64,7 @@ async def test_listens_on_the_port_asked_for() -> None:
     port = free_port()
     async with embedded_broker(port=port) as url:
         assert url == f"mqtt://127.0.0.1:{port}"
-        async with _client(url):
+        async with client_of(url):
             pass
 
 
@@ -95,12 +80,12 @@ async def test_port_in_use_is_an_error() -> None:
 async def test_qos1_publish_subscribe() -> None:
     async with (
         embedded_broker() as url,
-        _client(url) as subscriber,
-        _client(url) as publisher,
+        client_of(url) as subscriber,
+        client_of(url) as publisher,
     ):
         await subscriber.subscribe("vigil/w1/b1/alarms", qos=1)
         await publisher.publish("vigil/w1/b1/alarms", b'{"code": "DESAT"}', qos=1)
-        message = await _first_message(subscriber)
+        message = await first_message(subscriber)
     assert str(message.topic) == "vigil/w1/b1/alarms"
     assert message.payload == b'{"code": "DESAT"}'
     assert message.qos == 1
@@ -109,11 +94,11 @@ async def test_qos1_publish_subscribe() -> None:
 
 async def test_retained_message_reaches_a_later_subscriber_at_its_qos() -> None:
     async with embedded_broker() as url:
-        async with _client(url) as publisher:
+        async with client_of(url) as publisher:
             await publisher.publish("vigil/w1/b1/status", b"online", qos=1, retain=True)
-        async with _client(url) as subscriber:
+        async with client_of(url) as subscriber:
             await subscriber.subscribe("vigil/w1/b1/status", qos=1)
-            message = await _first_message(subscriber)
+            message = await first_message(subscriber)
     assert message.payload == b"online"
     assert message.retain
     assert message.qos == 1
@@ -122,44 +107,44 @@ async def test_retained_message_reaches_a_later_subscriber_at_its_qos() -> None:
 async def test_connecting_client_gets_no_retained_messages_it_did_not_subscribe_to() -> None:
     # Regression guard for amqtt 0.12.1, which pushes retained messages of other clients'
     # filters to every newly connected client (see monitor/embedded_broker.py).
-    async with embedded_broker() as url, _client(url) as ward:
+    async with embedded_broker() as url, client_of(url) as ward:
         await ward.subscribe("vigil/#", qos=1)
         await ward.publish("vigil/w1/b1/status", b"online", qos=1, retain=True)
-        assert (await _first_message(ward)).payload == b"online"
-        async with _client(url) as other:
+        assert (await first_message(ward)).payload == b"online"
+        async with client_of(url) as other:
             await other.subscribe("elsewhere/ping", qos=1)
             await other.publish("elsewhere/ping", b"1", qos=1)
-            message = await _first_message(other)
+            message = await first_message(other)
     assert str(message.topic) == "elsewhere/ping"
 
 
 async def test_last_will_is_sent_when_a_client_drops_its_socket() -> None:
-    async with embedded_broker() as url, _client(url) as ward:
+    async with embedded_broker() as url, client_of(url) as ward:
         await ward.subscribe("vigil/w1/b1/status", qos=1)
         writer = await _connect_with_will(
             url, client_id="bed-b1", will_topic="vigil/w1/b1/status", will_payload="offline"
         )
         writer.transport.abort()  # no DISCONNECT packet: an abnormal disconnection
-        message = await _first_message(ward)
+        message = await first_message(ward)
         assert message.payload == b"offline"
         assert message.qos == 1
         # The will was retained too: a console that connects later sees the bed offline.
-        async with _client(url) as console:
+        async with client_of(url) as console:
             await console.subscribe("vigil/w1/b1/status", qos=1)
-            late = await _first_message(console)
+            late = await first_message(console)
         assert late.payload == b"offline"
         assert late.retain
 
 
 async def test_no_will_after_a_clean_disconnect() -> None:
-    async with embedded_broker() as url, _client(url) as ward:
+    async with embedded_broker() as url, client_of(url) as ward:
         await ward.subscribe("vigil/#", qos=1)
-        async with _client(
+        async with client_of(
             url, will=aiomqtt.Will("vigil/w1/b1/status", b"offline", qos=1, retain=True)
         ):
             pass
         await ward.publish("vigil/marker", b"1", qos=1)
-        message = await _first_message(ward)
+        message = await first_message(ward)
     assert str(message.topic) == "vigil/marker"
 
 
@@ -173,7 +158,7 @@ async def test_connection_dropped_before_connect_is_closed(first_bytes: bytes) -
         writer.write(first_bytes)
         writer.close()
         await writer.wait_closed()
-        async with _client(url):  # the broker serves on, and has handled the dropped one
+        async with client_of(url):  # the broker serves on, and has handled the dropped one
             pass
         gc.collect()
     gc.collect()
@@ -183,7 +168,7 @@ async def test_mqtt5_clients_are_refused() -> None:
     # Documented limitation of amqtt 0.12; if this starts passing, revisit the module docstring.
     async with embedded_broker() as url:
         with pytest.raises(aiomqtt.MqttError):
-            async with _client(url, protocol=aiomqtt.ProtocolVersion.V5, timeout=5):
+            async with client_of(url, protocol=aiomqtt.ProtocolVersion.V5, timeout=5):
                 pass
 
 
@@ -206,14 +191,14 @@ async def test_mqtt5_is_refused_at_once_as_an_unacceptable_version(
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(aiomqtt.MqttCodeError) as refused:
-            async with _client(
+            async with client_of(
                 url, identifier="x1", protocol=aiomqtt.ProtocolVersion.V5, will=will, timeout=5
             ):
                 pass
         assert loop.time() - started < 2
         assert "Unsupported protocol version" in str(refused.value)
         # and the broker goes on serving 3.1.1 clients
-        async with _client(url, will=will) as client:
+        async with client_of(url, will=will) as client:
             await client.publish("t", b"1", qos=1)
 
 
@@ -223,34 +208,34 @@ async def test_a_message_is_delivered_at_the_lower_of_its_qos_and_the_granted_qo
 ) -> None:
     # MQTT 3.1.1 §3.8.4; amqtt 0.12.1 alone delivers at the granted QoS (a QoS 0 vital sign
     # reached a QoS 1 subscriber as QoS 1)
-    async with embedded_broker() as url, _client(url) as subscriber, _client(url) as publisher:
+    async with embedded_broker() as url, client_of(url) as subscriber, client_of(url) as publisher:
         await subscriber.subscribe("monitors/mon1/samples", qos=granted)
         await publisher.publish("monitors/mon1/samples", b"{}", qos=published)
-        message = await _first_message(subscriber)
+        message = await first_message(subscriber)
     assert message.qos == min(published, granted)
 
 
 async def test_a_will_is_delivered_at_the_lower_of_its_qos_and_the_granted_qos() -> None:
-    async with embedded_broker() as url, _client(url) as ward:
+    async with embedded_broker() as url, client_of(url) as ward:
         await ward.subscribe("vigil/w1/b1/status", qos=0)
         writer = await _connect_with_will(
             url, client_id="bed", will_topic="vigil/w1/b1/status", will_payload="offline"
         )
         writer.transport.abort()
-        message = await _first_message(ward)
+        message = await first_message(ward)
     assert message.payload == b"offline"
     assert message.qos == 0
 
 
 async def test_exit_disconnects_clients_and_stops_listening() -> None:
     async with embedded_broker() as url:
-        client = _client(url)
+        client = client_of(url)
         await client.__aenter__()
     with pytest.raises(aiomqtt.MqttError):
         await _drain(client)
     await client.__aexit__(None, None, None)
     with pytest.raises(aiomqtt.MqttError):
-        async with _client(url, timeout=2):
+        async with client_of(url, timeout=2):
             pass
 
 
@@ -258,6 +243,6 @@ async def test_writes_nothing_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    async with embedded_broker() as url, _client(url) as client:
+    async with embedded_broker() as url, client_of(url) as client:
         await client.publish("vigil/w1/b1/status", b"online", qos=1, retain=True)
     assert await asyncio.to_thread(os.listdir, tmp_path) == []

@@ -24,6 +24,7 @@ from monitor.settings import Settings
 from tests.helpers import (
     BrokerImplementation,
     BrokerProcess,
+    ListSink,
     free_port,
     mosquitto_path,
     running_bed,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from kernel.vocabulary import Sample
 
 # Both brokers where mosquitto is installed (CI installs it); the embedded one everywhere.
 BROKERS: list[BrokerImplementation] = (
@@ -164,16 +164,6 @@ async def test_the_daemon_with_the_default_protocol_works_with_either_broker(
         assert (vitals["param"], vitals["value"]) == ("HR", 71)
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.grew = asyncio.Event()
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
-        self.grew.set()
-
-
 async def test_the_mqtt_driver_follows_the_ward_broker_protocol(broker: BrokerProcess) -> None:
     driver = MqttMonitorDriver(
         MqttDriver.model_validate({"kind": "mqtt", "device_id": "mon1", "topic": "m/1"}),
@@ -181,7 +171,7 @@ async def test_the_mqtt_driver_follows_the_ward_broker_protocol(broker: BrokerPr
         timeouts=TimeoutSettings(),
         clock=RealClock(),
     )
-    sink = _Sink()
+    sink = ListSink()
     up = asyncio.Event()
     task = asyncio.create_task(driver.run(sink, up.set))
     try:

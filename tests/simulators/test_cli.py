@@ -17,11 +17,10 @@ from drivers.masimo.spec import MasimoSettings
 from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import RealClock, SimulatedClock, make_clock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from kernel.vocabulary import Sample
 from monitor.cli import build_parser
 from simulators.cli import DEVICES, simulate_main
 from simulators.mqtt_monitor import parse_broker_url
-from tests.helpers import free_port
+from tests.helpers import ListSink, free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -144,14 +143,6 @@ async def test_a_signal_stops_a_live_run_cleanly(
     )
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
-
-
 async def test_a_serial_simulator_on_a_pty_with_faults_feeds_a_real_driver(
     tmp_path: Path,
 ) -> None:
@@ -173,7 +164,7 @@ async def test_a_serial_simulator_on_a_pty_with_faults_feeds_a_real_driver(
         driver = MasimoDriver(
             settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=RealClock()
         )
-        sink = _Sink()
+        sink = ListSink()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.5):
                 await driver.run(sink)

@@ -32,7 +32,7 @@ from drivers.pcap import PcapError, PcapStats, udp_datagrams
 from drivers.registry import DriverSettings, create_driver
 from kernel.clock import SimulatedClock
 from kernel.settings import BrokerSettings, TimeoutSettings
-from kernel.vocabulary import Param, Sample, Step
+from kernel.vocabulary import Param, Step
 from simulators.capture import record_frames
 from simulators.intellivue import IntelliVueLanSide
 from simulators.intellivue_lan import IntelliVueLanMonitor
@@ -43,6 +43,7 @@ from tests.drivers.intellivue.test_intellivue_codec import (
     MDS_EVENT,
     UNUSED,
 )
+from tests.helpers import ListSink
 
 MONITOR = "10.0.0.5"
 HOST = "10.0.0.9"
@@ -163,25 +164,6 @@ def test_vigil_decode_reads_a_pcap(tmp_path: Path) -> None:
 
 SPEED = 20.0
 SCENARIO = "hypertensive-surge"
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.grew = asyncio.Event()
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
-        self.grew.set()
-
-    def of(self, param: Param) -> list[float]:
-        return [s.value for s in self.samples if s.param is param]
-
-    async def wait_for(self, n: int) -> None:
-        async with asyncio.timeout(10):
-            while len(self.of(Param.HR)) < n:
-                self.grew.clear()
-                await self.grew.wait()
 
 
 def free_udp_port() -> int:

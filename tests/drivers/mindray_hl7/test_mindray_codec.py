@@ -23,6 +23,7 @@ from kernel.clock import ManualClock
 from kernel.mllp import frame
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import Param, Sample
+from tests.helpers import ListSink
 
 FIXTURE = Path(__file__).parents[2] / "data" / "devices" / "mindray_hl7.raw"
 SPO2 = (
@@ -198,14 +199,6 @@ def make_driver(**fields: object) -> Driver:
     return create_driver(
         settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=ManualClock()
     )
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
 
 
 async def test_connecting_to_a_gateway_streams_and_acknowledges_over_tcp() -> None:

@@ -21,7 +21,7 @@ from drivers.mqtt.spec import MqttSettings as MqttDriver
 from kernel.clock import ManualClock
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample
-from tests.helpers import free_port
+from tests.helpers import ListSink, free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -34,16 +34,6 @@ T0 = 1_764_200_000.0
 # Short, so a test that fails by waiting fails fast; loopback answers in milliseconds.
 TIMEOUTS = TimeoutSettings(broker_connect_s=2.0)
 WAIT_S = 10.0
-
-
-class ListSink:
-    """A SampleSink that keeps everything it is given."""
-
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-
-    def put(self, sample: Sample) -> None:
-        self.samples.append(sample)
 
 
 def make_driver(
