@@ -7,9 +7,16 @@ Drivers, simulators, the ward link and the daemon all await aiomqtt or serial I/
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import signal
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-__all__ = ["cancel_until_done", "raise_if_cancelled"]
+if TYPE_CHECKING:
+    import logging
+    from types import TracebackType
+
+__all__ = ["TaskGroupService", "cancel_until_done", "raise_if_cancelled", "stop_on_signals"]
 
 
 async def cancel_until_done(tasks: Iterable[asyncio.Task[None]], retry_s: float) -> None:
@@ -37,3 +44,67 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+@contextlib.contextmanager
+def stop_on_signals(log: logging.Logger) -> Iterator[asyncio.Event]:
+    """An event that SIGTERM or SIGINT sets while the block runs (each logged `event=signal`).
+
+    For a service's main coroutine: systemd stops it with SIGTERM, a person with Ctrl-C; the
+    service ends its work in order when the event is set. The handlers are removed on the way
+    out, so a signal after it is the default again.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield stopping
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+class TaskGroupService:
+    """A service whose tasks run in a TaskGroup of its own while its `async with` block runs.
+
+    Its `__aenter__` opens the group (`_open_group`) and starts `_tasks` in it. Leaving the
+    block stops them (`_stop`: cancel each), waits for them, cancelling again every
+    `cancel_retry_s` (`cancel_until_done`), leaves the group, and then, whatever happened,
+    `_release`s what the service holds beyond its tasks (docs/DESIGN.md P8).
+    """
+
+    cancel_retry_s: float = 0.5
+    _group: asyncio.TaskGroup | None
+    _tasks: list[asyncio.Task[None]]
+
+    async def _open_group(self) -> asyncio.TaskGroup:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        return self._group
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._group is not None
+        await self._stop()
+        await cancel_until_done(self._tasks, self.cancel_retry_s)
+        try:
+            await self._group.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._release()
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _release(self) -> None:
+        """Close what the service holds beyond its tasks (nothing by default)."""

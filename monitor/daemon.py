@@ -20,12 +20,10 @@ import contextlib
 import json
 import logging
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import version
-from types import TracebackType
 from typing import Any, Self
 
 from alarms.policy import Policy
@@ -33,7 +31,7 @@ from drivers.base import DeviceError, Driver
 from drivers.registry import create_driver
 from kernel.clock import Clock, make_clock
 from kernel.configfile import ConfigError
-from kernel.tasks import cancel_until_done
+from kernel.tasks import TaskGroupService, stop_on_signals
 from kernel.vocabulary import AlarmEvent, Sample, SystemAlarm, iso8601
 from monitor import conditions
 from monitor.bed import Bed
@@ -70,7 +68,7 @@ STATUS_REFRESH_S = 30.0
 READY_WARN_S = 10.0
 
 
-class Daemon:
+class Daemon(TaskGroupService):
     """The whole bedside daemon; an async context manager owning one TaskGroup."""
 
     def __init__(
@@ -389,9 +387,7 @@ class Daemon:
                 self._metrics_server = await self.metrics.serve(self.settings.metrics.listen)
                 stack.push_async_callback(self._metrics_server.close)
             self._stack = stack.pop_all()
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        tg = self._group
+        tg = await self._open_group()
         self._tasks = [
             tg.create_task(self.bed.run(), name="bed"),
             tg.create_task(self.ward.run(), name="ward"),
@@ -409,22 +405,15 @@ class Daemon:
             self._tasks.append(tg.create_task(self._watchdog(interval), name="watchdog"))
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._group is not None
+    cancel_retry_s = CANCEL_RETRY_S
+
+    async def _stop(self) -> None:
         # Leaving the block ends the daemon: its tasks run forever otherwise.
         self.stop()
-        await cancel_until_done(self._tasks, CANCEL_RETRY_S)
-        try:
-            await self._group.__aexit__(exc_type, exc, tb)
-        finally:
-            if self._stack is not None:
-                await self._stack.aclose()
-        return None
+
+    async def _release(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
 
     async def connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound
         """Return once the ward link and every driver are connected.
@@ -526,18 +515,7 @@ class Daemon:
 
 
 async def _serve_until_signalled(settings: Settings, policy: Policy) -> None:
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
-    stopping = asyncio.Event()
-
-    def on_signal(signum: int) -> None:
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        stopping.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with stop_on_signals(log) as stopping:
         async with Daemon(settings, policy) as daemon:
             log.info(
                 "event=started ward=%s bed=%s prefix=%s drivers=%s",
@@ -549,9 +527,6 @@ async def _serve_until_signalled(settings: Settings, policy: Policy) -> None:
             await stopping.wait()
             daemon.stop()
         log.info("event=stopped")
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def run_main(args: argparse.Namespace) -> int:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self, cast
 
 from drivers.intellivue.messages import connect_indication
@@ -92,17 +91,12 @@ class IntelliVueLanMonitor(SerialMonitor):
             self._announcing = asyncio.create_task(self._announce(), name="intellivue-lan.announce")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _stop(self) -> None:
         if self._announcing is not None:
             self._announcing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._announcing
-        await super().__aexit__(exc_type, exc, tb)
+        await super()._stop()
 
     # ------------------------------------------------------------------ the UDP cable
 

@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, Self
 
 from drivers.serialport import open_port
+from kernel.tasks import TaskGroupService
 from kernel.vocabulary import Step
 from simulators.scenarios import build_scenario
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from drivers.link import LineSettings
     from kernel.clock import Clock
     from kernel.vocabulary import Sample
@@ -130,7 +129,7 @@ class _Pty:
         os.close(self._slave)
 
 
-class SerialMonitor:
+class SerialMonitor(TaskGroupService):
     """A monitor on a serial port or a pty, playing a scenario; an async context manager.
 
     Args:
@@ -187,30 +186,18 @@ class SerialMonitor:
 
     async def __aenter__(self) -> Self:
         await self._plug()
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
+        tg = await self._open_group()
         self._tasks = [
-            self._group.create_task(self._play(), name="serial-monitor.play"),
-            self._group.create_task(self._listen(), name="serial-monitor.listen"),
+            tg.create_task(self._play(), name="serial-monitor.play"),
+            tg.create_task(self._listen(), name="serial-monitor.listen"),
         ]
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._group is not None
-        for task in self._tasks:
-            task.cancel()
-        try:
-            await self._group.__aexit__(exc_type, exc, tb)
-        finally:
-            self._unplug()
-            if self._pty_link is not None and self._pty_link.is_symlink():
-                # the monitor is gone for good: leave no link to a dead pty behind
-                self._pty_link.unlink()
+    async def _release(self) -> None:
+        self._unplug()
+        if self._pty_link is not None and self._pty_link.is_symlink():
+            # the monitor is gone for good: leave no link to a dead pty behind
+            self._pty_link.unlink()
 
     @property
     def path(self) -> str:

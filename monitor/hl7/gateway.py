@@ -31,7 +31,6 @@ import contextlib
 import importlib
 import json
 import logging
-import signal
 import sqlite3
 import sys
 import time
@@ -40,7 +39,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
@@ -50,7 +48,7 @@ from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
-from kernel.tasks import cancel_until_done, raise_if_cancelled
+from kernel.tasks import TaskGroupService, raise_if_cancelled, stop_on_signals
 from kernel.vocabulary import NIBP_PARAMS, AlarmState, Param, iso8601
 from monitor.hl7.messages import (
     METRICS,
@@ -165,7 +163,7 @@ class GatewayStats:
     bad_payloads: int = 0
 
 
-class Gateway:
+class Gateway(TaskGroupService):
     """The running gateway: `async with Gateway(config) as gw:`; one TaskGroup owns its tasks."""
 
     def __init__(self, config: GatewayConfig, *, now: Callable[[], float] = time.time) -> None:
@@ -224,9 +222,7 @@ class Gateway:
             except BaseException:
                 self.queue.close()
                 raise
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        tg = self._group
+        tg = await self._open_group()
         errors = (OSError, TimeoutError, aiomqtt.MqttError)
         cap = h.retry_max_s
         self._tasks = [
@@ -262,24 +258,13 @@ class Gateway:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._group is not None
-        for task in self._tasks:
-            if not task.done():
-                task.cancel()
-        await cancel_until_done(self._tasks, _CANCEL_RETRY_S)
-        try:
-            await self._group.__aexit__(exc_type, exc, tb)
-        finally:
-            if self._metrics_server is not None:
-                await self._metrics_server.close()
-            if self.queue is not None:
-                self.queue.close()
+    cancel_retry_s = _CANCEL_RETRY_S
+
+    async def _release(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
+        if self.queue is not None:
+            self.queue.close()
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
@@ -857,22 +842,10 @@ class _Collector:
 
 
 async def _serve_until_signalled(config: GatewayConfig) -> None:
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-
-    def on_signal(signum: int) -> None:
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        stopping.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with stop_on_signals(log) as stopping:
         async with Gateway(config):
             await stopping.wait()
         log.info("event=hl7_stopped")
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def hl7_main(args: argparse.Namespace) -> int:
