@@ -445,6 +445,7 @@ function alarmLine(b, a) {
   const li = h("li", { class: `alarm prio-${a.priority}${ack ? " acked" : " flashing"}`, "data-alarm": a.alarm_id, "data-code": a.code, "data-priority": a.priority },
     h("span", { class: "alarm-text" }, h("span", { class: "mark" }, MARK[a.priority]), " ", h("span", { class: "prio-word" }, WORD[a.priority]), " ", h("b", {}, a.code), " ", alarmText(a)));
   if (!ack) synced(li, a.priority);
+  if (a.latched) li.append(latchedMark(a));
   if (ack) {
     li.append(h("span", { class: "ack-state confirmed", "data-ack": "confirmed" }, ` \u2713 ACK ${a.acked_by || ""} ${a.acked_t ? clock(a.acked_t) : ""}`));
   } else if (a.pending) {
@@ -453,6 +454,12 @@ function alarmLine(b, a) {
     li.append(h("button", { class: "ack-btn", onclick: (ev) => { ev.stopPropagation(); send(b.key, { cmd: "ack", alarm_id: a.alarm_id }); } }, "Acknowledge"));
   }
   return li;
+}
+
+// A latched alarm: its condition has ended, it stays until a nurse acknowledges it
+// (docs/ALARMS.md "States"). Said in words with a mark, never by colour alone.
+function latchedMark(a) {
+  return h("span", { class: "latched", "data-latched": "1" }, ` \u2691 LATCHED, condition ended ${a.latched_t ? clock(a.latched_t) : ""}`.trimEnd());
 }
 
 function canCommand() {
@@ -481,7 +488,7 @@ function renderTile(b) {
   // the alarm lines are rebuilt only when the alarms changed: a number arriving every second
   // neither restarts a flash nor moves an Acknowledge button under a nurse's pointer
   // (the list stays in the tile: an element taken out of the page restarts its animation)
-  const sig = JSON.stringify([alarms.map((a) => [a.alarm_id, a.state, a.pending, a.acked_by]), canCommand()]);
+  const sig = JSON.stringify([alarms.map((a) => [a.alarm_id, a.state, a.pending, a.acked_by, a.latched, a.latched_t]), canCommand()]);
   if (tile.dataset.sig !== sig) {
     tile.dataset.sig = sig;
     const lines = alarms.slice(0, 3).map((a) => alarmLine(b, a));
@@ -537,7 +544,23 @@ function renderDetailLive() {
   if (!b) return;
   detailData.bed = b;
   renderDetailHead();
+  renderDetailActive();
   renderActions();
+}
+
+// The bed's active alarms in its detail, a latched one with its mark and when its condition
+// ended (the history below has only events: a condition's end is none).
+function renderDetailActive() {
+  const b = detailData.bed;
+  const alarms = bedAlarms(b);
+  const sig = JSON.stringify(alarms.map((a) => [a.alarm_id, a.state, a.latched, a.latched_t, a.acked_by]));
+  const list = $("#detail-active");
+  if (list.dataset.sig === sig) return;
+  list.dataset.sig = sig;
+  list.replaceChildren(...(alarms.length ? alarms.map((a) => h("li", { class: `prio-${a.priority}${a.state === "acknowledged" ? " acked" : ""}`, "data-code": a.code, "data-alarm": a.alarm_id },
+    h("span", { class: "mark" }, MARK[a.priority]), ` ${WORD[a.priority]} `, h("b", {}, a.code), ` ${alarmText(a)} since ${clock(a.since)}`,
+    a.latched ? latchedMark(a) : null,
+    a.state === "acknowledged" ? ` \u2713 ACK ${a.acked_by || ""}` : "")) : [h("li", { class: "note" }, "none")]));
 }
 
 function renderDetailHead() {
@@ -567,6 +590,8 @@ function renderDetailHead() {
 
 function renderDetail() {
   renderDetailHead();
+  $("#detail-active").dataset.sig = "";
+  renderDetailActive();
   sessionChart($("#chart"), detailData);
   const tbody = $("#history tbody");
   tbody.replaceChildren(...detailData.alarms.map((a) => h("tr", { class: `prio-${a.priority}` },

@@ -1,5 +1,5 @@
 """Alarm states from a real bed in the station's page: low priority, audio pause break-through,
-latched alarms.
+latched alarms (on the tile and in the bed detail).
 
 One bed daemon (w1/b1, `vigil run` on an MQTT monitor this test feeds at 1 Hz), the station and
 a nurse's page, from the fixtures of tests/monitor/station/conftest.py. The steps run in order in
@@ -16,6 +16,7 @@ signals".
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -103,6 +104,28 @@ def step_a_higher_alarm_breaks_through_an_audio_pause(ward: Ward, page: Page) ->
     assert all(between[i] < between[4] for i in (0, 1, 2, 3, 5, 6, 7, 8)), between
 
 
+def step_a_latched_alarm_stays_shown_until_acknowledged(ward: Ward, page: Page) -> None:
+    assert ward.feed is not None
+    line = tile(page, "b1").locator('[data-code="DESAT_CRITICAL"]')
+    expect(line.locator("[data-latched]")).to_have_count(0)  # its condition still holds
+    ward.feed.values["b1"]["SPO2"] = 97.0  # the condition ends; DESAT_CRITICAL latches
+    latched = line.locator('[data-latched="1"]')
+    expect(latched).to_contain_text(re.compile(r"LATCHED, condition ended \d\d:\d\d:\d\d"))
+    expect(line).to_contain_text("!!! HIGH DESAT_CRITICAL")
+    # longer than a non-latching alarm takes to clear (5 s, docs/ALARMS.md): still there
+    time.sleep(6)
+    expect(latched).to_be_visible()
+    expect(line.locator(".ack-btn")).to_be_visible()
+    tile(page, "b1").click()
+    shown = page.locator('#detail-active [data-code="DESAT_CRITICAL"]')
+    expect(shown).to_contain_text("HIGH DESAT_CRITICAL")
+    expect(shown.locator('[data-latched="1"]')).to_contain_text("LATCHED, condition ended")
+    page.click("#detail-close")
+    # acknowledged, a latched alarm whose condition has ended clears
+    line.locator(".ack-btn").click()
+    expect(line).to_have_count(0)
+
+
 @pytest.mark.timeout(120)
 def test_alarm_states_from_a_real_bed(ward: Ward, pages: dict[str, Page]) -> None:
     """Low, break-through, latched: one bed, one nurse's page, the steps in order."""
@@ -110,3 +133,4 @@ def test_alarm_states_from_a_real_bed(ward: Ward, pages: dict[str, Page]) -> Non
     expect(tile(page, "b1").locator('[data-param="HR"] .vvalue')).to_have_text("72")
     step_a_low_alarm_is_cyan_steady_and_says_low(page)
     step_a_higher_alarm_breaks_through_an_audio_pause(ward, page)
+    step_a_latched_alarm_stays_shown_until_acknowledged(ward, page)
