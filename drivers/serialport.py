@@ -11,7 +11,6 @@ P1, P7). Besides what `StreamDriver` raises, a port that vanishes or cannot be o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,7 @@ import serial
 import serial_asyncio_fast
 
 from drivers.base import DeviceError, nothing
-from drivers.link import ProtocolError, line_for
+from drivers.link import line_for
 from drivers.stream import StreamDriver
 
 if TYPE_CHECKING:
@@ -105,20 +104,12 @@ class SerialDriver(StreamDriver):
         _log.info(
             "event=port_open device=%s port=%s baud=%d", self.device_id, self.port, line.baudrate
         )
-        try:
-            await self._serve(reader, writer, sink, connected)
-        except (OSError, serial.SerialException) as exc:
-            raise DeviceError(f"{where}: {exc or type(exc).__name__}") from exc
-        except ProtocolError as exc:
-            raise DeviceError(f"{where}: {exc}") from exc
-        except TimeoutError as exc:
-            raise DeviceError(
-                f"{where}: write held by flow control over {self._timeouts.serial_write_s} s"
-            ) from exc
-        finally:
-            writer.close()
-            # the transport closes the port in a task of its own; wait for it, so a run that
-            # ended leaves nothing behind and the port can be opened again at once
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timeouts.serial_write_s):
-                    await writer.wait_closed()
+        await self._serve_then_close(
+            reader,
+            writer,
+            sink,
+            connected,
+            where,
+            errors=(OSError, serial.SerialException),
+            held="write held by flow control",
+        )

@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 from drivers.base import DeviceError, DriverStats
+from drivers.link import ProtocolError
 from kernel.tasks import raise_if_cancelled
 
 if TYPE_CHECKING:
@@ -145,6 +146,37 @@ class StreamDriver:
                     # a stalled loop skips missed ticks rather than bursting polls at the device
                     next_timer = loop.time() + period
                 await self._send(writer, proto.timer(now))
+
+    async def _serve_then_close(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sink: SampleSink,
+        connected: Callable[[], None],
+        where: str,
+        *,
+        errors: tuple[type[Exception], ...],
+        held: str,
+    ) -> None:
+        """`_serve` an open stream; its transport's `errors` and the link's end as `DeviceError`.
+
+        `held` words a write held past ``serial_write_s``. The stream is closed on the way out,
+        and its closing waited for: the transport closes in a task of its own, and a run that
+        ended leaves nothing behind, so the port or address can be opened again at once.
+        """
+        try:
+            await self._serve(reader, writer, sink, connected)
+        except errors as exc:
+            raise DeviceError(f"{where}: {exc or type(exc).__name__}") from exc
+        except ProtocolError as exc:
+            raise DeviceError(f"{where}: {exc}") from exc
+        except TimeoutError as exc:
+            raise DeviceError(f"{where}: {held} over {self._timeouts.serial_write_s} s") from exc
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._timeouts.serial_write_s):
+                    await writer.wait_closed()
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         if data:

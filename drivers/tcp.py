@@ -19,7 +19,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from drivers.base import DeviceError, nothing
-from drivers.link import ProtocolError
 from drivers.stream import StreamDriver
 
 if TYPE_CHECKING:
@@ -66,7 +65,9 @@ class TcpDriver(StreamDriver):
         where = f"{self.device_id}: {self._settings.connection()}"
         if self._settings.mode == "connect":
             reader, writer = await self._connect(where)
-            await self._serve_connection(reader, writer, sink, connected, where)
+            await self._serve_then_close(
+                reader, writer, sink, connected, where, errors=(OSError,), held="a write was held"
+            )
             return
         accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
 
@@ -94,7 +95,9 @@ class TcpDriver(StreamDriver):
                 server.close()  # stop listening; the accepted connection stays open
             peer = writer.get_extra_info("peername")
             _log.info("event=monitor_connected device=%s peer=%s", self.device_id, peer)
-            await self._serve_connection(reader, writer, sink, connected, where)
+            await self._serve_then_close(
+                reader, writer, sink, connected, where, errors=(OSError,), held="a write was held"
+            )
         finally:
             if not accepted.done():
                 accepted.cancel()
@@ -114,27 +117,3 @@ class TcpDriver(StreamDriver):
             raise DeviceError(
                 f"{where}: no connection within {self._timeouts.serial_write_s} s"
             ) from exc
-
-    async def _serve_connection(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        sink: SampleSink,
-        connected: Callable[[], None],
-        where: str,
-    ) -> None:
-        try:
-            await self._serve(reader, writer, sink, connected)
-        except OSError as exc:
-            raise DeviceError(f"{where}: {exc or type(exc).__name__}") from exc
-        except ProtocolError as exc:
-            raise DeviceError(f"{where}: {exc}") from exc
-        except TimeoutError as exc:
-            raise DeviceError(
-                f"{where}: a write was held over {self._timeouts.serial_write_s} s"
-            ) from exc
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timeouts.serial_write_s):
-                    await writer.wait_closed()
