@@ -66,6 +66,16 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def cmd_async(*argv: str) -> tuple[int | None, bytes, bytes]:
+    """`vigil cmd ARGV` in a child process, awaited: (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "cmd", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return proc.returncode, out, err
+
+
 def test_no_bed_named_is_a_usage_error() -> None:
     out = run("discharge")
     assert out.returncode == 2
@@ -231,14 +241,12 @@ async def test_cmd_reaches_either_broker(
         ready = asyncio.Event()
         bed = asyncio.create_task(_answer_one_command(broker, ready))
         await ready.wait()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "cmd", "--broker", broker.url,
-            "--bed", "vigil/w1/b1", "--timeout", "10", "--json", *version, "discharge",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        status, out, err = await cmd_async(
+            "--broker", broker.url, "--bed", "vigil/w1/b1", "--timeout", "10", "--json",
+            *version, "discharge",
         )  # fmt: skip
-        out, err = await proc.communicate()
         command = await bed
-    assert proc.returncode == 0, err.decode()
+    assert status == 0, err.decode()
     assert command["cmd"] == "discharge"
     assert command["request_id"] in out.decode()
 
@@ -251,14 +259,11 @@ async def test_cmd_goes_to_a_bed_under_any_topic_root(mqtt_broker: BrokerProcess
     ready = asyncio.Event()
     bed = asyncio.create_task(_answer_one_command(mqtt_broker, ready, prefix, noise=True))
     await ready.wait()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "cmd", "--broker", mqtt_broker.url,
-        "--bed", prefix, "--timeout", "10", "--json", "discharge",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
+    status, out, err = await cmd_async(
+        "--broker", mqtt_broker.url, "--bed", prefix, "--timeout", "10", "--json", "discharge"
+    )
     command = await bed
-    assert proc.returncode == 0, err.decode()
+    assert status == 0, err.decode()
     assert command["cmd"] == "discharge"
     assert json.loads(out) == {"request_id": command["request_id"], "ok": True, "result": {}}
     assert f"ignored a message on {prefix}/cmd/result that is not a command result" in err.decode()
@@ -308,13 +313,9 @@ async def test_cmd_and_its_result_under_a_configured_root(
 
     answering = asyncio.create_task(bed())
     await ready.wait()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "cmd", "--config", str(config), "--timeout", "10",
-        "discharge", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
+    status, out, err = await cmd_async("--config", str(config), "--timeout", "10", "discharge")
     command = await answering
-    assert proc.returncode == 0, err.decode()
+    assert status == 0, err.decode()
     assert command["cmd"] == "discharge"
     assert out.decode().splitlines() == ["discharge: accepted", "  dose: 35 mg"]
     assert not [t for t in seen if t.startswith("vigil/")]
