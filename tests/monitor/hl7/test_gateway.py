@@ -9,6 +9,7 @@ only as a resend with the same control id (MSH-10).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -66,6 +67,42 @@ def gateway_config(
             "broker": {"url": broker.url},
         }
     )
+
+
+async def start_vigil_hl7(
+    broker: BrokerProcess, receiver: Receiver, tmp_path: Path, hl7_extra: str = ""
+) -> asyncio.subprocess.Process:
+    """`vigil hl7` in a child process for ward w1, sending to `receiver` (output on stdout).
+
+    Its config: a queue in `tmp_path`, no metrics, `hl7_extra` lines in `[hl7]`, and the
+    broker's own MQTT version.
+    """
+    config = tmp_path / "hl7.toml"
+    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+    config.write_text(
+        f'[hl7]\nward = "w1"\nqueue = "q.sqlite"\nmetrics_listen = ""\n{hl7_extra}'
+        f'[broker]\nprotocol = "{protocol}"\n'
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "hl7", "--broker", broker.url,
+        "--to", receiver.to, "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def gateway_with_beds(
+    broker: BrokerProcess, receiver: Receiver, config: GatewayConfig
+) -> AsyncIterator[tuple[Gateway, MqttClient]]:
+    """`receiver` listening, a gateway on `config` connected to it and the broker, and a client
+    of the broker playing the beds."""
+    async with (
+        receiver,
+        Gateway(config) as gw,
+        MqttClient(broker.host, broker.port, identifier="beds") as beds,
+    ):
+        await gw.connected(10)
+        yield gw, beds
 
 
 def bed_settings(broker: BrokerProcess, tmp_path: Path, bed: str = "b1") -> Settings:
@@ -317,17 +354,9 @@ async def open_session(nurse: aiomqtt.Client, bed: str, patient: str) -> None:
 async def test_vigil_hl7_command_reports_two_bed_daemons_and_stops_on_sigterm(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = tmp_path / "hl7.toml"
-    config.write_text(
-        '[hl7]\nward = "w1"\nfacility = "CLINIC"\nqueue = "q.sqlite"\nmetrics_listen = ""\n'
-        "interval_s = 0.5\n"
-        f'[broker]\nprotocol = "{"5" if mqtt_broker.implementation == "mosquitto" else "3.1.1"}"\n'
+    proc = await start_vigil_hl7(
+        mqtt_broker, receiver, tmp_path, 'facility = "CLINIC"\ninterval_s = 0.5\n'
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "hl7", "--broker", mqtt_broker.url,
-        "--to", receiver.to, "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
     try:
         async with (
             Daemon(bed_settings(mqtt_broker, tmp_path, "b1"), load_policy()) as bed1,
@@ -372,17 +401,7 @@ async def test_vigil_hl7_command_reports_two_bed_daemons_and_stops_on_sigterm(
 async def test_vigil_hl7_command_forwards_published_alarms(
     mqtt_broker: BrokerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = tmp_path / "hl7.toml"
-    protocol = "5" if mqtt_broker.implementation == "mosquitto" else "3.1.1"
-    config.write_text(
-        '[hl7]\nward = "w1"\nqueue = "q.sqlite"\nmetrics_listen = ""\n'
-        f'[broker]\nprotocol = "{protocol}"\n'
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "hl7", "--broker", mqtt_broker.url,
-        "--to", receiver.to, "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    proc = await start_vigil_hl7(mqtt_broker, receiver, tmp_path)
     try:
         async with MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="bed") as bed:
             await bed.subscribe("vigil/w1/hl7/status", qos=1)
@@ -544,12 +563,9 @@ async def test_answers_ae_are_logged_and_retried_until_accepted(
         return "AA"
 
     receiver = Receiver(policy)
-    async with (
-        receiver,
-        Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
-    ):
-        await gw.connected(10)
+    async with gateway_with_beds(
+        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path)
+    ) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 10, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -573,12 +589,7 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
 
     receiver = Receiver(policy)
     config = gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=1.0)
-    async with (
-        receiver,
-        Gateway(config) as gw,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
-    ):
-        await gw.connected(10)
+    async with gateway_with_beds(mqtt_broker, receiver, config) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 8, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -604,12 +615,9 @@ async def test_receiver_closing_with_a_message_unanswered_loses_nothing(
         return "AA"
 
     receiver = Receiver(policy)
-    async with (
-        receiver,
-        Gateway(gateway_config(mqtt_broker, receiver, tmp_path)) as gw,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
-    ):
-        await gw.connected(10)
+    async with gateway_with_beds(
+        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path)
+    ) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
         await receiver.wait_for(lambda r: len(r) >= 11, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -764,12 +772,9 @@ async def test_a_bed_whose_messages_are_always_refused_does_not_stop_the_ward(
         return "AR" if fields(message)["bed"] == "b1" else "AA"
 
     receiver = Receiver(policy)
-    async with (
-        receiver,
-        Gateway(gateway_config(mqtt_broker, receiver, tmp_path, retry_max_s=0.3)) as gw,
-        MqttClient(mqtt_broker.host, mqtt_broker.port, identifier="beds") as beds,
-    ):
-        await gw.connected(10)
+    async with gateway_with_beds(
+        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path, retry_max_s=0.3)
+    ) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
         await eventually(lambda: sum(gw.stats.sent.values()) == 6, 20)
         await eventually(lambda: gw.stats.refused["AR"] >= 3, 20)
