@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
 from kernel.vocabulary import Param, Sample
 
@@ -39,6 +40,7 @@ __all__ = [
     "first_message",
     "free_port",
     "mosquitto_path",
+    "next_json",
     "running_bed",
     "stop_process",
     "wait_for_port",
@@ -374,4 +376,15 @@ async def first_message(client: aiomqtt.Client) -> aiomqtt.Message:
     async with asyncio.timeout(5):
         async for message in client.messages:
             return message
+    raise AssertionError("message stream ended")
+
+
+async def next_json(client: aiomqtt.Client, topic: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109 - a plain bound
+    """The next message on `topic` (others are skipped), as JSON; `timeout` s at most."""
+    async with asyncio.timeout(timeout):
+        async for message in client.messages:
+            if str(message.topic) == topic:
+                assert isinstance(message.payload, bytes)
+                data: dict[str, Any] = json.loads(message.payload)
+                return data
     raise AssertionError("message stream ended")

@@ -49,7 +49,7 @@ from monitor.hl7.gateway import Gateway
 from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
-from tests.helpers import BrokerProcess, free_port, mosquitto_path
+from tests.helpers import BrokerProcess, free_port, mosquitto_path, next_json
 from tests.monitor.hl7.receiver import Receiver
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "mosquitto"
@@ -284,17 +284,6 @@ async def received_until(
             if seen[-1] == (topic, payload):
                 return seen
     raise AssertionError(f"message stream ended; received {seen}")
-
-
-async def next_json(client: aiomqtt.Client, topic: str) -> dict[str, Any]:
-    """The next message on `topic` (others are skipped), as JSON."""
-    async with asyncio.timeout(MQTT_WAIT_S):
-        async for message in client.messages:
-            if str(message.topic) == topic:
-                assert isinstance(message.payload, bytes)
-                data: dict[str, Any] = json.loads(message.payload)
-                return data
-    raise AssertionError("message stream ended")
 
 
 def reason(exc: aiomqtt.MqttCodeError) -> int | None:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from alarms.policy import load_policy
@@ -17,7 +16,7 @@ from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from tests.helpers import BrokerProcess, free_port, running_bed
+from tests.helpers import BrokerProcess, free_port, next_json, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -45,15 +44,6 @@ def sample(t: float, param: str, value: float | None, **extra: Any) -> bytes:
     ).encode()
 
 
-async def next_on(client: aiomqtt.Client, topic: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        async for message in client.messages:
-            if str(message.topic) == topic:
-                data: dict[str, Any] = json.loads(message.payload)
-                return data
-    raise AssertionError("message stream ended")
-
-
 async def test_bad_input_is_counted_and_ignored_and_the_daemon_keeps_running(
     mqtt_broker: BrokerProcess, tmp_path: Path
 ) -> None:
@@ -74,8 +64,8 @@ async def test_bad_input_is_counted_and_ignored_and_the_daemon_keeps_running(
         # HR 900 is well formed but outside 20-300/min: delivered as an invalid sample
         await client.publish(TOPIC, sample(now, "HR", 900.0), qos=1)
         await client.publish(TOPIC, sample(now + 1, "HR", 72.0), qos=1)
-        first = await next_on(client, f"{PREFIX}/vitals")
-        second = await next_on(client, f"{PREFIX}/vitals")
+        first = await next_json(client, f"{PREFIX}/vitals")
+        second = await next_json(client, f"{PREFIX}/vitals")
         stats = daemon.drivers[0].stats
         assert (first["value"], first["valid"]) == (900.0, False)
         assert (second["value"], second["valid"]) == (72.0, True)
@@ -101,7 +91,7 @@ async def test_commands_are_answered_and_refusals_change_nothing(
         async def send(cmd: dict[str, Any] | bytes) -> dict[str, Any]:
             payload = cmd if isinstance(cmd, bytes) else json.dumps(cmd).encode()
             await nurse.publish(f"{PREFIX}/cmd", payload, qos=1)
-            return await next_on(nurse, f"{PREFIX}/cmd/result")
+            return await next_json(nurse, f"{PREFIX}/cmd/result")
 
         base = {"request_id": "r", "user": "ann"}
         refused = await send({"cmd": "start_infusion", **base})

@@ -37,7 +37,7 @@ from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
 from monitor.wire import decode_active_alarms
-from tests.helpers import BrokerProcess, mosquitto_path, stop_process
+from tests.helpers import BrokerProcess, mosquitto_path, next_json, stop_process
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
 from tests.monitor.test_broker_security import make_certificates
@@ -143,16 +143,6 @@ def obx_rows(message: hl7.Message) -> list[list[str]]:
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as r:
         yield r
-
-
-async def next_json(client: aiomqtt.Client, topic: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        async for message in client.messages:
-            if str(message.topic) == topic:
-                assert isinstance(message.payload, bytes)
-                data: dict[str, Any] = json.loads(message.payload)
-                return data
-    raise AssertionError("message stream ended")
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:  # noqa: ASYNC109
