@@ -30,6 +30,7 @@ from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.report import (
     HONESTY,
+    ReportData,
     ReportError,
     build_report,
     find_session,
@@ -209,13 +210,18 @@ def test_report_data_matches_the_scenario(surge: tuple[Path, str]) -> None:
     assert data.baseline.determinations == 2
 
 
-def test_facts(surge: tuple[Path, str]) -> None:
+def report_at_utc_plus_1(surge: tuple[Path, str]) -> ReportData:
+    """The surge session's report, its times shown at UTC+01:00."""
     path, sid = surge
     journal = open_journal(path)
     try:
-        data = build_report(journal, sid, tz=dt.timezone(dt.timedelta(hours=1)))
+        return build_report(journal, sid, tz=dt.timezone(dt.timedelta(hours=1)))
     finally:
         journal.close()
+
+
+def test_facts(surge: tuple[Path, str]) -> None:
+    data = report_at_utc_plus_1(surge)
     facts = dict(report_facts(data))
     assert facts["Patient"] == "SIM-0001"
     assert facts["Weight"] == "70 kg"
@@ -235,12 +241,7 @@ def test_facts(surge: tuple[Path, str]) -> None:
 
 
 def test_figure_is_labelled(surge: tuple[Path, str]) -> None:
-    path, sid = surge
-    journal = open_journal(path)
-    try:
-        data = build_report(journal, sid, tz=dt.timezone(dt.timedelta(hours=1)))
-    finally:
-        journal.close()
+    data = report_at_utc_plus_1(surge)
     fig = render_figure(data)
     bp, hr, spo2, lane, _text = fig.axes[:5]
     assert "mmHg" in bp.get_ylabel()
