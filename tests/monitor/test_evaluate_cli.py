@@ -244,53 +244,44 @@ def test_usage_errors(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not out.exists()
 
 
+def evaluate_argv(*args: str) -> list[str]:
+    """The command line of `vigil evaluate ARGS` run by this interpreter."""
+    return [sys.executable, "-m", "monitor.cli", "evaluate", *args]
+
+
+def read_rest(fd: int) -> bytes:
+    """What a pty's main side `fd` still has to read, until half a second of quiet."""
+    seen = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
 def test_progress_is_shown_on_a_terminal_only(cohort: Path, tmp_path: Path) -> None:
     main_fd, term_fd = pty.openpty()
     try:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "monitor.cli",
-                "evaluate",
-                str(cohort),
-                "--jobs",
-                "1",
-                "--out",
-                str(tmp_path / "t" / "r.html"),
-            ],
+            evaluate_argv(str(cohort), "--jobs", "1", "--out", str(tmp_path / "t" / "r.html")),
             stdout=subprocess.PIPE,
             stderr=term_fd,
             check=True,
             timeout=60,
         )
         os.close(term_fd)
-        seen = b""
-        while select.select([main_fd], [], [], 0.5)[0]:
-            try:
-                chunk = os.read(main_fd, 65536)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_rest(main_fd)
     finally:
         os.close(main_fd)
     assert b"\rvigil evaluate: 4/4 recordings replayed (" in seen
     assert b"8 sessions in 4 recordings" in proc.stdout
     # not a terminal: no progress
     piped = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "evaluate",
-            str(cohort),
-            "--jobs",
-            "1",
-            "--out",
-            str(tmp_path / "p" / "r.html"),
-        ],
+        evaluate_argv(str(cohort), "--jobs", "1", "--out", str(tmp_path / "p" / "r.html")),
         capture_output=True,
         check=True,
         timeout=60,
@@ -302,19 +293,9 @@ def test_ctrl_c_stops_the_workers_and_writes_nothing(cohort: Path, tmp_path: Pat
     out = tmp_path / "r.html"
     main_fd, term_fd = pty.openpty()
     proc = subprocess.Popen(  # a long sweep: 60 variants of 4 recordings
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "evaluate",
-            str(cohort),
-            "--jobs",
-            "2",
-            "--sweep",
-            "TACHY.delay_s=1:60:1",
-            "--out",
-            str(out),
-        ],
+        evaluate_argv(
+            str(cohort), "--jobs", "2", "--sweep", "TACHY.delay_s=1:60:1", "--out", str(out)
+        ),
         stdout=subprocess.PIPE,
         stderr=term_fd,
         start_new_session=True,
@@ -327,14 +308,7 @@ def test_ctrl_c_stops_the_workers_and_writes_nothing(cohort: Path, tmp_path: Pat
             seen += os.read(main_fd, 4096)
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
         proc.communicate(timeout=30)
-        while select.select([main_fd], [], [], 0.5)[0]:
-            try:
-                chunk = os.read(main_fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen += read_rest(main_fd)
     finally:
         os.close(main_fd)
         if proc.poll() is None:
