@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 __all__ = ["ConfigError", "ConfigProblem", "problems_from", "read_toml"]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ConfigProblem(BaseModel):
@@ -104,35 +107,52 @@ def validate(
         raise ConfigError(problems_from(exc, data, file=file, tags=tags)) from None
 
 
-def read_ward_process_config(
+def load_ward_process_config(
+    model: type[_M],
     path: Path | None,
     *,
-    sections: frozenset[str],
     own: str,
+    overrides: Mapping[str, str | None],
+    relative: Sequence[str],
     broker_url: str | None,
-    environ: Mapping[str, str],
-) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
-    """The raw config of a ward-level process (the station, the HL7 gateway), before validation.
+    environ: Mapping[str, str] | None,
+) -> _M:
+    """The validated config of a ward-level process (the station, the HL7 gateway).
 
-    Shared by both: unknown top-level sections refused with their names, `--broker` and
-    `VIGIL_BROKER__PASSWORD` put into `[broker]`. Returns the data, the file name errors name,
-    and the process's own section (None when it is not a table: validation says so).
+    Shared by both: top-level sections other than `model`'s fields refused with their names;
+    the command line's `overrides` that are not None put into the process's own section `own`;
+    its `relative` paths (dotted below `own`) taken relative to the file; `--broker` and
+    `VIGIL_BROKER__PASSWORD` (from `environ`, default `os.environ`) put into `[broker]`.
+
+    Raises:
+        ConfigError: every located problem.
     """
     data: dict[str, Any] = {} if path is None else read_toml(path)
     file = "(command line)" if path is None else str(path)
-    extra = set(data) - sections
+    extra = set(data) - set(model.model_fields)
     if extra:
         raise ConfigError(
             [ConfigProblem(file=file, key=k, reason="unknown section") for k in sorted(extra)]
         )
     section = data.setdefault(own, {})
+    if isinstance(section, dict):
+        section.update({k: v for k, v in overrides.items() if v is not None})
+        for dotted in relative:
+            *tables, key = dotted.split(".")
+            table: Any = section
+            for name in tables:
+                table = table.get(name) if isinstance(table, dict) else None
+            if isinstance(table, dict):
+                beside(path, table, key)
     broker = data.setdefault("broker", {})
+    environ = os.environ if environ is None else environ
     if isinstance(broker, dict):
         if broker_url is not None:
             broker["url"] = broker_url
         if environ.get("VIGIL_BROKER__PASSWORD"):
             broker["password"] = environ["VIGIL_BROKER__PASSWORD"]
-    return data, file, section if isinstance(section, dict) else None
+    config: _M = validate(model, data, file=file)
+    return config
 
 
 def beside(path: Path | None, table: dict[str, Any], key: str) -> None:

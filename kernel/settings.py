@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +32,7 @@ __all__ = [
     "Int",
     "Number",
     "TimeoutSettings",
+    "TopicPrefix",
     "broker_url",
 ]
 
@@ -48,6 +50,16 @@ def _not_bool(value: Any) -> Any:
 
 Number = Annotated[float, BeforeValidator(_not_bool)]
 Int = Annotated[int, BeforeValidator(_not_bool)]
+
+
+def _topic_prefix(v: str) -> str:
+    if not v or any(c in v for c in "#+\0") or v.endswith("/"):
+        raise ValueError("not a topic prefix (no wildcards, no trailing /)")
+    return v
+
+
+# The first topic levels a ward-level program reads under (`[hl7] prefix`, `[station] prefix`).
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
 
 
 class ConfigModel(BaseModel):

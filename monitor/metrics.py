@@ -52,6 +52,7 @@ __all__ = [
     "Metrics",
     "MetricsListenError",
     "MetricsServer",
+    "listen_address",
     "parse_listen",
 ]
 
@@ -379,6 +380,19 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise MetricsListenError(f"metrics: cannot listen on {listen!r}: expected HOST:PORT")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def listen_address(v: str) -> str:
+    """`v` if it is HOST:PORT as `parse_listen` reads it, for a config model's validator.
+
+    Raises:
+        ValueError: not HOST:PORT (pydantic reports it with the key).
+    """
+    try:
+        parse_listen(v)
+    except MetricsListenError:
+        raise ValueError(f"expected HOST:PORT, got {v!r}") from None
+    return v
 
 
 class MetricsServer:

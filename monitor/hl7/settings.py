@@ -19,7 +19,6 @@ dotted key and the reason (`kernel.configfile.ConfigError`).
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import sys
@@ -28,15 +27,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kernel.configfile import (
-    ConfigError,
-    ConfigProblem,
-    beside,
-    read_ward_process_config,
-    validate,
-)
-from kernel.settings import BrokerSettings, Number
-from monitor.metrics import MetricsListenError, parse_listen
+from kernel.configfile import ConfigError, ConfigProblem, load_ward_process_config
+from kernel.settings import BrokerSettings, Number, TopicPrefix
+from monitor.metrics import listen_address
 from monitor.wire import TOPIC_ROOT
 
 __all__ = [
@@ -109,7 +102,7 @@ class Hl7Settings(_Model):
     ward: Annotated[str, Field(pattern=_ID)] | None = Field(
         default=None, description="the ward whose beds are reported (default: every ward)"
     )
-    prefix: str = Field(default=TOPIC_ROOT, description="first topic level of the beds")
+    prefix: TopicPrefix = Field(default=TOPIC_ROOT, description="first topic level of the beds")
     interval_s: Number = Field(default=60.0, gt=0, description="seconds between PCD-01 reports")
     application: Annotated[str, Field(pattern=_NAME, min_length=1)] = "VIGIL"
     facility: Annotated[str, Field(pattern=_NAME, min_length=1)] = "VIGIL"
@@ -150,23 +143,10 @@ class Hl7Settings(_Model):
             parse_destination(v)
         return v
 
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+\0") or v.endswith("/"):
-            raise ValueError("not a topic prefix (no wildcards, no trailing /)")
-        return v
-
     @field_validator("metrics_listen")
     @classmethod
     def _check_listen(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        try:
-            parse_listen(v)  # port 0: any free port
-        except MetricsListenError:
-            raise ValueError(f"expected HOST:PORT, got {v!r}") from None
-        return v
+        return listen_address(v) if v else None  # port 0: any free port
 
 
 class GatewayConfig(_Model):
@@ -191,23 +171,15 @@ def load_gateway_config(
     Raises:
         ConfigError: every located problem.
     """
-    data, file, hl7 = read_ward_process_config(
+    return load_ward_process_config(
+        GatewayConfig,
         path,
-        sections=frozenset({"hl7", "broker"}),
         own="hl7",
+        overrides={"to": to},
+        relative=("queue", "tls.ca_file", "tls.cert_file", "tls.key_file"),
         broker_url=broker_url,
-        environ=os.environ if environ is None else environ,
+        environ=environ,
     )
-    if hl7 is not None:
-        if to is not None:
-            hl7["to"] = to
-        beside(path, hl7, "queue")
-        tls = hl7.get("tls")
-        if isinstance(tls, dict):
-            for key in ("ca_file", "cert_file", "key_file"):
-                beside(path, tls, key)
-    config: GatewayConfig = validate(GatewayConfig, data, file=file)
-    return config
 
 
 def check_gateway_main(path: Path) -> int:

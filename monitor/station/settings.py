@@ -21,15 +21,14 @@ docs/station.md "Roles".
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kernel.configfile import beside, read_ward_process_config, validate
-from kernel.settings import BrokerSettings, Number
-from monitor.metrics import MetricsListenError, parse_listen
+from kernel.configfile import load_ward_process_config
+from kernel.settings import BrokerSettings, Number, TopicPrefix
+from monitor.metrics import listen_address
 from monitor.wire import TOPIC_ROOT
 
 __all__ = ["ROLES", "Role", "StationConfig", "StationSettings", "User", "load_station_config"]
@@ -57,9 +56,11 @@ class User(_Model):
 class StationSettings(_Model):
     """The `[station]` section."""
 
-    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT; --listen overrides")
+    listen: Annotated[str, AfterValidator(listen_address)] = Field(
+        default="127.0.0.1:8080", description="HOST:PORT; --listen overrides"
+    )
     ward: Annotated[str, Field(pattern=_ID)] | None = None
-    prefix: str = Field(default=TOPIC_ROOT, description="first topic level of the beds")
+    prefix: TopicPrefix = Field(default=TOPIC_ROOT, description="first topic level of the beds")
     database: Path = Path("/var/lib/vigil/station.sqlite")
     origins: list[str] = Field(
         default_factory=list,
@@ -75,22 +76,6 @@ class StationSettings(_Model):
     connect_timeout_s: Number = Field(default=10.0, gt=0)
     retry_base_s: Number = Field(default=0.5, gt=0)
     retry_max_s: Number = Field(default=10.0, gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, v: str) -> str:
-        try:
-            parse_listen(v)
-        except MetricsListenError:
-            raise ValueError(f"expected HOST:PORT, got {v!r}") from None
-        return v
-
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+\0") or v.endswith("/"):
-            raise ValueError("not a topic prefix (no wildcards, no trailing /)")
-        return v
 
     @field_validator("origins")
     @classmethod
@@ -135,16 +120,12 @@ def load_station_config(
     Raises:
         ConfigError: every located problem.
     """
-    data, file, station = read_ward_process_config(
+    return load_ward_process_config(
+        StationConfig,
         path,
-        sections=frozenset({"station", "users", "broker"}),
         own="station",
+        overrides={"listen": listen},
+        relative=("database",),
         broker_url=broker_url,
-        environ=os.environ if environ is None else environ,
+        environ=environ,
     )
-    if station is not None:
-        if listen is not None:
-            station["listen"] = listen
-        beside(path, station, "database")
-    config: StationConfig = validate(StationConfig, data, file=file)
-    return config

@@ -45,6 +45,13 @@ def test_relative_paths_are_relative_to_the_file_and_cli_overrides_win(tmp_path:
         ("[hl7]\ninterval_s = true\n", "hl7.interval_s", "expected a number"),
         ("[hl7]\nwhat = 1\n", "hl7.what", "unknown key"),
         ("[bed]\nward = 1\n", "bed", "unknown section"),
+        ('[hl7]\nprefix = "vigil/#"\n', "hl7.prefix", "not a topic prefix"),
+        ('[hl7]\nprefix = "vigil/"\n', "hl7.prefix", "not a topic prefix"),
+        (
+            '[hl7]\nmetrics_listen = "9465"\n',
+            "hl7.metrics_listen",
+            "expected HOST:PORT, got '9465'",
+        ),
         ('[hl7.tls]\nca_file = "x"\n', "hl7.tls", "enabled is false"),
     ],
 )

@@ -125,3 +125,18 @@ def test_the_config_is_refused_with_located_reasons(tmp_path: Path) -> None:
         load_station_config(path)
     keys = sorted(p.key for p in caught.value.problems)
     assert keys == ["station.listen", "users[0].password_hash", "users[0].role"], keys
+    assert "expected HOST:PORT, got 'nowhere'" in caught.value.problems[0].reason
+    path.write_text('[station]\nprefix = "site/+"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_station_config(path)
+    assert [(p.key, p.reason) for p in caught.value.problems] == [
+        ("station.prefix", "not a topic prefix (no wildcards, no trailing /)")
+    ]
+
+
+def test_the_database_is_beside_the_file_and_the_command_line_listen_wins(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text('[station]\nlisten = "127.0.0.1:1"\ndatabase = "st.sqlite"\nprefix = "s/v"\n')
+    config = load_station_config(path, listen="127.0.0.1:0")
+    s = config.station
+    assert (s.database, s.listen, s.prefix) == (tmp_path / "st.sqlite", "127.0.0.1:0", "s/v")
