@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Self
 from kernel.vocabulary import Param, Sample
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable, Iterator
     from types import TracebackType
 
     import aiomqtt
@@ -41,6 +41,7 @@ __all__ = [
     "free_port",
     "mosquitto_path",
     "next_json",
+    "pieces",
     "running_bed",
     "stop_process",
     "wait_for_port",
@@ -356,6 +357,15 @@ class ListSink:
             while len(self.of(param)) < n:
                 self.grew.clear()
                 await self.grew.wait()
+
+
+def pieces(data: bytes, cuts: Iterable[int]) -> Iterator[bytes]:
+    """`data` cut into pieces of the lengths in `cuts`, then the rest (a codec's any-split test)."""
+    i = 0
+    for n in cuts:
+        yield data[i : i + n]
+        i += n
+    yield data[i:]
 
 
 def client_of(url: str, **kwargs: object) -> Client:

@@ -39,6 +39,7 @@ from drivers.ge_s5.spec import SPEC
 from kernel.vocabulary import Param, Sample, Step
 from simulators.ge_s5 import GeS5Side
 from simulators.scenarios import build_scenario
+from tests.helpers import pieces
 
 # ---------------------------------------------------------------------------- official vectors
 
@@ -426,12 +427,7 @@ def test_any_split_gives_the_same_records(cuts: list[int]) -> None:
     ]
     stream = (b"".join(frames) + b"noise") * 2
     decoder = FrameDecoder(DriverStats())
-    records = []
-    i = 0
-    for n in cuts * 20:
-        records += decoder.feed(stream[i : i + n])
-        i += n
-    records += decoder.feed(stream[i:])
+    records = [r for piece in pieces(stream, cuts * 20) for r in decoder.feed(piece)]
     assert [r.r_time for r in records] == [0x7E7D, 0x7D7E, 3] * 2
 
 

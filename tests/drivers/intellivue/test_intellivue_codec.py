@@ -57,6 +57,7 @@ from drivers.intellivue.messages import (
 from drivers.link import ProtocolError
 from kernel.vocabulary import Param, Sample
 from simulators.intellivue import IntelliVueSide
+from tests.helpers import pieces
 
 
 def hexb(text: str) -> bytes:
@@ -290,12 +291,7 @@ def test_any_split_gives_the_same_frames(cuts: list[int]) -> None:
     messages = [AARQ, RELEASE_REQUEST, POLL_RESULT, bytes(125), ABORT]
     stream = b"".join(encode_frame(m) for m in messages) * 2
     decoder = FrameDecoder()
-    got: list[bytes] = []
-    i = 0
-    for n in cuts * 40:
-        got += decoder.feed(stream[i : i + n])
-        i += n
-    got += decoder.feed(stream[i:])
+    got = [m for piece in pieces(stream, cuts * 40) for m in decoder.feed(piece)]
     assert got == messages * 2
 
 

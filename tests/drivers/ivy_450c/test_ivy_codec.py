@@ -17,6 +17,7 @@ from drivers.ivy_450c.codec import (
 )
 from drivers.samples import DeterminationMemory
 from kernel.vocabulary import Param
+from tests.helpers import pieces
 
 WAVES = bytes(range(256)) + bytes(range(144))  # every byte value, 0xFE and 0xFF included
 
@@ -197,11 +198,6 @@ def test_arbitrary_bytes_never_raise_and_a_whole_message_after_them_decodes(
 def test_any_split_gives_the_same_messages(cuts: list[int]) -> None:
     data = FULL + message(b"HR=1;81;X;") + FULL
     decoder = MessageDecoder()
-    got = []
-    i = 0
-    for n in cuts:
-        got += decoder.feed(data[i : i + n])
-        i += n
-    got += decoder.feed(data[i:])
+    got = [r for piece in pieces(data, cuts) for r in decoder.feed(piece)]
     assert [m.lines["HR"].values for m in got] == [(80.0,), (81.0,), (80.0,)]
     assert not decoder.stats.dropped

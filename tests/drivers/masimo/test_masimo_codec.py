@@ -20,6 +20,7 @@ from drivers.masimo.codec import (
     record_samples,
 )
 from kernel.vocabulary import Param
+from tests.helpers import pieces
 
 # Layouts as docs/devices.md §2.1 describes them for each model, written by hand.
 RAD8 = (
@@ -228,10 +229,5 @@ def test_arbitrary_bytes_never_raise_and_every_line_is_accounted_for(chunks: lis
 def test_any_split_gives_the_same_records(cuts: list[int]) -> None:
     stream = (RAD8 + b"\r\n" + RADICAL5 + b"\r\n" + RAD8_PVI + b"\r\n") * 2
     decoder = LineDecoder(DriverStats())
-    records = []
-    i = 0
-    for n in cuts * 20:
-        records += decoder.feed(stream[i : i + n])
-        i += n
-    records += decoder.feed(stream[i:])
+    records = [r for piece in pieces(stream, cuts * 20) for r in decoder.feed(piece)]
     assert [r.spo2 for r in records] == [98.0, 95.0, 97.0] * 2

@@ -23,13 +23,14 @@ from kernel.clock import ManualClock
 from kernel.mllp import frame
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import Param, Sample
-from tests.helpers import ListSink
+from tests.helpers import ListSink, pieces
 
 FIXTURE = Path(__file__).parents[2] / "data" / "devices" / "mindray_hl7.raw"
 SPO2 = (
     "MSH|^~\\&|||||||ORU^R01|204|P|2.3.1|\r"
     "OBX||NM|160^SpO2|2103|97||||||F\rOBX||NM|161^PR|2103|62||||||F\r"
 )
+
 ASKING = "MSH|^~\\&|BeneView|ICU|||||ORU^R01|77|P|2.3.1|||AL\rOBX||NM|101^HR|2101|64||||||F\r"
 
 
@@ -182,12 +183,7 @@ def test_arbitrary_bytes_never_raise_and_a_message_after_them_decodes(chunks: li
 def test_any_split_gives_the_same_messages(cuts: list[int]) -> None:
     data = FIXTURE.read_bytes()
     stream = MindrayStream("bv")
-    count = 0
-    i = 0
-    for n in cuts:
-        count += len(stream.feed(data[i : i + n], 1.0)[0])
-        i += n
-    count += len(stream.feed(data[i:], 1.0)[0])
+    count = sum(len(stream.feed(piece, 1.0)[0]) for piece in pieces(data, cuts))
     assert count == 10
     assert not stream.stats.dropped
 

@@ -17,6 +17,7 @@ from drivers.nellcor.codec import (
     encode_reading,
     parse_line,
 )
+from tests.helpers import pieces
 
 FIXTURE = Path(__file__).parents[2] / "data" / "devices" / "nellcor_n595.txt"
 LINE = b"22-NOV-97 14:00:05   100   120   50\r\n"
@@ -163,11 +164,6 @@ def test_arbitrary_bytes_never_raise_and_a_line_after_them_decodes(chunks: list[
 def test_any_split_gives_the_same_readings(cuts: list[int]) -> None:
     data = FIXTURE.read_bytes()
     decoder = LineDecoder()
-    got = []
-    i = 0
-    for n in cuts:
-        got += decoder.feed(data[i : i + n])
-        i += n
-    got += decoder.feed(data[i:])
+    got = [r for piece in pieces(data, cuts) for r in decoder.feed(piece)]
     assert [r.spo2 for r in got] == [100.0, 97.0, 84.0, 83.0, None, 90.0, 96.0]
     assert not decoder.stats.dropped
