@@ -28,6 +28,7 @@ from monitor.commands import (
     StopInfusion,
     parse_command,
 )
+from tests.strategies import json_values
 
 CHECKLIST_ITEMS = [
     "uncontrolled_hypertension",
@@ -332,15 +333,7 @@ def test_huge_number_is_refused() -> None:
 
 # ---------------------------------------------------------------- property-based
 
-_JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
-    max_leaves=20,
-)
+_JSON = json_values(text=30, keys=10, leaves=20)
 
 # objects that look like commands, so validation goes past the command name
 _COMMANDISH = st.fixed_dictionaries(

@@ -20,6 +20,7 @@ from drivers.registry import SPECS
 from kernel.configfile import ConfigError, ConfigProblem
 from kernel.paths import shipped_config_dir
 from monitor.settings import Settings, load_settings, parse_settings
+from tests.strategies import json_values
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"
 BED = '[bed]\nward = "w1"\nbed = "b3"\n'
@@ -391,11 +392,7 @@ def test_port_accepted_exactly_when_a_tcp_port(port: int) -> None:
         assert keys(info.value.problems) == ["broker.url"]
 
 
-_JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=10,
-)
+_JSONISH = json_values(text=20, keys=8, leaves=10, items=3, finite=False)
 
 
 @given(

@@ -24,6 +24,7 @@ from drivers.mqtt.codec import (
     encode_vscapture,
 )
 from kernel.vocabulary import MDC_CODES, PHYSIOLOGICAL_RANGE, UNITS, Param, Sample
+from tests.strategies import json_values
 
 # The machine running the suite is shared: timing-based health checks and deadlines would make
 # these properties flaky without testing anything about the codec.
@@ -277,15 +278,7 @@ def test_any_bytes_give_one_sample_or_one_drop(payload: bytes) -> None:
     assert all(r in set(DropReason) for r in result.dropped)
 
 
-_json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=8,
-)
+_json_values = json_values(text=8, keys=6, leaves=8)
 
 
 @robust
