@@ -541,12 +541,12 @@ class AlarmEngine:
         # in replay time never goes back, and the running maximum is time itself
         ordered = bool((t[1:] >= t[:-1]).all())
         tmax = t if ordered else np.maximum.accumulate(t)
-        static = np.flatnonzero(_STATIC[what])
-        present = np.bincount(what, minlength=len(_CODES))
+        static = np.flatnonzero(_STATIC.take(what))
         valid_rows: dict[Param, np.ndarray] = {}
         for param in _CONTINUOUS:
-            if present[_CODE_OF[param]]:
-                valid_rows[param] = np.flatnonzero((what == _CODE_OF[param]) & ok)
+            of_param = what == _CODE_OF[param]
+            if of_param.any():
+                valid_rows[param] = np.flatnonzero(of_param & ok)
         streams = self._streams(t, what, value, ok)
         signals_of: dict[Param, tuple[str, ...]] = {
             p: ((HRE,) if p in (Param.HR, Param.PR) else ()) + ((p.value,) if p in streams else ())
@@ -566,7 +566,7 @@ class AlarmEngine:
         for nd in self.policy.no_data:
             of_rule = np.zeros(len(_CODES), dtype=bool)
             of_rule[[_CODE_OF[p] for p in nd.params]] = True
-            valid = np.flatnonzero(of_rule[what] & ok)
+            valid = np.flatnonzero(of_rule.take(what) & ok)
             nd_valid[nd.code] = valid
             carry = max(self.state.last_valid_t.get(p, -math.inf) for p in nd.params)
             nd_late[nd.code] = _late_rows(t, tmax, valid, carry, nd.after_s)
@@ -586,31 +586,43 @@ class AlarmEngine:
         gap = self._gap
         out: dict[str, _Stream] = {}
         hr_code = _CODE_OF[Param.HR]
-        beat = np.flatnonzero(_BEAT[what])
-        bt, bw, bv, bok = t[beat], what[beat], value[beat], ok[beat]
+        is_hr_row = what == hr_code
+        is_beat = is_hr_row | (what == _CODE_OF[Param.PR])
         # Reading 5: HRE is the latest valid HR while it is at most `hr_hold_s` old, else the
         # PR row's own value; an HR row past the hold is no HRE sample (a valid HR row never
-        # is: it is its own latest valid HR)
+        # is: it is its own latest valid HR). Those rows (leads off: few) are found first, by
+        # the last valid HR row before each, so the beat rows are gathered once.
         last = self.state.last_valid_hr
-        is_hr = bw == hr_code
-        idx = np.where(is_hr & bok, np.arange(len(bt), dtype=np.int32), np.int32(-1))
+        carried_t = last[0] if last is not None else math.nan
+        bad_hr = np.flatnonzero(is_hr_row & ~ok)
+        if len(bad_hr):
+            valid_hr = np.flatnonzero(is_hr_row & ok)
+            before = valid_hr.searchsorted(bad_hr)  # valid HR rows before each
+            since = np.full(len(bad_hr), carried_t)
+            has = before > 0
+            since[has] = t.take(valid_hr.take(before[has] - 1))
+            with np.errstate(invalid="ignore"):
+                past = ~(t.take(bad_hr) - since <= self._hold)  # NaN: no valid HR yet
+            is_beat[bad_hr[past]] = False
+        beat = np.flatnonzero(is_beat)
+        # `take` with native indices: fancy indexing converts and checks them first
+        bt, bv, bok = t.take(beat), value.take(beat), ok.take(beat)
+        idx = np.arange(len(bt), dtype=np.intp)
+        idx[~(is_hr_row.take(beat) & bok)] = -1
         np.maximum.accumulate(idx, out=idx)
         # the rows before the batch's first valid HR go on from the one carried
         unseen = int(idx.searchsorted(0))
-        lvt, lvv = bt[idx], bv[idx]
+        lvt, lvv = bt.take(idx), bv.take(idx)
         lvt[:unseen], lvv[:unseen] = last or (math.nan, math.nan)
         with np.errstate(invalid="ignore"):
             from_hr = bt - lvt <= self._hold  # NaN (no valid HR yet) compares false
-        keep = from_hr | ~is_hr
-        if not keep.all():
-            beat, bt, bw, bv, bok = beat[keep], bt[keep], bw[keep], bv[keep], bok[keep]
-            lvv, from_hr = lvv[keep], from_hr[keep]
         out[HRE] = _Stream.of(
             beat,
             t=bt,
             v=np.where(from_hr, lvv, bv),
             ok=from_hr | bok,
-            src=np.where(from_hr, np.int8(hr_code), bw),
+            # the rows kept that do not take the HR are PR rows
+            src=np.where(from_hr, np.int8(hr_code), np.int8(_CODE_OF[Param.PR])),
             last_t=self.state.signal_last_t.get(HRE),
             gap=gap,
         )
@@ -621,10 +633,10 @@ class AlarmEngine:
             rows = np.flatnonzero(what == code)
             out[signal] = _Stream.of(
                 rows,
-                t=t[rows],
-                v=value[rows],
-                ok=ok[rows],
-                src=what[rows],
+                t=t.take(rows),
+                v=value.take(rows),
+                ok=ok.take(rows),
+                src=np.full(len(rows), code, dtype=np.int8),
                 last_t=self.state.signal_last_t.get(signal),
                 gap=gap,
             )
@@ -1357,8 +1369,9 @@ class Rows:
     def in_range(self) -> np.ndarray:
         """Values inside the physiological range of their parameter (docs/ALARMS.md)."""
         with np.errstate(invalid="ignore"):
-            inside: np.ndarray = (self.value >= _PARAM_LO[self.what]) & (
-                self.value <= _PARAM_HI[self.what]
+            # `take` gathers from a small table several times faster than fancy indexing
+            inside: np.ndarray = (self.value >= _PARAM_LO.take(self.what)) & (
+                self.value <= _PARAM_HI.take(self.what)
             )
         return inside
 
@@ -1514,11 +1527,17 @@ class _Batch:
     nd_late: dict[str, np.ndarray]  # per no-data rule: rows that long after the last valid one
     after_carry: bool  # in time order, and not before any last valid time carried in
     pos: int = 0
+    # in time order: the first row at or after a time, per time asked (the stepping asks for
+    # the same deadlines row after row)
+    at_time: dict[float, int] = field(default_factory=dict)
 
     def first_at_or_after(self, x: float, k: int) -> int:
         """The first row at or after `k` whose time is at least `x`, else `n`."""
         if self.ordered:
-            return max(k, int(np.searchsorted(self.t, x, side="left")))
+            row = self.at_time.get(x)
+            if row is None:
+                row = self.at_time[x] = int(self.t.searchsorted(x, side="left"))
+            return max(k, row)
         hit = np.flatnonzero(self.t[k:] >= x)
         return k + int(hit[0]) if len(hit) else self.n
 
