@@ -16,6 +16,7 @@ listed (also when there are none), 2 no journal or an invalid config.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from monitor.settings import load_settings
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
 __all__ = ["export_main", "open_journal", "session_items", "sessions_main"]
 
@@ -47,11 +49,14 @@ class UsageError(Exception):
     """The arguments do not name a readable journal."""
 
 
-def open_journal(args: argparse.Namespace) -> Journal:
-    """The journal named by ``--journal``, or by the ``--config`` bed config's journal path.
+@contextlib.contextmanager
+def open_journal(args: argparse.Namespace) -> Iterator[Journal]:
+    """The journal named by ``--journal`` or by the ``--config`` bed config, open read-only.
+
+    Closed when the `with` block ends.
 
     Raises:
-        UsageError: no such journal file, or the config is invalid.
+        UsageError: no such journal file, or the config is invalid (before the block runs).
     """
     path: Path | None = args.journal
     if path is None:
@@ -61,7 +66,11 @@ def open_journal(args: argparse.Namespace) -> Journal:
             raise UsageError(str(exc)) from exc
     if not path.is_file():
         raise UsageError(f"no journal at {path}")
-    return Journal(path.resolve(), readonly=True)
+    journal = Journal(path.resolve(), readonly=True)
+    try:
+        yield journal
+    finally:
+        journal.close()
 
 
 def session_items(journal: Journal, record: SessionRecord) -> list[ScenarioItem]:
@@ -91,19 +100,16 @@ def _recorded(sample: Sample) -> Sample:
 def export_main(args: argparse.Namespace) -> int:
     """`vigil export`: write the session's recording to `args.out` or stdout."""
     try:
-        journal = open_journal(args)
+        with open_journal(args) as journal:
+            try:
+                record = find_session(journal, args.session)
+            except UnknownSessionError as exc:
+                print(f"vigil export: {exc}", file=sys.stderr)
+                return 1
+            items = session_items(journal, record)
     except UsageError as exc:
         print(f"vigil export: {exc}", file=sys.stderr)
         return 2
-    try:
-        try:
-            record = find_session(journal, args.session)
-        except UnknownSessionError as exc:
-            print(f"vigil export: {exc}", file=sys.stderr)
-            return 1
-        items = session_items(journal, record)
-    finally:
-        journal.close()
     rows = write_recording(items, args.out if args.out is not None else sys.stdout)
     print(
         f"vigil export: session {record.session_id} (patient {record.patient_id}): {rows} rows",
@@ -115,13 +121,10 @@ def export_main(args: argparse.Namespace) -> int:
 def sessions_main(args: argparse.Namespace) -> int:
     """`vigil sessions [--config FILE | --journal PATH]`: list the journal's sessions."""
     try:
-        journal = open_journal(args)
+        with open_journal(args) as journal:
+            records = journal.sessions()
     except UsageError as exc:
         print(f"vigil sessions: {exc}", file=sys.stderr)
         return 2
-    try:
-        records = journal.sessions()
-    finally:
-        journal.close()
     print(session_table(records) if records else "no sessions in the journal")
     return 0

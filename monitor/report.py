@@ -961,13 +961,10 @@ def report_main(args: argparse.Namespace) -> int:
         if out.suffix.lower() in {".png", ".html", ".htm"}:
             _require_matplotlib()  # before any work: say what to install at once
         try:
-            journal = open_journal(args)
+            with open_journal(args) as journal:
+                data = write_report(journal, args.session, out, policy=_policy_of(args))
         except UsageError as exc:
             raise ReportError(str(exc), status=2) from None
-        try:
-            data = write_report(journal, args.session, out, policy=_policy_of(args))
-        finally:
-            journal.close()
     except ReportError as exc:
         print(f"vigil report: {exc}", file=sys.stderr)
         return exc.status

@@ -85,6 +85,8 @@ def test_an_empty_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_no_journal_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sessions", "--journal", str(tmp_path / "none.sqlite")]) == 2
     assert capsys.readouterr().err == f"vigil sessions: no journal at {tmp_path / 'none.sqlite'}\n"
+    assert main(["export", "s1", "--journal", str(tmp_path / "none.sqlite")]) == 2
+    assert capsys.readouterr().err == f"vigil export: no journal at {tmp_path / 'none.sqlite'}\n"
 
 
 def test_export_of_an_unknown_id_names_the_known_sessions(
