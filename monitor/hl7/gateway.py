@@ -224,28 +224,24 @@ class Gateway(TaskGroupService):
                 raise
         tg = await self._open_group()
         errors = (OSError, TimeoutError, aiomqtt.MqttError)
-        cap = h.retry_max_s
+        # the two links, each supervised alike: retried on its own backoff while it fails
         self._tasks = [
             tg.create_task(
                 supervise(
-                    self.mllp,
-                    self._serve_mllp,
+                    link,
+                    serve,
                     errors=errors,
-                    backoff=Backoff(base=h.retry_base_s, cap=cap),
+                    backoff=Backoff(base=h.retry_base_s, cap=h.retry_max_s),
                     now=self._now,
                 ),
-                name="hl7.mllp",
-            ),
-            tg.create_task(
-                supervise(
-                    self.ward_link,
-                    self._serve_ward,
-                    errors=errors,
-                    backoff=Backoff(base=h.retry_base_s, cap=cap),
-                    now=self._now,
-                ),
-                name="hl7.ward",
-            ),
+                name=name,
+            )
+            for link, serve, name in (
+                (self.mllp, self._serve_mllp, "hl7.mllp"),
+                (self.ward_link, self._serve_ward, "hl7.ward"),
+            )
+        ]
+        self._tasks += [
             tg.create_task(self._report_loop(), name="hl7.vitals"),
             tg.create_task(self._watch_loop(), name="hl7.watch"),
         ]
@@ -361,10 +357,8 @@ class Gateway(TaskGroupService):
         # an alarm whose condition has ended stays `latched` in its later messages (an
         # escalation, the acknowledgement that clears it), as the active list said
         latched = event.alarm_id is not None and event.alarm_id in b.latched
-        key = f"{b.key}/{event.session_id}/{event.alarm_id}/{event.seq}/{event.state}/{event.t!r}"
-        control_id = self._q().enqueue(
-            Kind.ALARM,
-            b.key,
+        self._queue_alarm(
+            b,
             lambda cid: alarm_message(
                 self.header,
                 context,
@@ -375,19 +369,10 @@ class Gateway(TaskGroupService):
                 side=side,
                 latched=latched,
             ),
-            key=key,
+            key=f"{b.key}/{event.session_id}/{event.alarm_id}/{event.seq}/{event.state}/{event.t!r}",
+            code=event.code,
+            state=event.state,
         )
-        if control_id is None:
-            self.stats.duplicates += 1
-            return
-        log.info(
-            "event=hl7_queued kind=alarm bed=%s code=%s state=%s control_id=%s",
-            b.key,
-            event.code,
-            event.state,
-            control_id,
-        )
-        self._wake.set()
 
     def _on_active(self, b: _Bed, payload: bytes) -> None:
         """A bed's active list: a PCD-04 `update` where an alarm's `latched` changed.
@@ -429,9 +414,8 @@ class Gateway(TaskGroupService):
         paused = b.audio_paused_until is not None and b.audio_paused_until > t
         context = b.context()
         state = "latched" if latched else "active"
-        control_id = self._q().enqueue(
-            Kind.ALARM,
-            b.key,
+        self._queue_alarm(
+            b,
             lambda cid: state_message(
                 self.header,
                 context,
@@ -443,14 +427,22 @@ class Gateway(TaskGroupService):
                 audio_paused=paused,
             ),
             key=f"{b.key}/{alarm.alarm_id}/{state}/{(t if key is None else key)!r}",
+            code=alarm.code,
+            state=state,
         )
+
+    def _queue_alarm(
+        self, b: _Bed, build: Callable[[str], str], *, key: str, code: str, state: str
+    ) -> None:
+        """Queue one alarm message of `b` unless `key` was queued before (then it is counted)."""
+        control_id = self._q().enqueue(Kind.ALARM, b.key, build, key=key)
         if control_id is None:
             self.stats.duplicates += 1
             return
         log.info(
             "event=hl7_queued kind=alarm bed=%s code=%s state=%s control_id=%s",
             b.key,
-            alarm.code,
+            code,
             state,
             control_id,
         )
