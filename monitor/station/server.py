@@ -39,7 +39,6 @@ import zlib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
 import aiomqtt
@@ -50,7 +49,7 @@ from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
-from kernel.tasks import cancel_until_done, raise_if_cancelled
+from kernel.tasks import TaskGroupService, raise_if_cancelled
 from kernel.vocabulary import ABSOLUTE_CONTRAINDICATIONS, RELATIVE_CONTRAINDICATIONS, iso8601
 from monitor.authority import command_topic
 from monitor.commands import OVERRIDE_MEANINGS, Checklist, CommandRejectedError
@@ -79,34 +78,23 @@ _SLOTS: Final = round(_TICK_S / _PUSH_S)
 _FLUSH_S: Final = 1.0
 _PRUNE_S: Final = 3600.0
 _PUBLISH_S: Final = 10.0
-_CANCEL_RETRY_S: Final = 0.5
 _PAGE_QUEUE: Final = 2000
 # who may send what (docs/station.md "Roles"): a viewer nothing, a nurse all but overrides
+_NURSE_MAY: Final = frozenset(
+    {
+        "ack",
+        "audio_pause",
+        "open_session",
+        "start_infusion",
+        "stop_infusion",
+        "record_score",
+        "discharge",
+    }
+)
 _ALLOWED: Final[dict[str, frozenset[str]]] = {
     "viewer": frozenset(),
-    "nurse": frozenset(
-        {
-            "ack",
-            "audio_pause",
-            "open_session",
-            "start_infusion",
-            "stop_infusion",
-            "record_score",
-            "discharge",
-        }
-    ),
-    "clinician": frozenset(
-        {
-            "ack",
-            "audio_pause",
-            "open_session",
-            "start_infusion",
-            "stop_infusion",
-            "record_score",
-            "discharge",
-            "override",
-        }
-    ),
+    "nurse": _NURSE_MAY,
+    "clinician": _NURSE_MAY | {"override"},
 }
 
 _hasher = argon2.PasswordHasher()
@@ -130,7 +118,7 @@ class _Page:
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_PAGE_QUEUE)
 
 
-class Station:
+class Station(TaskGroupService):
     """The station's server: `async with Station(config) as s` serves until the block ends."""
 
     def __init__(self, config: StationConfig, *, now: Callable[[], float] = time.time) -> None:
@@ -188,9 +176,7 @@ class Station:
         server = site._server  # noqa: SLF001 - aiohttp keeps the bound socket (port 0) there
         sockets = getattr(server, "sockets", None) or ()
         self.address = sockets[0].getsockname()[:2] if sockets else (host, port)
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        tg = self._group
+        tg = await self._open_group()
         self._tasks = [
             tg.create_task(
                 supervise(
@@ -209,26 +195,14 @@ class Station:
         log.info("event=station_started url=%s broker=%s", self.url, self.config.broker.url)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._group is not None
+    async def _release(self) -> None:
         assert self._runner is not None
-        for task in self._tasks:
-            task.cancel()
-        await cancel_until_done(self._tasks, _CANCEL_RETRY_S)
-        try:
-            await self._group.__aexit__(exc_type, exc, tb)
-        finally:
-            for page in list(self.pages):
-                with contextlib.suppress(Exception):
-                    await page.ws.close()
-            await self._runner.cleanup()
-            if self.store is not None:
-                self.store.close()
+        for page in list(self.pages):
+            with contextlib.suppress(Exception):
+                await page.ws.close()
+        await self._runner.cleanup()
+        if self.store is not None:
+            self.store.close()
 
     @property
     def url(self) -> str:
