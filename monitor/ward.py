@@ -390,22 +390,14 @@ class WardLink:
             if self._state_dirty:
                 self._state_dirty = False
                 active, session = self._state()
-                await client.publish(
-                    f"{self.prefix}/alarms/active",
-                    encode_active_alarms(active),
-                    qos=1,
-                    retain=True,
-                    timeout=timeout,
-                )
-                raise_if_cancelled()
-                await client.publish(
-                    f"{self.prefix}/session",
-                    encode_session(session),
-                    qos=1,
-                    retain=True,
-                    timeout=timeout,
-                )
-                raise_if_cancelled()
+                for kind, payload in (
+                    ("alarms/active", encode_active_alarms(active)),
+                    ("session", encode_session(session)),
+                ):
+                    await client.publish(
+                        f"{self.prefix}/{kind}", payload, qos=1, retain=True, timeout=timeout
+                    )
+                    raise_if_cancelled()
             while self._vitals and not self.pending_alarms:
                 sample = self._vitals.popleft()
                 await client.publish(
