@@ -9,14 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import logging
     from types import TracebackType
 
-__all__ = ["TaskGroupService", "cancel_until_done", "raise_if_cancelled", "stop_on_signals"]
+__all__ = [
+    "EXIT_ON_SIGNAL",
+    "TaskGroupService",
+    "cancel_until_done",
+    "raise_if_cancelled",
+    "stop_on_signals",
+    "until_signal",
+]
+
+# The signals that stop a command-line run and its exit status after each: 0 for SIGTERM (a
+# stop asked for, as systemd does), 130 for SIGINT (Ctrl-C; 128 + 2, as shells report it).
+EXIT_ON_SIGNAL: Final = {signal.SIGTERM: 0, signal.SIGINT: 130}
 
 
 async def cancel_until_done(tasks: Iterable[asyncio.Task[None]], retry_s: float) -> None:
@@ -68,6 +79,39 @@ def stop_on_signals(log: logging.Logger) -> Iterator[asyncio.Event]:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def until_signal(
+    work: Coroutine[Any, Any, object], *, name: str | None = None
+) -> signal.Signals | None:
+    """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it); which signal, if any.
+
+    For `vigil demo` and `vigil simulate`, whose work is cancelled rather than ended in order.
+    The cancellation runs `work`'s clean-up (child processes stopped and reaped) before this
+    returns; a second signal meanwhile changes nothing. A cancellation of the caller is not
+    swallowed.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(work, name=name)
+    got: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        if not got:
+            got.append(signum)
+            task.cancel()
+
+    for signum in EXIT_ON_SIGNAL:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        await task
+    except asyncio.CancelledError:
+        # ours to swallow only if a signal cancelled the work; a cancel of the caller is not
+        if not (got and task.cancelled()):
+            raise
+    finally:
+        for signum in EXIT_ON_SIGNAL:
+            loop.remove_signal_handler(signum)
+    return got[0] if got else None
 
 
 class TaskGroupService:

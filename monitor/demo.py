@@ -27,10 +27,10 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import aiomqtt
 
@@ -39,6 +39,7 @@ from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from kernel.settings import Endpoint
+from kernel.tasks import EXIT_ON_SIGNAL, until_signal
 from kernel.vocabulary import AlarmState
 from monitor.commands import Ack
 from monitor.console import LineConsole, local_time
@@ -50,7 +51,7 @@ from monitor.station.settings import StationConfig
 from monitor.wire import decode_alarm_event, encode_command
 from simulators.scenarios import SCENARIOS
 
-__all__ = ["DemoResult", "demo", "demo_main", "summary", "until_signal"]
+__all__ = ["DemoResult", "demo", "demo_main", "summary"]
 
 # A session is ~10 + 40 + 120 min plus margin (~175 simulated minutes); 250x fits it in ~45 s.
 DEFAULT_SPEED = 250.0
@@ -63,7 +64,6 @@ NURSE = "demo-nurse"
 # the console prints vitals every few minutes, so more would only load the broker.
 VITALS_INTERVAL_S = 30.0
 # Exit status after a stop signal (module docstring).
-EXIT_ON_SIGNAL: Final = {signal.SIGTERM: 0, signal.SIGINT: 130}
 
 
 async def _nurse_console(url: str, console: LineConsole, prefix: str, ready: asyncio.Event) -> None:
@@ -216,34 +216,6 @@ async def demo(
                     daemon.stop()
                 nurse.cancel()
     return result
-
-
-async def until_signal(work: Coroutine[Any, Any, object]) -> signal.Signals | None:
-    """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it); which signal, if any.
-
-    The cancellation runs `work`'s clean-up (child processes stopped and reaped) before this
-    returns; a second signal meanwhile changes nothing.
-    """
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(work)
-    got: list[signal.Signals] = []
-
-    def stop(signum: signal.Signals) -> None:
-        if not got:
-            got.append(signum)
-            task.cancel()
-
-    for signum in EXIT_ON_SIGNAL:
-        loop.add_signal_handler(signum, stop, signum)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not got:
-            raise
-    finally:
-        for signum in EXIT_ON_SIGNAL:
-            loop.remove_signal_handler(signum)
-    return got[0] if got else None
 
 
 def summary(result: DemoResult, out: Any) -> None:

@@ -26,6 +26,7 @@ import aiomqtt
 from drivers.registry import SPECS
 from drivers.spec import DeviceSpec, Transport, load
 from kernel.clock import make_clock
+from kernel.tasks import EXIT_ON_SIGNAL, until_signal
 from simulators.mqtt_monitor import PublishStats, parse_broker_url, run_mqtt_monitor
 from simulators.scenarios import DISCHARGE_OFFSET, SCENARIOS
 from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialStats
@@ -43,7 +44,6 @@ EXIT_BROKER: Final = 1
 EXIT_USAGE: Final = 2
 # Ctrl-C is the usual interactive stop: 128 + SIGINT, as a shell reports it. SIGTERM is how a
 # service manager or a test harness asks for a clean stop, and a clean stop is a success.
-_EXIT_ON_SIGNAL: Final = {signal.SIGINT: 130, signal.SIGTERM: EXIT_OK}
 
 _PROG: Final = "vigil simulate"
 
@@ -279,33 +279,6 @@ def _end_line(verb: str, stats: PublishStats) -> str:
     return f"{verb}: {stats.samples} samples and {stats.commands} commands sent"
 
 
-async def _run(
-    device: DeviceSimulator, args: argparse.Namespace, clock: Clock, stats: PublishStats
-) -> signal.Signals | None:
-    """Run the simulator until it ends or SIGINT/SIGTERM stops it; return that signal."""
-    loop = asyncio.get_running_loop()
-    runner = asyncio.create_task(device.run(args, clock, stats), name="simulate")
-    received: list[signal.Signals] = []
-
-    def stop(sig: signal.Signals) -> None:
-        received.append(sig)
-        runner.cancel()
-
-    for sig in _EXIT_ON_SIGNAL:
-        loop.add_signal_handler(sig, stop, sig)
-    try:
-        await runner
-    except asyncio.CancelledError:
-        # Ours to swallow only if a signal cancelled the runner; a cancel of this task is not.
-        if not (received and runner.cancelled()):
-            raise
-        return received[0]
-    finally:
-        for sig in _EXIT_ON_SIGNAL:
-            loop.remove_signal_handler(sig)
-    return None
-
-
 def simulate_main(args: argparse.Namespace) -> int:
     """`vigil simulate`: run the device simulator `args` describe; return the exit status."""
     if args.device == "cohort":
@@ -320,16 +293,16 @@ def simulate_main(args: argparse.Namespace) -> int:
     stats = PublishStats()
     _say(_start_line(args, device))
     try:
-        stopped_by = asyncio.run(_run(device, args, clock, stats))
+        stopped_by = asyncio.run(until_signal(device.run(args, clock, stats), name="simulate"))
     except KeyboardInterrupt:  # Ctrl-C before the loop had its handler in place
         _say(_end_line("stopped", stats))
-        return _EXIT_ON_SIGNAL[signal.SIGINT]
+        return EXIT_ON_SIGNAL[signal.SIGINT]
     except aiomqtt.MqttError as exc:
         _say(f"broker {args.mqtt}: {exc}")
         _say(_end_line("failed", stats))
         return EXIT_BROKER
     if stopped_by is not None:
         _say(_end_line(f"stopped by {stopped_by.name}", stats))
-        return _EXIT_ON_SIGNAL[stopped_by]
+        return EXIT_ON_SIGNAL[stopped_by]
     _say(_end_line("done", stats))
     return EXIT_OK
