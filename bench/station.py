@@ -350,6 +350,12 @@ def _screenshots(browser: Any, base: str, broker: BrokerProcess, out: Path) -> N
         ids[bed], active, event = _alarm(bed, code, prio, now - 40, param, value, limit)
         pub.publish(f"vigil/w1/b{bed:02d}/alarms/active", active, qos=1, retain=True)
         pub.publish(f"vigil/w1/b{bed:02d}/alarms", event, qos=1)
+    # a latched alarm whose condition has ended: it stays, marked, until acknowledged
+    _, active, event = _alarm(15, "DESAT_CRITICAL", "high", now - 95, "SPO2", 84.0, 85.0)
+    latched = json.loads(active)
+    latched[0].update(latched=True, latched_t=now - 30)
+    pub.publish("vigil/w1/b15/alarms/active", json.dumps(latched), qos=1, retain=True)
+    pub.publish("vigil/w1/b15/alarms", event, qos=1)
     pub.publish(
         "vigil/w1/b30/status",
         json.dumps({"status": "offline", "ward": "w1", "bed": "b30"}),
