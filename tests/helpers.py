@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
-from kernel.vocabulary import Param, Sample
+from kernel.vocabulary import CHECKLIST_ITEMS, Param, Sample
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator
@@ -36,11 +36,13 @@ __all__ = [
     "BrokerImplementation",
     "BrokerProcess",
     "ListSink",
+    "NotifyReceiver",
     "client_of",
     "first_message",
     "free_port",
     "mosquitto_path",
     "next_json",
+    "open_session_command",
     "pieces",
     "running_bed",
     "stop_process",
@@ -336,6 +338,44 @@ async def running_bed(
         yield daemon, client
 
 
+class NotifyReceiver:
+    """What systemd does: a datagram socket bound at NOTIFY_SOCKET, read one message at a time."""
+
+    def __init__(self, address: str) -> None:
+        self.env_address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def pending(self) -> list[list[str]]:
+        """Every datagram already received, each as its lines."""
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(4096).decode().split("\n"))
+            except BlockingIOError:
+                return out
+
+    def recv(self, timeout: float = 2.0) -> list[str]:
+        """The next datagram as its lines (blocking, bounded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.pending()
+            if got:
+                assert len(got) == 1, got
+                return got[0]
+            time.sleep(0.01)
+        raise AssertionError("no notification received")
+
+    async def next(self, timeout: float) -> list[str]:  # noqa: ASYNC109 - a plain bound
+        """The next datagram as its lines, from the event loop."""
+        async with asyncio.timeout(timeout):
+            data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
+        return data.decode().split("\n")
+
+
 class ListSink:
     """A driver's `SampleSink` that keeps every sample; `grew` is set by each new one."""
 
@@ -357,6 +397,22 @@ class ListSink:
             while len(self.of(param)) < n:
                 self.grew.clear()
                 await self.grew.wait()
+
+
+def open_session_command(
+    request_id: str, *, patient_id: str = "P1", user: str = "ann", weight_kg: float = 80.0
+) -> dict[str, Any]:
+    """An `open_session` command (docs/ARCHITECTURE.md "Commands") that a bed accepts: 10 mg/ml,
+    every item of the contraindication checklist answered, none ticked."""
+    return {
+        "cmd": "open_session",
+        "request_id": request_id,
+        "user": user,
+        "patient_id": patient_id,
+        "weight_kg": weight_kg,
+        "concentration_mg_per_ml": 10.0,
+        "checklist": dict.fromkeys(CHECKLIST_ITEMS, False),
+    }
 
 
 def pieces(data: bytes, cuts: Iterable[int]) -> Iterator[bytes]:

@@ -19,10 +19,9 @@ import pytest
 
 from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
-from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess, mosquitto_path, running_bed
+from tests.helpers import BrokerProcess, mosquitto_path, open_session_command, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -41,17 +40,7 @@ def settings_for(broker: BrokerProcess, tmp_path: Path) -> Settings:
 
 
 def open_session(request_id: str) -> bytes:
-    return json.dumps(
-        {
-            "cmd": "open_session",
-            "request_id": request_id,
-            "user": "ann",
-            "patient_id": "P1",
-            "weight_kg": 80.0,
-            "concentration_mg_per_ml": 10.0,
-            "checklist": dict.fromkeys(Checklist.model_fields, False),
-        }
-    ).encode()
+    return json.dumps(open_session_command(request_id)).encode()
 
 
 async def next_on(client: aiomqtt.Client, topic: str, timeout: float = 15) -> dict[str, Any]:  # noqa: ASYNC109 - a plain bound

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,51 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.sdnotify import SdNotifier
-
-
-class NotifyReceiver:
-    """What systemd does: a datagram socket bound at NOTIFY_SOCKET, read one message at a time."""
-
-    def __init__(self, address: str) -> None:
-        self.env_address = address
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def pending(self) -> list[list[str]]:
-        """Every datagram already received, each as its lines."""
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(4096).decode().split("\n"))
-            except BlockingIOError:
-                return out
-
-    def recv(self, timeout: float = 2.0) -> list[str]:
-        """The next datagram as its lines (blocking, bounded)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.pending()
-            if got:
-                assert len(got) == 1, got
-                return got[0]
-            time.sleep(0.01)
-        raise AssertionError("no notification received")
-
-    async def next(self, timeout: float) -> list[str]:  # noqa: ASYNC109 - a plain bound
-        """The next datagram as its lines, from the event loop."""
-        async with asyncio.timeout(timeout):
-            data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
-        return data.decode().split("\n")
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[NotifyReceiver]:
-    r = NotifyReceiver(str(tmp_path / "notify"))
-    yield r
-    r.close()
+from tests.helpers import NotifyReceiver
 
 
 @pytest.fixture

@@ -14,30 +14,22 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from alarms.policy import load_policy
-from monitor.commands import Checklist
 from monitor.daemon import WATCHDOG_MARGIN_S, Daemon
 from monitor.sdnotify import SdNotifier
 from monitor.settings import Settings
-from tests.monitor.test_sdnotify import NotifyReceiver
+from tests.helpers import NotifyReceiver, open_session_command
 
 WATCHDOG_USEC = 500_000
 W = WATCHDOG_USEC / 1e6
 INTERVAL = W / 2
 # the daemon's staleness limit for the real clock (one tick a second)
 LIMIT = INTERVAL + 1.0 + WATCHDOG_MARGIN_S
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[NotifyReceiver]:
-    r = NotifyReceiver(str(tmp_path / "notify"))
-    yield r
-    r.close()
 
 
 @pytest.fixture
@@ -156,19 +148,7 @@ async def test_status_follows_phase_and_link_changes_at_most_once_a_second(
     settings = settings_for(closed_port_url, tmp_path)
     async with Daemon(settings, load_policy(), notifier=notifier) as daemon:
         assert (await receiver.next(5.0))[0] == "READY=1"
-        result = daemon.bed.command(
-            json.dumps(
-                {
-                    "cmd": "open_session",
-                    "request_id": "r1",
-                    "user": "ann",
-                    "patient_id": "P1",
-                    "weight_kg": 80.0,
-                    "concentration_mg_per_ml": 10.0,
-                    "checklist": dict.fromkeys(Checklist.model_fields, False),
-                }
-            ).encode()
-        )
+        result = daemon.bed.command(json.dumps(open_session_command("r1")).encode())
         assert result["ok"] is True
         changed_t = time.monotonic()
         got = await collect(receiver, 4.0)

@@ -29,7 +29,6 @@ from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
-from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.mllp import MllpDecoder, MllpError, frame, read_message
@@ -37,7 +36,13 @@ from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
 from monitor.wire import decode_active_alarms
-from tests.helpers import BrokerProcess, mosquitto_path, next_json, stop_process
+from tests.helpers import (
+    BrokerProcess,
+    mosquitto_path,
+    next_json,
+    open_session_command,
+    stop_process,
+)
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
 from tests.monitor.test_broker_security import make_certificates
@@ -270,15 +275,7 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
         await daemon.connected(10)
         await gw.connected(10)
         await nurse.subscribe("vigil/w1/b1/cmd/result", qos=1)
-        opening = {
-            "cmd": "open_session",
-            "request_id": "o1",
-            "user": "ann",
-            "patient_id": "MRN777",
-            "weight_kg": 80.0,
-            "concentration_mg_per_ml": 10.0,
-            "checklist": dict.fromkeys(Checklist.model_fields, False),
-        }
+        opening = open_session_command("o1", patient_id="MRN777")
         await nurse.publish("vigil/w1/b1/cmd", json.dumps(opening).encode(), qos=1)
         assert (await next_json(nurse, "vigil/w1/b1/cmd/result"))["ok"] is True
 
@@ -331,11 +328,7 @@ async def test_vitals_of_a_session_arrive_periodically_and_at_each_determination
 
 
 async def open_session(nurse: aiomqtt.Client, bed: str, patient: str) -> None:
-    opening = {
-        "cmd": "open_session", "request_id": f"open-{bed}", "user": "ann",
-        "patient_id": patient, "weight_kg": 80.0, "concentration_mg_per_ml": 10.0,
-        "checklist": dict.fromkeys(Checklist.model_fields, False),
-    }  # fmt: skip
+    opening = open_session_command(f"open-{bed}", patient_id=patient)
     await nurse.publish(f"vigil/w1/{bed}/cmd", json.dumps(opening).encode(), qos=1)
     result = await next_json(nurse, f"vigil/w1/{bed}/cmd/result")
     assert result["ok"] is True, result
