@@ -44,6 +44,7 @@ __all__ = [
     "next_json",
     "open_session_command",
     "pieces",
+    "run_vigil",
     "running_bed",
     "stop_process",
     "wait_for_port",
@@ -397,6 +398,24 @@ class ListSink:
             while len(self.of(param)) < n:
                 self.grew.clear()
                 await self.grew.wait()
+
+
+def run_vigil(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """`vigil ARGS` in a child process (`python -m monitor.cli`), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def open_session_command(

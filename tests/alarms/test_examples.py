@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from alarms.policy import load_policy
 from alarms.replay import replay_file
+from tests.helpers import run_vigil
 
 # Kept in the repository (its README names the readings each checks): a fresh clone tests alone
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "clinical"
@@ -53,13 +52,7 @@ def test_replay_matches_informative_fields_too(name: str) -> None:
 
 
 def test_cli_replay_prints_json_lines_and_summary() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "replay", str(EXAMPLES / "surge.csv"), "--summary"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = run_vigil("replay", EXAMPLES / "surge.csv", "--summary")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [_exact(e) for e in lines] == [_exact(e) for e in _expected("surge")]

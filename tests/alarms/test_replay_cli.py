@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from alarms.policy import load_policy
 from kernel.paths import default_policy_path
+from tests.helpers import run_vigil
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1767225600
@@ -24,14 +24,7 @@ HEADER = "t,param,value"
 
 
 def vigil_replay(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "replay", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        cwd=ROOT,
-    )
+    return run_vigil("replay", *args, cwd=ROOT)
 
 
 def write(tmp_path: Path, lines: Iterable[str], name: str = "rec.csv") -> Path:

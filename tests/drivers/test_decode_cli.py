@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,22 +23,18 @@ from tests.drivers.intellivue.test_intellivue_codec import (
     MDS_EVENT,
     UNUSED,
 )
+from tests.helpers import run_vigil
 
 RAD8 = (
     b"02/15/24 14:03:22 SN=0000012345 SPO2=098% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% "
     b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
 )
+
 SENSOR_OFF = b"02/15/24 14:03:23 SPO2=---% BPM=--- PI=--.--% ALARM=0000 EXC=000820\r\n"
 
 
 def decode(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "decode", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "TZ": "UTC"},
-    )
+    return run_vigil("decode", *args, env={**os.environ, "TZ": "UTC"})
 
 
 def test_masimo_capture_decodes_to_sample_json_with_its_own_time(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from kernel.configfile import ConfigError
 from monitor.session import load_bed_policy
+from tests.helpers import run_vigil
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "bed.example.toml"
 BED = '[bed]\nward = "w1"\nbed = "b3"\n'
@@ -28,15 +27,7 @@ class Run:
 def check_config(path: Path, cwd: Path) -> Run:
     # VIGIL_* variables of the test environment must not leak into the config under test
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
+    proc = run_vigil("check-config", path, cwd=cwd, env=env)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 

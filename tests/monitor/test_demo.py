@@ -17,6 +17,7 @@ import pytest
 
 from monitor.console import LineConsole
 from monitor.demo import DemoResult, summary
+from tests.helpers import run_vigil
 
 _TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)[+-]\d\d:\d\d ")
 
@@ -156,13 +157,9 @@ def test_a_stop_signal_stops_broker_and_simulator_without_a_traceback(
 
 
 def test_demo_help_documents_the_exit_status_on_a_stop_signal() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "demo", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
+    done = run_vigil("demo", "--help", timeout=30)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     text = " ".join(out.split())
     assert "0 when the session has run or the demo was stopped by SIGTERM" in text
     assert "130 when stopped by Ctrl-C (SIGINT)" in text

@@ -22,7 +22,7 @@ from monitor.commands import (
     parse_command,
 )
 from monitor.remote import build_command, format_result
-from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path
+from tests.helpers import BrokerImplementation, BrokerProcess, free_port, mosquitto_path, run_vigil
 
 
 def test_fields_are_json_when_they_parse_and_dotted_keys_nest() -> None:
@@ -57,13 +57,7 @@ def test_bad_fields_are_refused(fields: list[str], message: str) -> None:
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "cmd", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    return run_vigil("cmd", *argv, timeout=30)
 
 
 async def cmd_async(*argv: str) -> tuple[int | None, bytes, bytes]:

@@ -40,6 +40,7 @@ from monitor.report import (
 from monitor.session import BedCore
 from simulators.mqtt_monitor import session_command
 from simulators.scenarios import build_scenario, scenario_phases
+from tests.helpers import run_vigil
 
 T0 = 1_764_230_400.0  # 2025-11-27T08:00:00Z
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -132,11 +133,7 @@ def test_png(surge: tuple[Path, str], tmp_path: Path) -> None:
 def test_png_through_the_console_script(surge: tuple[Path, str], tmp_path: Path) -> None:
     path, sid = surge
     out = tmp_path / "x.png"
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "report", sid, "--journal", str(path),
-         "--out", str(out)],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    done = run_vigil("report", sid, "--journal", path, "--out", out)
     assert done.returncode == 0, done.stderr
     assert sid in done.stdout
     assert out.read_bytes().startswith(PNG_SIGNATURE)

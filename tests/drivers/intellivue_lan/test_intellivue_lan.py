@@ -14,8 +14,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from tests.drivers.intellivue.test_intellivue_codec import (
     MDS_EVENT,
     UNUSED,
 )
-from tests.helpers import ListSink
+from tests.helpers import ListSink, run_vigil
 
 MONITOR = "10.0.0.5"
 HOST = "10.0.0.9"
@@ -151,10 +149,7 @@ def test_a_lan_capture_decodes_from_the_monitors_datagrams() -> None:
 def test_vigil_decode_reads_a_pcap(tmp_path: Path) -> None:
     path = tmp_path / "ward.pcap"
     path.write_bytes(classic_pcap(CONVERSATION))
-    run = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "decode", "intellivue-lan", str(path)],
-        capture_output=True, text=True, check=False, env={**os.environ, "TZ": "UTC"},
-    )  # fmt: skip
+    run = run_vigil("decode", "intellivue-lan", path, env={**os.environ, "TZ": "UTC"})
     assert run.returncode == 0, run.stderr
     assert [json.loads(line)["param"] for line in run.stdout.splitlines()] == ["HR", "SPO2"]
     assert "5 frames, 2 samples, dropped: client_request 1, not_udp 1, " in run.stderr
