@@ -22,11 +22,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Self
 from kernel.vocabulary import CHECKLIST_ITEMS, Param, Sample
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
     from types import TracebackType
 
     import aiomqtt
 
+    from drivers.base import Driver
     from drivers.mqtt.client import Client
     from monitor.daemon import Daemon
     from monitor.settings import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "BrokerProcess",
     "ListSink",
     "NotifyReceiver",
+    "bed_settings",
     "client_of",
     "first_message",
     "free_port",
@@ -46,6 +48,7 @@ __all__ = [
     "pieces",
     "run_vigil",
     "running_bed",
+    "running_driver",
     "stop_process",
     "wait_for_port",
     "write_bed_config",
@@ -281,6 +284,27 @@ def _default_implementation() -> BrokerImplementation:
 MQTT_MONITOR: str = 'kind = "mqtt"\ndevice_id = "mon1"\ntopic = "monitors/mon1/samples"\n'
 
 
+def bed_settings(url: str, tmp_path: Path, **tables: Any) -> Settings:
+    """The settings of a bed under test: w1/b1 on the broker at `url`, its journal in
+    `tmp_path`, metrics off, one MQTT monitor (mon1 on monitors/mon1/samples).
+
+    Each of `tables` updates the table of that name (`broker={"protocol": "3.1.1"}`), or
+    replaces it where it is not a table (`drivers=[...]`).
+    """
+    from monitor.settings import Settings  # noqa: PLC0415 - see running_bed
+
+    data: dict[str, Any] = {
+        "bed": {"ward": "w1", "bed": "b1"},
+        "broker": {"url": url},
+        "journal": {"path": str(tmp_path / "journal.sqlite")},
+        "metrics": {"enabled": False},
+        "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": "monitors/mon1/samples"}],
+    }
+    for name, table in tables.items():
+        data[name] = {**data.get(name, {}), **table} if isinstance(table, dict) else table
+    return Settings.model_validate(data)
+
+
 def write_bed_config(
     path: Path,
     broker: BrokerProcess,
@@ -375,6 +399,24 @@ class NotifyReceiver:
         async with asyncio.timeout(timeout):
             data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
         return data.decode().split("\n")
+
+
+@contextlib.asynccontextmanager
+async def running_driver(
+    driver: Driver, sink: ListSink, connected: Callable[[], None] | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The driver's `run(sink, connected)` as a task; on the way out cancelled and awaited, the
+    `DeviceError` it may end with (the device a test unplugged) left to the test to look at."""
+    from drivers.base import DeviceError  # noqa: PLC0415 - see running_bed
+
+    run = driver.run(sink) if connected is None else driver.run(sink, connected)
+    task = asyncio.create_task(run, name=f"test-driver[{driver.device_id}]")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, DeviceError):
+            await task
 
 
 class ListSink:

@@ -19,9 +19,8 @@ from monitor.bed import Bed
 from monitor.daemon import Daemon
 from monitor.journal import Journal
 from monitor.session import BedCore
-from monitor.settings import Settings
 from simulators.mqtt_monitor import session_command
-from tests.helpers import free_port
+from tests.helpers import bed_settings, free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 T0 = 1_767_225_600.0
@@ -67,14 +66,7 @@ async def test_a_restart_raises_monitoring_gap_only_during_a_session(
 ) -> None:
     path = tmp_path / "journal.sqlite"
     stopped_bed(path, in_session=in_session)
-    settings = Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": f"mqtt://127.0.0.1:{free_port()}"},
-            "journal": {"path": str(path)},
-            "metrics": {"enabled": False},
-        }
-    )
+    settings = bed_settings(f"mqtt://127.0.0.1:{free_port()}", tmp_path, drivers=[])
     # back ten minutes after it stopped
     async with Daemon(settings, POLICY, clock=ManualClock(T0 + 660)) as daemon:
         raised = "MONITORING_GAP" in daemon.core.engine.active

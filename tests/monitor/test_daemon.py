@@ -16,26 +16,15 @@ from monitor.commands import Checklist
 from monitor.daemon import Daemon
 from monitor.settings import Settings
 from monitor.supervisor import LinkState
-from tests.helpers import BrokerProcess, free_port, next_json, running_bed
+from tests.helpers import BrokerProcess, bed_settings, free_port, next_json, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
 
 
 def settings_for(broker: BrokerProcess, tmp_path: Path, **broker_extra: Any) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {
-                "url": broker.url,
-                "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
-                **broker_extra,
-            },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": False},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
-        }
-    )
+    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+    return bed_settings(broker.url, tmp_path, broker={"protocol": protocol, **broker_extra})
 
 
 def sample(t: float, param: str, value: float | None, **extra: Any) -> bytes:

@@ -14,20 +14,13 @@ import pytest
 from alarms.policy import load_policy
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import free_port
+from tests.helpers import bed_settings, free_port
 
 
 def settings_for(tmp_path: Path, drivers: list[dict[str, str]]) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            # nobody listens there: the ward link only backs off
-            "broker": {"url": f"mqtt://127.0.0.1:{free_port()}", "protocol": "3.1.1"},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": False},
-            "drivers": drivers,
-        }
-    )
+    # nobody listens there: the ward link only backs off
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    return bed_settings(url, tmp_path, broker={"protocol": "3.1.1"}, drivers=drivers)
 
 
 def open_on(folder: Path) -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess, running_bed
+from tests.helpers import BrokerProcess, bed_settings, running_bed
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -88,15 +88,11 @@ def test_the_journal_skips_writes_the_disk_refuses_and_says_so(tmp_path: Path) -
 
 
 def settings_for(broker: BrokerProcess, tmp_path: Path, min_free_mb: float = 0) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": broker.url},
-            "journal": {"path": str(tmp_path / "journal.sqlite"), "min_free_mb": min_free_mb},
-            "metrics": {"enabled": False},
-            "timeouts": {"ward_link_down_s": 2},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
-        }
+    return bed_settings(
+        broker.url,
+        tmp_path,
+        journal={"min_free_mb": min_free_mb},
+        timeouts={"ward_link_down_s": 2},
     )
 
 

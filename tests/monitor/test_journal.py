@@ -33,10 +33,9 @@ from monitor.journal import Journal
 from monitor.outbox import Outbox
 from monitor.recovery import resume
 from monitor.session import BedCore
-from monitor.settings import Settings
 from simulators.mqtt_monitor import session_command
 from simulators.scenarios import build_scenario
-from tests.helpers import free_port
+from tests.helpers import bed_settings, free_port
 
 T0 = 1_767_225_600.0
 POLICY = load_policy()
@@ -340,14 +339,7 @@ async def test_a_journal_that_cannot_be_replayed_does_not_keep_the_bed_from_star
     # what a core bug or a changed vocabulary would meet on replay
     journal.record("samples", T0 + 1, [[T0 + 1, "PULSE_PRESSURE", 40, True, "mon1", None]])
     journal.close()
-    settings = Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": f"mqtt://127.0.0.1:{free_port()}"},
-            "journal": {"path": str(path)},
-            "metrics": {"enabled": False},
-        }
-    )
+    settings = bed_settings(f"mqtt://127.0.0.1:{free_port()}", tmp_path, drivers=[])
     async with Daemon(settings, POLICY, clock=ManualClock(T0 + 60)) as daemon:
         gap = daemon.core.engine.active["MONITORING_GAP"]
         assert gap.latching

@@ -32,7 +32,7 @@ from monitor.queues import SampleQueue
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
 from monitor.ward import WardLink
-from tests.helpers import BrokerProcess, free_port, running_bed
+from tests.helpers import BrokerProcess, bed_settings, free_port, running_bed
 
 # Every series of the brief, by family name as the text format declares it in # HELP / # TYPE.
 FAMILIES = {
@@ -379,17 +379,12 @@ TOPIC = "monitors/mon1/samples"
 
 
 def daemon_settings(broker: BrokerProcess, tmp_path: Path, listen: str) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {
-                "url": broker.url,
-                "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
-            },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": True, "listen": listen},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
-        }
+    protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+    return bed_settings(
+        broker.url,
+        tmp_path,
+        broker={"protocol": protocol},
+        metrics={"enabled": True, "listen": listen},
     )
 
 

@@ -26,7 +26,7 @@ from drivers.mqtt.driver import _shedding_queue
 from kernel.vocabulary import Phase
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess, stop_process
+from tests.helpers import BrokerProcess, bed_settings, stop_process
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
@@ -71,14 +71,11 @@ print(n, fell)
 
 
 def settings_for(broker: BrokerProcess, tmp_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": broker.url},
-            "journal": {"path": str(tmp_path / "journal.sqlite"), "min_free_mb": 0},
-            "metrics": {"enabled": False},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC, "max_queued": 50}],
-        }
+    return bed_settings(
+        broker.url,
+        tmp_path,
+        journal={"min_free_mb": 0},
+        drivers=[{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC, "max_queued": 50}],
     )
 
 

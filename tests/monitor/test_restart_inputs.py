@@ -21,22 +21,20 @@ from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
 from monitor.daemon import Daemon
 from monitor.settings import Settings
-from tests.helpers import BrokerProcess, mosquitto_path, open_session_command, running_bed
+from tests.helpers import (
+    BrokerProcess,
+    bed_settings,
+    mosquitto_path,
+    open_session_command,
+    running_bed,
+)
 
 PREFIX = "vigil/w1/b1"
 TOPIC = "monitors/mon1/samples"
 
 
 def settings_for(broker: BrokerProcess, tmp_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": broker.url},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": False},
-            "drivers": [{"kind": "mqtt", "device_id": "mon1", "topic": TOPIC}],
-        }
-    )
+    return bed_settings(broker.url, tmp_path)
 
 
 def open_session(request_id: str) -> bytes:

@@ -23,7 +23,7 @@ from alarms.policy import load_policy
 from monitor.daemon import WATCHDOG_MARGIN_S, Daemon
 from monitor.sdnotify import SdNotifier
 from monitor.settings import Settings
-from tests.helpers import NotifyReceiver, open_session_command
+from tests.helpers import NotifyReceiver, bed_settings, open_session_command
 
 WATCHDOG_USEC = 500_000
 W = WATCHDOG_USEC / 1e6
@@ -42,15 +42,7 @@ def closed_port_url() -> str:
 
 
 def settings_for(url: str, tmp_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "bed": {"ward": "w1", "bed": "b1"},
-            "broker": {"url": url},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "metrics": {"enabled": False},
-            "timeouts": {"backoff_max_s": 1.0},
-        }
-    )
+    return bed_settings(url, tmp_path, timeouts={"backoff_max_s": 1.0}, drivers=[])
 
 
 async def collect(receiver: NotifyReceiver, seconds: float) -> list[tuple[float, list[str]]]:

@@ -7,14 +7,12 @@ serial tests. The driver runs against the simulator on real loopback UDP sockets
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import json
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +39,7 @@ from tests.drivers.intellivue.test_intellivue_codec import (
     MDS_EVENT,
     UNUSED,
 )
-from tests.helpers import ListSink, run_vigil
+from tests.helpers import ListSink, run_vigil, running_driver
 
 MONITOR = "10.0.0.5"
 HOST = "10.0.0.9"
@@ -174,17 +172,6 @@ def lan_driver(clock: SimulatedClock, **fields: object) -> Driver:
     return create_driver(settings, broker=BrokerSettings(), timeouts=TimeoutSettings(), clock=clock)
 
 
-@contextlib.asynccontextmanager
-async def running(driver: Driver, sink: ListSink) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(driver.run(sink), name="lan-driver-under-test")
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, DeviceError):
-            await task
-
-
 def is_subsequence(got: list[float], wanted: list[float]) -> bool:
     it = iter(wanted)
     return all(any(g == w for w in it) for g in got)
@@ -204,7 +191,7 @@ async def test_without_a_host_the_connect_indication_finds_the_monitor() -> None
         _, port = monitor.address
         driver = lan_driver(clock, udp_port=port, discovery_port=discovery, listen="127.0.0.1")
         sink = ListSink()
-        async with running(driver, sink):
+        async with running_driver(driver, sink):
             await sink.wait_for(3)
         assert driver.stats.frames >= 3
 

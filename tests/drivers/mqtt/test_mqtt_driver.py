@@ -21,7 +21,7 @@ from drivers.mqtt.spec import MqttSettings as MqttDriver
 from kernel.clock import ManualClock
 from kernel.settings import BrokerSettings, TimeoutSettings
 from kernel.vocabulary import MDC_CODES, UNITS, Param, Sample
-from tests.helpers import ListSink, free_port
+from tests.helpers import ListSink, free_port, running_driver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -90,18 +90,6 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-@contextlib.asynccontextmanager
-async def running(driver: Driver, sink: ListSink) -> AsyncIterator[asyncio.Task[None]]:
-    """The driver's run() as a task; cancelled (and awaited) on the way out if still running."""
-    task = asyncio.create_task(driver.run(sink), name=f"test-driver[{driver.device_id}]")
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, DeviceError):
-            await task
-
-
 async def until_subscribed(pub: aiomqtt.Client, driver: Driver, sink: ListSink) -> None:
     """Publish a probe until one arrives (the subscription is then live); forget the probes."""
     probe = encode_vigil(hr(61.0))
@@ -120,7 +108,7 @@ async def until_subscribed(pub: aiomqtt.Client, driver: Driver, sink: ListSink) 
 
 async def test_published_samples_arrive_in_the_sink(mqtt_broker_url: str) -> None:
     driver, sink = make_driver(mqtt_broker_url), ListSink()
-    async with publisher(mqtt_broker_url) as pub, running(driver, sink):
+    async with publisher(mqtt_broker_url) as pub, running_driver(driver, sink):
         await until_subscribed(pub, driver, sink)
         await pub.publish(TOPIC, encode_vigil(hr(72.0, T0 + 1)), qos=1)
         await pub.publish(
@@ -152,7 +140,7 @@ async def test_bad_payloads_are_counted_and_the_next_good_sample_arrives(
         json.dumps({**good, "param": "TEMP"}).encode(),
         json.dumps([]).encode(),  # an empty array carries no sample
     ]
-    async with publisher(mqtt_broker_url) as pub, running(driver, sink) as task:
+    async with publisher(mqtt_broker_url) as pub, running_driver(driver, sink) as task:
         await until_subscribed(pub, driver, sink)
         for payload in bad:
             await pub.publish(TOPIC, payload, qos=1)
@@ -182,7 +170,7 @@ async def test_vscapture_export_is_decoded(mqtt_broker_url: str) -> None:
     payload = json.loads(encode_vscapture(sent))
     payload.append({**payload[0], "PhysioID": "NOM_TEMP", "Value": "36.9"})
     payload.append({**payload[0], "Timestamp": "01-01-0001 00:00:01.000", "Value": "75"})
-    async with publisher(mqtt_broker_url) as pub, running(driver, sink):
+    async with publisher(mqtt_broker_url) as pub, running_driver(driver, sink):
         # the probe of until_subscribed is Vigil JSON; this driver reads VSCapture lists
         deadline = time.monotonic() + WAIT_S
         while not sink.samples:
@@ -212,7 +200,7 @@ async def test_retained_message_from_before_the_subscription_is_dropped(
     driver, sink = make_driver(mqtt_broker_url), ListSink()
     async with publisher(mqtt_broker_url) as pub:
         await pub.publish(TOPIC, encode_vigil(hr(50.0, T0 - 3600)), qos=1, retain=True)
-        async with running(driver, sink):
+        async with running_driver(driver, sink):
             await eventually(lambda: driver.stats.frames == 1, "the retained message")
             assert driver.stats.dropped == {"retained": 1}
             await pub.publish(TOPIC, encode_vigil(hr(80.0)), qos=1)
@@ -223,7 +211,7 @@ async def test_retained_message_from_before_the_subscription_is_dropped(
 
 async def test_broker_going_away_raises_device_error(mqtt_broker: BrokerProcess) -> None:
     driver, sink = make_driver(mqtt_broker.url), ListSink()
-    async with running(driver, sink) as task:
+    async with running_driver(driver, sink) as task:
         async with publisher(mqtt_broker.url) as pub:
             await until_subscribed(pub, driver, sink)
         await asyncio.to_thread(mqtt_broker.stop)
@@ -235,7 +223,7 @@ async def test_a_new_run_after_the_broker_returns_delivers_again(
     mqtt_broker: BrokerProcess,
 ) -> None:
     driver, sink = make_driver(mqtt_broker.url), ListSink()
-    async with running(driver, sink) as task:
+    async with running_driver(driver, sink) as task:
         async with publisher(mqtt_broker.url) as pub:
             await until_subscribed(pub, driver, sink)
             await pub.publish(TOPIC, b"junk", qos=1)
@@ -246,7 +234,7 @@ async def test_a_new_run_after_the_broker_returns_delivers_again(
     with pytest.raises(DeviceError):  # what the supervisor sees while the broker is down
         await driver.run(sink)
     await asyncio.to_thread(mqtt_broker.start)
-    async with running(driver, sink), publisher(mqtt_broker.url) as pub:
+    async with running_driver(driver, sink), publisher(mqtt_broker.url) as pub:
         deadline = time.monotonic() + WAIT_S
         while not sink.samples:
             assert time.monotonic() < deadline, "no sample after the broker came back"
@@ -326,7 +314,7 @@ async def test_broker_url_of_the_driver_wins_over_the_ward_broker(mqtt_broker_ur
         broker_url=f"mqtt://someone:p%40ss@127.0.0.1:{port}",
     )
     sink = ListSink()
-    async with publisher(mqtt_broker_url) as pub, running(driver, sink):
+    async with publisher(mqtt_broker_url) as pub, running_driver(driver, sink):
         await until_subscribed(pub, driver, sink)
 
 
