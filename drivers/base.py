@@ -14,7 +14,7 @@ from typing import Protocol
 
 from kernel.vocabulary import Sample
 
-__all__ = ["DeviceError", "Driver", "DriverStats", "SampleSink", "nothing"]
+__all__ = ["DeviceError", "Driver", "DriverBase", "DriverStats", "SampleSink", "nothing"]
 
 
 def nothing() -> None:
@@ -65,3 +65,28 @@ class Driver(Protocol):
             DeviceError: the connection was lost or could not be made.
         """
         ...
+
+
+class _Identified(Protocol):
+    @property
+    def device_id(self) -> str: ...
+
+
+class DriverBase:
+    """What every driver keeps alike: its settings and its counters.
+
+    The driver's constructor sets `_settings` (which name the device) and `_stats`.
+    """
+
+    _settings: _Identified
+    _stats: DriverStats
+
+    @property
+    def device_id(self) -> str:
+        """The configured device id."""
+        return self._settings.device_id
+
+    @property
+    def stats(self) -> DriverStats:
+        """Frame, sample and drop counters, kept across runs."""
+        return self._stats

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from drivers.base import DriverStats
+from drivers.link import Received, UnaskedLink
 
 if TYPE_CHECKING:
+    import datetime as dt
     import re
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
-__all__ = ["LineDrop", "StampedLines"]
+    from kernel.vocabulary import Sample
+
+__all__ = ["LineDrop", "StampedLineLink", "StampedLines"]
 
 R = TypeVar("R")
 
@@ -98,3 +102,54 @@ class StampedLines(Generic[R]):
             return None
         self.stats.frames += 1
         return result
+
+
+class _Stamped(Protocol):
+    @property
+    def stamp(self) -> dt.datetime: ...
+
+
+S = TypeVar("S", bound=_Stamped)
+
+
+@dataclass
+class StampedLineLink(UnaskedLink, Generic[S]):
+    """The `drivers.link.LinkProtocol` of a device that prints one time-stamped line a reading.
+
+    Masimo ASCII 1 and the Nellcor output (docs/devices.md §2.1, §2.6): the device talks, the
+    host listens. Live samples are stamped with the receive time (`now`): the device's clock is
+    set by hand, drifts and has no zone. Each device says how its lines are framed (`lines`) and
+    what samples a line gives (`samples`).
+    """
+
+    device_id: str
+    stats: DriverStats
+
+    def __post_init__(self) -> None:
+        self._decoder = self.lines()
+
+    def lines(self) -> StampedLines[S]:
+        """A fresh framing of the device's lines, counting into `stats`."""
+        raise NotImplementedError
+
+    def samples(self, record: S, *, t: float) -> Iterable[Sample]:
+        """The samples of one line, stamped `t` (epoch seconds UTC)."""
+        raise NotImplementedError
+
+    def receive(self, data: bytes, now: float) -> Received:
+        """The samples of the lines `data` completed, stamped `now`."""
+        feed = self._decoder.feed(data)
+        return Received(tuple(s for r in feed for s in self.samples(r, t=now)))
+
+    def decode_capture(self, data: bytes) -> tuple[list[Sample], DriverStats]:
+        """The samples of a raw capture (the bytes the device sent), and what was dropped.
+
+        Without a live clock, each sample takes its line's own time stamp, read in the host's
+        local time zone (the device prints its local wall time without a zone; set ``TZ`` to
+        read a capture from another zone).
+        """
+        samples: list[Sample] = []
+        for record in self._decoder.feed(data + b"\n"):
+            samples += self.samples(record, t=record.stamp.astimezone().timestamp())
+        self.stats.samples = len(samples)
+        return samples, self.stats

@@ -19,6 +19,7 @@ import serial_asyncio_fast
 
 from drivers.base import DeviceError, nothing
 from drivers.link import line_for
+from drivers.spec import SerialSettings
 from drivers.stream import StreamDriver
 
 if TYPE_CHECKING:
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
 
     from drivers.base import SampleSink
     from drivers.link import LineSettings
-    from drivers.spec import SerialSettings
-    from kernel.clock import Clock
-    from kernel.settings import BrokerSettings, TimeoutSettings
 
 __all__ = ["SerialDriver", "open_port"]
 
@@ -57,25 +55,14 @@ async def open_port(
     )
 
 
-class SerialDriver(StreamDriver):
+class SerialDriver(StreamDriver[SerialSettings]):
     """Runs a device's `LinkProtocol` over a serial port; subclasses name the device.
 
-    A subclass sets `spec` (its line settings and quiet time) and `timer_s`, and implements
-    `protocol()`. ``port`` is any pyserial URL: a device path (``/dev/ttyUSB0``, a pty or its
-    symlink) or ``socket://host:port`` for a serial-over-LAN terminal server.
+    A subclass sets `spec` (its line settings, quiet time and link) and `timer_s`, and
+    `protocol()` where its link takes more than the spec's. ``port`` is any pyserial URL: a
+    device path (``/dev/ttyUSB0``, a pty or its symlink) or ``socket://host:port`` for a
+    serial-over-LAN terminal server.
     """
-
-    def __init__(
-        self,
-        settings: SerialSettings,
-        /,
-        *,
-        broker: BrokerSettings,
-        timeouts: TimeoutSettings,
-        clock: Clock,
-    ) -> None:
-        super().__init__(settings, broker=broker, timeouts=timeouts, clock=clock)
-        self._settings = settings
 
     @property
     def port(self) -> str:

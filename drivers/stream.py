@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, Protocol, TypeVar
 
-from drivers.base import DeviceError, DriverStats
+from drivers.base import DeviceError, DriverBase, DriverStats
 from drivers.link import ProtocolError
+from drivers.spec import load
 from kernel.tasks import raise_if_cancelled
 
 if TYPE_CHECKING:
@@ -50,49 +51,50 @@ class StreamSettings(Protocol):
     def connection(self) -> str: ...  # noqa: D102
 
 
-class StreamDriver:
+_S = TypeVar("_S", bound=StreamSettings)
+
+
+class StreamDriver(DriverBase, Generic[_S]):
     """A device's `LinkProtocol` over a byte stream; subclasses open the transport.
 
     A device's driver sets `spec` (its device spec: the quiet time, the config's ``quiet_s``
-    overriding it) and `timer_s`, and implements `protocol()`. Counters (`stats`, kept across
+    overriding it) and `timer_s`; `protocol()` makes the spec's link unless the driver says
+    otherwise. The transport's settings (`_S`) are `_settings`. Counters (`stats`, kept across
     runs): ``frames`` valid frames, ``samples`` delivered samples, ``dropped`` by the codec's
     reasons.
     """
 
     spec: ClassVar[DeviceSpec]
+    _settings: _S
     # Daemon-clock seconds between `LinkProtocol.timer` calls; with a simulated clock this runs
     # faster in real time, as the simulated monitor does.
     timer_s: ClassVar[float] = 1.0
 
     def __init__(
         self,
-        settings: StreamSettings,
+        settings: _S,
         /,
         *,
         broker: BrokerSettings,  # noqa: ARG002 - the registry's constructor contract
         timeouts: TimeoutSettings,
         clock: Clock,
     ) -> None:
-        self._stream_settings = settings
+        self._settings = settings
         self._timeouts = timeouts
         self._clock = clock
         self._stats = DriverStats()
         assert self.spec.quiet_s is not None  # a byte-stream device's spec names its quiet time
         self._quiet_s = settings.quiet_s if settings.quiet_s is not None else self.spec.quiet_s
 
-    @property
-    def device_id(self) -> str:
-        """The configured device id."""
-        return self._stream_settings.device_id
-
-    @property
-    def stats(self) -> DriverStats:
-        """Frame, sample and drop counters, kept across runs."""
-        return self._stats
-
     def protocol(self) -> LinkProtocol:
-        """A fresh session for one connection."""
-        raise NotImplementedError
+        """A fresh session for one connection: the spec's link, given the driver's `stats`.
+
+        `DeviceSpec.link` is a class taking the device id and the counters; a driver whose link
+        takes more says so by its own `protocol()`.
+        """
+        assert self.spec.link is not None  # a byte-stream device's spec names its link
+        link: LinkProtocol = load(self.spec.link)(self.device_id, self.stats)
+        return link
 
     async def _serve(
         self,
@@ -102,7 +104,7 @@ class StreamDriver:
         connected: Callable[[], None],
     ) -> None:
         """Run a fresh protocol over `reader` and `writer` until the device is lost."""
-        where = f"{self.device_id}: {self._stream_settings.connection()}"
+        where = f"{self.device_id}: {self._settings.connection()}"
         loop = asyncio.get_running_loop()
         clock = self._clock
         stats = self._stats

@@ -19,15 +19,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from drivers.base import DeviceError, nothing
+from drivers.spec import TcpSettings
 from drivers.stream import StreamDriver
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from drivers.base import SampleSink
-    from drivers.spec import TcpSettings
-    from kernel.clock import Clock
-    from kernel.settings import BrokerSettings, TimeoutSettings
 
 __all__ = ["TcpDriver"]
 
@@ -36,20 +34,8 @@ _log = logging.getLogger("vigil.drivers")
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class TcpDriver(StreamDriver):
+class TcpDriver(StreamDriver[TcpSettings]):
     """Runs a device's `LinkProtocol` over TCP; subclasses name the device (see module)."""
-
-    def __init__(
-        self,
-        settings: TcpSettings,
-        /,
-        *,
-        broker: BrokerSettings,
-        timeouts: TimeoutSettings,
-        clock: Clock,
-    ) -> None:
-        super().__init__(settings, broker=broker, timeouts=timeouts, clock=clock)
-        self._settings = settings
 
     async def run(self, sink: SampleSink, connected: Callable[[], None] = nothing) -> None:
         """Connect or wait for the monitor, then run the protocol until cancelled.

@@ -37,8 +37,7 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.lines import StampedLines
-from drivers.link import Received, UnaskedLink
+from drivers.lines import StampedLineLink, StampedLines
 from drivers.samples import judged
 from kernel.vocabulary import Param, Sample
 
@@ -338,35 +337,18 @@ def encode_line(
     return (head + " " + " ".join(tokens) + "\r\n").encode("ascii")
 
 
-@dataclass
-class MasimoLink(UnaskedLink):
+class MasimoLink(StampedLineLink[MasimoRecord]):
     """The `drivers.link.LinkProtocol` of ASCII 1: the monitor talks, the host listens."""
 
-    device_id: str
-    stats: DriverStats
+    def lines(self) -> LineDecoder:
+        """A fresh line decoder counting into `stats`."""
+        return LineDecoder(self.stats)
 
-    def __post_init__(self) -> None:
-        self._decoder = LineDecoder(self.stats)
-
-    def receive(self, data: bytes, now: float) -> Received:
-        """The samples of the lines `data` completed, stamped `now`."""
-        feed = self._decoder.feed(data)
-        return Received(
-            tuple(s for r in feed for s in record_samples(r, t=now, device_id=self.device_id))
-        )
+    def samples(self, record: MasimoRecord, *, t: float) -> tuple[Sample, ...]:
+        """The line's SpO2 and pulse-rate samples (`record_samples`)."""
+        return record_samples(record, t=t, device_id=self.device_id)
 
 
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
-    """The samples of a raw capture (the bytes a monitor sent), and what was dropped.
-
-    Without a live clock, each sample takes its line's own time stamp, read in the host's
-    local time zone (ASCII 1 sends the monitor's local wall time without a zone; set ``TZ``
-    to read a capture from another zone).
-    """
-    stats = DriverStats()
-    samples: list[Sample] = []
-    for record in LineDecoder(stats).feed(data + b"\n"):
-        t = record.stamp.astimezone().timestamp()
-        samples += record_samples(record, t=t, device_id=device_id)
-    stats.samples = len(samples)
-    return samples, stats
+    """The samples of a raw capture, each at its line's own time (`StampedLineLink`)."""
+    return MasimoLink(device_id, DriverStats()).decode_capture(data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from drivers.masimo.codec import MasimoLink
 from drivers.masimo.spec import SPEC
 from drivers.serialport import SerialDriver
 from drivers.spec import DeviceSpec
@@ -19,7 +18,3 @@ class MasimoDriver(SerialDriver):
     """
 
     spec: ClassVar[DeviceSpec] = SPEC
-
-    def protocol(self) -> MasimoLink:
-        """A fresh line decoder; counters go to the driver's `stats`."""
-        return MasimoLink(self.device_id, self.stats)

@@ -22,7 +22,7 @@ from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from drivers.base import DeviceError, DriverStats, nothing
+from drivers.base import DeviceError, DriverBase, DriverStats, nothing
 from drivers.mqtt import client as mqtt_client
 from drivers.mqtt.client import Client as MqttClient
 from drivers.mqtt.codec import DecodeResult, decode_vigil, decode_vscapture
@@ -55,7 +55,7 @@ _QOS: Final = 1
 READ_BURST: Final = 64
 
 
-class MqttMonitorDriver:
+class MqttMonitorDriver(DriverBase):
     """Reads one monitor's samples from an MQTT topic (`[[drivers]] kind = "mqtt"`).
 
     `run` connects to the broker (``broker_url`` of the driver if set, else the ward broker),
@@ -93,6 +93,8 @@ class MqttMonitorDriver:
         clock: the daemon's clock; stamps vscapture samples that carry no usable time.
     """
 
+    _settings: MqttSettings
+
     def __init__(
         self,
         settings: MqttSettings,
@@ -121,16 +123,6 @@ class MqttMonitorDriver:
             self._decode = partial(decode_vigil, device_id=settings.device_id)
         else:
             self._decode = self._decode_vscapture
-
-    @property
-    def device_id(self) -> str:
-        """The configured device id."""
-        return self._settings.device_id
-
-    @property
-    def stats(self) -> DriverStats:
-        """Frame, sample and drop counters, kept across runs."""
-        return self._stats
 
     @property
     def identifier(self) -> str:

@@ -38,8 +38,7 @@ from types import MappingProxyType
 from typing import Final
 
 from drivers.base import DriverStats
-from drivers.lines import StampedLines
-from drivers.link import Received, UnaskedLink
+from drivers.lines import StampedLineLink, StampedLines
 from drivers.samples import judged
 from kernel.vocabulary import Param, Sample
 
@@ -258,39 +257,22 @@ def encode_heading(
     ).encode("ascii")
 
 
-@dataclass
-class NellcorLink(UnaskedLink):
+class NellcorLink(StampedLineLink[NellcorReading]):
     """The `drivers.link.LinkProtocol` of the ASCII output: the oximeter talks, the host listens.
 
     Samples are stamped with the receive time (`now`), as for every device without a clock of
     its own the daemon can trust (the oximeter's clock is set by hand and has no zone).
     """
 
-    device_id: str
-    stats: DriverStats
+    def lines(self) -> LineDecoder:
+        """A fresh line decoder counting into `stats`."""
+        return LineDecoder(self.stats)
 
-    def __post_init__(self) -> None:
-        self._decoder = LineDecoder(self.stats)
-
-    def receive(self, data: bytes, now: float) -> Received:
-        """The samples of the data lines `data` completed, stamped `now`."""
-        feed = self._decoder.feed(data)
-        return Received(
-            tuple(s for r in feed for s in reading_samples(r, t=now, device_id=self.device_id))
-        )
+    def samples(self, record: NellcorReading, *, t: float) -> tuple[Sample, ...]:
+        """The reading's SpO2 and pulse-rate samples (`reading_samples`)."""
+        return reading_samples(record, t=t, device_id=self.device_id)
 
 
 def decode_capture(data: bytes, *, device_id: str) -> tuple[list[Sample], DriverStats]:
-    """The samples of a raw capture, and what was dropped.
-
-    Without a live clock, each sample takes its line's own time, read in the host's local time
-    zone (the oximeter prints its local wall time without a zone; set ``TZ`` to read a capture
-    from another zone).
-    """
-    stats = DriverStats()
-    samples: list[Sample] = []
-    for reading in LineDecoder(stats).feed(data + b"\n"):
-        t = reading.stamp.astimezone().timestamp()
-        samples += reading_samples(reading, t=t, device_id=device_id)
-    stats.samples = len(samples)
-    return samples, stats
+    """The samples of a raw capture, each at its line's own time (`StampedLineLink`)."""
+    return NellcorLink(device_id, DriverStats()).decode_capture(data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from drivers.nellcor.codec import NellcorLink
 from drivers.nellcor.spec import SPEC
 from drivers.serialport import SerialDriver
 from drivers.spec import DeviceSpec
@@ -19,7 +18,3 @@ class NellcorDriver(SerialDriver):
     """
 
     spec: ClassVar[DeviceSpec] = SPEC
-
-    def protocol(self) -> NellcorLink:
-        """A fresh line decoder; counters go to the driver's `stats`."""
-        return NellcorLink(self.device_id, self.stats)
