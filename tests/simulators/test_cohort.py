@@ -145,59 +145,21 @@ def test_the_command_writes_a_manifest_that_draws_it_again(
     def run(*argv: str) -> int:
         return simulate_main(build_parser().parse_args(["simulate", "cohort", *argv]))
 
-    assert (
-        run(
-            "--sessions",
-            "2",
-            "--seed",
-            "5",
-            "--out",
-            str(tmp_path / "a"),
-            "--set",
-            "post_s=1800",
-            "--set",
-            "session_spacing_s=6000",
-        )
-        == 0
-    )
+    def drawn(sessions: int, out: str, *more: str) -> int:
+        """`vigil simulate cohort` of `sessions` sessions, seed 5, into `tmp_path / out`."""
+        return run("--sessions", str(sessions), "--seed", "5", "--out", str(tmp_path / out), *more)
+
+    assert drawn(2, "a", "--set", "post_s=1800", "--set", "session_spacing_s=6000") == 0
     assert "2 sessions (seed 5) in 2 files" in capsys.readouterr().err
     manifest = tmp_path / "a" / "cohort.toml"
-    assert (
-        run(
-            "--sessions",
-            "2",
-            "--seed",
-            "5",
-            "--out",
-            str(tmp_path / "b"),
-            "--params",
-            str(manifest),
-        )
-        == 0
-    )
+    assert drawn(2, "b", "--params", str(manifest)) == 0
     for name in ("session-00001.csv", "session-00002.csv", "session-00002.events.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     # a discharge drawn between 5 and 20 min after the 2-h check
-    assert (
-        run(
-            "--sessions",
-            "3",
-            "--seed",
-            "5",
-            "--out",
-            str(tmp_path / "c"),
-            "--set",
-            "discharge_delay_max_s=1200",
-            "--set",
-            "session_spacing_s=12000",
-        )
-        == 0
-    )
+    spaced = ("--set", "discharge_delay_max_s=1200", "--set", "session_spacing_s=12000")
+    assert drawn(3, "c", *spaced) == 0
     again = tmp_path / "c" / "cohort.toml"
-    assert (
-        run("--sessions", "3", "--seed", "5", "--out", str(tmp_path / "d"), "--params", str(again))
-        == 0
-    )
+    assert drawn(3, "d", "--params", str(again)) == 0
     ends = []
     for i in (1, 2, 3):
         rows = (tmp_path / "c" / f"session-0000{i}.csv").read_text().splitlines()

@@ -26,7 +26,7 @@ from simulators.scenarios import build_scenario, scenario_phases
 from tests.helpers import free_port
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine
 
 TOPIC = "monitors/mon7/samples"
 BED = "vigil/w1/b3"
@@ -54,6 +54,11 @@ class Inbox:
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         return [payload for t, _, payload in self.messages if t == topic]
+
+
+def mon7(url: str, **options: Any) -> Coroutine[Any, Any, int]:
+    """The module's monitor, mon7 on `TOPIC`, playing as `options` say (`run_mqtt_monitor`)."""
+    return run_mqtt_monitor(url=url, topic=TOPIC, device_id="mon7", **options)
 
 
 @pytest.fixture
@@ -84,10 +89,8 @@ async def test_samples_are_published_as_sample_json_at_their_qos(
     clock = SimulatedClock(speed=SPEED)
     t0 = clock.now()
     until = t0 + 400  # the pre phase with both baseline determinations, ~1200 samples
-    sent = await run_mqtt_monitor(
-        url=mqtt_broker_url,
-        topic=TOPIC,
-        device_id="mon7",
+    sent = await mon7(
+        mqtt_broker_url,
         scenario="hypertensive-surge",
         clock=clock,
         seed=5,
@@ -133,10 +136,8 @@ async def test_session_steps_are_sent_as_nurse_commands(mqtt_broker_url: str, in
     t0 = clock.now()
     stats = PublishStats()
     # The whole session; only the cuff's samples, so it is 54 messages rather than 31,000.
-    sent = await run_mqtt_monitor(
-        url=mqtt_broker_url,
-        topic=TOPIC,
-        device_id="mon7",
+    sent = await mon7(
+        mqtt_broker_url,
         scenario="normal-session",
         clock=clock,
         bed_prefix=BED,
@@ -186,10 +187,8 @@ async def test_cancelling_closes_the_connection_and_reraises(
     clock = ManualClock(1767225600.0)
     stats = PublishStats()
     task = asyncio.create_task(
-        run_mqtt_monitor(
-            url=mqtt_broker_url,
-            topic=TOPIC,
-            device_id="mon7",
+        mon7(
+            mqtt_broker_url,
             scenario="normal-session",
             clock=clock,
             stats=stats,
@@ -211,10 +210,8 @@ async def test_a_cancel_that_hits_a_publish_is_not_lost(mqtt_broker_url: str) ->
     # (about one run in three before the fix).
     for k in range(16):
         task = asyncio.create_task(
-            run_mqtt_monitor(
-                url=mqtt_broker_url,
-                topic=TOPIC,
-                device_id="mon7",
+            mon7(
+                mqtt_broker_url,
                 scenario="normal-session",
                 clock=SimulatedClock(speed=SPEED),
                 bed_prefix=BED,
@@ -229,10 +226,8 @@ async def test_a_cancel_that_hits_a_publish_is_not_lost(mqtt_broker_url: str) ->
 
 async def test_unreachable_broker_is_an_mqtt_error() -> None:
     with pytest.raises(aiomqtt.MqttError):
-        await run_mqtt_monitor(
-            url=f"mqtt://127.0.0.1:{free_port()}",
-            topic=TOPIC,
-            device_id="mon7",
+        await mon7(
+            f"mqtt://127.0.0.1:{free_port()}",
             scenario="normal-session",
             clock=ManualClock(0.0),
         )
@@ -247,9 +242,7 @@ async def test_unreachable_broker_is_an_mqtt_error() -> None:
 )
 async def test_bad_arguments_fail_before_connecting(url: str, scenario: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        await run_mqtt_monitor(
-            url=url, topic=TOPIC, device_id="mon7", scenario=scenario, clock=ManualClock(0.0)
-        )
+        await mon7(url, scenario=scenario, clock=ManualClock(0.0))
 
 
 @pytest.mark.parametrize(

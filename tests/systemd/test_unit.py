@@ -203,20 +203,19 @@ topic = "monitors/mon1/samples"
             sys.executable, "-c", MDWE_EXEC, str(VIGIL), "run", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
+
+        async def until_status(wanted: str) -> None:
+            async with asyncio.timeout(30):
+                async for message in obs.messages:
+                    assert isinstance(message.payload, bytes)
+                    statuses.append(json.loads(message.payload)["status"])
+                    if statuses[-1] == wanted:
+                        return
+
         try:
-            async with asyncio.timeout(30):
-                async for message in obs.messages:
-                    assert isinstance(message.payload, bytes)
-                    statuses.append(json.loads(message.payload)["status"])
-                    if statuses[-1] == "online":
-                        break
+            await until_status("online")
             daemon.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                async for message in obs.messages:
-                    assert isinstance(message.payload, bytes)
-                    statuses.append(json.loads(message.payload)["status"])
-                    if statuses[-1] == "offline":
-                        break
+            await until_status("offline")
         finally:
             try:
                 async with asyncio.timeout(15):
