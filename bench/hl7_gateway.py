@@ -30,36 +30,16 @@ import time
 from pathlib import Path
 
 from drivers.mqtt.client import Client as MqttClient
-from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.settings import GatewayConfig
 from tests.helpers import BrokerProcess
 from tests.monitor.hl7.receiver import Receiver
+from tests.payloads import alarm_payload
 
 
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def alarm(bed: str, seq: int) -> bytes:
-    event = AlarmEvent(
-        t=time.time(),
-        code="DESAT",
-        priority=Priority.MEDIUM,
-        kind=AlarmKind.PHYSIOLOGICAL,
-        state=AlarmState.ACTIVE,
-        param="SPO2",
-        value=88.0,
-        limit=92.0,
-        phase=Phase.INFUSION,
-        message="SpO2 low",
-        bed=bed,
-        alarm_id=f"{bed}-{seq}",
-        session_id="s",
-        seq=seq,
-    )
-    return json.dumps(event.to_json()).encode()
 
 
 async def run(beds: int, alarms: int, vitals_s: float, interval_s: float, tmp: Path) -> None:
@@ -96,7 +76,7 @@ async def run(beds: int, alarms: int, vitals_s: float, interval_s: float, tmp: P
                 for i in range(alarms):
                     name = names[i % beds]
                     await client.publish(
-                        f"vigil/w1/{name}/alarms", alarm(name, i // beds + 1), qos=1
+                        f"vigil/w1/{name}/alarms", alarm_payload(name, i // beds + 1), qos=1
                     )
                 await receiver.wait_for(lambda r: len(r) >= alarms, timeout=600)
                 wall, cpu = time.perf_counter() - start, cpu_s() - cpu0

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from alarms.policy import load_policy
 from drivers.base import DriverStats
 from kernel.clock import RealClock
-from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, Priority, Sample
+from kernel.vocabulary import AlarmEvent, AlarmState, Param, Priority, Sample
 from monitor.daemon import Daemon
 from monitor.metrics import LATENCY_BUCKETS_S, Metrics, MetricsListenError, MetricsServer
 from monitor.outbox import Outbox
@@ -33,6 +33,7 @@ from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
 from monitor.ward import WardLink
 from tests.helpers import BrokerProcess, bed_settings, free_port, running_bed
+from tests.payloads import alarm_event
 
 # Every series of the brief, by family name as the text format declares it in # HELP / # TYPE.
 FAMILIES = {
@@ -124,18 +125,7 @@ def vital(t: float, param: Param, device: str = "mon1") -> Sample:
 
 
 def event(t: float, code: str, priority: Priority, state: AlarmState) -> AlarmEvent:
-    return AlarmEvent(
-        t=t,
-        code=code,
-        priority=priority,
-        kind=AlarmKind.PHYSIOLOGICAL,
-        state=state,
-        param="SPO2",
-        value=80.0,
-        limit=85.0,
-        phase=Phase.NONE,
-        message="test",
-    )
+    return alarm_event(t=t, code=code, priority=priority, state=state)
 
 
 @contextlib.asynccontextmanager

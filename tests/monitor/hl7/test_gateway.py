@@ -28,7 +28,6 @@ import pytest
 from alarms.policy import load_policy
 from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
-from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Phase, Priority
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
 from monitor.hl7.mllp import MllpDecoder, MllpError, frame, read_message
@@ -46,6 +45,7 @@ from tests.helpers import (
 from tests.monitor.hl7.conformance import validate
 from tests.monitor.hl7.receiver import Receiver
 from tests.monitor.test_broker_security import make_certificates
+from tests.payloads import alarm_payload
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -432,26 +432,6 @@ async def test_vigil_hl7_says_why_it_cannot_open_its_queue(tmp_path: Path) -> No
 
 
 # ---------------------------------------------------------------------- faults
-
-
-def alarm_payload(bed: str, seq: int, state: AlarmState = AlarmState.ACTIVE) -> bytes:
-    event = AlarmEvent(
-        t=time.time(),
-        code="DESAT",
-        priority=Priority.MEDIUM,
-        kind=AlarmKind.PHYSIOLOGICAL,
-        state=state,
-        param="SPO2",
-        value=88.0,
-        limit=92.0,
-        phase=Phase.INFUSION,
-        message="SpO2 low",
-        bed=bed,
-        alarm_id=f"{bed}-alarm-{seq}",
-        session_id="s",
-        seq=seq,
-    )
-    return json.dumps(event.to_json()).encode()
 
 
 def check_delivery(received: list[hl7.Message], published: dict[str, list[int]]) -> int:
