@@ -78,7 +78,7 @@ from tests.helpers import BrokerProcess  # noqa: E402
 WARD: Final = "w1"
 BAY: Final = 8  # beds per console (a nurses' station per bay)
 SCENARIO_MIX: Final = ("hypertensive-surge", "desaturation", "normal-session", "normal-session")
-STAGGER_S: Final = 30.0  # simulated seconds between session starts within a bay
+STAGGER_S: Final = 10.0  # simulated seconds between session starts within a bay
 INFUSION_STOP_S: Final = 3000.0  # simulators/scenarios.py INFUSION_STOP_OFFSET
 PROBE_EVERY_S: Final = 0.05  # real seconds between baseline probes
 PROBE_PAD: Final = "x" * 330  # an alarm event's JSON is about 400 bytes
@@ -88,6 +88,7 @@ STOP_S: Final = 20.0  # real seconds for a process to exit after SIGTERM
 DRAIN_S: Final = 30.0  # real seconds for the outboxes to empty after the last discharge
 TICKS: Final = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG: Final = 1
+BED_NICE: Final = 5  # the beds' scheduling priority below the other processes (`_bed_child`)
 
 
 # ---------------------------------------------------------------------------- /proc
@@ -113,6 +114,13 @@ def _die_with_parent() -> None:
     # in the child, before exec: SIGKILL when the bench dies, however it dies
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _bed_child() -> None:
+    _die_with_parent()
+    # On a ward the monitors, the consoles and the broker are other machines: here the beds
+    # yield to them, so that the beds' load delays the beds and not their inputs.
+    os.nice(BED_NICE)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -229,11 +237,14 @@ async def _monitors() -> None:
     host, port = _host_port(doc["url"])
     stamps = {p.bed: _StampingClock(clock) for p in plans}
     probes: dict[str, float] = {}
+    done = asyncio.Event()
 
     async def probe() -> None:
         async with Client(host, port, identifier=f"bench-prober-{uuid.uuid4().hex[:6]}") as c:
             i = 0
-            while True:
+            # ended by `done`, not cancelled: an aiomqtt client cancelled while it waits for a
+            # PUBACK may never close
+            while not done.is_set():
                 pid = f"p{i}"
                 payload = json.dumps({"probe": pid, "pad": PROBE_PAD})
                 probes[pid] = time.time()
@@ -263,15 +274,16 @@ async def _monitors() -> None:
             for p in plans
         )
     )
-    prober.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await prober
+    done.set()
     out = {
         "published": {bed: list(s.published.items()) for bed, s in stamps.items()},
         "probes": probes,
         "cpu_s": time.process_time() - cpu0,
     }
     _write(doc["out"], out)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_S / 2):
+            await prober
 
 
 # ---------------------------------------------------------------------------- the consoles
@@ -409,11 +421,6 @@ async def _consoles(url: str, beds: int) -> None:
     doc, plans, clock = await loop.run_in_executor(None, _read_plan)
     plan.set_result((doc, plans, clock))
     await stop.wait()
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
     out = {
         "alarms": {bed: rows for b in bays for bed, rows in b.alarms.items()},
         "results": {k: v for b in bays for k, v in b.results.items()},
@@ -423,6 +430,10 @@ async def _consoles(url: str, beds: int) -> None:
         "cpu_s": time.process_time() - cpu0,
     }
     _write(doc["out"], out)
+    # what they saw is written: a console that does not close in time is left to the exit
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=STOP_S / 2)
 
 
 # ---------------------------------------------------------------------------- the bench
@@ -445,6 +456,7 @@ class Children:
         log: Path,
         env: dict[str, str] | None = None,
         pipes: bool = False,
+        bed: bool = False,
     ) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -455,7 +467,7 @@ class Children:
                 stdout=subprocess.PIPE if pipes else out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the bench starts no threads
+                preexec_fn=_bed_child if bed else _die_with_parent,  # noqa: PLW1509 - no threads
             )
         self.procs.append(proc)
         return proc
@@ -625,6 +637,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915 - the bench, st
                 [*vigil_run, str(bed_config(workdir, broker.url, p, clock))],
                 log=workdir / p.bed / "daemon.log",
                 env=env | {"NOTIFY_SOCKET": f"@{name}"},
+                bed=True,
             )
             for p, name in zip(layout, names, strict=True)
         ]
@@ -846,7 +859,11 @@ def print_report(r: dict[str, Any]) -> None:
     print(
         f"sessions: {ses['opened']} opened, {ses['discharged']} discharged, nurse "
         f"acknowledgements {ses['acks']}"
-        + (f"; discharge refused: {ses['refused']}" if ses["refused"] else "")
+        + (
+            f"; {len(ses['refused'])} discharges refused, e.g. {min(ses['refused'].items())}"
+            if ses["refused"]
+            else ""
+        )
     )
     up, run_cpu, rss, peak = u["up_cpu_s"], u["run_cpu_s"], u["rss_mb"], u["peak_rss_mb"]
     wall = sy["wall_s"]
@@ -879,9 +896,9 @@ def main(argv: list[str] | None = None) -> int:
         return _role(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--beds", type=int, default=64)
-    parser.add_argument("--speed", type=float, default=20.0, help="simulated seconds per second")
+    parser.add_argument("--speed", type=float, default=15.0, help="simulated seconds per second")
     parser.add_argument(
-        "--observation-min", type=float, default=10.0,
+        "--observation-min", type=float, default=5.0,
         help="minutes of observation before the early discharge (under 120)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")

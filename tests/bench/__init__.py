@@ -1,0 +1,1 @@
+"""Tests of the benchmark scripts in bench/ that must keep working."""
