@@ -1,7 +1,8 @@
-"""What the latency benchmarks share: the policy whose one alarm they time.
+"""The policy whose one alarm `bench/latency.py` times.
 
-`bench/latency.py` (one bed) and `bench/ward.py` (a whole ward) both time an alarm from the
-sample that causes it to its arrival at the ward, so the policy must add no delay of its own.
+`bench/latency.py` times an alarm from the sample that causes it to its arrival at the ward, so
+the policy must add no delay of its own. (`bench/ward.py` runs the shipped policy: it times the
+`active` events the scenarios raise, from their crossing sample.)
 """
 
 from __future__ import annotations

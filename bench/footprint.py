@@ -27,10 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import BrokerProcess
 
-DEPS = (
-    "import aiomqtt, numpy, pydantic, prometheus_client, serial, "
-    "serial_asyncio_fast, amqtt"
-)
+DEPS = "import aiomqtt, numpy, pydantic, prometheus_client, serial, serial_asyncio_fast, amqtt"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -1,6 +1,6 @@
 """A whole ward on one machine: N `vigil run` processes, their monitors, one broker, the consoles.
 
-    python bench/ward.py [--beds 64] [--speed 20] [--observation-min 10] [--json FILE] [--keep DIR]
+    python bench/ward.py [--beds 64] [--speed 15] [--observation-min 5] [--json F] [--keep DIR]
 
 What it does:
 1. Starts a real mosquitto (`tests.helpers.BrokerProcess`) on a free loopback port.
@@ -8,15 +8,17 @@ What it does:
    its own journal and outbox, the shipped alarm policy, one `kind = "mqtt"` monitor on
    `monitors/mN/samples`, and the simulated clock of `vigil demo` (`[clock] speed` and one
    `anchor` shared by every process, kernel/clock.py `SimulatedClock`). A bed counts as up when
-   it tells its `NOTIFY_SOCKET` (the sd_notify status systemd reads, monitor/daemon.py)
-   that its ward link and its monitor are connected.
+   it tells its `NOTIFY_SOCKET` (the sd_notify status systemd reads, monitor/daemon.py) that
+   its ward link and its monitor are connected. On a ward the monitors, the consoles and the
+   broker are other machines, so here the beds run at nice 5: their load delays the beds, not
+   their inputs.
 3. One child process plays every bed's monitor: `simulators.mqtt_monitor.run_mqtt_monitor`,
    the code of `vigil simulate mqtt-monitor --batch`, one MQTT connection per monitor, all in one
-   asyncio loop (64 simulator processes would cost the beds more start-up CPU than the session).
-   Each plays a scenario (docs/ALARMS.md): beds 0, 4, 8, ... `hypertensive-surge`, 1, 5, 9, ...
-   `desaturation`, the other half `normal-session` (quiet), and as the nurse it sends the
-   session's commands on `vigil/w1/bN/cmd`: `open_session`, `start_infusion` after 10 min,
-   `stop_infusion` after 40 min of infusion. Sessions start 30 s apart within each bay.
+   asyncio loop (64 simulator processes would cost more start-up CPU than the beds).
+   Each plays a scenario (simulators/scenarios.py): beds 0, 4, 8, ... `hypertensive-surge`, 1,
+   5, 9, ... `desaturation`, the other half `normal-session` (quiet), and as the nurse it sends
+   the session's commands on `vigil/w1/bN/cmd`: `open_session`, `start_infusion` 10 min later,
+   `stop_infusion` after 40 min of infusion. Within each bay the sessions start 10 s apart.
 4. One child process holds the consoles: one MQTT connection per bay of 8 beds (a nurses'
    station per bay), subscribed to the bay's beds with `vigil watch`'s subscriptions (status,
    session, vitals, alarms, active alarms, command results). As the bay's nurse it acknowledges
@@ -30,8 +32,8 @@ What it does:
    - the alarm path: for each `active` event, from the publish of the monitor's sample whose
      `t` it carries (the monitors' process notes the wall time of each publish) to its arrival
      at the console; the path crosses the broker twice (monitor -> bed, bed -> console);
-   - every event, from its time on the shared simulated clock to its arrival (timer-driven
-     events too: escalations are due at a time no sample carries);
+   - every event, from its time on the shared simulated clock to its arrival (acknowledgements
+     and escalations too, which come from a command or a tick, not a sample);
    - the baseline: the bare broker round trip of an alarm event's payload (400 bytes, QoS 1),
      from a client of the monitors' process to a console, 20 times a second;
    - every alarm accounted for: after the last discharge, once every outbox is empty, each
@@ -41,6 +43,13 @@ What it does:
      at start-up and over the run, the broker's and the two helper processes' CPU, the load.
 6. Stops every process it started (SIGTERM, then SIGKILL), also on Ctrl-C, SIGTERM or a
    failure; children die with the bench even if it is killed (PR_SET_PDEATHSIG).
+
+Why 15x and 5 min of observation: a bed in session costs about 1.5 ms of CPU per simulated
+second (a second's samples and a tick through the journal and the alarm engine), so 64 beds at
+15x keep about 1.5 of the 2 CPUs busy: the load of 960 beds in real time. The 10 min of `pre` (two
+baseline determinations) and 40 min of infusion (every designed alarm) are played whole; the
+whole 120 min of observation would add 8 minutes to the run. A lower `--speed` puts less load on
+the machine per bed and takes longer.
 
 Exit status 0 when every alarm is accounted for, every session was discharged and every bed
 exited 0 on SIGTERM; 1 otherwise; 130 on Ctrl-C. `--json FILE` writes the figures and, per bed,

@@ -48,7 +48,7 @@ def _journal(path: Path) -> tuple[list[int], set[str], int, int]:
 def test_two_beds_every_alarm_event_reaches_the_console_once(tmp_path: Path) -> None:
     keep, out = tmp_path / "ward", tmp_path / "ward.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--beds", "2", "--speed", "250", "--observation-min", "2",
+        [sys.executable, str(BENCH), "--beds", "2", "--speed", "250", "--observation-min", "5",
          "--keep", str(keep), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
