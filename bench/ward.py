@@ -689,7 +689,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915 - the bench, st
         except subprocess.TimeoutExpired:
             status = None
         if status != 0:
-            print(f"ward bench: the monitors failed ({status})\n{_tail(workdir / 'monitors.log')}")
+            why = "did not finish in time" if status is None else f"exited with status {status}"
+            print(f"ward bench: the monitors' process {why}\n{_tail(workdir / 'monitors.log')}")
             return 1
         # the last discharges, then every outbox empty (twice in a row, a moment apart)
         time.sleep(max(0.0, (end_t - clock.now()) / clock.speed) + 1.0)
