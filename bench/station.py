@@ -38,17 +38,10 @@ from playwright.sync_api import Page, sync_playwright
 
 from monitor.station.server import hash_password
 from tests.helpers import BrokerProcess, free_port
+from tests.monitor.station.browser_rig import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway account
 PATIENTS = ["K-1041", "K-1187", "K-2210", "K-0932", "K-3305", "K-1550", "K-2794", "K-0611"]
 
@@ -245,7 +238,7 @@ def main() -> int:
         feed.start()
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 if shots:
                     _screenshots(browser, base, broker, args.screenshots)
                     return 0

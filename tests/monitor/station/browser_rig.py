@@ -29,6 +29,17 @@ ROOT = Path(__file__).resolve().parents[3]
 USERS = {"anna": "nurse", "ben": "nurse", "vic": "viewer", "cleo": "clinician"}
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account's
 WAIT_MS = 20_000
+# The system's Chromium (the tests' and bench/station.py's), and the flags it needs here: its
+# background connections are refused, many at a time, without them
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # a loaded CI machine: conditions are waited on, never slept for
 expect.set_options(timeout=WAIT_MS)
 

@@ -20,6 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.monitor.station.browser_rig import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     USERS,
     WAIT_MS,
     Ward,
@@ -30,16 +32,6 @@ from tests.monitor.station.browser_rig import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Chromium's background connections are refused here, many at a time, without these flags
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def bundled_chromium() -> str:
