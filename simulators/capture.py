@@ -8,7 +8,7 @@ make large captures for `bench/decode.py` and test captures for `vigil decode`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NotRequired, TypedDict, Unpack
 
 from kernel.vocabulary import Step
 from simulators.scenarios import build_scenario
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from kernel.vocabulary import Sample
     from simulators.serial_monitor import MonitorSide
 
-__all__ = ["record_capture", "record_frames"]
+__all__ = ["Recording", "record_capture", "record_frames"]
 
 
 class _Wire:
@@ -50,22 +50,22 @@ class _Wire:
             self.host_says(self.monitor_says(frame, now), now)
 
 
-def record_capture(
-    link: LinkProtocol,
-    side: MonitorSide,
-    *,
-    scenario: str,
-    t0: float,
-    seconds: float,
-    seed: int = 1,
-) -> bytes:
+class Recording(TypedDict):
+    """What a capture records: the first `seconds` of `scenario` from `t0` (noise `seed`)."""
+
+    scenario: str
+    t0: float
+    seconds: float
+    seed: NotRequired[int]
+
+
+def record_capture(link: LinkProtocol, side: MonitorSide, **recording: Unpack[Recording]) -> bytes:
     """The bytes `side` sends to `link` over the first `seconds` of `scenario` from `t0`.
 
     The host's timer runs once per scenario second, before the monitor's output of that
     second, as a live driver's would.
     """
-    frames = record_frames(link, side, scenario=scenario, t0=t0, seconds=seconds, seed=seed)
-    return b"".join(frame for _, frame in frames)
+    return b"".join(frame for _, frame in record_frames(link, side, **recording))
 
 
 def record_frames(

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol, Self
+from typing import TYPE_CHECKING, Final, NotRequired, Protocol, Self, TypedDict
 
 from drivers.serialport import open_port
 from kernel.tasks import TaskGroupService
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from kernel.clock import Clock
     from kernel.vocabulary import Sample
 
-__all__ = ["Fault", "Frame", "MonitorSide", "SerialMonitor", "SerialStats"]
+__all__ = ["Fault", "Frame", "MonitorSide", "Playing", "SerialMonitor", "SerialStats"]
 
 _READ_SIZE: Final = 4096
 
@@ -127,6 +127,18 @@ class _Pty:
     def close(self) -> None:
         os.close(self.master)
         os.close(self._slave)
+
+
+class Playing(TypedDict):
+    """What a simulated monitor plays, as `SerialMonitor` and its kin take it (keywords)."""
+
+    clock: Clock
+    scenario: str
+    device_id: NotRequired[str]
+    seed: NotRequired[int]
+    t0: NotRequired[float | None]
+    until: NotRequired[float | None]
+    stats: NotRequired[SerialStats | None]
 
 
 class SerialMonitor(TaskGroupService):

@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final, Unpack
 
-from simulators.serial_monitor import Fault, MonitorSide, SerialMonitor, SerialStats
-
-if TYPE_CHECKING:
-    from kernel.clock import Clock
+from simulators.serial_monitor import Fault, MonitorSide, Playing, SerialMonitor
 
 __all__ = ["TcpMonitor"]
 
@@ -33,31 +30,15 @@ class TcpMonitor(SerialMonitor):
     Arguments as `SerialMonitor`'s, with the TCP address instead of a port or pty.
     """
 
-    def __init__(  # noqa: PLR0913 - SerialMonitor's keywords
+    def __init__(
         self,
         side: Callable[[], MonitorSide],
         *,
-        clock: Clock,
-        scenario: str,
         host: str,
         port: int,
-        device_id: str = "mon1",
-        seed: int = 1,
-        t0: float | None = None,
-        until: float | None = None,
-        stats: SerialStats | None = None,
+        **playing: Unpack[Playing],
     ) -> None:
-        super().__init__(
-            side,
-            clock=clock,
-            scenario=scenario,
-            port=f"{host}:{port}",
-            device_id=device_id,
-            seed=seed,
-            t0=t0,
-            until=until,
-            stats=stats,
-        )
+        super().__init__(side, port=f"{host}:{port}", **playing)
         self._host = host
         self._tcp_port = port
         self._away_until = 0.0
