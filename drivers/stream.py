@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, Generic, Protocol, TypeVar
 
 from drivers.base import DeviceError, DriverBase, DriverStats
 from drivers.link import ProtocolError
+from drivers.samples import DeterminationMemory
 from drivers.spec import load
 from kernel.tasks import raise_if_cancelled
 
@@ -69,6 +70,11 @@ class StreamDriver(DriverBase, Generic[_S]):
     # Daemon-clock seconds between `LinkProtocol.timer` calls; with a simulated clock this runs
     # faster in real time, as the simulated monitor does.
     timer_s: ClassVar[float] = 1.0
+    # The device repeats its last NIBP determination in every message (ANSAR-B, Mindray HL7):
+    # the link is given the driver's `DeterminationMemory`, kept across connections, so a
+    # reconnect does not pass the same cuff reading on as a new one.
+    remembers_determinations: ClassVar[bool] = False
+    _determinations: DeterminationMemory | None = None
 
     def __init__(
         self,
@@ -89,12 +95,19 @@ class StreamDriver(DriverBase, Generic[_S]):
     def protocol(self) -> LinkProtocol:
         """A fresh session for one connection: the spec's link, given the driver's `stats`.
 
-        `DeviceSpec.link` is a class taking the device id and the counters; a driver whose link
-        takes more says so by its own `protocol()`.
+        `DeviceSpec.link` is a class taking the device id and the counters, and the driver's
+        `DeterminationMemory` where it `remembers_determinations`; a driver whose link takes
+        more says so by its own `protocol()`.
         """
         assert self.spec.link is not None  # a byte-stream device's spec names its link
-        link: LinkProtocol = load(self.spec.link)(self.device_id, self.stats)
-        return link
+        make = load(self.spec.link)
+        if not self.remembers_determinations:
+            link: LinkProtocol = make(self.device_id, self.stats)
+            return link
+        if self._determinations is None:
+            self._determinations = DeterminationMemory()
+        remembering: LinkProtocol = make(self.device_id, self.stats, self._determinations)
+        return remembering
 
     async def _serve(
         self,

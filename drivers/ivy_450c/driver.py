@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from drivers.ivy_450c.codec import IvyLink
 from drivers.ivy_450c.spec import SPEC
-from drivers.samples import DeterminationMemory
 from drivers.serialport import SerialDriver
 from drivers.spec import DeviceSpec
 
@@ -21,11 +19,4 @@ class Ivy450cDriver(SerialDriver):
     """
 
     spec: ClassVar[DeviceSpec] = SPEC
-
-    _cuff: DeterminationMemory | None = None
-
-    def protocol(self) -> IvyLink:
-        """A fresh message decoder; counters go to the driver's `stats`."""
-        if self._cuff is None:
-            self._cuff = DeterminationMemory()
-        return IvyLink(self.device_id, self.stats, self._cuff)
+    remembers_determinations: ClassVar[bool] = True

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from drivers.mindray_hl7.codec import MindrayLink
 from drivers.mindray_hl7.spec import SPEC
-from drivers.samples import DeterminationMemory
 from drivers.spec import DeviceSpec
 from drivers.tcp import TcpDriver
 
@@ -21,11 +19,4 @@ class MindrayHl7Driver(TcpDriver):
     """
 
     spec: ClassVar[DeviceSpec] = SPEC
-
-    _cuff: DeterminationMemory | None = None
-
-    def protocol(self) -> MindrayLink:
-        """A fresh MLLP stream; counters go to the driver's `stats`."""
-        if self._cuff is None:
-            self._cuff = DeterminationMemory()
-        return MindrayLink(self.device_id, self.stats, self._cuff)
+    remembers_determinations: ClassVar[bool] = True
