@@ -50,7 +50,14 @@ from monitor.wire import (
     encode_status,
 )
 
-__all__ = ["NO_DELAY", "WardLink", "connect_ward", "make_client", "tls_context_for"]
+__all__ = [
+    "NO_DELAY",
+    "WardLink",
+    "broker_client",
+    "connect_ward",
+    "make_client",
+    "tls_context_for",
+]
 
 log = logging.getLogger("vigil.ward")
 
@@ -76,6 +83,38 @@ def tls_context_for(b: BrokerSettings) -> ssl.SSLContext | None:
     return context
 
 
+def broker_client(
+    broker: BrokerSettings,
+    protocol: aiomqtt.ProtocolVersion,
+    endpoint: Endpoint,
+    *,
+    identifier: str,
+    session_expiry_s: int,
+    timeout: float,
+    will: aiomqtt.Will | None = None,
+) -> aiomqtt.Client:
+    """An aiomqtt client for `endpoint` of the ward broker `broker`.
+
+    Its credentials, TLS and keep-alive, Nagle off, and a session the broker keeps for
+    `session_expiry_s` (0: a clean one). For every program on the ward broker: the bed
+    (`make_client`), the HL7 gateway, the station.
+    """
+    return MqttClient(
+        endpoint.host,
+        endpoint.port,
+        username=broker.username,
+        password=broker.password.get_secret_value() if broker.password else None,
+        identifier=identifier,
+        protocol=protocol,
+        will=will,
+        keepalive=broker.keepalive_s,
+        tls_context=tls_context_for(broker),
+        timeout=timeout,
+        socket_options=NO_DELAY,
+        **mqtt_client.session_options(protocol, session_expiry_s),
+    )
+
+
 def make_client(
     settings: Settings,
     protocol: aiomqtt.ProtocolVersion,
@@ -86,21 +125,14 @@ def make_client(
     on_refused: Callable[[], None] | None = None,
 ) -> aiomqtt.Client:
     """An aiomqtt client for `endpoint`, a ward broker of `settings` (TLS and credentials)."""
-    b = settings.broker
-    tls_context = tls_context_for(b)
-    client = MqttClient(
-        endpoint.host,
-        endpoint.port,
-        username=b.username,
-        password=b.password.get_secret_value() if b.password else None,
+    client = broker_client(
+        settings.broker,
+        protocol,
+        endpoint,
         identifier=identifier,
-        protocol=protocol,
-        will=will,
-        keepalive=b.keepalive_s,
-        tls_context=tls_context,
+        session_expiry_s=settings.broker.session_expiry_s,
         timeout=settings.timeouts.broker_connect_s,
-        socket_options=NO_DELAY,
-        **mqtt_client.session_options(protocol, b.session_expiry_s),
+        will=will,
     )
     _refused_is_not_delivered(client, on_refused)
     # a backlog goes out PIPELINE publishes at a time (`WardLink._publish_alarms`): expected,

@@ -45,7 +45,6 @@ import aiomqtt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from drivers.mqtt import client as mqtt_client
-from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
 from kernel.tasks import TaskGroupService, raise_if_cancelled, stop_on_signals
@@ -67,7 +66,7 @@ from monitor.hl7.settings import GatewayConfig, load_gateway_config, parse_desti
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics, MetricsListenError, MetricsServer
 from monitor.supervisor import Backoff, LinkState, LinkStatus, all_connected, supervise
-from monitor.ward import NO_DELAY, tls_context_for
+from monitor.ward import broker_client
 from monitor.wire import (
     WireActiveAlarm,
     WireError,
@@ -503,21 +502,16 @@ class Gateway(TaskGroupService):
                 qos=1,
                 retain=True,
             )
-        client = MqttClient(
-            endpoint.host,
-            endpoint.port,
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
-            # fixed, so the broker keeps the subscriptions and the alarm events meanwhile
+        client = broker_client(
+            b,
+            protocol,
+            endpoint,
+            # fixed, and kept a week: the broker keeps the subscriptions and the alarm events
+            # meanwhile
             identifier=b.client_id or f"vigil-hl7-{h.ward or 'all'}",
-            protocol=protocol,
-            # the broker keeps the subscriptions and the alarm events for a week meanwhile
-            **mqtt_client.session_options(protocol, 7 * 86400),
+            session_expiry_s=7 * 86400,
+            timeout=h.connect_timeout_s,
             will=will,
-            keepalive=b.keepalive_s,
-            tls_context=tls_context_for(b),
-            timeout=self.config.hl7.connect_timeout_s,
-            socket_options=NO_DELAY,
         )
         # PUBACK only once the event is in the queue (`_receive`): paho's default acknowledges
         # on arrival, and an event still in aiomqtt's queue when the gateway stops would be

@@ -46,7 +46,6 @@ import argon2
 from aiohttp import WSMsgType, web
 
 from drivers.mqtt import client as mqtt_client
-from drivers.mqtt.client import Client as MqttClient
 from kernel.configfile import ConfigError
 from kernel.settings import Endpoint
 from kernel.tasks import TaskGroupService, raise_if_cancelled
@@ -59,7 +58,7 @@ from monitor.station.settings import StationConfig, User, load_station_config
 from monitor.station.store import StationStore
 from monitor.station.ward import EXPECTED_INTERVAL_S, TOPICS, WardState
 from monitor.supervisor import Backoff, LinkState, LinkStatus, supervise
-from monitor.ward import NO_DELAY, tls_context_for
+from monitor.ward import broker_client
 from monitor.wire import decode_command, encode_command
 
 __all__ = ["BROKER_LOST", "COOKIE", "Station", "hash_password", "station_main"]
@@ -225,20 +224,15 @@ class Station(TaskGroupService):
         b = self.config.broker
         s = self.config.station
         port = (self.address or (None, 0))[1]
-        return MqttClient(
-            endpoint.host,
-            endpoint.port,
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+        return broker_client(
+            b,
+            protocol,
+            endpoint,
             identifier=b.client_id or f"vigil-station-{s.ward or 'all'}-{port}",
-            protocol=protocol,
             # a clean session: what the station missed while away it reads from the retained
             # topics; alarm history stays complete in each bed's journal
-            **mqtt_client.session_options(protocol, 0),
-            keepalive=b.keepalive_s,
-            tls_context=tls_context_for(b),
+            session_expiry_s=0,
             timeout=s.connect_timeout_s,
-            socket_options=NO_DELAY,
         )
 
     async def _serve_ward(self, connected: Callable[[], None]) -> None:
