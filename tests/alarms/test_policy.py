@@ -257,6 +257,14 @@ def one_problem(tmp_path: Path, text: str) -> ConfigProblem:
     return problems[0]
 
 
+def one_problem_at(tmp_path: Path, text: str, key: str) -> ConfigProblem:
+    """The one problem `text` has at `key` (others may be reported elsewhere)."""
+    _, problems = refused(tmp_path, text)
+    at = [p for p in problems if p.key == key]
+    assert len(at) == 1, problems
+    return at[0]
+
+
 def test_the_valid_snippets_load(tmp_path: Path) -> None:
     """Control: each refused policy below is one of these with one thing wrong."""
     path = tmp_path / "ok.toml"
@@ -419,19 +427,14 @@ def test_unknown_phase(tmp_path: Path) -> None:
 
 def test_determination_clause_without_threshold(tmp_path: Path) -> None:
     text = DET_RULE.replace("{ consecutive = 1, sys = 180.0, dia = 110.0 }", "{ consecutive = 1 }")
-    _, problems = refused(tmp_path, text)
-    clause = [p for p in problems if p.key == "determination[0].when[0]"]
-    assert len(clause) == 1
-    assert "threshold" in clause[0].reason
+    assert "threshold" in one_problem_at(tmp_path, text, "determination[0].when[0]").reason
 
 
 def test_determination_clause_mixing_absolute_and_ratio(tmp_path: Path) -> None:
     text = DET_RULE.replace("dia = 110.0", "dia = 110.0, sys_ratio = 1.3")
-    _, problems = refused(tmp_path, text)
-    clause = [p for p in problems if p.key == "determination[0].when[0]"]
-    assert len(clause) == 1
-    assert "absolute" in clause[0].reason
-    assert "relative" in clause[0].reason
+    clause = one_problem_at(tmp_path, text, "determination[0].when[0]")
+    assert "absolute" in clause.reason
+    assert "relative" in clause.reason
     # the second clause of a rule is located as such
     text = DET_RULE.replace(
         "when = [{ consecutive = 1, sys = 180.0, dia = 110.0 }]",

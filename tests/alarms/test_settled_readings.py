@@ -50,8 +50,19 @@ def batch(policy: Policy, rows: list[Row]) -> list[AlarmEvent]:
 PATHS = [per_row, batch]
 
 
+def run(path: object, policy: Policy, rows: list[Row]) -> list[AlarmEvent]:
+    """The events of `rows` replayed through `path` (one of `PATHS`)."""
+    assert callable(path)
+    events: list[AlarmEvent] = path(policy, rows)
+    return events
+
+
 def ev(events: list[AlarmEvent], code: str) -> list[tuple[float, str, str | None, float | None]]:
     return [(e.t - T0, e.state.value, e.param, e.value) for e in events if e.code == code]
+
+
+def phases(events: list[AlarmEvent], code: str) -> list[tuple[float, str, str]]:
+    return [(e.t - T0, e.state.value, e.phase.value) for e in events if e.code == code]
 
 
 def pre_session(infusion_at: float = 100.0) -> list[Row]:
@@ -77,8 +88,7 @@ def test_ecg_leads_off_pr_alone_raises_and_clears_brady(policy: Policy, path: ob
     rows += [(200.0 + i, "HR", None) for i in range(100)]
     rows += [(200.5 + i, "PR", 42 if i < 60 else 70) for i in range(100)]
     rows += [(200.75 + i, "SPO2", 97) for i in range(100)]
-    assert callable(path)
-    events = path(policy, rows)
+    events = run(path, policy, rows)
     # BRADY (HRE <= 45, 20 s): run from +200.5, active at the first PR row >= +220.5;
     # PR 70 from +260.5, cleared at the first PR row >= 5 s later: +265.5
     assert ev(events, "BRADY") == [
@@ -97,8 +107,7 @@ def test_valid_hr_row_resumes_hre_from_hr_at_once(policy: Policy, path: object) 
     rows += [(200.0 + i, "HR", None if i != 15 else 80) for i in range(60)]
     rows += [(200.5 + i, "PR", 42) for i in range(60)]
     rows += [(200.75 + i, "SPO2", 97) for i in range(60)]
-    assert callable(path)
-    events = path(policy, rows)
+    events = run(path, policy, rows)
     # HRE = HR 80 from +215 until +225 inclusive (10 s hold), PR 42 again from +225.5:
     # a new run, BRADY at the first PR row >= +245.5
     assert ev(events, "BRADY") == [(245.5, "active", "PR", 42.0)]
@@ -119,9 +128,8 @@ def test_discharge_clears_latched_alarms_and_next_session_starts_clean(
     rows += [(500.0, "EVENT", "session_start")]
     rows += [(500.5 + i, "SPO2", 97) for i in range(20)]
     rows += [(500.75 + i, "HR", 70) for i in range(20)]
-    assert callable(path)
-    events = path(policy, rows)
-    crit = [(e.t - T0, e.state.value, e.phase.value) for e in events if e.code == "DESAT_CRITICAL"]
+    events = run(path, policy, rows)
+    crit = phases(events, "DESAT_CRITICAL")
     assert crit == [
         (205.0, "active", "infusion"),
         (265.0, "escalated", "infusion"),
@@ -154,9 +162,8 @@ def test_condition_still_holding_after_discharge_is_raised_again(
     rows += [(200.0 + i, "SPO2", 84) for i in range(30)]
     rows += [(200.5 + i, "HR", 70) for i in range(30)]
     rows += [(210.25, "EVENT", "infusion_stop"), (220.25, "EVENT", "discharge")]
-    assert callable(path)
-    events = path(policy, rows)
-    crit = [(e.t - T0, e.state.value, e.phase.value) for e in events if e.code == "DESAT_CRITICAL"]
+    events = run(path, policy, rows)
+    crit = phases(events, "DESAT_CRITICAL")
     # active at +205; cleared at the discharge; the run goes on (runs count whatever the
     # phase), so the next SpO2 row, +221, raises it again in phase none
     assert crit == [
@@ -176,8 +183,7 @@ def test_bp_crisis_payload_names_first_holding_clause_sys_first(
     rows = pre_session()
     for t, s, d in ((110.0, 185, 112), (120.0, 205, 125)):
         rows += [(t, "NIBP_SYS", s), (t, "NIBP_DIA", d), (t, "NIBP_MEAN", None)]
-    assert callable(path)
-    events = path(policy, rows)
+    events = run(path, policy, rows)
     crisis = [
         (e.t - T0, e.state.value, e.param, e.value, e.limit)
         for e in events
@@ -197,8 +203,7 @@ def test_bp_crisis_payload_dia_when_only_dia_holds(policy: Policy, path: object)
     rows = pre_session()
     for t, s, d in ((110.0, 150, 112), (120.0, 160, 125)):
         rows += [(t, "NIBP_SYS", s), (t, "NIBP_DIA", d), (t, "NIBP_MEAN", None)]
-    assert callable(path)
-    events = path(policy, rows)
+    events = run(path, policy, rows)
     crisis = [(e.t - T0, e.param, e.value, e.limit) for e in events if e.code == "BP_CRISIS"]
     # two consecutive by DIA (112, 125 >= 110) is the first clause: DIA 125 against 110
     assert crisis == [(120.0, "NIBP_DIA", 125.0, 110.0)]

@@ -210,6 +210,16 @@ async def test_damage_is_dropped_and_counted_and_the_stream_goes_on(rig: Rig, fa
     assert_intact(rig, sink)
 
 
+async def assert_streams_again(rig: Rig) -> None:
+    """A new run of the driver is up within five quiet times and streams intact."""
+    sink = ListSink()
+    async with running(rig, sink) as (_, up):
+        async with asyncio.timeout(QUIET_S * 5):
+            await up.wait()
+        await samples_of(sink, rig.device.contract.params, 3)
+    assert_intact(rig, sink)
+
+
 async def test_silence_past_the_quiet_time_raises_and_a_new_run_streams_again(rig: Rig) -> None:
     sink = ListSink()
     async with running(rig, sink) as (task, _):
@@ -222,12 +232,7 @@ async def test_silence_past_the_quiet_time_raises_and_a_new_run_streams_again(ri
                 await task
     # the supervisor would retry with backoff; here we wait for the monitor to talk again
     await asyncio.sleep(silence_ends - loop.time())
-    sink2 = ListSink()
-    async with running(rig, sink2) as (task, up):
-        async with asyncio.timeout(QUIET_S * 5):
-            await up.wait()
-        await samples_of(sink2, rig.device.contract.params, 3)
-    assert_intact(rig, sink2)
+    await assert_streams_again(rig)
 
 
 async def test_unplug_raises_at_once_and_replug_streams_at_the_same_path(rig: Rig) -> None:
@@ -250,12 +255,7 @@ async def test_unplug_raises_at_once_and_replug_streams_at_the_same_path(rig: Ri
         async with asyncio.timeout(QUIET_S * 2):
             await rig.driver.run(ListSink())
     await unplugging
-    sink2 = ListSink()
-    async with running(rig, sink2) as (_, up):
-        async with asyncio.timeout(QUIET_S * 5):
-            await up.wait()
-        await samples_of(sink2, rig.device.contract.params, 3)
-    assert_intact(rig, sink2)
+    await assert_streams_again(rig)
 
 
 async def test_cancel_closes_the_port(rig: Rig) -> None:

@@ -97,10 +97,11 @@ async def start_vigil_hl7(
 
 @contextlib.asynccontextmanager
 async def gateway_with_beds(
-    broker: BrokerProcess, receiver: Receiver, config: GatewayConfig
+    broker: BrokerProcess, receiver: Receiver, tmp_path: Path, **hl7: Any
 ) -> AsyncIterator[tuple[Gateway, MqttClient]]:
-    """`receiver` listening, a gateway on `config` connected to it and the broker, and a client
-    of the broker playing the beds."""
+    """`receiver` listening, a gateway (`gateway_config` with `hl7`) connected to it and the
+    broker, and a client of the broker playing the beds."""
+    config = gateway_config(broker, receiver, tmp_path, **hl7)
     async with (
         receiver,
         Gateway(config) as gw,
@@ -526,9 +527,7 @@ async def test_answers_ae_are_logged_and_retried_until_accepted(
         return "AA"
 
     receiver = Receiver(policy)
-    async with gateway_with_beds(
-        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path)
-    ) as (gw, beds):
+    async with gateway_with_beds(mqtt_broker, receiver, tmp_path) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 10, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -551,8 +550,7 @@ async def test_no_answer_times_out_reconnects_and_sends_the_same_message_again(
         return "AA"
 
     receiver = Receiver(policy)
-    config = gateway_config(mqtt_broker, receiver, tmp_path, ack_timeout_s=1.0)
-    async with gateway_with_beds(mqtt_broker, receiver, config) as (gw, beds):
+    async with gateway_with_beds(mqtt_broker, receiver, tmp_path, ack_timeout_s=1.0) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2"], 3)
         await receiver.wait_for(lambda r: len(r) >= 8, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -578,9 +576,7 @@ async def test_receiver_closing_with_a_message_unanswered_loses_nothing(
         return "AA"
 
     receiver = Receiver(policy)
-    async with gateway_with_beds(
-        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path)
-    ) as (gw, beds):
+    async with gateway_with_beds(mqtt_broker, receiver, tmp_path) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
         await receiver.wait_for(lambda r: len(r) >= 11, 20)
         await eventually(lambda: gw.queue is not None and not len(gw.queue), 5)
@@ -735,9 +731,7 @@ async def test_a_bed_whose_messages_are_always_refused_does_not_stop_the_ward(
         return "AR" if fields(message)["bed"] == "b1" else "AA"
 
     receiver = Receiver(policy)
-    async with gateway_with_beds(
-        mqtt_broker, receiver, gateway_config(mqtt_broker, receiver, tmp_path, retry_max_s=0.3)
-    ) as (gw, beds):
+    async with gateway_with_beds(mqtt_broker, receiver, tmp_path, retry_max_s=0.3) as (gw, beds):
         published = await publish_alarms(beds, ["b1", "b2", "b3"], 3)
         await eventually(lambda: sum(gw.stats.sent.values()) == 6, 20)
         await eventually(lambda: gw.stats.refused["AR"] >= 3, 20)
