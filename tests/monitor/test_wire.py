@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,9 @@ from kernel.vocabulary import AlarmEvent, AlarmKind, AlarmState, Param, Phase, P
 from monitor.commands import Ack, Checklist, parse_command
 from monitor.session import BedCore
 from monitor.wire import (
+    WireAlarmEvent,
     WireError,
+    WireSample,
     WireStatus,
     bed_prefix,
     decode_active_alarms,
@@ -61,6 +64,18 @@ def test_an_alarm_event_as_the_bed_publishes_it() -> None:
         message="",
     )  # fmt: skip
     assert decode_alarm_event(json.dumps(replayed.to_json())).seq is None
+
+
+@pytest.mark.parametrize(
+    ("core", "wire"), [(Sample, WireSample), (AlarmEvent, WireAlarmEvent)], ids=["sample", "event"]
+)
+def test_the_wire_model_names_every_field_of_the_cores_type_in_its_order(
+    core: type[Sample | AlarmEvent], wire: type[WireSample | WireAlarmEvent]
+) -> None:
+    # The engine's frozen dataclasses and the readers' pydantic models are two declarations of
+    # one payload (docs/ARCHITECTURE.md "Sample JSON", "Alarm event JSON"): a field added to
+    # one and not the other would be published and dropped, or expected and never sent.
+    assert [f.name for f in dataclasses.fields(core)] == list(wire.model_fields)
 
 
 def test_the_session_payload_of_a_real_bed_core() -> None:
