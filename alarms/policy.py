@@ -7,6 +7,7 @@ no sense is refused at start-up with the file, key and reason (`kernel.configfil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -273,8 +274,16 @@ def _severity_order_problems(rules: tuple[ContinuousRule, ...]) -> list[tuple[st
     return found
 
 
-def load_policy(path: Path | None = None) -> Policy:
+def load_policy(
+    path: Path | None = None,
+    *,
+    checks: Sequence[Callable[[Policy], list[tuple[str, str]]]] = (),
+) -> Policy:
     """Read and validate the policy at `path` (default: the shipped `config/alarms.toml`).
+
+    `Policy.problems` is checked first, then each of `checks` (a caller's own rules, such as
+    the session protocol's codes), each giving (key, reason) pairs; the first that finds any
+    is raised.
 
     Raises:
         ConfigError: with the file, key and reason of every problem.
@@ -282,7 +291,10 @@ def load_policy(path: Path | None = None) -> Policy:
     path = path or default_policy_path()
     data = read_toml(path)
     policy: Policy = validate(Policy, data, file=str(path))
-    problems = policy.problems()
-    if problems:
-        raise ConfigError([ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems])
+    for check in (Policy.problems, *checks):
+        problems = check(policy)
+        if problems:
+            raise ConfigError(
+                [ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems]
+            )
     return policy

@@ -16,8 +16,6 @@ from typing import Any, Final, assert_never
 
 from alarms.engine import ActiveAlarm, AlarmEngine, Rows
 from alarms.policy import Policy, load_policy
-from kernel.configfile import ConfigError, ConfigProblem
-from kernel.paths import default_policy_path
 from kernel.vocabulary import (
     SYSTEM_ALARM_CODES,
     AlarmEvent,
@@ -108,12 +106,7 @@ def load_bed_policy(path: Path | None = None) -> Policy:
     Raises:
         ConfigError: with the file, key and reason of every problem.
     """
-    path = path or default_policy_path()
-    policy = load_policy(path)
-    problems = protocol_problems(policy)
-    if problems:
-        raise ConfigError([ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems])
-    return policy
+    return load_policy(path, checks=(protocol_problems,))
 
 
 @dataclass
