@@ -31,7 +31,6 @@ from pathlib import Path
 
 from drivers.mqtt.client import Client as MqttClient
 from monitor.hl7.gateway import Gateway
-from monitor.hl7.settings import GatewayConfig
 from tests.helpers import BrokerProcess
 from tests.monitor.hl7.receiver import Receiver
 from tests.payloads import alarm_payload
@@ -45,20 +44,11 @@ def cpu_s() -> float:
 async def run(beds: int, alarms: int, vitals_s: float, interval_s: float, tmp: Path) -> None:
     with BrokerProcess(tmp / "broker") as broker:
         async with Receiver() as receiver:
-            config = GatewayConfig.model_validate(
-                {
-                    "hl7": {
-                        "to": receiver.to,
-                        "ward": "w1",
-                        "queue": str(tmp / "q.sqlite"),
-                        "metrics_listen": None,
-                        "interval_s": interval_s,
-                    },
-                    "broker": {
-                        "url": broker.url,
-                        "protocol": "5" if broker.implementation == "mosquitto" else "3.1.1",
-                    },
-                }
+            protocol = "5" if broker.implementation == "mosquitto" else "3.1.1"
+            config = receiver.gateway_config(
+                tmp / "q.sqlite",
+                {"url": broker.url, "protocol": protocol},
+                interval_s=interval_s,
             )
             names = [f"b{i}" for i in range(1, beds + 1)]
             async with (

@@ -46,7 +46,6 @@ from drivers.mqtt.client import Client as MqttClient
 from kernel.clock import SimulatedClock
 from monitor.daemon import Daemon
 from monitor.hl7.gateway import Gateway
-from monitor.hl7.settings import GatewayConfig
 from monitor.settings import Settings
 from monitor.supervisor import LinkState, LinkStatus
 from tests.helpers import BrokerProcess, free_port, mosquitto_path, next_json
@@ -524,21 +523,14 @@ async def test_the_hl7_gateway_reads_what_it_forwards_and_writes_only_its_own_to
     ward: Ward, tmp_path: Path
 ) -> None:
     receiver = Receiver()
-    config = GatewayConfig.model_validate(
+    config = receiver.gateway_config(
+        tmp_path / "hl7-queue.sqlite",
         {
-            "hl7": {
-                "to": receiver.to,
-                "ward": "w1",
-                "queue": str(tmp_path / "hl7-queue.sqlite"),
-                "metrics_listen": None,
-            },
-            "broker": {
-                "url": ward.url,
-                "username": HL7,
-                "password": ward.secrets.passwords[HL7],
-                "ca_file": str(ward.secrets.ca_file),
-            },
-        }
+            "url": ward.url,
+            "username": HL7,
+            "password": ward.secrets.passwords[HL7],
+            "ca_file": str(ward.secrets.ca_file),
+        },
     )
     event = {
         "t": time.time(), "code": "DESAT", "priority": "medium", "kind": "physiological",

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import ssl as ssl_module
 from collections.abc import Callable
-from typing import Self
+from pathlib import Path
+from typing import Any, Self
 
 import hl7
 import hl7.mllp
 
+from monitor.hl7.settings import GatewayConfig
 from tests.helpers import free_port
 
 Policy = Callable[[hl7.Message], str | None]
@@ -48,6 +50,21 @@ class Receiver:
     @property
     def to(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def gateway_config(
+        self, queue: Path, broker: dict[str, Any], **hl7_settings: Any
+    ) -> GatewayConfig:
+        """The config of a gateway sending ward w1 to this receiver, its queue at `queue`,
+        metrics off, on the ward broker `broker` (a `[broker]` table), as `hl7_settings` add."""
+        hl7_table = {
+            "to": self.to,
+            "ward": "w1",
+            "queue": str(queue),
+            "metrics_listen": None,
+            **hl7_settings,
+        }
+        config: GatewayConfig = GatewayConfig.model_validate({"hl7": hl7_table, "broker": broker})
+        return config
 
     async def start(self) -> None:
         self._server = await hl7.mllp.start_hl7_server(

@@ -55,23 +55,11 @@ TOPIC = "monitors/mon1/samples"
 def gateway_config(
     broker: BrokerProcess, receiver: Receiver, tmp_path: Path, **hl7: Any
 ) -> GatewayConfig:
-    return GatewayConfig.model_validate(
-        {
-            "hl7": {
-                "to": receiver.to,
-                "ward": "w1",
-                "facility": "CLINIC",
-                "queue": str(tmp_path / "hl7-queue.sqlite"),
-                "metrics_listen": None,
-                "interval_s": 0.5,
-                "retry_base_s": 0.05,
-                "retry_max_s": 0.5,
-                **hl7,
-            },
-            # `auto`, the default: MQTT 5 where the broker speaks it (mosquitto), else 3.1.1
-            "broker": {"url": broker.url},
-        }
-    )
+    # fast retries and reports for the tests; the broker protocol `auto`, the default: MQTT 5
+    # where the broker speaks it (mosquitto), else 3.1.1
+    fast = {"facility": "CLINIC", "interval_s": 0.5, "retry_base_s": 0.05, "retry_max_s": 0.5}
+    queue = tmp_path / "hl7-queue.sqlite"
+    return receiver.gateway_config(queue, {"url": broker.url}, **(fast | hl7))
 
 
 async def start_vigil_hl7(
