@@ -547,7 +547,7 @@ class AlarmEngine:
             of_param = what == _CODE_OF[param]
             if of_param.any():
                 valid_rows[param] = np.flatnonzero(of_param & ok)
-        streams = self._streams(t, what, value, ok)
+        streams = self._streams(t, what, value, ok, valid_rows.get(Param.HR))
         signals_of: dict[Param, tuple[str, ...]] = {
             p: ((HRE,) if p in (Param.HR, Param.PR) else ()) + ((p.value,) if p in streams else ())
             for p in _CONTINUOUS
@@ -582,7 +582,9 @@ class AlarmEngine:
         what: np.ndarray,
         value: np.ndarray,
         ok: np.ndarray,
+        valid_hr: np.ndarray | None,
     ) -> dict[str, _Stream]:
+        """Each signal's samples; `valid_hr` the rows of valid HR samples (`_columns`' own)."""
         gap = self._gap
         out: dict[str, _Stream] = {}
         hr_code = _CODE_OF[Param.HR]
@@ -596,7 +598,7 @@ class AlarmEngine:
         carried_t = last[0] if last is not None else math.nan
         bad_hr = np.flatnonzero(is_hr_row & ~ok)
         if len(bad_hr):
-            valid_hr = np.flatnonzero(is_hr_row & ok)
+            assert valid_hr is not None  # the batch has HR rows
             before = valid_hr.searchsorted(bad_hr)  # valid HR rows before each
             since = np.full(len(bad_hr), carried_t)
             has = before > 0
@@ -1331,10 +1333,9 @@ _CODES: tuple[Param | SessionEvent, ...] = (*Param, *SessionEvent)
 _CODE_OF: dict[Param | SessionEvent, int] = {w: i for i, w in enumerate(_CODES)}
 _PARAM_LO = np.array([PHYSIOLOGICAL_RANGE[p][0] for p in Param] + [0.0] * len(SessionEvent))
 _PARAM_HI = np.array([PHYSIOLOGICAL_RANGE[p][1] for p in Param] + [0.0] * len(SessionEvent))
-# per row code: always stepped (a session step or a cuff row); a sample of HR or PR (HRE)
+# per row code: always stepped (a session step or a cuff row)
 _STATIC = np.array([isinstance(w, SessionEvent) or w in _NIBP for w in _CODES])
 _IS_NIBP = np.array([w in _NIBP for w in _CODES])
-_BEAT = np.array([w in (Param.HR, Param.PR) for w in _CODES])
 
 
 @dataclass(frozen=True)
