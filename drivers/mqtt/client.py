@@ -25,9 +25,12 @@ the alarms in flight. `endpoint_of` says which broker a connected client reached
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+import threading
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, cast, get_args
 
 import aiomqtt
 from paho.mqtt.client import MQTTv5
@@ -39,6 +42,7 @@ from kernel.settings import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
+    from types import TracebackType
 
 __all__ = [
     "MQTT_VERSIONS",
@@ -78,8 +82,80 @@ class Client(aiomqtt.Client):
     So on close the reader and writer are removed at once (the descriptor is still open:
     paho closes it after this callback) and once more through the same queue, after any
     registration queued before the close; a socket opened later queues its own registration
-    after that. Removing what is not registered is a no-op.
+    after that. Removing what is not registered is a no-op. A registration that lands after its
+    descriptor was closed (and not yet reused) is refused by epoll with EBADF: it is dropped
+    (`_Registrations`), as there is nothing left to watch.
+
+    A connect that is cancelled (every wait of Vigil's has a timeout) is given up cleanly.
+    aiomqtt's `__aenter__` handles only the errors of a failed connect: cancelled while paho
+    connects on the executor thread, or while the CONNACK is awaited, it left the socket open
+    and connected, pinged by its keep-alive task, with the client's id, an unretrieved error
+    and, on the broker's reply, a `CancelledError` raised inside the event loop's reader
+    callback (`_on_disconnect` asks the cancelled `_connected` future for its exception). Here
+    the connection is closed with a DISCONNECT (MQTT 5 §3.14, 3.1.1 §3.14: the broker then
+    discards the client's will, so a given-up attempt never publishes "offline" over a
+    working connection), once paho's connect has returned, on the loop's thread.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loop = cast("asyncio.AbstractEventLoop", _Registrations(self._loop))
+        # set on the loop's thread by `_give_up`, read on paho's connect thread
+        self._attempt = threading.Lock()
+        self._given_up = False
+        self._connect_returned = False
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await super().__aenter__()
+        except asyncio.CancelledError:
+            self._give_up()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lost = self._disconnected
+        if lost.done() and not lost.cancelled() and lost.exception() is not None:
+            # the operations that failed on it have raised it already (aiomqtt returns early
+            # here without reading it: asyncio would report it "never retrieved")
+            log.debug("event=mqtt_connection_lost error=%s", lost.exception())
+        await super().__aexit__(exc_type, exc, tb)
+
+    def _client_connect(self) -> None:
+        """Paho's blocking connect (on the executor thread); closed at once if given up."""
+        try:
+            super()._client_connect()
+        finally:
+            with self._attempt:
+                self._connect_returned = True
+                given_up = self._given_up
+            if given_up and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._close_given_up)
+
+    def _give_up(self) -> None:
+        """The connect was cancelled: free the client and close what it opened, or will open."""
+        if self._lock.locked():
+            self._lock.release()
+        if not self._connected.done():
+            self._connected.cancel()  # nobody waits for the CONNACK any more
+        with self._attempt:
+            self._given_up = True
+            returned = self._connect_returned
+        if returned:  # else `_client_connect` closes it when paho returns
+            self._close_given_up()
+
+    def _close_given_up(self) -> None:
+        if self._client.socket() is not None:
+            self._client.disconnect()  # paho closes the socket once DISCONNECT is written
+
+    def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
+        if self._connected.cancelled():
+            return  # a connect given up: nobody waits for its end (`_give_up`)
+        super()._on_disconnect(*args, **kwargs)
 
     def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
         del client, userdata
@@ -109,6 +185,37 @@ class Client(aiomqtt.Client):
             self._loop.remove_writer(fileno)
         except OSError as exc:  # a stale key on a closed descriptor cannot be modified
             log.warning("mqtt socket %d: stale event loop registration: %s", fileno, exc)
+
+
+class _Registrations:
+    """A client's event loop, whose socket registrations may land after the socket closed.
+
+    aiomqtt queues them from paho's thread (`Client`); one whose descriptor is closed by then
+    is refused by epoll with EBADF and dropped: nothing is left to watch.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._real = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        self._register(self._real.add_reader, fd, callback, *args)
+
+    def add_writer(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        self._register(self._real.add_writer, fd, callback, *args)
+
+    @staticmethod
+    def _register(
+        add: Callable[..., None], fd: int, callback: Callable[..., object], *args: Any
+    ) -> None:
+        try:
+            add(fd, callback, *args)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            log.debug("mqtt socket %d closed before its registration ran", fd)
 
 
 def protocols(version: MqttVersion) -> tuple[aiomqtt.ProtocolVersion, ...]:
