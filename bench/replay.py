@@ -1,6 +1,6 @@
 """Replay throughput, honestly: `vigil replay`'s engine against a plain per-sample loop.
 
-    python bench/replay.py [--hours 24] [--sessions 100] [--big] [--keep DIR]
+    python bench/replay.py [--hours 24] [--sessions 100] [--repeats 3] [--big] [--keep DIR]
 
 Two workloads are generated as recording CSVs in a temporary directory:
 - `bed`: one bed for `--hours` bed-hours, sessions back to back (10 min apart), 1 Hz HR, PR and
@@ -10,8 +10,9 @@ Two workloads are generated as recording CSVs in a temporary directory:
 - `cohort`: `--sessions` sessions of the simulator's scenarios (normal, hypertensive surge,
   desaturation, seeds 1, 2, ...): cuff every 5 min in infusion, every 15 min after.
 
-Each file is replayed by separate processes, each timing itself from after its imports to
-its last event and printing its own figures as JSON:
+Each file is replayed by separate processes (each kind `--repeats` times, interleaved, the
+median run reported), each timing itself from after its imports to its last event and printing
+its own figures as JSON:
 - `engine`: what `vigil replay` runs: `alarms.recording_io.read_recording` in blocks, each block
   through `AlarmEngine.rows`, then `flush`;
 - `read`: the reading alone, to show the share of the engine's time that is I/O;
@@ -747,6 +748,12 @@ def run_worker(kind: str, path: Path, events_out: Path | None) -> dict[str, Any]
     return result
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: float(r["seconds"]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def same_events(a: Path, b: Path) -> tuple[bool, int, str]:
     """Whether two event files agree on every field; with the count and the first difference."""
 
@@ -763,20 +770,27 @@ def same_events(a: Path, b: Path) -> tuple[bool, int, str]:
     return False, len(ea), f"{len(ea)} engine events, {len(eb)} plain"
 
 
-def compare(name: str, path: Path, tmp: Path) -> bool:
-    engine = run_worker("engine", path, tmp / f"{name}.engine.json")
-    plain = run_worker("plain", path, tmp / f"{name}.plain.json")
-    read = run_worker("read", path, None)
+def compare(name: str, path: Path, tmp: Path, repeats: int) -> bool:
+    # each worker `repeats` times, interleaved, so a burst of load on the machine falls on all
+    # three alike; the figures are each worker's median run (its fastest and slowest beside it)
+    results: dict[str, list[dict[str, Any]]] = {"engine": [], "plain": [], "read": []}
+    for i in range(repeats):
+        for kind, runs in results.items():
+            events = tmp / f"{name}.{kind}.json" if i == 0 and kind != "read" else None
+            runs.append(run_worker(kind, path, events))
+    engine, plain, read = (median_run(runs) for runs in results.values())
     same, n, diff = same_events(tmp / f"{name}.engine.json", tmp / f"{name}.plain.json")
     print(f"{name}: {engine['rows']:,} rows, {n} alarm events, identical: {same} {diff}")
-    for label, r in (
-        ("engine (vigil replay path)", engine),
-        ("plain per-sample loop", plain),
-        ("(reading alone)", read),
+    for label, r, runs in (
+        ("engine (vigil replay path)", engine, results["engine"]),
+        ("plain per-sample loop", plain, results["plain"]),
+        ("(reading alone)", read, results["read"]),
     ):
+        spread = f"{min(x['seconds'] for x in runs):.3f}-{max(x['seconds'] for x in runs):.3f} s"
         print(
-            f"  {label:28s} {r['seconds']:8.2f} s  {r['rows_per_s']:12,.0f} rows/s"
-            f"   (CPU {r['cpu_seconds']:6.2f} s, {r['rows_per_cpu_s']:12,.0f} rows per CPU s)"
+            f"  {label:28s} {r['seconds']:8.3f} s  {r['rows_per_s']:12,.0f} rows/s"
+            f"   (CPU {r['cpu_seconds']:6.2f} s, {r['rows_per_cpu_s']:12,.0f} rows per CPU s;"
+            f" {len(runs)} runs {spread})"
         )
     ratio = engine["rows_per_s"] / plain["rows_per_s"]
     cpu_ratio = engine["rows_per_cpu_s"] / plain["rows_per_cpu_s"]
@@ -794,6 +808,9 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help="also the 100 M-row RSS run")
     parser.add_argument("--big-rows", type=int, default=BIG_ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help="write the workloads here and keep them")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each worker (median reported; 3)"
+    )
     parser.add_argument("--worker", choices=["engine", "plain", "read"], help=argparse.SUPPRESS)
     parser.add_argument("--events", help=argparse.SUPPRESS)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
@@ -814,10 +831,10 @@ def main() -> int:
         ok = True
         bed = tmp / "bed.csv"
         write_recording(bed_rows(args.hours), bed)
-        ok &= compare(f"bed ({args.hours:g} bed-hours)", bed, tmp)
+        ok &= compare(f"bed ({args.hours:g} bed-hours)", bed, tmp, args.repeats)
         cohort = tmp / "cohort.csv"
         write_recording(cohort_rows(args.sessions), cohort)
-        ok &= compare(f"cohort ({args.sessions} sessions)", cohort, tmp)
+        ok &= compare(f"cohort ({args.sessions} sessions)", cohort, tmp, args.repeats)
         if args.big:
             big = tmp / "big.csv"
             start = time.perf_counter()

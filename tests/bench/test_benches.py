@@ -34,7 +34,7 @@ def _bench(script: str, *args: str, timeout: float) -> str:
 
 @pytest.mark.timeout(120)
 def test_replay_bench_finds_the_engine_and_the_plain_loop_identical() -> None:
-    out = _bench("replay.py", "--hours", "1", "--sessions", "2", timeout=100)
+    out = _bench("replay.py", "--hours", "1", "--sessions", "2", "--repeats", "2", timeout=100)
     assert out.count("identical: True") == 2, out
     assert "ratio engine/plain" in out
 
