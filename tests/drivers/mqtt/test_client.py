@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from drivers.mqtt.client import Client
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tests.helpers import BrokerProcess
 
 
@@ -37,15 +39,25 @@ def _connections_to(port: int) -> int:
     return n
 
 
-async def test_connects_cancelled_at_every_stage_leave_no_connection_and_no_loop_error(
-    mqtt_broker: BrokerProcess,
-) -> None:
+@contextlib.contextmanager
+def loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """What the running loop's exception handler is given inside the block (collected last)."""
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        yield reported
+        gc.collect()  # an unretrieved error is reported when its future is collected
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_connects_cancelled_at_every_stage_leave_no_connection_and_no_loop_error(
+    mqtt_broker: BrokerProcess,
+) -> None:
     rnd = random.Random(7)  # noqa: S311 - the delays, so a failure reproduces
     cancelled = 0
-    try:
+    with loop_errors() as reported:
         for i in range(80):
             client = Client(mqtt_broker.host, mqtt_broker.port, identifier=f"t{i}", timeout=5)
 
@@ -66,10 +78,6 @@ async def test_connects_cancelled_at_every_stage_leave_no_connection_and_no_loop
                 break
             await asyncio.sleep(0.02)
         left = _connections_to(mqtt_broker.port)
-        gc.collect()  # an unretrieved error is reported when its future is collected
-        await asyncio.sleep(0)
-    finally:
-        loop.set_exception_handler(None)
     assert cancelled >= 30, cancelled  # the delays did reach the attempts
     assert left == 0, f"{left} connections still open to the broker"
     assert reported == [], [c.get("message") for c in reported]
@@ -81,10 +89,7 @@ async def test_connects_cancelled_at_every_stage_leave_no_connection_and_no_loop
 async def test_a_connection_lost_under_a_client_is_not_reported_as_never_retrieved(
     mqtt_broker: BrokerProcess,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
+    with loop_errors() as reported:
         client = Client(mqtt_broker.host, mqtt_broker.port, identifier="lost", timeout=5)
         async with client:
             await client.publish("vigil/test", b"1", qos=1)
@@ -95,8 +100,4 @@ async def test_a_connection_lost_under_a_client_is_not_reported_as_never_retriev
                 await asyncio.sleep(0.02)
             assert client._disconnected.done()
         del client
-        gc.collect()
-        await asyncio.sleep(0)
-    finally:
-        loop.set_exception_handler(None)
     assert reported == [], [c.get("message") for c in reported]
