@@ -97,15 +97,14 @@ class Client(aiomqtt.Client):
     working connection), once paho's connect has returned, on the loop's thread.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._loop = cast("asyncio.AbstractEventLoop", _Registrations(self._loop))
-        # set on the loop's thread by `_give_up`, read on paho's connect thread
-        self._attempt = threading.Lock()
-        self._given_up = False
-        self._connect_returned = False
-
     async def __aenter__(self) -> Self:
+        # set here rather than in `__init__`, which keeps aiomqtt's typed signature: paho's
+        # callbacks start with this connect
+        if not isinstance(self._loop, _Registrations):
+            self._loop = cast("asyncio.AbstractEventLoop", _Registrations(self._loop))
+        # `_given_up` is set on the loop's thread, `_connect_returned` on paho's connect thread
+        self._attempt = threading.Lock()
+        self._given_up = self._connect_returned = False
         try:
             return await super().__aenter__()
         except asyncio.CancelledError:
