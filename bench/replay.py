@@ -815,6 +815,8 @@ def main() -> int:
     parser.add_argument("--events", help=argparse.SUPPRESS)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: each worker must run at least once")
     if args.worker:
         return worker_main(args.worker, args.file, args.events)
 

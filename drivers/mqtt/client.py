@@ -118,10 +118,11 @@ class Client(aiomqtt.Client):
         tb: TracebackType | None,
     ) -> None:
         lost = self._disconnected
-        if lost.done() and not lost.cancelled() and lost.exception() is not None:
+        error = lost.exception() if lost.done() and not lost.cancelled() else None
+        if error is not None:
             # the operations that failed on it have raised it already (aiomqtt returns early
             # here without reading it: asyncio would report it "never retrieved")
-            log.debug("event=mqtt_connection_lost error=%s", lost.exception())
+            log.debug("event=mqtt_connection_lost error=%s", error)
         await super().__aexit__(exc_type, exc, tb)
 
     def _client_connect(self) -> None:
