@@ -294,7 +294,5 @@ def load_policy(
     for check in (Policy.problems, *checks):
         problems = check(policy)
         if problems:
-            raise ConfigError(
-                [ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems]
-            )
+            raise ConfigError([ConfigProblem(file=str(path), key=k, reason=r) for k, r in problems])
     return policy

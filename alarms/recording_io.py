@@ -9,9 +9,10 @@ are no `EVENT` rows).
 Reading is columnar and streamed: the file is cut into blocks of whole lines (`block_size`
 bytes, 2 MiB by default, small enough for the engine's columns of a block to stay in cache),
 each block is parsed by pyarrow into arrays and checked with numpy, and comes out as one `Rows`
-batch; memory stays bounded by a few blocks whatever the file's size. `value` is parsed as a
-number by the CSV parser itself, the session steps of `EVENT` rows swapped for stand-in numbers
-first (`_number_events`).
+batch; memory stays bounded by a few blocks whatever the file's size. A regular file is mapped
+and its blocks parsed where they lie (no copy); a stream is read block by block. `value` is
+parsed as a number by the CSV parser itself, a session step's name read as null and put back
+from the text of its `EVENT` row (`_event_codes`).
 pyarrow rather than polars: one well-kept library reads both the CSV and Parquet (with a batch
 iterator, `ParquetFile.iter_batches`), its CSV parser takes a block of bytes we framed ourselves,
 which is what lets every error name its line, and it is a smaller dependency than polars with
@@ -34,7 +35,9 @@ import csv
 import io
 import itertools
 import math
+import mmap
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -126,8 +129,31 @@ def _read(f: BinaryIO, file: str, block_size: int) -> Iterator[Rows]:
             raise RecordingError(file, 1, "a Parquet recording must be a file, not a stream")
         f.seek(-len(head), io.SEEK_CUR)
         yield from _read_parquet(f, file)
-    else:
+        return
+    mapped = _mapped(f)
+    if mapped is None:
         yield from _read_csv(_blocks(head, f, block_size), file)
+    else:
+        # not closed here but when its last view is gone: a view may still be held by the
+        # traceback of an error raised from a block, and closing would then fail over it
+        start = f.tell() - len(head)
+        yield from _read_csv(_mapped_blocks(mapped, start, block_size), file)
+
+
+def _mapped(f: BinaryIO) -> mmap.mmap | None:
+    """The file mapped read-only, if it is a regular file that is not empty; else None.
+
+    Reading a file in place, its blocks views of the page cache, spares a copy of each block
+    into fresh memory, which in a short replay is most of the memory the process ever
+    touches (and every fresh page is a page fault).
+    """
+    try:
+        fd = f.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size <= f.tell():
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None  # a stream (a pipe, a socket, BytesIO): read into memory block by block
 
 
 def _concat(batches: list[Rows]) -> Rows:
@@ -150,54 +176,141 @@ def _rows(t: np.ndarray, what: np.ndarray, value: np.ndarray) -> Rows:
     )
 
 
-def _blocks(head: bytes, f: BinaryIO, block_size: int) -> Iterator[bytes]:
-    """The file as blocks of about `block_size` bytes, each ending at the end of a line."""
+class _Span:
+    """A block of whole lines, `buf[start:end]`, searched and parsed where it lies.
+
+    `buf` is the file's `mmap` or a block read from a stream; both search a slice in place
+    (`find`), so a block is never copied on the fast path.
+    """
+
+    __slots__ = ("buf", "end", "start")
+
+    def __init__(self, buf: bytes | mmap.mmap, start: int = 0, end: int | None = None) -> None:
+        self.buf, self.start = buf, start
+        self.end = len(buf) if end is None else end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def find(self, sub: bytes, lo: int = 0, hi: int | None = None) -> int:
+        """Like `bytes.find` on the block (offsets relative to it), -1 if absent."""
+        end = self.end if hi is None else self.start + hi
+        at = self.buf.find(sub, self.start + lo, end)
+        return at - self.start if at >= 0 else -1
+
+    def rfind(self, sub: bytes, lo: int, hi: int) -> int:
+        at = self.buf.rfind(sub, self.start + lo, self.start + hi)
+        return at - self.start if at >= 0 else -1
+
+    def has(self, sub: bytes) -> bool:
+        return self.find(sub) >= 0
+
+    def startswith(self, prefix: bytes) -> bool:
+        return self.buf[self.start : self.start + len(prefix)] == prefix
+
+    def tail(self, lo: int) -> _Span:
+        return _Span(self.buf, self.start + lo, self.end)
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[self.start : self.end]
+
+    def tobytes(self) -> bytes:
+        """A copy, for the line-by-line reader (the rare path)."""
+        return self.buf[self.start : self.end]
+
+
+def _joined(a: _Span, b: _Span) -> _Span:
+    if a.buf is b.buf and a.end == b.start:
+        return _Span(a.buf, a.start, b.end)
+    return _Span(a.tobytes() + b.tobytes())
+
+
+def _blocks(head: bytes, f: BinaryIO, block_size: int) -> Iterator[_Span]:
+    """A stream as blocks of about `block_size` bytes, each ending at the end of a line."""
     carry = head
     while True:
         data = f.read(block_size)
         if not data:
             if carry:
-                yield carry
+                yield _Span(carry)
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0:  # a line longer than a block (or only `\r` line ends): read on
             carry += data
             continue
-        # one copy of the block, not two: the carried part of a line is short
-        yield carry + data[:cut] if carry else data[:cut]
+        # the carried part of a line is short: copied, with the block, once
+        yield _Span(carry + data[:cut]) if carry else _Span(data, 0, cut)
         carry = data[cut:]
 
 
+# Blocks behind the one being consumed whose pages may still be read: those queued ahead
+# (`_READ_AHEAD`), the one consumed, and one for the line-by-line reader's fallback.
+_BEHIND: Final = _READ_AHEAD + 2
+
+
+def _mapped_blocks(mapped: mmap.mmap, start: int, block_size: int) -> Iterator[_Span]:
+    """A mapped file as blocks of about `block_size` bytes, each ending at the end of a line.
+
+    The pages of blocks well behind the reader are given back (`MADV_DONTNEED`: the page
+    cache keeps them, the process no longer maps them), so the resident memory of a replay
+    stays a few blocks whatever the file's size.
+    """
+    size = len(mapped)
+    starts: deque[int] = deque(maxlen=_BEHIND)
+    released = 0
+    while start < size:
+        end = min(start + block_size, size)
+        if end < size:
+            cut = mapped.rfind(b"\n", start, end) + 1
+            if cut == 0:  # a line longer than a block (or only `\r` line ends): read on
+                nl = mapped.find(b"\n", end)
+                cut = size if nl < 0 else nl + 1
+            end = cut
+        if len(starts) == _BEHIND and _CAN_RELEASE:
+            done = starts[0] // mmap.PAGESIZE * mmap.PAGESIZE
+            if done > released:
+                mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
+                released = done
+        starts.append(start)
+        yield _Span(mapped, start, end)
+        start = end
+
+
+_CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 _LF: Final = ord("\n")
 
 
-def _count_lines(block: bytes) -> int:
+def _count_lines(block: _Span) -> int:
     r"""Lines in `block` as Python's universal newlines count them (`\\n`, `\\r\\n`, `\\r`)."""
-    # numpy counts a byte ten times faster than `bytes.count`; `in` is a `memchr`
-    n = int(np.count_nonzero(np.frombuffer(block, np.uint8) == _LF))
-    if b"\r" in block:
-        n += block.count(b"\r") - block.count(b"\r\n")
-    if block and not block.endswith((b"\n", b"\r")):
+    # numpy counts a byte ten times faster than `bytes.count`
+    n = int(np.count_nonzero(np.frombuffer(block.view(), np.uint8) == _LF))
+    if block.has(b"\r"):
+        raw = block.tobytes()
+        n += raw.count(b"\r") - raw.count(b"\r\n")
+    if len(block) and block.buf[block.end - 1] not in _LINE_ENDS:
         n += 1
     return n
 
 
-def _read_csv(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
-    first = next(blocks, b"")
-    first = first.removeprefix(_BOM)
+_LINE_ENDS: Final = frozenset(b"\r\n")
+
+
+def _read_csv(blocks: Iterator[_Span], file: str) -> Iterator[Rows]:
+    first = next(blocks, _Span(b""))
+    if first.startswith(_BOM):
+        first = first.tail(len(_BOM))
     end = _line_end(first)
     if end == len(first):  # the header may continue in the next block: never on real files
-        rest = next(blocks, b"")
-        first += rest
+        first = _joined(first, next(blocks, _Span(b"")))
         end = _line_end(first)
-    if b'"' in first[:end]:
-        yield from _slow(_chain(first, blocks), file, 1, -math.inf, header=True)
+    if first.find(b'"', 0, end) >= 0:
+        yield from _slow(_texts_of(first, blocks), file, 1, -math.inf, header=True)
         return
-    _check_header(first[:end], file)
-    yield from _read_ahead(_chain(first[end:], blocks), file)
+    _check_header(first.buf[first.start : first.start + end], file)
+    yield from _read_ahead(_chain(first.tail(end), blocks), file)
 
 
-def _read_ahead(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
+def _read_ahead(blocks: Iterator[_Span], file: str) -> Iterator[Rows]:
     """The blocks after the header, each parsed on a worker thread while the last is consumed.
 
     pyarrow parses without the GIL, so the next block is ready by the time the caller (the
@@ -206,7 +319,7 @@ def _read_ahead(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
     """
     line = 2
     last_t = -math.inf
-    ahead: deque[tuple[bytes, Future[tuple[Rows | None, int]]]] = deque()
+    ahead: deque[tuple[_Span, Future[tuple[Rows | None, int]]]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-read") as pool:
 
         def fill() -> None:
@@ -219,41 +332,55 @@ def _read_ahead(blocks: Iterator[bytes], file: str) -> Iterator[Rows]:
         fill()
         while ahead:
             raw, job = ahead.popleft()
-            if b'"' in raw:
+            batch, lines = job.result()
+            if lines < 0:  # a quote: a field may span blocks, so line by line to the end
                 rest = [r for r, _ in ahead]
                 for _, queued in ahead:
                     queued.cancel()
                 ahead.clear()
-                tail = _chain(raw, itertools.chain(rest, blocks))
+                tail = _texts_of(raw, itertools.chain(rest, blocks))
                 yield from _slow(tail, file, line, last_t, header=False)
                 return
-            batch, lines = job.result()
             fill()
             if batch is None or (len(batch) and batch.t[0] < last_t):
-                batch = _concat(list(_slow(iter([raw]), file, line, last_t, header=False)))
+                batch = _concat(list(_slow([raw.tobytes()], file, line, last_t, header=False)))
             if len(batch):
                 last_t = float(batch.t[-1])
             yield batch
             line += lines
 
 
-def _parse_block(raw: bytes) -> tuple[Rows | None, int]:
-    """(the block's rows, or None for the line-by-line reader; its number of lines)."""
-    if b'"' in raw:
-        return None, 0
-    return _fast(raw), _count_lines(raw)
+def _parse_block(raw: _Span) -> tuple[Rows | None, int]:
+    """(the block's rows, or None for the line-by-line reader; its number of lines).
+
+    The number of lines is -1 for a block with a quote character, which the line-by-line
+    reader reads with all the blocks after it.
+    """
+    if raw.has(b'"'):
+        return None, -1
+    rows = _fast(raw)
+    # pyarrow skips blank lines: where there are none, each line is a row
+    if rows is None or raw.has(b"\r") or raw.has(b"\n\n") or raw.startswith(b"\n"):
+        return rows, _count_lines(raw)
+    return rows, len(rows)
 
 
-def _chain(block: bytes, blocks: Iterator[bytes]) -> Iterator[bytes]:
+def _chain(block: _Span, blocks: Iterator[_Span]) -> Iterator[_Span]:
     yield block
     yield from blocks
 
 
-def _line_end(buf: bytes) -> int:
+def _texts_of(block: _Span, blocks: Iterable[_Span]) -> Iterator[bytes]:
+    yield block.tobytes()
+    for b in blocks:
+        yield b.tobytes()
+
+
+def _line_end(buf: _Span) -> int:
     """Index just past the first line of `buf` (its line end included)."""
     n, r = buf.find(b"\n"), buf.find(b"\r")
     if r >= 0 and (n < 0 or r < n):
-        return r + 2 if buf[r + 1 : r + 2] == b"\n" else r + 1
+        return r + 2 if buf.find(b"\n", r + 1, r + 2) == r + 1 else r + 1
     return n + 1 if n >= 0 else len(buf)
 
 
@@ -286,58 +413,38 @@ _READ: Final = pacsv.ReadOptions(column_names=list(HEADER), use_threads=False, b
 _PARSE: Final = pacsv.ParseOptions(quote_char=False, newlines_in_values=False)
 _CONVERT: Final = pacsv.ConvertOptions(
     # `param` as plain text: parsing it straight into a dictionary costs more than looking the
-    # names up afterwards (`index_in`); `value` as a number, parsed with the rest of the line
-    # (an empty value is null, an invalid sample), once the session steps of `EVENT` rows are
-    # swapped for stand-in numbers (`_number_events`)
+    # names up afterwards (`index_in`); `value` as a number, parsed with the rest of the line:
+    # an empty value is null (an invalid sample), and so is a session step's name, which
+    # `_event_codes` then reads back from the text of its `EVENT` row
     column_types={"t": pa.float64(), "param": pa.string(), "value": pa.float64()},
-    null_values=[""],
+    null_values=["", *(e.value for e in SessionEvent)],
     strings_can_be_null=False,
     # bytes that are not UTF-8 are no name of the vocabulary and no number: such a block goes
     # to the line-by-line reader, which names the line
     check_utf8=False,
 )
-_EVENT_FIELD: Final = f",{EVENT},".encode()
-# a stand-in number for each session step: far outside every physiological range, and checked
-# against the count of swaps, so a recording that holds one of them itself is read line by line
-_STAND_IN: Final[dict[bytes, float]] = {
-    e.value.encode(): -float(i + 1) * 1e300 for i, e in enumerate(SessionEvent)
-}
+_EVENT_BYTES: Final[dict[bytes, int]] = {n.encode(): c for n, c in _EVENT_CODE.items()}
+# A byte in the name of every session step and in no number (as Python's `float` or pyarrow
+# spell one) and no parameter: every row whose text holds it must be an `EVENT` row, so one
+# `memchr` pass over a block finds them all, and a step's name in any other row (which would
+# be read as a null value) sends the block to the line-by-line reader, which refuses it.
+_STEP_BYTE: Final = bytes(
+    [
+        min(
+            set.intersection(*(set(n) for n in _EVENT_BYTES))
+            - set(b"0123456789+-._eEinfatyINFATY \t")
+            - set("".join(p.value for p in Param).encode())
+            - set(b"EVENT,")
+        )
+    ]
+)
 
 
-def _number_events(block: bytes) -> tuple[bytes, dict[float, int]]:
-    """The block with the step of each `EVENT` row written as its stand-in number; the swaps.
-
-    Session steps are a handful of rows per file: they are found with `bytes.find` and the
-    block is copied once around them, so the CSV parser can read `value` as a number.
-    """
-    swaps: dict[float, int] = {}
-    parts: list[bytes | memoryview] = []
-    whole = memoryview(block)  # slices of it are views: the block is copied once, by `join`
-    start = 0
-    # `V` is in no other name of the vocabulary, and a one-byte search is a `memchr`
-    at = block.find(b"V")
-    while at >= 0:
-        head = at - 2 + len(_EVENT_FIELD)  # `V` is the third byte of `,EVENT,`
-        if at >= 2 and block.startswith(_EVENT_FIELD, at - 2):
-            for name, number in _STAND_IN.items():
-                if block.startswith(name, head):
-                    parts += [whole[start:head], repr(number).encode()]
-                    start = head + len(name)
-                    swaps[number] = swaps.get(number, 0) + 1
-                    break
-        at = block.find(b"V", at + 1)
-    if not parts:
-        return block, swaps
-    parts.append(whole[start:])
-    return b"".join(parts), swaps
-
-
-def _fast(block: bytes, last_t: float = -math.inf) -> Rows | None:
+def _fast(block: _Span, last_t: float = -math.inf) -> Rows | None:
     """The rows of a block of whole lines, or None if a line needs the line-by-line reader."""
-    numbered, swaps = _number_events(block)
     try:
-        # a BufferReader reads the block in place; the stubs know only Python files
-        source: Any = pa.BufferReader(numbered)
+        # read in place (a BufferReader over a view); the stubs know only Python files
+        source: Any = pa.BufferReader(block.view())
         table = pacsv.read_csv(source, _READ, _PARSE, _CONVERT)
     except pa.ArrowInvalid:
         return None
@@ -350,37 +457,43 @@ def _fast(block: bytes, last_t: float = -math.inf) -> Rows | None:
     v = _to_float(value)
     # pyarrow also reads `nan(1)` as NaN, which Python's `float` refuses: a NaN written as
     # text (not an empty value) in a block with a parenthesis goes to the line-by-line reader
-    if b"(" in block and np.count_nonzero(np.isnan(v)) > value.null_count:
+    if block.has(b"(") and np.count_nonzero(np.isnan(v)) > value.null_count:
         return None
-    steps = _steps(what, v, swaps)
-    if steps is None or np.isinf(steps[1]).any():
+    if np.isinf(v).any():
         return None
-    return _rows(t, *steps)
-
-
-def _steps(
-    what: np.ndarray, v: np.ndarray, swaps: dict[float, int]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Codes and values with each `EVENT` row's stand-in number read back as its step."""
     events = np.flatnonzero(what == _IS_EVENT)
-    if len(events) != sum(swaps.values()):
-        return None  # an `EVENT` row whose step is not one of the vocabulary
-    if not len(events):
-        return what, v
-    stand_in = v[events]
-    for number, count in swaps.items():
-        if np.count_nonzero(stand_in == number) != count:
-            return None  # a stand-in number written in the file itself
-    what = what.copy()
-    what[events] = [_EVENT_OF_STAND_IN[x] for x in stand_in.tolist()]
-    v = v.copy()  # pyarrow's buffer is read-only
-    v[events] = math.nan
-    return what, v
+    codes = _event_codes(block)
+    if codes is None or len(codes) != len(events):
+        return None  # a step's name outside an `EVENT` row, or an `EVENT` row without one
+    if len(events):
+        # a step's name was read as a null value: NaN already, an invalid sample's value
+        what[events] = codes
+    return _rows(t, what, v)
 
 
-_EVENT_OF_STAND_IN: Final[dict[float, int]] = {
-    number: _EVENT_CODE[name.decode()] for name, number in _STAND_IN.items()
-}
+def _event_codes(block: _Span) -> list[int] | None:
+    """The step of each `EVENT` row of the block, in order; None if a row is not as expected.
+
+    Every row holding `_STEP_BYTE` must be `t,EVENT,<step>`; the rows of steps are few.
+    """
+    codes: list[int] = []
+    at = block.find(_STEP_BYTE)
+    while at >= 0:
+        lo = block.rfind(b"\n", 0, at) + 1
+        hi = block.find(b"\n", at)
+        hi = len(block) if hi < 0 else hi
+        fields = block.buf[block.start + lo : block.start + hi].rstrip(b"\r").split(b",")
+        if len(fields) != len(HEADER) or fields[1] != _EVENT_NAME:
+            return None
+        code = _EVENT_BYTES.get(fields[2])
+        if code is None:
+            return None
+        codes.append(code)
+        at = block.find(_STEP_BYTE, hi)
+    return codes
+
+
+_EVENT_NAME: Final = EVENT.encode()
 
 
 def _param_codes(param: pa.ChunkedArray[Any]) -> np.ndarray:

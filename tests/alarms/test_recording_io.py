@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,16 @@ def old_rows(text: str) -> Rows:
     )
 
 
-def new_rows(data: bytes, block_size: int = 1 << 24) -> Rows:
-    batches = list(read_recording(io.BytesIO(data), file="f.csv", block_size=block_size))
+def new_rows(data: bytes, block_size: int = 1 << 24, *, via: str = "stream") -> Rows:
+    """The rows as read from a stream (blocks read into memory) or a file (mapped)."""
+    if via == "stream":
+        batches = list(read_recording(io.BytesIO(data), file="f.csv", block_size=block_size))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "f.csv"
+            path.write_bytes(data)
+            with path.open("rb") as f:
+                batches = list(read_recording(f, file="f.csv", block_size=block_size))
     return Rows(
         t=np.concatenate([b.t for b in batches]),
         what=np.concatenate([b.what for b in batches]),
@@ -64,9 +73,9 @@ def assert_same(a: Rows, b: Rows) -> None:
     np.testing.assert_array_equal(a.valid, b.valid)
 
 
-def error_of(data: bytes, block_size: int = 1 << 24) -> str:
+def error_of(data: bytes, block_size: int = 1 << 24, *, via: str = "stream") -> str:
     with pytest.raises(RecordingError) as info:
-        new_rows(data, block_size)
+        new_rows(data, block_size, via=via)
     return str(info.value)
 
 
@@ -75,11 +84,12 @@ def error_of(data: bytes, block_size: int = 1 << 24) -> str:
 
 @pytest.mark.parametrize("path", CSVS, ids=lambda p: p.name)
 @pytest.mark.parametrize("block_size", [1 << 24, 4096, 97])
+@pytest.mark.parametrize("via", ["stream", "file"])
 def test_repository_recordings_read_as_the_old_reader_reads_them(
-    path: Path, block_size: int
+    path: Path, block_size: int, via: str
 ) -> None:
     data = path.read_bytes()
-    assert_same(new_rows(data, block_size), old_rows(data.decode("utf-8")))
+    assert_same(new_rows(data, block_size, via=via), old_rows(data.decode("utf-8")))
 
 
 @pytest.mark.parametrize("path", CSVS, ids=lambda p: p.name)
@@ -189,6 +199,13 @@ BAD: list[tuple[str, str]] = [
     (H + "1,HR,70\n2,BPM,70\n", "f.csv:3: unknown parameter 'BPM'"),
     (H + "1,hr,70\n", "f.csv:2: unknown parameter 'hr'"),
     (H + "1,HR,seventy\n", "f.csv:2: value 'seventy' is not a number"),
+    # a step's name where a number belongs, and an `EVENT` row with a number for a step
+    (H + "1,HR,70\n2,HR,discharge\n", "f.csv:3: value 'discharge' is not a number"),
+    (H + "1,EVENT,session_start\n2,EVENT,5\n", f"f.csv:3: unknown event '5' (known: {KNOWN})"),
+    (
+        H + "1,EVENT,session_start\n2,SPO2,infusion_stop\n",
+        "f.csv:3: value 'infusion_stop' is not a number",
+    ),
     (H + "1,HR,NA\n", "f.csv:2: value 'NA' is not a number"),
     (H + "1,HR,inf\n", "f.csv:2: value 'inf' is not finite"),
     (H + "1,HR,-Infinity\n", "f.csv:2: value '-Infinity' is not finite"),
@@ -209,8 +226,11 @@ BAD: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize(("text", "message"), BAD)
 @pytest.mark.parametrize("block_size", [1 << 24, 5])
-def test_bad_recording_is_refused_at_its_line(text: str, message: str, block_size: int) -> None:
-    assert error_of(text.encode(), block_size) == message
+@pytest.mark.parametrize("via", ["stream", "file"])
+def test_bad_recording_is_refused_at_its_line(
+    text: str, message: str, block_size: int, via: str
+) -> None:
+    assert error_of(text.encode(), block_size, via=via) == message
 
 
 @pytest.mark.parametrize(("text", "message"), BAD)
@@ -239,10 +259,12 @@ def long_recording(n: int) -> str:
         ),
     ],
 )
-def test_error_in_a_later_block_after_blank_lines(bad: str, message: str) -> None:
+@pytest.mark.parametrize("via", ["stream", "file"])
+def test_error_in_a_later_block_after_blank_lines(bad: str, message: str, via: str) -> None:
     text = long_recording(5000) + "\n\n\n" + bad + "9000,HR,70\n"
     # header, 5000 rows, 3 blank lines: the bad row is on line 5005
-    assert error_of(text.encode("latin-1"), block_size=1000) == f"f.csv:5005: {message}"
+    data = text.encode("latin-1")
+    assert error_of(data, block_size=1000, via=via) == f"f.csv:5005: {message}"
     if "\xb0" not in bad:  # the old reader is given text; its decoding is not in question here
         with pytest.raises(RecordingError) as info:
             old_rows(text)
@@ -329,7 +351,7 @@ def test_number_spellings_read_as_python_reads_them(spelling: str, where: str) -
 PIECES = [
     "1", "2", "0", ".5", "e3", "-", "+", "inf", "nan", "NaN", "_", " ", "HR", "SPO2", "PR",
     "NIBP_SYS", "EVENT", "session_start", "discharge", "x", ",", ",", ",", "\n", "\n", "\r\n",
-    "\r", '"', "(", ")", "Infinity", "\t", "\x0b", "\u0663",
+    "\r", '"', "(", ")", "Infinity", "\t", "\x0b", "\u0663", "s", "infusion_stop", ",EVENT,",
 ]  # fmt: skip
 
 
@@ -337,21 +359,48 @@ PIECES = [
 @given(
     lines=st.lists(st.lists(st.sampled_from(PIECES), max_size=8).map("".join), max_size=12),
     block_size=st.sampled_from([1, 16, 1 << 20]),
+    via=st.sampled_from(["stream", "file"]),
 )
-def test_random_text_reads_as_the_old_reader_reads_it(lines: list[str], block_size: int) -> None:
+def test_random_text_reads_as_the_old_reader_reads_it(
+    lines: list[str], block_size: int, via: str
+) -> None:
     text = H + "\n".join(lines)
     try:
         expected: Rows | str = old_rows(text)
     except RecordingError as exc:
         expected = str(exc)
     try:
-        got: Rows | str = new_rows(text.encode(), block_size)
+        got: Rows | str = new_rows(text.encode(), block_size, via=via)
     except RecordingError as exc:
         got = str(exc)
     if isinstance(expected, str) or isinstance(got, str):
         assert got == expected
     else:
         assert_same(got, expected)
+
+
+def rss_file_kib() -> int:
+    """The file-backed resident memory of this process (`RssFile`, Linux)."""
+    status = Path("/proc/self/status").read_text(encoding="ascii")
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("RssFile:"))
+
+
+def test_a_mapped_file_is_not_kept_resident_behind_the_reader(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as f:
+        f.write(H)
+        for k in range(40):  # ~48 MiB
+            f.write("".join(f"{k * 100_000 + i},HR,{60 + i % 40}\n" for i in range(100_000)))
+    size = path.stat().st_size >> 10
+    before = rss_file_kib()
+    peak = rows = 0
+    for batch in read_recording(path, block_size=1 << 20):
+        rows += len(batch)
+        peak = max(peak, rss_file_kib() - before)
+    assert rows == 4_000_000
+    # a handful of 1 MiB blocks mapped at a time, not the whole file
+    assert size > 40_000
+    assert peak < 12 * 1024, f"{peak} KiB of a {size} KiB file stayed mapped"
 
 
 def test_a_file_of_only_a_bom_is_empty() -> None:
