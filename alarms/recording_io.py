@@ -278,12 +278,18 @@ def _mapped_blocks(mapped: mmap.mmap, start: int, block_size: int) -> Iterator[_
 
 _CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 _LF: Final = ord("\n")
+_COUNT_SLICE: Final = 1 << 16
 
 
 def _count_lines(block: _Span) -> int:
     r"""Lines in `block` as Python's universal newlines count them (`\\n`, `\\r\\n`, `\\r`)."""
-    # numpy counts a byte ten times faster than `bytes.count`
-    n = int(np.count_nonzero(np.frombuffer(block.view(), np.uint8) == _LF))
+    # numpy counts a byte three times faster than `bytes.count`, and in slices of 64 KiB its
+    # comparison stays in cache (a search for blank lines, `\n\n`, would cost ten times more)
+    data = np.frombuffer(block.view(), np.uint8)
+    n = sum(
+        int(np.count_nonzero(data[i : i + _COUNT_SLICE] == _LF))
+        for i in range(0, len(data), _COUNT_SLICE)
+    )
     if block.has(b"\r"):
         raw = block.tobytes()
         n += raw.count(b"\r") - raw.count(b"\r\n")
@@ -358,11 +364,7 @@ def _parse_block(raw: _Span) -> tuple[Rows | None, int]:
     """
     if raw.has(b'"'):
         return None, -1
-    rows = _fast(raw)
-    # pyarrow skips blank lines: where there are none, each line is a row
-    if rows is None or raw.has(b"\r") or raw.has(b"\n\n") or raw.startswith(b"\n"):
-        return rows, _count_lines(raw)
-    return rows, len(rows)
+    return _fast(raw), _count_lines(raw)
 
 
 def _chain(block: _Span, blocks: Iterator[_Span]) -> Iterator[_Span]:
