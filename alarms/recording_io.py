@@ -146,7 +146,9 @@ def _mapped(f: BinaryIO) -> mmap.mmap | None:
 
     Reading a file in place, its blocks views of the page cache, spares a copy of each block
     into fresh memory, which in a short replay is most of the memory the process ever
-    touches (and every fresh page is a page fault).
+    touches (and every fresh page is a page fault). As with every mapped file, one cut short
+    by another process while it is read ends the process (SIGBUS): a recording is replayed
+    after it is written, never while a writer truncates it.
     """
     try:
         fd = f.fileno()
