@@ -294,13 +294,15 @@ def _mapped_blocks(mapped: mmap.mmap, start: int, block_size: int) -> Iterator[_
 
 _CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 _LF: Final = ord("\n")
-_COUNT_SLICE: Final = 1 << 16
+_COUNT_SLICE: Final = 1 << 19
 
 
 def _count_lines(block: _Span) -> int:
     r"""Lines in `block` as Python's universal newlines count them (`\\n`, `\\r\\n`, `\\r`)."""
-    # numpy counts a byte three times faster than `bytes.count`, and in slices of 64 KiB its
-    # comparison stays in cache (a search for blank lines, `\n\n`, would cost ten times more)
+    # numpy counts a byte three times faster than `bytes.count`; in slices of 512 KiB its
+    # temporary stays small, and few slices mean few times this worker thread gives the GIL up
+    # and waits to take it back from the busy engine (64 KiB slices: the cohort of
+    # bench/replay.py 7 % slower). A search for blank lines (`\n\n`) costs ten times more.
     data = np.frombuffer(block.view(), np.uint8)
     n = sum(
         int(np.count_nonzero(data[i : i + _COUNT_SLICE] == _LF))
