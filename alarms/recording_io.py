@@ -147,12 +147,13 @@ def _mapped(f: BinaryIO) -> mmap.mmap | None:
     Reading a file in place, its blocks views of the page cache, spares a copy of each block
     into fresh memory, which in a short replay is most of the memory the process ever
     touches (and every fresh page is a page fault). As with every mapped file, one cut short
-    by another process while it is read ends the process (SIGBUS): a recording is replayed
-    after it is written, never while a writer truncates it.
+    by another process while it is read ends the process (SIGBUS): replay a recording once it
+    is written, not while a writer truncates it.
     """
     try:
         fd = f.fileno()
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size <= f.tell():
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size <= f.tell():
             return None
         return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -208,18 +209,15 @@ class _Span:
     def has(self, sub: bytes) -> bool:
         return self.find(sub) >= 0
 
-    def startswith(self, prefix: bytes) -> bool:
-        return self.buf[self.start : self.start + len(prefix)] == prefix
-
     def tail(self, lo: int) -> _Span:
         return _Span(self.buf, self.start + lo, self.end)
 
     def view(self) -> memoryview:
         return memoryview(self.buf)[self.start : self.end]
 
-    def tobytes(self) -> bytes:
-        """A copy, for the line-by-line reader (the rare path)."""
-        return self.buf[self.start : self.end]
+    def tobytes(self, lo: int = 0, hi: int | None = None) -> bytes:
+        """A copy of the block (offsets relative to it), or of a line of it."""
+        return self.buf[self.start + lo : self.end if hi is None else self.start + hi]
 
 
 def _joined(a: _Span, b: _Span) -> _Span:
@@ -321,7 +319,7 @@ _LINE_ENDS: Final = frozenset(b"\r\n")
 
 def _read_csv(blocks: Iterator[_Span], file: str) -> Iterator[Rows]:
     first = next(blocks, _Span(b""))
-    if first.startswith(_BOM):
+    if first.tobytes(0, len(_BOM)) == _BOM:
         first = first.tail(len(_BOM))
     end = _line_end(first)
     if end == len(first):  # the header may continue in the next block: never on real files
@@ -330,7 +328,7 @@ def _read_csv(blocks: Iterator[_Span], file: str) -> Iterator[Rows]:
     if first.find(b'"', 0, end) >= 0:
         yield from _slow(_texts_of(first, blocks), file, 1, -math.inf, header=True)
         return
-    _check_header(first.buf[first.start : first.start + end], file)
+    _check_header(first.tobytes(0, end), file)
     yield from _read_ahead(_chain(first.tail(end), blocks), file)
 
 
@@ -390,10 +388,9 @@ def _chain(block: _Span, blocks: Iterator[_Span]) -> Iterator[_Span]:
     yield from blocks
 
 
-def _texts_of(block: _Span, blocks: Iterable[_Span]) -> Iterator[bytes]:
-    yield block.tobytes()
-    for b in blocks:
-        yield b.tobytes()
+def _texts_of(block: _Span, blocks: Iterator[_Span]) -> Iterator[bytes]:
+    """The blocks as text for the line-by-line reader (copies: the rare path)."""
+    return (b.tobytes() for b in _chain(block, blocks))
 
 
 def _line_end(buf: _Span) -> int:
@@ -444,6 +441,7 @@ _CONVERT: Final = pacsv.ConvertOptions(
     check_utf8=False,
 )
 _EVENT_BYTES: Final[dict[bytes, int]] = {n.encode(): c for n, c in _EVENT_CODE.items()}
+_EVENT_NAME: Final = EVENT.encode()
 # A byte in the name of every session step and in no number (as Python's `float` or pyarrow
 # spell one) and no parameter: every row whose text holds it must be an `EVENT` row, so one
 # `memchr` pass over a block finds them all, and a step's name in any other row (which would
@@ -460,7 +458,7 @@ _STEP_BYTE: Final = bytes(
 )
 
 
-def _fast(block: _Span, last_t: float = -math.inf) -> Rows | None:
+def _fast(block: _Span) -> Rows | None:
     """The rows of a block of whole lines, or None if a line needs the line-by-line reader."""
     try:
         # read in place (a BufferReader over a view); the stubs know only Python files
@@ -470,7 +468,8 @@ def _fast(block: _Span, last_t: float = -math.inf) -> Rows | None:
         return None
     t = table.column("t").to_numpy()
     what = _param_codes(table.column("param"))
-    in_order = not len(t) or (np.isfinite(t).all() and t[0] >= last_t and (t[1:] >= t[:-1]).all())
+    # the order across blocks is `_read_ahead`'s to check, in file order
+    in_order = not len(t) or (np.isfinite(t).all() and (t[1:] >= t[:-1]).all())
     if not in_order or (what == _UNKNOWN).any():
         return None
     value = table.column("value")
@@ -502,7 +501,7 @@ def _event_codes(block: _Span) -> list[int] | None:
         lo = block.rfind(b"\n", 0, at) + 1
         hi = block.find(b"\n", at)
         hi = len(block) if hi < 0 else hi
-        fields = block.buf[block.start + lo : block.start + hi].rstrip(b"\r").split(b",")
+        fields = block.tobytes(lo, hi).rstrip(b"\r").split(b",")
         if len(fields) != len(HEADER) or fields[1] != _EVENT_NAME:
             return None
         code = _EVENT_BYTES.get(fields[2])
@@ -511,9 +510,6 @@ def _event_codes(block: _Span) -> list[int] | None:
         codes.append(code)
         at = block.find(_STEP_BYTE, hi)
     return codes
-
-
-_EVENT_NAME: Final = EVENT.encode()
 
 
 def _param_codes(param: pa.ChunkedArray[Any]) -> np.ndarray:
